@@ -1,0 +1,402 @@
+// Package config holds tandemd's per-node settings: defaults, then the YAML
+// file, then TANDEMD_* environment variables, then flags, merged once and
+// validated once.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/user"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// DefaultAPIPort is the node API's port when api.listen names none.
+const DefaultAPIPort = 7400
+
+// Config is one node's tandemd configuration.
+type Config struct {
+	Node     Node     `yaml:"node"`
+	API      API      `yaml:"api"`
+	Postgres Postgres `yaml:"postgres"`
+	// StateDir holds the state file, the node certificate and key, and the
+	// admin token. It must be private to root.
+	StateDir string `yaml:"state_dir"`
+	Log      Log    `yaml:"log"`
+}
+
+// Node identifies this machine inside the cluster.
+type Node struct {
+	// Name is the node's short name, unique in the cluster.
+	Name string `yaml:"name"`
+	// IP is the node's static address in the cluster subnet, used for
+	// replication and node-to-node traffic.
+	IP string `yaml:"ip"`
+}
+
+// API configures the node API (HTTPS).
+type API struct {
+	// Listen is host:port for the node API. Empty means all addresses
+	// (so the cluster IP is served too once this node holds it) on port 7400.
+	Listen string `yaml:"listen"`
+}
+
+// Postgres configures the PostgreSQL instance tandemd supervises.
+type Postgres struct {
+	// BinDir holds postgres, initdb and pg_ctl. Empty means found
+	// automatically (newest /usr/lib/postgresql/N/bin, then PATH).
+	BinDir string `yaml:"bin_dir"`
+	// DataDir is the PostgreSQL data directory.
+	DataDir string `yaml:"data_dir"`
+	// Port is PostgreSQL's TCP port and the suffix of its socket name.
+	Port int `yaml:"port"`
+	// OSUser is the unprivileged OS user PostgreSQL runs as.
+	OSUser string `yaml:"os_user"`
+	// SocketDir is this node's own Unix socket directory.
+	SocketDir string `yaml:"socket_dir"`
+	// ListenAddresses is PostgreSQL's listen_addresses.
+	ListenAddresses string `yaml:"listen_addresses"`
+	// Init says what to do with an empty data directory: "auto" runs initdb,
+	// "never" refuses to start PostgreSQL until an operator provides one.
+	Init string `yaml:"init"`
+	// StopTimeout bounds each stage of smart → fast → immediate shutdown.
+	StopTimeout Duration `yaml:"stop_timeout"`
+}
+
+// Log configures tandemd's structured log on stderr.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// Duration is a time.Duration written as "30s" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML reads a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (write it like 30s or 2m)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Defaults returns the settings used when nothing else says otherwise.
+func Defaults() Config {
+	return Config{
+		Postgres: Postgres{
+			DataDir:         "/var/lib/tandem/pgdata",
+			Port:            5432,
+			OSUser:          "postgres",
+			SocketDir:       "/run/tandem/postgresql",
+			ListenAddresses: "*",
+			Init:            "auto",
+			StopTimeout:     Duration(30 * time.Second),
+		},
+		StateDir: "/var/lib/tandem/state",
+		Log:      Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads defaults, then the file at path (if path is not empty), then
+// TANDEMD_* variables from environ. It does not validate.
+func Load(path string, environ []string) (Config, error) {
+	c := Defaults()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("while reading the config file: %w", err)
+		}
+		if err := Parse(b, &c); err != nil {
+			return c, fmt.Errorf("in %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&c, environ); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// Parse decodes YAML onto c, refusing keys it does not know.
+func Parse(b []byte, c *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // an empty file means all defaults
+		}
+		return err
+	}
+	return nil
+}
+
+// Setting describes one leaf setting, for env mapping and documentation.
+type Setting struct {
+	Key   string // dotted YAML path, e.g. postgres.port
+	Env   string // TANDEMD_POSTGRES_PORT
+	Value reflect.Value
+}
+
+// Settings lists every leaf setting of c in file order.
+func Settings(c *Config) []Setting {
+	var out []Setting
+	var walk func(prefix string, v reflect.Value)
+	walk = func(prefix string, v reflect.Value) {
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+			if tag == "" || tag == "-" {
+				continue
+			}
+			key := tag
+			if prefix != "" {
+				key = prefix + "." + tag
+			}
+			fv := v.Field(i)
+			if fv.Kind() == reflect.Struct {
+				walk(key, fv)
+				continue
+			}
+			env := "TANDEMD_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+			out = append(out, Setting{Key: key, Env: env, Value: fv})
+		}
+	}
+	walk("", reflect.ValueOf(c).Elem())
+	return out
+}
+
+func applyEnv(c *Config, environ []string) error {
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "TANDEMD_") {
+			env[k] = v
+		}
+	}
+	var problems []string
+	for _, s := range Settings(c) {
+		raw, ok := env[s.Env]
+		if !ok {
+			continue
+		}
+		if err := Set(s, raw); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", s.Env, err))
+		}
+	}
+	if len(problems) > 0 {
+		return &Problems{List: problems}
+	}
+	return nil
+}
+
+// Set assigns a string value to one setting, converting it to its type.
+func Set(s Setting, raw string) error {
+	switch s.Value.Interface().(type) {
+	case string:
+		s.Value.SetString(raw)
+	case int:
+		n, err := strconv.Atoi(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number", raw)
+		}
+		s.Value.SetInt(int64(n))
+	case Duration:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration (write it like 30s or 2m)", raw)
+		}
+		s.Value.SetInt(int64(d))
+	default:
+		return fmt.Errorf("cannot be set from text")
+	}
+	return nil
+}
+
+// Problems is every reason a configuration was refused.
+type Problems struct{ List []string }
+
+func (p *Problems) Error() string {
+	return "configuration refused:\n  - " + strings.Join(p.List, "\n  - ")
+}
+
+var nodeNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// Validate checks every setting and returns all problems at once, each
+// naming the setting and what to write instead. It fills in derived values
+// (the API address, the PostgreSQL bin dir) when they were left empty.
+func (c *Config) Validate() error {
+	var p []string
+	add := func(format string, a ...any) { p = append(p, fmt.Sprintf(format, a...)) }
+
+	switch {
+	case c.Node.Name == "":
+		add("node.name is required: a short lowercase name such as \"a\" or \"db1\"")
+	case !nodeNameRE.MatchString(c.Node.Name):
+		add("node.name %q must be lowercase letters, digits and '-', at most 63 characters", c.Node.Name)
+	}
+	var nodeIP netip.Addr
+	if c.Node.IP == "" {
+		add("node.ip is required: this node's static IP in the cluster subnet")
+	} else if a, err := netip.ParseAddr(c.Node.IP); err != nil || a.Zone() != "" {
+		add("node.ip %q is not an IP address", c.Node.IP)
+	} else if a.IsUnspecified() || a.IsMulticast() {
+		add("node.ip %q must be a unicast address of this node", c.Node.IP)
+	} else {
+		nodeIP = a
+	}
+
+	if c.API.Listen == "" {
+		c.API.Listen = net.JoinHostPort("", strconv.Itoa(DefaultAPIPort))
+	}
+	if host, port, err := net.SplitHostPort(c.API.Listen); err != nil {
+		add("api.listen %q must be host:port, for example %s", c.API.Listen, net.JoinHostPort(orDefault(nodeIP), strconv.Itoa(DefaultAPIPort)))
+	} else {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			add("api.listen %q: port must be 1-65535", c.API.Listen)
+		}
+		if host != "" {
+			if _, err := netip.ParseAddr(host); err != nil {
+				add("api.listen %q: host must be an IP address or empty (all addresses)", c.API.Listen)
+			}
+		}
+	}
+
+	checkAbs := func(key, v string) {
+		if v == "" {
+			add("%s is required: an absolute path", key)
+		} else if !filepath.IsAbs(v) {
+			add("%s %q must be an absolute path", key, v)
+		}
+	}
+	checkAbs("state_dir", c.StateDir)
+	checkAbs("postgres.data_dir", c.Postgres.DataDir)
+	checkAbs("postgres.socket_dir", c.Postgres.SocketDir)
+	if c.Postgres.Port < 1 || c.Postgres.Port > 65535 {
+		add("postgres.port %d must be 1-65535", c.Postgres.Port)
+	}
+	switch c.Postgres.Init {
+	case "auto", "never":
+	default:
+		add("postgres.init %q must be \"auto\" (initdb an empty data dir) or \"never\"", c.Postgres.Init)
+	}
+	if c.Postgres.StopTimeout.D() <= 0 {
+		add("postgres.stop_timeout must be a positive duration such as 30s")
+	}
+	if c.Postgres.ListenAddresses == "" {
+		add("postgres.listen_addresses is required: \"*\" or a comma-separated list of addresses")
+	}
+	if c.Postgres.OSUser == "" {
+		add("postgres.os_user is required: the unprivileged OS user PostgreSQL runs as (PostgreSQL refuses root)")
+	} else if u, err := user.Lookup(c.Postgres.OSUser); err != nil {
+		add("postgres.os_user %q does not exist on this machine: create it or name an existing user", c.Postgres.OSUser)
+	} else if u.Uid == "0" {
+		add("postgres.os_user %q is root; PostgreSQL refuses to run as root: name an unprivileged user", c.Postgres.OSUser)
+	} else if os.Geteuid() != 0 && strconv.Itoa(os.Geteuid()) != u.Uid {
+		add("postgres.os_user %q differs from the user tandemd runs as: run tandemd as root or set postgres.os_user to your own user", c.Postgres.OSUser)
+	}
+
+	if c.Postgres.BinDir == "" {
+		if dir, err := FindPostgresBinDir(); err != nil {
+			add("postgres.bin_dir: %v", err)
+		} else {
+			c.Postgres.BinDir = dir
+		}
+	} else if err := checkBinDir(c.Postgres.BinDir); err != nil {
+		add("postgres.bin_dir %q: %v", c.Postgres.BinDir, err)
+	}
+
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level %q must be one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		add("log.format %q must be text or json", c.Log.Format)
+	}
+	if len(p) > 0 {
+		return &Problems{List: p}
+	}
+	return nil
+}
+
+func orDefault(a netip.Addr) string {
+	if a.IsValid() {
+		return a.String()
+	}
+	return "10.0.0.1"
+}
+
+// PostgresTools are the executables tandemd needs in the bin dir.
+var PostgresTools = []string{"postgres", "initdb", "pg_ctl", "pg_controldata"}
+
+func checkBinDir(dir string) error {
+	var missing []string
+	for _, t := range PostgresTools {
+		fi, err := os.Stat(filepath.Join(dir, t))
+		if err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("has no executable %s: point it at the directory holding PostgreSQL's server programs", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// FindPostgresBinDir looks for PostgreSQL's server programs: the newest
+// /usr/lib/postgresql/N/bin (Debian, Ubuntu), then /usr/pgsql-N/bin (RPM
+// packages), then the directory of `postgres` on PATH.
+func FindPostgresBinDir() (string, error) {
+	var cands []string
+	for _, pattern := range []string{"/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin"} {
+		m, _ := filepath.Glob(pattern)
+		sort.Slice(m, func(i, j int) bool { return versionOf(m[i]) > versionOf(m[j]) })
+		cands = append(cands, m...)
+	}
+	for _, d := range cands {
+		if checkBinDir(d) == nil {
+			return d, nil
+		}
+	}
+	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
+		if d != "" && checkBinDir(d) == nil {
+			return d, nil
+		}
+	}
+	return "", errors.New("no PostgreSQL server programs found (looked in /usr/lib/postgresql/*/bin, /usr/pgsql-*/bin and PATH): install PostgreSQL or set postgres.bin_dir")
+}
+
+var digitsRE = regexp.MustCompile(`\d+`)
+
+func versionOf(path string) int {
+	n, _ := strconv.Atoi(digitsRE.FindString(path))
+	return n
+}
+
+// YAML renders the merged configuration for --print-config. It holds no
+// secrets today; the admin token and passwords live in the state dir.
+func (c *Config) YAML() string {
+	b, _ := yaml.Marshal(c)
+	return string(b)
+}
