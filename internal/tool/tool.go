@@ -130,11 +130,11 @@ func Run(ctx context.Context, log *slog.Logger, c Cmd) (Result, error) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		stream(ctx, log, level, name, "stdout", stdout, func(l string) { outBuf.WriteString(l + "\n") })
+		streamLines(ctx, log, level, name, "stdout", stdout, func(l string) { outBuf.WriteString(l + "\n") })
 	}()
 	go func() {
 		defer wg.Done()
-		stream(ctx, log, level, name, "stderr", stderr, errTail.add)
+		streamLines(ctx, log, level, name, "stderr", stderr, errTail.add)
 	}()
 	wg.Wait()
 	err = cmd.Wait()
@@ -157,10 +157,6 @@ func Run(ctx context.Context, log *slog.Logger, c Cmd) (Result, error) {
 // long-running processes such as the postmaster.
 func StreamLines(ctx context.Context, log *slog.Logger, tool, stream string, r io.Reader) {
 	streamLines(ctx, log, slog.LevelInfo, tool, stream, r, nil)
-}
-
-func stream(ctx context.Context, log *slog.Logger, level slog.Level, tool, which string, r io.Reader, keep func(string)) {
-	streamLines(ctx, log, level, tool, which, r, keep)
 }
 
 func streamLines(ctx context.Context, log *slog.Logger, level slog.Level, tool, which string, r io.Reader, keep func(string)) {

@@ -1,0 +1,44 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Error is an error with an HTTP status and a stable code. Handlers return
+// it (or wrap it); anything else becomes a 500 "internal".
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Codes used by the node API.
+const (
+	CodeBadRequest       = "bad_request"
+	CodeUnauthorized     = "unauthorized"
+	CodeNotFound         = "not_found"
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeConflict         = "conflict"
+	CodeUnavailable      = "unavailable"
+	CodeInternal         = "internal"
+)
+
+// Errorf builds an *Error.
+func Errorf(status int, code, format string, a ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, a...)}
+}
+
+// errorFor maps any error to what the client sees. Internal errors are
+// reported by code only; their text goes to the log, where it may name
+// paths the client should not learn.
+func errorFor(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error; the node's log has the details"}
+}

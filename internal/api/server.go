@@ -1,0 +1,178 @@
+package api
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tandem-ha/tandem/internal/identity"
+)
+
+// Backend is what the API needs from the daemon. It is small so handler
+// tests can fake it.
+type Backend interface {
+	Node(ctx context.Context) NodeInfo
+}
+
+// Config builds a Server.
+type Config struct {
+	Listen  string
+	Cert    tls.Certificate
+	Token   string
+	Backend Backend
+	Log     *slog.Logger
+}
+
+// Server is the node API component.
+type Server struct {
+	cfg  Config
+	http *http.Server
+	ln   net.Listener
+	done chan struct{}
+	err  error
+	once sync.Once
+}
+
+// NewServer returns a server that is not yet listening.
+func NewServer(cfg Config) *Server {
+	s := &Server{cfg: cfg, done: make(chan struct{})}
+	s.http = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug),
+		TLSConfig: &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			Certificates: []tls.Certificate{cfg.Cert},
+		},
+	}
+	return s
+}
+
+// route is one endpoint: its method, whether it needs the admin token, and
+// the handler that returns a value to encode or an error.
+type route struct {
+	method string
+	auth   bool
+	h      func(r *http.Request) (any, int, error)
+}
+
+// Handler returns the API's routes. Load-balancer checks (/health) answer
+// without a token, as HAProxy and friends cannot send one and they reveal
+// only up/down; everything under /v1 needs the admin token.
+func (s *Server) Handler() http.Handler {
+	routes := map[string]route{
+		"/health":  {method: http.MethodGet, h: s.health},
+		"/v1/node": {method: http.MethodGet, auth: true, h: s.node},
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rt, ok := routes[r.URL.Path]
+		switch {
+		case !ok:
+			s.writeError(w, r, Errorf(http.StatusNotFound, CodeNotFound, "no endpoint %s; see the node API section of the docs", r.URL.Path))
+			return
+		case rt.auth && !s.authorized(r):
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tandem"`)
+			s.writeError(w, r, Errorf(http.StatusUnauthorized, CodeUnauthorized, "missing or wrong admin token: send \"Authorization: Bearer <token>\" with the token from the node's state dir (admin-token)"))
+			return
+		case r.Method != rt.method && !(rt.method == http.MethodGet && r.Method == http.MethodHead):
+			w.Header().Set("Allow", rt.method)
+			s.writeError(w, r, Errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "%s does not accept %s; use %s", r.URL.Path, r.Method, rt.method))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+		v, status, err := rt.h(r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, status, v)
+	})
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	h := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	return ok && identity.TokenMatches(strings.TrimSpace(tok), s.cfg.Token)
+}
+
+func (s *Server) health(r *http.Request) (any, int, error) {
+	n := s.cfg.Backend.Node(r.Context())
+	if n.Postgres.State == "running" {
+		return Health{Status: "ok", Postgres: n.Postgres.State}, http.StatusOK, nil
+	}
+	return Health{Status: "unavailable", Postgres: n.Postgres.State}, http.StatusServiceUnavailable, nil
+}
+
+func (s *Server) node(r *http.Request) (any, int, error) {
+	return s.cfg.Backend.Node(r.Context()), http.StatusOK, nil
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e := errorFor(err)
+	if e.Status >= 500 {
+		s.cfg.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	} else {
+		s.cfg.Log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "code", e.Code, "remote", r.RemoteAddr)
+	}
+	writeJSON(w, e.Status, ErrorBody{Error: ErrorDetail{Code: e.Code, Message: e.Message}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// Start listens and serves in the background; it returns once the socket
+// is bound, so a port conflict is reported at start-up.
+func (s *Server) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("while listening on %s for the node API: %w", s.cfg.Listen, err)
+	}
+	s.ln = ln
+	s.cfg.Log.Info("node API listening", "addr", ln.Addr().String())
+	go func() {
+		defer close(s.done)
+		err := s.http.Serve(tls.NewListener(ln, s.http.TLSConfig))
+		if !errors.Is(err, http.ErrServerClosed) {
+			s.err = err
+			s.cfg.Log.Error("node API stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Addr is the bound address (useful when Listen asked for port 0).
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Stop finishes in-flight requests within ctx's deadline, then closes.
+func (s *Server) Stop(ctx context.Context) error {
+	var err error
+	s.once.Do(func() {
+		err = s.http.Shutdown(ctx)
+		if s.ln != nil {
+			<-s.done
+		}
+	})
+	return err
+}

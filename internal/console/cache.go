@@ -1,0 +1,83 @@
+package console
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/tandem-ha/tandem/internal/fsutil"
+)
+
+// Cache is the console's local record, kept as JSON (mode 0600, written
+// atomically) under os.UserCacheDir()/tandem/ — %LocalAppData% on Windows.
+// It holds pinned node certificates; tokens never go in it.
+type Cache struct {
+	// Pins maps a node API address (host:port) to the certificate
+	// fingerprint first seen and accepted there, as ssh's known_hosts does.
+	Pins map[string]string `json:"pins"`
+
+	path string
+}
+
+const cacheFile = "cache.json"
+
+// CacheDir is where the console keeps its files. TANDEM_CACHE_DIR
+// overrides it (tests, several identities on one account).
+func CacheDir() (string, error) {
+	if d := os.Getenv("TANDEM_CACHE_DIR"); d != "" {
+		return d, nil
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("while finding the user cache directory: %w (set TANDEM_CACHE_DIR)", err)
+	}
+	return filepath.Join(d, "tandem"), nil
+}
+
+// LoadCache reads the cache, returning an empty one when none exists.
+func LoadCache() (*Cache, error) {
+	dir, err := CacheDir()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cache{Pins: map[string]string{}, path: filepath.Join(dir, cacheFile)}
+	b, err := os.ReadFile(c.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("while reading the console cache: %w", err)
+	}
+	if err := json.Unmarshal(b, c); err != nil {
+		return nil, fmt.Errorf("the console cache %s is damaged (%v): move it away; you will be asked to trust the nodes again", c.path, err)
+	}
+	if c.Pins == nil {
+		c.Pins = map[string]string{}
+	}
+	return c, nil
+}
+
+// Save writes the cache atomically, mode 0600.
+func (c *Cache) Save() error {
+	if err := os.MkdirAll(filepath.Dir(c.path), 0o700); err != nil {
+		return fmt.Errorf("while creating the console cache directory: %w", err)
+	}
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(c.path, append(b, '\n'), 0o600)
+}
+
+// PinnedAddrs lists pinned addresses in order.
+func (c *Cache) PinnedAddrs() []string {
+	out := make([]string, 0, len(c.Pins))
+	for a := range c.Pins {
+		out = append(out, a)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,239 @@
+package console
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tandem-ha/tandem/internal/api"
+	"github.com/tandem-ha/tandem/internal/config"
+	"github.com/tandem-ha/tandem/internal/identity"
+)
+
+// NormalizeEndpoint turns "host", "host:port" or "https://host:port" into
+// host:port, with the node API's default port when none is given.
+func NormalizeEndpoint(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", errors.New("no endpoint given: pass --endpoint with a node's address or name, e.g. --endpoint 10.0.0.11")
+	}
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return "", fmt.Errorf("endpoint %q is not a valid URL: %v", s, err)
+		}
+		if u.Scheme != "https" {
+			return "", fmt.Errorf("endpoint %q: the node API speaks only https", s)
+		}
+		if u.Path != "" && u.Path != "/" {
+			return "", fmt.Errorf("endpoint %q: give only the scheme, host and port, without a path", s)
+		}
+		s = u.Host
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		// No port (or a bare IPv6 address): use the default.
+		host, port = strings.Trim(s, "[]"), strconv.Itoa(config.DefaultAPIPort)
+	}
+	if host == "" {
+		return "", fmt.Errorf("endpoint %q has no host", s)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", fmt.Errorf("endpoint %q: port must be 1-65535", s)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// trust decides whether to accept a node's certificate.
+type trust struct {
+	cache       *Cache
+	trustNew    bool   // --trust-new: pin unknown certificates without asking
+	fingerprint string // --fingerprint: the one certificate to accept for an unknown node
+	in          io.Reader
+	prompt      io.Writer
+	interactive bool
+}
+
+// untrustedError says a node's certificate is not pinned yet.
+type untrustedError struct{ addr, fp string }
+
+func (e *untrustedError) Error() string {
+	return fmt.Sprintf("the certificate of %s is not trusted yet (fingerprint %s): check it against the fingerprint in that node's tandemd log, then run again with --fingerprint %s (or --trust-new in scripts that accept any first certificate)", e.addr, e.fp, e.fp)
+}
+
+type changedError struct{ addr, was, now string }
+
+func (e *changedError) Error() string {
+	return fmt.Sprintf("the certificate of %s CHANGED (pinned %s, now %s). Someone may be impersonating the node, or it was reinstalled. If you know it was reinstalled, run `tandem trust forget %s` and connect again", e.addr, e.was, e.now, e.addr)
+}
+
+// Client talks to one node API.
+type Client struct {
+	addr  string
+	token string
+	http  *http.Client
+}
+
+// Dial connects to a node, checking its certificate against the cache
+// (asking to pin it on first contact), and returns a client for it.
+func Dial(ctx context.Context, endpoint, token string, t *trust) (*Client, error) {
+	addr, err := NormalizeEndpoint(endpoint)
+	if err != nil {
+		return nil, exitf(ExitUsage, "%v", err)
+	}
+	c := newClient(addr, token, t.cache.Pins[addr], t.fingerprint)
+	err = c.handshake(ctx)
+	var unk *untrustedError
+	if errors.As(err, &unk) {
+		accept := t.trustNew
+		if !accept && t.fingerprint == "" && t.interactive {
+			accept = t.ask(unk)
+		}
+		if !accept {
+			return nil, &ExitError{Code: ExitRefused, Err: err}
+		}
+		c = newClient(addr, token, unk.fp, "")
+		if err := c.handshake(ctx); err != nil {
+			return nil, err
+		}
+		t.cache.Pins[addr] = unk.fp
+		if err := t.cache.Save(); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(t.prompt, "Pinned %s with certificate %s.\n", addr, unk.fp)
+		return c, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := t.cache.Pins[addr]; !ok && t.fingerprint != "" {
+		t.cache.Pins[addr] = t.fingerprint
+		if err := t.cache.Save(); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (t *trust) ask(e *untrustedError) bool {
+	fmt.Fprintf(t.prompt, "The node at %s is not known to this console.\nIts certificate fingerprint is %s.\nCompare it with the fingerprint tandemd logged at start on that node.\nTrust and pin it? [y/N] ", e.addr, e.fp)
+	line, _ := bufio.NewReader(t.in).ReadString('\n')
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true
+	}
+	return false
+}
+
+// newClient builds a client that accepts exactly the pinned certificate,
+// or when none is pinned, exactly want (if given), else reports it unknown.
+func newClient(addr, token, pinned, want string) *Client {
+	verify := func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("the node presented no certificate")
+		}
+		fp := identity.Fingerprint(cs.PeerCertificates[0].Raw)
+		switch {
+		case pinned != "" && fp == pinned:
+			return nil
+		case pinned != "":
+			return &changedError{addr: addr, was: pinned, now: fp}
+		case want != "" && fp == want:
+			return nil
+		case want != "":
+			return &ExitError{Code: ExitRefused, Err: fmt.Errorf("the certificate of %s has fingerprint %s, not the %s given with --fingerprint: nothing was sent", addr, fp, want)}
+		}
+		return &untrustedError{addr: addr, fp: fp}
+	}
+	tr := &http.Transport{
+		TLSClientConfig: &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			// Chain verification is replaced by pinning: node certificates
+			// are self-signed and trusted by fingerprint, like ssh host keys.
+			InsecureSkipVerify: true, //nolint:gosec // pinned in VerifyConnection
+			VerifyConnection:   verify,
+		},
+		DialContext:         (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 5 * time.Second,
+		MaxIdleConnsPerHost: 2,
+	}
+	return &Client{addr: addr, token: token, http: &http.Client{Transport: tr}}
+}
+
+// handshake opens a TLS connection so trust is settled before any token is
+// sent.
+func (c *Client) handshake(ctx context.Context) error {
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 3 * time.Second}, Config: c.http.Transport.(*http.Transport).TLSClientConfig}
+	conn, err := d.DialContext(ctx, "tcp", c.addr)
+	if err != nil {
+		return classify(c.addr, err)
+	}
+	return conn.Close()
+}
+
+func classify(addr string, err error) error {
+	var unk *untrustedError
+	var chg *changedError
+	var ee *ExitError
+	switch {
+	case errors.As(err, &unk):
+		return unk
+	case errors.As(err, &chg):
+		return &ExitError{Code: ExitRefused, Err: chg}
+	case errors.As(err, &ee):
+		return ee
+	}
+	return &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("cannot reach the node API at %s: %v", addr, err)}
+}
+
+// Get fetches path and decodes the JSON answer into out. Error answers are
+// turned into errors carrying the node's message.
+func (c *Client) Get(ctx context.Context, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+c.addr+path, nil)
+	if err != nil {
+		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	res, err := c.http.Do(req)
+	if err != nil {
+		return classify(c.addr, err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, 8<<20))
+	if err != nil {
+		return classify(c.addr, err)
+	}
+	if res.StatusCode >= 400 {
+		var e api.ErrorBody
+		if json.Unmarshal(body, &e) != nil || e.Error.Code == "" {
+			return fmt.Errorf("%s answered %s", c.addr, res.Status)
+		}
+		code := ExitFailure
+		if res.StatusCode == http.StatusUnauthorized {
+			code = ExitRefused
+		}
+		return &ExitError{Code: code, Err: fmt.Errorf("%s refused: %s (%s)", c.addr, e.Error.Message, e.Error.Code)}
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("while decoding the answer of %s: %w", c.addr, err)
+	}
+	return nil
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

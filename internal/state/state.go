@@ -1,0 +1,91 @@
+// Package state is the node's small durable record: who it is, the last
+// term and role it knew, and the operation in flight. It is written
+// atomically and fsynced so a crash or power loss leaves the old or the new
+// record, never a torn one.
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tandem-ha/tandem/internal/fsutil"
+)
+
+// FileName is the state file's name inside the state dir.
+const FileName = "state.json"
+
+// Roles a node can remember.
+const (
+	RoleNone      = "none" // not part of a cluster
+	RolePrimary   = "primary"
+	RoleSecondary = "secondary"
+)
+
+// State is what survives restarts.
+type State struct {
+	Node      string     `json:"node"`
+	Term      int64      `json:"term"`
+	Role      string     `json:"role"`
+	Operation *Operation `json:"operation,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
+}
+
+// Operation is a journaled operation in flight: its kind and the last step
+// that completed, so a restarted tandemd can finish or roll it back.
+type Operation struct {
+	Kind      string    `json:"kind"`
+	Step      string    `json:"step"`
+	StartedAt time.Time `json:"started_at"`
+}
+
+// Load reads the state file in dir. ok is false when there is none yet.
+func Load(dir string) (s State, ok bool, err error) {
+	b, err := os.ReadFile(filepath.Join(dir, FileName))
+	if errors.Is(err, os.ErrNotExist) {
+		return State{}, false, nil
+	}
+	if err != nil {
+		return State{}, false, fmt.Errorf("while reading the state file: %w", err)
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return State{}, false, fmt.Errorf("the state file %s is damaged (%v): restore it from a backup; do not delete it on a node that was primary", filepath.Join(dir, FileName), err)
+	}
+	return s, true, nil
+}
+
+// Save writes s to dir durably.
+func Save(dir string, s State) error {
+	s.UpdatedAt = time.Now().UTC()
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(filepath.Join(dir, FileName), append(b, '\n'), 0o600)
+}
+
+// Open loads the state for node, creating it on first start. A state dir
+// that belongs to another node is refused: pointing two configs at one
+// state dir would merge two identities.
+func Open(dir, node string) (State, error) {
+	s, ok, err := Load(dir)
+	if err != nil {
+		return State{}, err
+	}
+	if ok {
+		if s.Node != node {
+			return State{}, fmt.Errorf("state dir %s belongs to node %q, but node.name is %q: fix node.name or point state_dir at this node's own directory", dir, s.Node, node)
+		}
+		return s, nil
+	}
+	now := time.Now().UTC()
+	s = State{Node: node, Role: RoleNone, CreatedAt: now}
+	if err := Save(dir, s); err != nil {
+		return State{}, err
+	}
+	return s, nil
+}
