@@ -8,7 +8,7 @@ import (
 // Exit statuses of the console, stable for scripts.
 const (
 	ExitOK          = 0
-	ExitFailure       = 1 // anything else
+	ExitFailure     = 1 // anything else
 	ExitUsage       = 2 // bad flags or arguments; nothing was sent
 	ExitUnreachable = 3 // no node answered
 	ExitRefused     = 4 // certificate not trusted, or token refused

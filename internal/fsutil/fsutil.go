@@ -39,4 +39,3 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	}
 	return SyncDir(dir)
 }
-

@@ -91,7 +91,8 @@ func Prepare(ctx context.Context, c Cmd) *exec.Cmd {
 	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C", "LC_ALL=C"}
 	attr := &syscall.SysProcAttr{Setpgid: true}
 	if c.User != nil {
-		attr.Credential = &syscall.Credential{Uid: c.User.UID, Gid: c.User.GID, NoSetGroups: true}
+		// An empty group list drops root's supplementary groups in the child.
+		attr.Credential = &syscall.Credential{Uid: c.User.UID, Gid: c.User.GID, Groups: []uint32{}}
 		env = append(env, "HOME="+c.User.Home, "USER="+c.User.Name)
 	}
 	cmd.SysProcAttr = attr

@@ -1,0 +1,331 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// labBase is where the lab keeps its files (lab.BaseDir); repeated here so
+// the test checks the product from outside.
+const labBase = "/var/lib/tandem-lab"
+
+var bins struct {
+	once    sync.Once
+	dir     string
+	err     error
+	cleanup bool
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bins.cleanup {
+		os.RemoveAll(bins.dir)
+	}
+	os.Exit(code)
+}
+
+// needRoot skips a test that needs root, and fails it in CI, where root is
+// required so the tier cannot be skipped by accident.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("the end-to-end tests need root (network namespaces, tandemd, PostgreSQL) and CI=true: run them as root")
+	}
+	t.Skip("the end-to-end tests need root (network namespaces, tandemd, PostgreSQL): run `sudo go test -tags e2e ./e2e/`")
+}
+
+// binDir returns a directory holding tandem and tandemd: TANDEM_BIN_DIR, or
+// a fresh build of this tree.
+func binDir(t *testing.T) string {
+	t.Helper()
+	bins.once.Do(func() {
+		if d := os.Getenv("TANDEM_BIN_DIR"); d != "" {
+			bins.dir, bins.err = filepath.Abs(d)
+			return
+		}
+		dir, err := os.MkdirTemp("", "tandem-e2e-bin-")
+		if err != nil {
+			bins.err = err
+			return
+		}
+		bins.dir, bins.cleanup = dir, true
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			goTool = "/usr/local/go/bin/go"
+		}
+		cmd := exec.Command(goTool, "build", "-o", dir, "./cmd/tandem", "./cmd/tandemd")
+		cmd.Dir = ".." // the module root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			bins.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if bins.err != nil {
+		t.Fatalf("cannot get the binaries: %v", bins.err)
+	}
+	for _, b := range []string{"tandem", "tandemd"} {
+		if _, err := os.Stat(filepath.Join(bins.dir, b)); err != nil {
+			t.Fatalf("no %s in %s: %v", b, bins.dir, err)
+		}
+	}
+	return bins.dir
+}
+
+// uniqueName is a lab name no other run is using: "e" and 5 random characters.
+func uniqueName(t *testing.T) string {
+	t.Helper()
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, 5)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return "e" + string(b)
+}
+
+// testLab is one lab brought up by a test, torn down and checked at the end.
+type testLab struct {
+	t    *testing.T
+	name string
+	bin  string
+	down bool
+}
+
+// upLab runs `tandem lab up --name <unique> args…` and registers its
+// teardown: on failure the logs are printed first, then `lab down` runs
+// and the test checks that nothing of the lab is left.
+func upLab(t *testing.T, args ...string) *testLab {
+	t.Helper()
+	l := &testLab{t: t, name: uniqueName(t), bin: binDir(t)}
+	t.Cleanup(func() {
+		if t.Failed() {
+			l.dumpLogs()
+		}
+		if !l.down {
+			l.Down()
+		}
+	})
+	start := time.Now()
+	out, errOut, err := l.tandem(nil, 3*time.Minute, append([]string{"lab", "up", "--name", l.name}, args...)...)
+	if err != nil {
+		t.Fatalf("lab up --name %s: %v\nstdout:\n%s\nstderr:\n%s", l.name, err, out, errOut)
+	}
+	t.Logf("lab %s up in %s:\n%s", l.name, time.Since(start).Round(100*time.Millisecond), out)
+	return l
+}
+
+// tandem runs the tandem console with extra environment and a time limit.
+func (l *testLab) tandem(env []string, timeout time.Duration, args ...string) (string, string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(l.bin, "tandem"), args...)
+	cmd.Env = append(cleanEnv(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
+}
+
+// cleanEnv is this process's environment without variables that would
+// redirect the console or the lab.
+func cleanEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "TANDEM_LAB", "TANDEM_TOKEN", "TANDEM_ENDPOINT", "TANDEM_CACHE_DIR", "XDG_CACHE_HOME":
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// exec runs argv on a lab host and returns its stdout; it fails the test
+// when the command fails.
+func (l *testLab) exec(host string, env []string, argv ...string) string {
+	l.t.Helper()
+	out, errOut, err := l.execErr(host, env, argv...)
+	if err != nil {
+		l.t.Fatalf("lab exec %s -- %s: %v\nstdout:\n%s\nstderr:\n%s", host, strings.Join(argv, " "), err, out, errOut)
+	}
+	return out
+}
+
+func (l *testLab) execErr(host string, env []string, argv ...string) (string, string, error) {
+	args := append([]string{"lab", "exec", "--name", l.name, host, "--"}, argv...)
+	return l.tandem(env, time.Minute, args...)
+}
+
+// labEnv is the part of `tandem lab env --json` the tests read.
+type labEnv struct {
+	ClusterIP string `json:"cluster_ip"`
+	DNSName   string `json:"dns_name"`
+	DNSServer string `json:"dns_server"`
+	ClientIP  string `json:"client_ip"`
+	Domain    string `json:"domain"`
+	Nodes     []struct {
+		Name  string `json:"name"`
+		IP    string `json:"ip"`
+		API   string `json:"api"`
+		Token string `json:"token"`
+	} `json:"nodes"`
+	Postgres struct {
+		Port     int    `json:"port"`
+		User     string `json:"user"`
+		Password string `json:"password"`
+	} `json:"postgres"`
+}
+
+func (l *testLab) env() labEnv {
+	l.t.Helper()
+	out, errOut, err := l.tandem(nil, 30*time.Second, "lab", "env", "--name", l.name, "--json")
+	if err != nil {
+		l.t.Fatalf("lab env --json: %v\n%s", err, errOut)
+	}
+	var e labEnv
+	if err := json.Unmarshal([]byte(out), &e); err != nil {
+		l.t.Fatalf("lab env --json printed no JSON: %v\n%s", err, out)
+	}
+	return e
+}
+
+// Down runs `tandem lab down` and checks that nothing of the lab is left.
+func (l *testLab) Down() {
+	l.t.Helper()
+	l.down = true
+	out, errOut, err := l.tandem(nil, 3*time.Minute, "lab", "down", "--name", l.name)
+	if err != nil {
+		l.t.Errorf("lab down --name %s: %v\nstdout:\n%s\nstderr:\n%s", l.name, err, out, errOut)
+	}
+	for _, left := range leftovers(l.name) {
+		l.t.Errorf("lab %s left behind: %s", l.name, left)
+	}
+}
+
+// leftovers lists everything of lab name still on the machine.
+func leftovers(name string) []string {
+	var out []string
+	prefix := name + "-"
+	if res, err := exec.Command("ip", "netns", "list").Output(); err == nil {
+		for _, line := range strings.Split(string(res), "\n") {
+			if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], prefix) {
+				out = append(out, "namespace "+f[0])
+			}
+		}
+	} else {
+		out = append(out, "ip netns list failed: "+err.Error())
+	}
+	if m, _ := filepath.Glob("/etc/netns/" + prefix + "*"); len(m) > 0 {
+		out = append(out, "files "+strings.Join(m, " "))
+	}
+	if m, _ := filepath.Glob("/run/netns/" + prefix + "*"); len(m) > 0 {
+		out = append(out, "namespace files "+strings.Join(m, " "))
+	}
+	dir := filepath.Join(labBase, name)
+	if _, err := os.Stat(dir); err == nil {
+		out = append(out, "directory "+dir)
+	}
+	if f, err := os.Open("/proc/mounts"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if fields := strings.Fields(sc.Text()); len(fields) > 1 && strings.HasPrefix(fields[1], "/run/netns/"+prefix) {
+				out = append(out, "mount "+fields[1])
+			}
+		}
+		f.Close()
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		cmd := string(bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
+		if strings.Contains(cmd, dir+"/") {
+			out = append(out, fmt.Sprintf("process %s: %s", filepath.Base(filepath.Dir(p)), cmd))
+		}
+	}
+	return out
+}
+
+// dumpLogs prints the lab's logs into the test output, for whoever reads a
+// failed run.
+func (l *testLab) dumpLogs() {
+	dir := filepath.Join(labBase, l.name)
+	for _, f := range []string{"a/tandemd.log", "b/tandemd.log", "dnsmasq.log", "dnsmasq.stderr", "layout.json"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			l.t.Logf("=== %s: %v", f, err)
+			continue
+		}
+		if len(b) > 64*1024 {
+			b = b[len(b)-64*1024:]
+		}
+		l.t.Logf("=== %s/%s\n%s", dir, f, b)
+	}
+}
+
+// rootNetwork is a fingerprint of the root namespace's links and
+// addresses; the lab must not change it.
+func rootNetwork(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	for _, args := range [][]string{{"-o", "link", "show"}, {"-o", "addr", "show"}} {
+		res, err := exec.Command("ip", args...).Output()
+		if err != nil {
+			t.Fatalf("ip %v: %v", args, err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(res)), "\n") {
+			f := strings.Fields(line)
+			switch {
+			case args[1] == "link" && len(f) > 1:
+				out = append(out, "link "+strings.TrimSuffix(f[1], ":"))
+			case args[1] == "addr" && len(f) > 3:
+				out = append(out, "addr "+f[1]+" "+f[3])
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func checkRootNetworkUnchanged(t *testing.T, before []string) {
+	t.Helper()
+	if after := rootNetwork(t); !slices.Equal(before, after) {
+		t.Errorf("the root namespace changed:\nbefore %v\nafter  %v", before, after)
+	}
+}
+
+// resolve runs getent hosts on a lab host: the first address and the
+// canonical name, or ok=false when the name does not resolve.
+func (l *testLab) resolve(host, what string) (ip, name string, ok bool) {
+	out, _, err := l.execErr(host, nil, "getent", "hosts", what)
+	if err != nil {
+		return "", "", false
+	}
+	f := strings.Fields(out)
+	if len(f) < 2 {
+		return "", "", false
+	}
+	return f[0], f[1], true
+}

@@ -1,0 +1,145 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tandem-ha/tandem/internal/config"
+	"github.com/tandem-ha/tandem/internal/version"
+)
+
+// NewCommand is tandemd's command line.
+func NewCommand() *cobra.Command {
+	var (
+		configPath  string
+		logLevel    string
+		printConfig bool
+		checkOnly   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "tandemd --config FILE",
+		Short: "tandem's HA service: supervises this node's PostgreSQL and serves the node API",
+		Long: `tandemd runs on each of the two nodes of a tandem cluster. It starts and
+supervises this node's PostgreSQL (as an unprivileged OS user, initialising
+an empty data directory on first start), restarts it if it crashes, and
+serves the node API over HTTPS for the console and the peer node.
+
+Settings come from defaults, then the YAML file given with --config, then
+TANDEMD_* environment variables (TANDEMD_POSTGRES_PORT=5433 sets
+postgres.port), then flags. All of them are checked before anything starts;
+every problem is listed at once.
+
+Signals: SIGTERM or SIGINT stop PostgreSQL (smart, then fast, then
+immediate shutdown) and exit; a second one exits at once. SIGHUP re-reads
+log.level from the config file.`,
+		Version:       version.Version,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(configPath, os.Environ())
+			if err != nil {
+				return err
+			}
+			if logLevel != "" {
+				cfg.Log.Level = logLevel
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			if printConfig {
+				fmt.Fprint(cmd.OutOrStdout(), cfg.YAML())
+				return nil
+			}
+			if checkOnly {
+				fmt.Fprintln(cmd.OutOrStdout(), "configuration ok")
+				return nil
+			}
+			level := new(slog.LevelVar)
+			_ = level.UnmarshalText([]byte(cfg.Log.Level))
+			log := newLogger(cmd.ErrOrStderr(), cfg.Log.Format, level)
+			ctx, stop := signalContext(log, func() { reloadLevel(log, configPath, level) })
+			defer stop()
+			return New(cfg, log).Run(ctx)
+		},
+	}
+	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML configuration file (see docs/config.md)")
+	cmd.Flags().StringVar(&logLevel, "log-level", "", "override log.level: debug, info, warn or error")
+	cmd.Flags().BoolVar(&printConfig, "print-config", false, "print the merged, validated configuration and exit")
+	cmd.Flags().BoolVar(&checkOnly, "check", false, "validate the configuration and exit")
+	return cmd
+}
+
+func newLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// signalContext ends the returned context at the first SIGTERM or SIGINT
+// and exits the process at the second, for an operator who will not wait
+// for PostgreSQL's shutdown.
+func signalContext(log *slog.Logger, onHUP func()) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 4)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	go func() {
+		stopping := false
+		for sig := range ch {
+			switch {
+			case sig == syscall.SIGHUP:
+				onHUP()
+			case !stopping:
+				stopping = true
+				log.Info("signal received, shutting down", "signal", sig.String())
+				cancel()
+			default:
+				log.Warn("second signal, exiting now; PostgreSQL may still be running and will be adopted at next start", "signal", sig.String())
+				os.Exit(1)
+			}
+		}
+	}()
+	return ctx, func() { signal.Stop(ch); cancel() }
+}
+
+func reloadLevel(log *slog.Logger, path string, level *slog.LevelVar) {
+	cfg, err := config.Load(path, os.Environ())
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		log.Error("SIGHUP: configuration not reloaded", "err", err)
+		return
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
+		log.Error("SIGHUP: bad log.level", "err", err)
+		return
+	}
+	level.Set(l)
+	log.Info("SIGHUP: reloaded log.level; other settings take effect at restart", "level", cfg.Log.Level)
+}
+
+// Main runs tandemd and returns the process exit status.
+func Main() int {
+	cmd := NewCommand()
+	if err := cmd.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "tandemd:", err)
+		var p *config.Problems
+		if errors.As(err, &p) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}

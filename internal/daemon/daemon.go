@@ -1,0 +1,173 @@
+// Package daemon wires tandemd's components together and runs them with one
+// lifecycle: start in order, stop in reverse order when the context ends.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/tandem-ha/tandem/internal/api"
+	"github.com/tandem-ha/tandem/internal/config"
+	"github.com/tandem-ha/tandem/internal/identity"
+	"github.com/tandem-ha/tandem/internal/postgres"
+	"github.com/tandem-ha/tandem/internal/state"
+	"github.com/tandem-ha/tandem/internal/version"
+)
+
+// PasswordFile holds the PostgreSQL superuser password inside the state dir.
+const PasswordFile = "postgres-password"
+
+// Daemon is one node's tandemd.
+type Daemon struct {
+	cfg config.Config
+	log *slog.Logger
+	pg  *postgres.Supervisor
+}
+
+// New returns a daemon for a validated configuration.
+func New(cfg config.Config, log *slog.Logger) *Daemon {
+	return &Daemon{cfg: cfg, log: log}
+}
+
+// Run starts every component and blocks until ctx ends, then stops them in
+// reverse order: the API first (so nobody is told "running" while
+// PostgreSQL shuts down), then PostgreSQL.
+func (d *Daemon) Run(ctx context.Context) error {
+	log := d.log.With("node", d.cfg.Node.Name)
+	if err := os.MkdirAll(d.cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("while creating state_dir: %w", err)
+	}
+	if err := checkPrivate(d.cfg.StateDir); err != nil {
+		return err
+	}
+	unlock, err := lockStateDir(d.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	st, err := state.Open(d.cfg.StateDir, d.cfg.Node.Name)
+	if err != nil {
+		return err
+	}
+	log.Info("tandemd starting", "version", version.Version, "term", st.Term, "role", st.Role)
+
+	token, err := identity.EnsureToken(d.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	cert, err := identity.EnsureCert(d.cfg.StateDir, d.cfg.Node.Name, []string{d.cfg.Node.IP})
+	if err != nil {
+		return err
+	}
+	log.Info("node certificate", "fingerprint", identity.Fingerprint(cert.Certificate[0]))
+
+	pg, err := postgres.New(postgres.Options{
+		BinDir:          d.cfg.Postgres.BinDir,
+		DataDir:         d.cfg.Postgres.DataDir,
+		SocketDir:       d.cfg.Postgres.SocketDir,
+		Port:            d.cfg.Postgres.Port,
+		OSUser:          d.cfg.Postgres.OSUser,
+		ListenAddresses: d.cfg.Postgres.ListenAddresses,
+		Init:            d.cfg.Postgres.Init,
+		StopTimeout:     d.cfg.Postgres.StopTimeout.D(),
+		PasswordFile:    filepath.Join(d.cfg.StateDir, PasswordFile),
+	}, log.With("component", "postgres"))
+	if err != nil {
+		return err
+	}
+	d.pg = pg
+	// A PostgreSQL that fails to start is reported through the API (state
+	// "failed") rather than ending tandemd: the operator needs the API to
+	// see why, and the supervisor keeps trying.
+	if err := pg.Start(ctx); err != nil {
+		log.Error("PostgreSQL did not start", "err", err)
+	}
+
+	srv := api.NewServer(api.Config{
+		Listen:  d.cfg.API.Listen,
+		Cert:    cert,
+		Token:   token,
+		Backend: d,
+		Log:     log.With("component", "api"),
+	})
+	if err := srv.Start(ctx); err != nil {
+		d.stopPostgres(log)
+		return err
+	}
+
+	<-ctx.Done()
+	log.Info("tandemd stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = srv.Stop(sctx)
+	cancel()
+	d.stopPostgres(log)
+	log.Info("tandemd stopped")
+	return nil
+}
+
+func (d *Daemon) stopPostgres(log *slog.Logger) {
+	// Three escalation stages plus slack; a second signal to tandemd exits
+	// at once if an operator will not wait.
+	sctx, cancel := context.WithTimeout(context.Background(), 3*d.cfg.Postgres.StopTimeout.D()+10*time.Second)
+	defer cancel()
+	if err := d.pg.Stop(sctx); err != nil {
+		log.Error("PostgreSQL did not stop cleanly", "err", err)
+	}
+}
+
+// Node reports this node for the API.
+func (d *Daemon) Node(ctx context.Context) api.NodeInfo {
+	st := d.pg.Status(ctx)
+	return api.NodeInfo{
+		Name:           d.cfg.Node.Name,
+		IP:             d.cfg.Node.IP,
+		TandemdVersion: version.Version,
+		Postgres: api.PostgresInfo{
+			State:      st.State,
+			PID:        st.PID,
+			Port:       d.cfg.Postgres.Port,
+			InRecovery: st.InRecovery,
+			LSN:        st.LSN,
+			Version:    st.Version,
+			Restarts:   st.Restarts,
+			Error:      st.Error,
+		},
+	}
+}
+
+// checkPrivate refuses a state dir others can read: it holds the admin
+// token and the node's private key.
+func checkPrivate(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("while checking state_dir: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("state_dir %s has mode %o; it holds the admin token and node key: chmod 700 it", dir, fi.Mode().Perm())
+	}
+	return nil
+}
+
+// lockStateDir takes an exclusive lock so two tandemd processes never
+// drive the same node.
+func lockStateDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "tandemd.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("while opening the state dir lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another tandemd is already running with state_dir %s: stop it first", dir)
+		}
+		return nil, fmt.Errorf("while locking the state dir: %w", err)
+	}
+	return func() { f.Close() }, nil
+}

@@ -1,0 +1,107 @@
+package lab
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// Dnsmasq is the DNS server's executable.
+const Dnsmasq = "dnsmasq"
+
+// DNSRecord is one forward record; dnsmasq also answers its reverse (PTR).
+type DNSRecord struct {
+	Name string
+	IP   string
+}
+
+// DNSRecords lists the names the lab's DNS server answers for: every host
+// and the cluster DNS name.
+func (l *Layout) DNSRecords() []DNSRecord {
+	var out []DNSRecord
+	for _, h := range l.Hosts {
+		out = append(out, DNSRecord{Name: h.FQDN, IP: h.IP})
+	}
+	return append(out, DNSRecord{Name: l.DNSName, IP: l.ClusterIP})
+}
+
+// ReverseZone is the in-addr.arpa zone that covers the lab subnet, rounded
+// out to a whole octet (10.77.0.0/24 → 0.77.10.in-addr.arpa).
+func (l *Layout) ReverseZone() string {
+	p := netip.MustParsePrefix(l.Subnet)
+	octets := p.Bits() / 8
+	b := p.Addr().As4()
+	var labels []string
+	for i := octets - 1; i >= 0; i-- {
+		labels = append(labels, fmt.Sprint(b[i]))
+	}
+	return strings.Join(append(labels, "in-addr.arpa"), ".")
+}
+
+// DnsmasqArgs is the command line of the lab's DNS server. It reads no
+// configuration and no host files and has no upstream server, so it answers
+// the lab's names (forward and reverse), says NXDOMAIN for other names in
+// the lab's zones, and refuses everything else: nothing is ever forwarded
+// out of the lab.
+func (l *Layout) DnsmasqArgs() []string {
+	args := []string{
+		"--keep-in-foreground",
+		"--conf-file=/dev/null",
+		"--no-resolv",
+		"--no-hosts",
+		"--no-poll",
+		"--bind-interfaces",
+		"--listen-address=" + l.DNSServer,
+		"--pid-file=" + l.DNSPidPath(),
+		"--log-facility=" + l.DNSLogPath(),
+		"--log-queries",
+		"--domain=" + l.Domain,
+		"--local=/" + l.Domain + "/",
+		"--local=/" + l.ReverseZone() + "/",
+		"--bogus-priv",
+		"--domain-needed",
+	}
+	for _, r := range l.DNSRecords() {
+		args = append(args, "--host-record="+r.Name+","+r.IP)
+	}
+	return args
+}
+
+// ResolvConf is /etc/resolv.conf as every lab host sees it.
+func (l *Layout) ResolvConf() string {
+	return fmt.Sprintf("# tandem lab %s: the lab's own DNS server\nnameserver %s\nsearch %s\noptions timeout:2 attempts:2\n",
+		l.Name, l.DNSServer, l.Domain)
+}
+
+// HostsFile is /etc/hosts as every lab host sees it: localhost only, so
+// that every other name comes from the lab's DNS server.
+func HostsFile() string {
+	return "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+}
+
+// NsswitchConf returns the machine's nsswitch.conf with the hosts line
+// replaced by "files dns", so lab hosts resolve names only from their
+// localhost-only hosts file and the lab's DNS server (no mDNS, no
+// systemd-resolved, no myhostname). Every other database is kept as is.
+func NsswitchConf(orig string) string {
+	const hosts = "hosts:          files dns"
+	var out []string
+	found := false
+	for _, line := range strings.Split(strings.TrimRight(orig, "\n"), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == "hosts:" {
+			if !found {
+				out = append(out, hosts)
+			}
+			found = true
+			continue
+		}
+		out = append(out, line)
+	}
+	if !found {
+		if len(out) == 1 && out[0] == "" {
+			out = nil
+		}
+		out = append(out, hosts)
+	}
+	return strings.Join(out, "\n") + "\n"
+}

@@ -1,0 +1,145 @@
+package lab
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// Env is what `tandem lab env` prints: addresses, names and credentials.
+type Env struct {
+	Name      string      `json:"name"`
+	Dir       string      `json:"dir"`
+	Subnet    string      `json:"subnet"`
+	Domain    string      `json:"domain"`
+	ClusterIP string      `json:"cluster_ip"`
+	DNSName   string      `json:"dns_name"`
+	DNSServer string      `json:"dns_server"`
+	ClientIP  string      `json:"client_ip"`
+	Nodes     []EnvNode   `json:"nodes"`
+	Hosts     []EnvHost   `json:"hosts"`
+	Postgres  EnvPostgres `json:"postgres"`
+}
+
+// EnvNode is one node as `lab env` shows it.
+type EnvNode struct {
+	Name  string `json:"name"`
+	IP    string `json:"ip"`
+	FQDN  string `json:"fqdn"`
+	API   string `json:"api"`
+	Token string `json:"token"` // empty until tandemd has started once
+	Log   string `json:"log"`
+}
+
+// EnvHost is any lab host, with the namespace `lab exec` enters.
+type EnvHost struct {
+	Name  string `json:"name"`
+	Role  string `json:"role"`
+	IP    string `json:"ip"`
+	FQDN  string `json:"fqdn"`
+	Netns string `json:"netns"`
+}
+
+// EnvPostgres is how to reach PostgreSQL on the nodes.
+type EnvPostgres struct {
+	Port     int    `json:"port"`
+	User     string `json:"user"`
+	Password string `json:"password"` // node a's superuser password
+}
+
+// Env gathers the lab's environment; tokens and the password are read
+// from the nodes' state dirs.
+func (l *Layout) Env() Env {
+	e := Env{
+		Name:      l.Name,
+		Dir:       l.Dir,
+		Subnet:    l.Subnet,
+		Domain:    l.Domain,
+		ClusterIP: l.ClusterIP,
+		DNSName:   l.DNSName,
+		DNSServer: l.DNSServer,
+		Nodes:     []EnvNode{},
+		Hosts:     []EnvHost{},
+		Postgres:  EnvPostgres{Port: PostgresPort, User: PostgresUser},
+	}
+	for _, h := range l.Hosts {
+		e.Hosts = append(e.Hosts, EnvHost{Name: h.Name, Role: h.Role, IP: h.IP, FQDN: h.FQDN, Netns: h.Netns})
+		switch h.Role {
+		case RoleClient:
+			e.ClientIP = h.IP
+		case RoleNode:
+			e.Nodes = append(e.Nodes, EnvNode{
+				Name:  h.Name,
+				IP:    h.IP,
+				FQDN:  h.FQDN,
+				API:   APIURL(h),
+				Token: l.secret(h.Name, TokenFile),
+				Log:   l.LogPath(h.Name),
+			})
+		}
+	}
+	if nodes := l.Nodes(); len(nodes) > 0 {
+		e.Postgres.Password = l.secret(nodes[0].Name, PostgresPasswordFile)
+	}
+	return e
+}
+
+// WriteText prints the environment for a person.
+func (e Env) WriteText(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "lab %s  (subnet %s, domain %s, files in %s)\n\n", e.Name, e.Subnet, e.Domain, e.Dir)
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tROLE\tIP\tNAME\tNAMESPACE")
+	for _, h := range e.Hosts {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.Name, h.Role, h.IP, h.FQDN, h.Netns)
+	}
+	fmt.Fprintf(tw, "(cluster)\t\t%s\t%s\t(held by the primary)\n", e.ClusterIP, e.DNSName)
+	tw.Flush()
+	fmt.Fprintf(&b, "\nDNS server: %s\n", e.DNSServer)
+	fmt.Fprintln(&b, "\nnode API:")
+	for _, n := range e.Nodes {
+		tok := n.Token
+		if tok == "" {
+			tok = "(not written yet)"
+		}
+		fmt.Fprintf(&b, "  %s  %s  token %s\n", n.Name, n.API, tok)
+	}
+	pw := e.Postgres.Password
+	if pw == "" {
+		pw = "(not written yet)"
+	}
+	fmt.Fprintf(&b, "\nPostgreSQL: port %d, user %s, password %s\n", e.Postgres.Port, e.Postgres.User, pw)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteShell prints the environment as shell assignments, for
+// `eval "$(tandem lab env --shell)"`: TANDEM_LAB, TANDEM_TOKEN_A and
+// TANDEM_TOKEN_B (one per node), and TANDEM_LAB_* for addresses and the
+// PostgreSQL password.
+func (e Env) WriteShell(w io.Writer) error {
+	var b strings.Builder
+	set := func(k, v string) { fmt.Fprintf(&b, "export %s=%s\n", k, shellQuote(v)) }
+	set("TANDEM_LAB", e.Name)
+	set("TANDEM_LAB_DOMAIN", e.Domain)
+	set("TANDEM_LAB_CLUSTER_IP", e.ClusterIP)
+	set("TANDEM_LAB_DNS_NAME", e.DNSName)
+	set("TANDEM_LAB_DNS_SERVER", e.DNSServer)
+	set("TANDEM_LAB_CLIENT_IP", e.ClientIP)
+	for _, n := range e.Nodes {
+		up := strings.ToUpper(n.Name)
+		set("TANDEM_LAB_"+up+"_IP", n.IP)
+		set("TANDEM_LAB_"+up+"_API", n.API)
+		set("TANDEM_TOKEN_"+up, n.Token)
+	}
+	set("TANDEM_LAB_PG_PORT", fmt.Sprint(e.Postgres.Port))
+	set("TANDEM_LAB_PG_USER", e.Postgres.User)
+	set("TANDEM_LAB_PG_PASSWORD", e.Postgres.Password)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

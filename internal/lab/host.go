@@ -1,0 +1,95 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"time"
+)
+
+// ErrUnsupported is returned on machines that cannot hold a lab.
+var ErrUnsupported = errors.New("the lab needs Linux network namespaces: run `tandem lab` on a Linux machine")
+
+// ErrCommandNotFound is returned by Exec, with status 127, when the
+// command is not on PATH.
+var ErrCommandNotFound = errors.New("command not found")
+
+// CheckHost refuses machines and users that cannot build a lab.
+func CheckHost() error {
+	if runtime.GOOS != "linux" {
+		return fmt.Errorf("%w (this is %s)", ErrUnsupported, runtime.GOOS)
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("the lab creates network namespaces and runs tandemd and PostgreSQL: run it as root (for example with sudo)")
+	}
+	return nil
+}
+
+// UpOptions says what `lab up` builds.
+type UpOptions struct {
+	Name   string
+	Subnet string
+	// Tandemd is the tandemd executable; empty means FindTandemd("").
+	Tandemd string
+	// NoTandemd builds the hosts and DNS only.
+	NoTandemd bool
+	// Timeout bounds the wait for both nodes to answer /health.
+	Timeout time.Duration
+}
+
+// DefaultUpTimeout is how long up waits for both nodes to become healthy.
+const DefaultUpTimeout = 60 * time.Second
+
+// FindTandemd picks the tandemd executable: flag if given, else tandemd
+// next to the running executable, else tandemd on PATH.
+func FindTandemd(flag string) (string, error) {
+	if flag != "" {
+		p, err := filepath.Abs(flag)
+		if err != nil {
+			return "", err
+		}
+		if !isExecutable(p) {
+			return "", fmt.Errorf("--tandemd %s is not an executable file", flag)
+		}
+		return p, nil
+	}
+	var looked []string
+	if self, err := os.Executable(); err == nil {
+		if real, err := filepath.EvalSymlinks(self); err == nil {
+			self = real
+		}
+		p := filepath.Join(filepath.Dir(self), "tandemd")
+		if isExecutable(p) {
+			return p, nil
+		}
+		looked = append(looked, p)
+	}
+	if p, err := exec.LookPath("tandemd"); err == nil {
+		return filepath.Abs(p)
+	}
+	looked = append(looked, "PATH")
+	return "", fmt.Errorf("tandemd not found (looked at %v): build it (go build -o DIR ./cmd/tandemd ./cmd/tandem) or pass --tandemd PATH", looked)
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+}
+
+// lookTool finds a system program, also in the sbin directories that a
+// non-login root shell may lack on its PATH.
+func lookTool(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, d := range []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"} {
+		if p := filepath.Join(d, name); isExecutable(p) {
+			return p, nil
+		}
+	}
+	hint := map[string]string{"ip": "iproute2", "dnsmasq": "dnsmasq-base"}[name]
+	return "", fmt.Errorf("%s not found: install the %s package", name, hint)
+}

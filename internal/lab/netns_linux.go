@@ -1,0 +1,183 @@
+//go:build linux
+
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/tandem-ha/tandem/internal/tool"
+)
+
+const (
+	netnsRunDir = "/run/netns"
+	netnsEtcDir = "/etc/netns"
+)
+
+// ipTool runs `ip` with args.
+func ipTool(ctx context.Context, log *slog.Logger, args ...string) (tool.Result, error) {
+	ip, err := lookTool("ip")
+	if err != nil {
+		return tool.Result{}, err
+	}
+	return tool.Run(ctx, log, tool.Cmd{Path: ip, Args: args, Quiet: true})
+}
+
+// buildNetwork creates the namespaces, the bridge in the switch namespace,
+// one veth pair per host (eth0 inside the host, veth-<host> on the bridge)
+// and the hosts' addresses. Nothing is created in the root namespace.
+func buildNetwork(ctx context.Context, log *slog.Logger, l *Layout) error {
+	steps := [][]string{
+		{"netns", "add", l.SwitchNetns},
+		{"-n", l.SwitchNetns, "link", "set", "lo", "up"},
+		{"-n", l.SwitchNetns, "link", "add", BridgeName, "type", "bridge"},
+		{"-n", l.SwitchNetns, "link", "set", BridgeName, "up"},
+	}
+	for _, h := range l.Hosts {
+		steps = append(steps,
+			[]string{"netns", "add", h.Netns},
+			[]string{"-n", h.Netns, "link", "set", "lo", "up"},
+			// Created in the switch namespace, its peer moved straight into the host's.
+			[]string{"-n", l.SwitchNetns, "link", "add", h.Veth, "type", "veth", "peer", "name", HostIface, "netns", h.Netns},
+			[]string{"-n", l.SwitchNetns, "link", "set", h.Veth, "master", BridgeName},
+			[]string{"-n", l.SwitchNetns, "link", "set", h.Veth, "up"},
+			[]string{"-n", h.Netns, "addr", "add", h.IP + "/" + strconv.Itoa(l.PrefixLen()), "dev", HostIface},
+			[]string{"-n", h.Netns, "link", "set", HostIface, "up"},
+		)
+	}
+	for _, s := range steps {
+		if _, err := ipTool(ctx, log, s...); err != nil {
+			return fmt.Errorf("while building the lab network (ip %s): %w", strings.Join(s, " "), err)
+		}
+	}
+	return nil
+}
+
+// writeEtc writes the files `ip netns exec` binds over /etc for each host,
+// so every lab host resolves names through the lab's DNS server only.
+func writeEtc(l *Layout) error {
+	nss, err := os.ReadFile("/etc/nsswitch.conf")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("while reading /etc/nsswitch.conf: %w", err)
+	}
+	files := map[string]string{
+		"resolv.conf":   l.ResolvConf(),
+		"hosts":         HostsFile(),
+		"nsswitch.conf": NsswitchConf(string(nss)),
+	}
+	for _, h := range l.Hosts {
+		dir := filepath.Join(netnsEtcDir, h.Netns)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("while creating %s: %w", dir, err)
+		}
+		for name, content := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+				return fmt.Errorf("while writing %s: %w", filepath.Join(dir, name), err)
+			}
+		}
+	}
+	return nil
+}
+
+// listNetns lists the names of all named network namespaces.
+func listNetns() ([]string, error) {
+	ents, err := os.ReadDir(netnsRunDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out, nil
+}
+
+// netnsPids lists the processes inside a namespace.
+func netnsPids(ctx context.Context, log *slog.Logger, ns string) ([]int, error) {
+	res, err := ipTool(ctx, log, "netns", "pids", ns)
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, f := range strings.Fields(res.Stdout) {
+		if n, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, n)
+		}
+	}
+	return pids, nil
+}
+
+// inNetns runs fn on an OS thread that has entered namespace ns. The thread
+// stays locked and is discarded when fn returns, so nothing else ever runs
+// in the lab's namespace. Sockets fn opens keep the namespace for life.
+func inNetns(ns string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// No UnlockOSThread: the runtime ends the thread with this goroutine.
+		f, err := os.Open(filepath.Join(netnsRunDir, ns))
+		if err != nil {
+			errc <- fmt.Errorf("while opening namespace %s: %w", ns, err)
+			return
+		}
+		nr, ok := setnsNumbers[runtime.GOARCH]
+		if !ok {
+			f.Close()
+			errc <- fmt.Errorf("entering a namespace is not supported on %s", runtime.GOARCH)
+			return
+		}
+		_, _, e := syscall.RawSyscall(nr, f.Fd(), syscall.CLONE_NEWNET, 0)
+		f.Close()
+		if e != 0 {
+			errc <- fmt.Errorf("while entering namespace %s: %w", ns, e)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// setnsNumbers is setns(2)'s number per architecture; the syscall package
+// lacks it on some (amd64 among them).
+var setnsNumbers = map[string]uintptr{
+	"amd64": 308, "386": 346, "arm64": 268, "arm": 375, "riscv64": 268,
+	"loong64": 268, "ppc64": 350, "ppc64le": 350, "s390x": 339,
+	"mips": 4344, "mipsle": 4344, "mips64": 5303, "mips64le": 5303,
+}
+
+// dialerIn returns a DialContext that opens its connections inside ns.
+func dialerIn(ns string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := inNetns(ns, func() error {
+			var d net.Dialer
+			var err error
+			c, err = d.DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+}
+
+// resolverIn returns a resolver that asks server (ip:53) from inside ns.
+func resolverIn(ns, server string) *net.Resolver {
+	dial := dialerIn(ns)
+	return &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return dial(ctx, network, net.JoinHostPort(server, "53"))
+		},
+	}
+}

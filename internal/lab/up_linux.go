@@ -1,0 +1,304 @@
+//go:build linux
+
+package lab
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tandem-ha/tandem/internal/tool"
+)
+
+// Up builds the lab described by o, after clearing any leftovers of a lab
+// with the same name, and returns once both nodes answer /health. It
+// reports progress to out. On failure the lab is left as it is, for
+// inspection; `lab down` removes it.
+func Up(ctx context.Context, log *slog.Logger, o UpOptions, out io.Writer) (*Layout, error) {
+	if err := CheckHost(); err != nil {
+		return nil, err
+	}
+	l, err := NewLayout(o.Name, o.Subnet)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := lookTool("ip"); err != nil {
+		return nil, err
+	}
+	dnsmasq, err := lookTool(Dnsmasq)
+	if err != nil {
+		return nil, err
+	}
+	var tandemd string
+	if !o.NoTandemd {
+		if tandemd, err = FindTandemd(o.Tandemd); err != nil {
+			return nil, err
+		}
+		if _, err := tool.LookupUser(PostgresUser); err != nil {
+			return nil, fmt.Errorf("PostgreSQL runs as OS user %q in the lab: %w (install PostgreSQL, which creates it)", PostgresUser, err)
+		}
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultUpTimeout
+	}
+
+	if err := Down(ctx, log, l.Name); err != nil {
+		return nil, fmt.Errorf("while clearing leftovers of lab %s: %w", l.Name, err)
+	}
+	if err := makeDirs(l); err != nil {
+		return nil, err
+	}
+	if err := l.Save(); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "lab %s: building hosts %v on %s\n", l.Name, l.HostNames(), l.Subnet)
+	if err := buildNetwork(ctx, log, l); err != nil {
+		return l, err
+	}
+	if err := writeEtc(l); err != nil {
+		return l, err
+	}
+	if err := startDNS(ctx, log, l, dnsmasq); err != nil {
+		return l, err
+	}
+	fmt.Fprintf(out, "lab %s: DNS server answering on %s for %s\n", l.Name, l.DNSServer, l.Domain)
+	if o.NoTandemd {
+		printSummary(out, l, false)
+		return l, nil
+	}
+	pids := map[string]int{}
+	for _, h := range l.Nodes() {
+		pid, err := startNode(log, l, h, tandemd)
+		if err != nil {
+			return l, err
+		}
+		pids[h.Name] = pid
+	}
+	fmt.Fprintf(out, "lab %s: tandemd started on %v; waiting up to %s for /health\n", l.Name, nodeNames(l), o.Timeout)
+	if err := waitHealthy(ctx, l, pids, o.Timeout, out); err != nil {
+		return l, err
+	}
+	printSummary(out, l, true)
+	return l, nil
+}
+
+func nodeNames(l *Layout) []string {
+	var out []string
+	for _, h := range l.Nodes() {
+		out = append(out, h.Name)
+	}
+	return out
+}
+
+// makeDirs creates the lab directory. Every directory on the way to a
+// node's data and socket dirs is 0755 so the postgres user can traverse
+// it; state dirs are private to root.
+func makeDirs(l *Layout) error {
+	pg, err := tool.LookupUser(PostgresUser)
+	if err != nil {
+		pg = nil // only --no-tandemd labs get here without the user
+	}
+	mk := func(dir string, mode os.FileMode) error {
+		if err := os.MkdirAll(dir, mode); err != nil {
+			return fmt.Errorf("while creating %s: %w", dir, err)
+		}
+		return os.Chmod(dir, mode) // MkdirAll obeys the umask
+	}
+	for _, d := range []string{BaseDir, l.Dir} {
+		if err := mk(d, 0o755); err != nil {
+			return err
+		}
+	}
+	for _, h := range l.Nodes() {
+		if err := mk(l.NodeDir(h.Name), 0o755); err != nil {
+			return err
+		}
+		if err := mk(l.StateDir(h.Name), 0o700); err != nil {
+			return err
+		}
+		if err := mk(l.SocketDir(h.Name), 0o755); err != nil {
+			return err
+		}
+		if pg != nil {
+			if err := os.Chown(l.SocketDir(h.Name), int(pg.UID), int(pg.GID)); err != nil {
+				return fmt.Errorf("while handing %s to %s: %w", l.SocketDir(h.Name), PostgresUser, err)
+			}
+		}
+	}
+	return nil
+}
+
+// startDNS starts dnsmasq in the dns host and waits until the client can
+// resolve a node's name through it.
+func startDNS(ctx context.Context, log *slog.Logger, l *Layout, dnsmasq string) error {
+	dns, _ := l.Host("dns")
+	client, _ := l.Host("client")
+	// dnsmasq writes its own pid file (--pid-file); its stderr gets startup errors.
+	pid, err := startDetached(log, dns.Netns, filepath.Join(l.Dir, "dnsmasq.stderr"), "", dnsmasq, l.DnsmasqArgs()...)
+	if err != nil {
+		return err
+	}
+	probe := l.Nodes()[0]
+	res := resolverIn(client.Netns, l.DNSServer)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if !alive(pid) {
+			return fmt.Errorf("dnsmasq exited at once:\n%s\n%s", tailFile(filepath.Join(l.Dir, "dnsmasq.stderr"), 10), tailFile(l.DNSLogPath(), 10))
+		}
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		addrs, err := res.LookupHost(actx, probe.FQDN)
+		cancel()
+		if err == nil && len(addrs) == 1 && addrs[0] == probe.IP {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the lab DNS server at %s did not answer %s with %s within 10s (last: %v %v); see %s", l.DNSServer, probe.FQDN, probe.IP, addrs, err, l.DNSLogPath())
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// startNode writes a node's configuration and starts tandemd in its namespace.
+func startNode(log *slog.Logger, l *Layout, h Host, tandemd string) (int, error) {
+	if err := os.WriteFile(l.ConfigPath(h.Name), []byte(l.NodeConfigYAML(h)), 0o644); err != nil {
+		return 0, fmt.Errorf("while writing the configuration of node %s: %w", h.Name, err)
+	}
+	return startDetached(log, h.Netns, l.LogPath(h.Name), l.PidPath(h.Name), tandemd, "--config", l.ConfigPath(h.Name))
+}
+
+// waitHealthy polls every node's /health from the client host until all
+// answer 200, a tandemd exits, or timeout passes.
+func waitHealthy(ctx context.Context, l *Layout, pids map[string]int, timeout time.Duration, out io.Writer) error {
+	client, _ := l.Host("client")
+	start := time.Now()
+	deadline := start.Add(timeout)
+	healthy := map[string]bool{}
+	last := map[string]string{}
+	for {
+		for _, h := range l.Nodes() {
+			if healthy[h.Name] {
+				continue
+			}
+			if !alive(pids[h.Name]) {
+				return fmt.Errorf("tandemd on node %s exited; the end of %s:\n%s", h.Name, l.LogPath(h.Name), tailFile(l.LogPath(h.Name), 30))
+			}
+			err := checkHealth(ctx, client.Netns, h, filepath.Join(l.StateDir(h.Name), CertFile))
+			if err == nil {
+				healthy[h.Name] = true
+				fmt.Fprintf(out, "lab %s: node %s healthy after %s\n", l.Name, h.Name, time.Since(start).Round(100*time.Millisecond))
+				continue
+			}
+			last[h.Name] = err.Error()
+		}
+		if len(healthy) == len(l.Nodes()) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			var b bytes.Buffer
+			for _, h := range l.Nodes() {
+				if !healthy[h.Name] {
+					fmt.Fprintf(&b, "\nnode %s: %s; the end of %s:\n%s\n", h.Name, last[h.Name], l.LogPath(h.Name), tailFile(l.LogPath(h.Name), 30))
+				}
+			}
+			return fmt.Errorf("nodes not healthy within %s (the lab stays up for inspection; `tandem lab down --name %s` removes it):%s", timeout, l.Name, b.String())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// checkHealth asks one node's /health from namespace ns. The node's
+// certificate must be the one tandemd wrote to its state dir.
+func checkHealth(ctx context.Context, ns string, h Host, certPath string) error {
+	want, err := readCert(certPath)
+	if err != nil {
+		return err
+	}
+	tr := &http.Transport{
+		DialContext: dialerIn(ns),
+		TLSClientConfig: &tls.Config{
+			// Verified below by pinning, as the console does after first contact.
+			InsecureSkipVerify: true,
+			VerifyConnection: func(cs tls.ConnectionState) error {
+				if len(cs.PeerCertificates) == 0 || !bytes.Equal(cs.PeerCertificates[0].Raw, want.Raw) {
+					return errors.New("the node's certificate is not the one in its state dir")
+				}
+				return nil
+			},
+		},
+		DisableKeepAlives: true,
+	}
+	defer tr.CloseIdleConnections()
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, APIURL(h)+"/health", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /health: %s %s", resp.Status, bytes.TrimSpace(body))
+	}
+	return nil
+}
+
+func readCert(path string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("no certificate yet (%w)", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return x509.ParseCertificate(blk.Bytes)
+}
+
+func printSummary(out io.Writer, l *Layout, withNodes bool) {
+	fmt.Fprintf(out, "\nlab %s is up.\n\n", l.Name)
+	for _, h := range l.Hosts {
+		fmt.Fprintf(out, "  %-7s %-15s %s\n", h.Name, h.IP, h.FQDN)
+	}
+	fmt.Fprintf(out, "  %-7s %-15s %s  (cluster IP, reserved for the primary)\n", "cluster", l.ClusterIP, l.DNSName)
+	if withNodes {
+		fmt.Fprintln(out)
+		for _, h := range l.Nodes() {
+			fmt.Fprintf(out, "  tandemd on %s: %s  (log %s)\n", h.Name, APIURL(h), l.LogPath(h.Name))
+		}
+	}
+	flag := ""
+	if l.Name != DefaultName {
+		flag = " --name " + l.Name
+	}
+	fmt.Fprintf(out, `
+Next:
+  tandem lab env%[1]s
+      addresses, names, API tokens and the PostgreSQL password (--json for scripts)
+  tandem lab exec%[1]s client -- getent hosts %[2]s
+  tandem lab exec%[1]s client -- bash
+      a command, or a shell, on a lab host (a, b, client, dns)
+  tandem lab down%[1]s
+      stop everything and remove the lab
+`, flag, l.DNSName)
+}

@@ -1,0 +1,9 @@
+#!/bin/sh
+# The README's first command: install what is missing, build, and bring up
+# the lab (a two-node tandem cluster with its DNS on this machine).
+# Extra arguments go to `tandem lab up` (e.g. --name demo).
+set -eu
+cd "$(dirname "$0")/.."
+./scripts/deps.sh
+./scripts/build.sh
+exec ./bin/tandem lab up "$@"
