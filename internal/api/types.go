@@ -4,12 +4,26 @@
 // for Windows and macOS too.
 package api
 
+import (
+	"time"
+
+	"github.com/tandem-ha/tandem/internal/dnscheck"
+)
+
 // NodeInfo answers GET /v1/node.
 type NodeInfo struct {
-	Name           string       `json:"name"`
-	IP             string       `json:"ip"`
-	TandemdVersion string       `json:"tandemd_version"`
-	Postgres       PostgresInfo `json:"postgres"`
+	Name           string `json:"name"`
+	IP             string `json:"ip"`
+	APIPort        int    `json:"api_port"`
+	TandemdVersion string `json:"tandemd_version"`
+	Fingerprint    string `json:"fingerprint"`
+	// Role is none (no cluster), primary, secondary or standalone (a former
+	// primary after disassembly, still holding the cluster IP).
+	Role     string       `json:"role"`
+	Term     int64        `json:"term"`
+	Cluster  string       `json:"cluster,omitempty"`
+	Op       string       `json:"operation,omitempty"` // operation in flight
+	Postgres PostgresInfo `json:"postgres"`
 }
 
 // PostgresInfo is the supervised PostgreSQL instance as tandemd sees it.
@@ -21,6 +35,7 @@ type PostgresInfo struct {
 	InRecovery bool   `json:"in_recovery"`
 	LSN        string `json:"lsn,omitempty"`
 	Version    string `json:"version,omitempty"`
+	VersionNum int    `json:"version_num,omitempty"`
 	Restarts   int    `json:"restarts"`
 	Error      string `json:"error,omitempty"`
 }
@@ -39,5 +54,175 @@ type ErrorBody struct {
 // ErrorDetail names what went wrong; Code is stable, Message is for people.
 type ErrorDetail struct {
 	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Member is one node as the cluster record knows it.
+type Member struct {
+	Name        string `json:"name"`
+	IP          string `json:"ip"`
+	APIPort     int    `json:"api_port"`
+	PGPort      int    `json:"pg_port"`
+	Fingerprint string `json:"fingerprint"`
+	Slot        string `json:"slot,omitempty"` // the slot the primary keeps for this node
+}
+
+// Record is the cluster's own record (schema tandem, replicated).
+type Record struct {
+	Name         string    `json:"name"`
+	State        string    `json:"state"` // assembled or standalone
+	Term         int64     `json:"term"`
+	Primary      string    `json:"primary"`
+	ClusterIP    string    `json:"cluster_ip"`
+	DNSName      string    `json:"dns_name"`
+	Replication  string    `json:"replication"` // async, sync or strict
+	Synchronized bool      `json:"synchronized"`
+	Members      []Member  `json:"members"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+// Event is one line of the cluster's history.
+type Event struct {
+	ID      int64     `json:"id"`
+	At      time.Time `json:"at"`
+	Kind    string    `json:"kind"`
+	Node    string    `json:"node,omitempty"`
+	Term    int64     `json:"term"`
+	Message string    `json:"message"`
+}
+
+// AssembleRequest is POST /v1/cluster/assemble, sent to the future primary.
+type AssembleRequest struct {
+	Name        string `json:"name"`
+	ClusterIP   string `json:"cluster_ip"` // IP/prefix
+	DNSName     string `json:"dns_name"`
+	Replication string `json:"replication"` // async, sync (default) or strict
+	// Secondary is how the primary reaches the future secondary: its API
+	// address, its admin token (the secondary operator's consent to having
+	// its database replaced) and the certificate fingerprint the console
+	// pinned for it.
+	Secondary     PeerRef `json:"secondary"`
+	SkipPreflight bool    `json:"skip_preflight,omitempty"`
+}
+
+// PeerRef points at another node's API.
+type PeerRef struct {
+	Address     string `json:"address"`
+	Token       string `json:"token"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+// JoinRequest is POST /v1/cluster/join, sent by the primary to the
+// secondary with the secondary's admin token.
+type JoinRequest struct {
+	Name                string `json:"name"`
+	ClusterIP           string `json:"cluster_ip"`
+	DNSName             string `json:"dns_name"`
+	Replication         string `json:"replication"`
+	Term                int64  `json:"term"`
+	Primary             Member `json:"primary"`
+	Secondary           Member `json:"secondary"`
+	ReplicationUser     string `json:"replication_user"`
+	ReplicationPassword string `json:"replication_password"`
+}
+
+// JoinResult is the secondary's answer once it streams.
+type JoinResult struct {
+	Node       NodeInfo `json:"node"`
+	CloneTook  string   `json:"clone_took"`
+	OldDataDir string   `json:"old_data_dir,omitempty"`
+}
+
+// AssembleResult is the primary's answer once the secondary streams.
+type AssembleResult struct {
+	Record Record `json:"record"`
+	Took   string `json:"took"`
+}
+
+// DisassembleRequest is POST /v1/cluster/disassemble on the primary.
+type DisassembleRequest struct {
+	// Force disassembles the primary side even when the secondary cannot
+	// be reached (it is then told nothing and must be cleaned by hand or
+	// by `tandem disassemble --force` against it).
+	Force bool `json:"force,omitempty"`
+}
+
+// DisassembleResult says what happened on each side.
+type DisassembleResult struct {
+	Primary   string `json:"primary"`
+	Secondary string `json:"secondary"`
+}
+
+// ReplicationInfo is replication as one node sees it.
+type ReplicationInfo struct {
+	// On the primary, about the secondary:
+	State         string  `json:"state"` // streaming, catching_up, disconnected
+	SyncState     string  `json:"sync_state,omitempty"`
+	SentLSN       string  `json:"sent_lsn,omitempty"`
+	ReplayLSN     string  `json:"replay_lsn,omitempty"`
+	LagBytes      int64   `json:"lag_bytes"`
+	LagSeconds    float64 `json:"lag_seconds"`
+	Slot          string  `json:"slot,omitempty"`
+	SlotWALStatus string  `json:"slot_wal_status,omitempty"` // reserved, extended, unreserved, lost
+	RetainedBytes int64   `json:"wal_retained_bytes"`
+	// On the secondary, about the primary:
+	ReceiverStatus string `json:"receiver_status,omitempty"`
+	ReceivedLSN    string `json:"received_lsn,omitempty"`
+	LastMessage    string `json:"last_message,omitempty"` // RFC 3339
+}
+
+// ClusterIPInfo says whether this node holds the cluster IP.
+type ClusterIPInfo struct {
+	Address   string `json:"address,omitempty"`
+	Interface string `json:"interface,omitempty"`
+	Held      bool   `json:"held"`
+	Conflict  string `json:"conflict,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+// ClusterView answers GET /v1/cluster: the cluster as this node sees it.
+type ClusterView struct {
+	Node        NodeInfo         `json:"node"`
+	Record      *Record          `json:"record,omitempty"`
+	Replication *ReplicationInfo `json:"replication,omitempty"`
+	ClusterIP   ClusterIPInfo    `json:"cluster_ip"`
+	Peer        *Member          `json:"peer,omitempty"`
+}
+
+// PreflightRequest is POST /v1/preflight: run the network checks from this
+// node's point of view, about itself and Peer.
+type PreflightRequest struct {
+	Peer      Member `json:"peer"` // name, ip, api_port, pg_port
+	ClusterIP string `json:"cluster_ip"`
+	DNSName   string `json:"dns_name"`
+	DNSServer string `json:"dns_server,omitempty"` // ip or ip:port; empty = the node's resolver
+}
+
+// PreflightResult is one node's checks.
+type PreflightResult struct {
+	Node     string            `json:"node"`
+	Checks   []dnscheck.Result `json:"checks"`
+	Problems int               `json:"problems"`
+}
+
+// EventList answers GET /v1/events.
+type EventList struct {
+	Events []Event `json:"events"`
+}
+
+// Heartbeat answers the peer's GET /v1/peer/heartbeat.
+type Heartbeat struct {
+	Name          string `json:"name"`
+	Role          string `json:"role"`
+	Term          int64  `json:"term"`
+	Postgres      string `json:"postgres"`
+	InRecovery    bool   `json:"in_recovery"`
+	SlotWALStatus string `json:"slot_wal_status,omitempty"` // the slot kept for the caller, on a primary
+}
+
+// PeerEvent is POST /v1/peer/event: the secondary asks the primary to
+// record an event, since only the primary writes the record.
+type PeerEvent struct {
+	Kind    string `json:"kind"`
 	Message string `json:"message"`
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"syscall"
 
@@ -279,7 +280,7 @@ func (s *Supervisor) writeManagedConfig() error {
 		s.log.Info("postgresql.conf now includes "+managedConf, "file", conf)
 	}
 	path := filepath.Join(s.opts.DataDir, managedConf)
-	if err := s.writeOwned(path, []byte(renderTandemConf(s.opts)), 0o600); err != nil {
+	if err := s.writeOwned(path, []byte(renderTandemConf(s.opts, s.currentSettings())), 0o600); err != nil {
 		return fmt.Errorf("while writing %s: %w", path, err)
 	}
 	return nil
@@ -301,7 +302,7 @@ func ensureInclude(conf []byte) ([]byte, bool) {
 	return []byte(out), true
 }
 
-func renderTandemConf(o Options) string {
+func renderTandemConf(o Options, settings map[string]string) string {
 	var b strings.Builder
 	b.WriteString("# Managed by tandemd: rewritten every time it starts PostgreSQL, so edits\n")
 	b.WriteString("# here are lost. postgresql.conf includes this file at its end, so these\n")
@@ -309,6 +310,14 @@ func renderTandemConf(o Options) string {
 	fmt.Fprintf(&b, "port = %d\n", o.Port)
 	fmt.Fprintf(&b, "listen_addresses = %s\n", quoteConf(o.ListenAddresses))
 	fmt.Fprintf(&b, "unix_socket_directories = %s\n", quoteConf(o.SocketDir))
+	keys := make([]string, 0, len(settings))
+	for k := range settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s = %s\n", k, quoteConf(settings[k]))
+	}
 	return b.String()
 }
 

@@ -36,6 +36,9 @@ type Options struct {
 	Init            string        // "auto": initdb an empty/missing data dir; "never": refuse, report state "no_data"
 	StopTimeout     time.Duration // per stage of smart → fast → immediate
 	PasswordFile    string        // superuser password file (root-owned, 0600); created at initdb time with a random password
+	// Settings are extra postgresql.conf settings written into tandem.conf
+	// (replication settings, primary_conninfo…); SetSettings changes them.
+	Settings map[string]string
 }
 
 // Status is a snapshot of the supervised PostgreSQL.
@@ -122,14 +125,18 @@ type target struct {
 type requestKind int
 
 const (
-	reqStop requestKind = iota
-	// Later: reqRestartAsStandby, reqPromote, reqFence.
+	reqStop   requestKind = iota // shut down and end the owner
+	reqHalt                      // shut down, stay supervised, do not restart
+	reqResume                    // start again after a halt
+	reqReload                    // rewrite tandem.conf and signal a reload
 )
 
 // request is one thing asked of the owner goroutine; it answers on reply.
 type request struct {
-	kind  requestKind
-	reply chan error
+	kind    requestKind
+	fast    bool // reqHalt: begin with a fast shutdown instead of smart
+	mayInit bool // reqResume: an empty data dir may be initialised
+	reply   chan error
 }
 
 // New checks opts and returns a Supervisor that has not started anything.
@@ -292,7 +299,9 @@ type owner struct {
 	cur   *postmaster // nil when no postmaster is known to run
 	bo    backoff
 	retry *time.Timer // pending crash restart
-	first chan error  // Start's waiter, until the first attempt settled
+	// halted: stopped on purpose (Halt); no restart until Resume.
+	halted bool
+	first  chan error // Start's waiter, until the first attempt settled
 }
 
 func (s *Supervisor) run(first chan error) {
@@ -321,6 +330,12 @@ func (s *Supervisor) run(first chan error) {
 			case reqStop:
 				r.reply <- o.stop()
 				return
+			case reqHalt:
+				r.reply <- o.halt(r.fast)
+			case reqResume:
+				o.resume(r)
+			case reqReload:
+				r.reply <- o.reload()
 			default:
 				r.reply <- fmt.Errorf("unknown request %d", r.kind)
 			}
@@ -469,7 +484,11 @@ type stopStage struct {
 }
 
 // stop shuts the postmaster down, escalating smart → fast → immediate.
-func (o *owner) stop() error {
+func (o *owner) stop() error { return o.shutdown(false) }
+
+// shutdown stops the postmaster; fast skips the smart stage, for
+// operations that must not wait for clients to leave.
+func (o *owner) shutdown(fast bool) error {
 	s, p := o.s, o.cur
 	if o.retry != nil {
 		o.retry.Stop()
@@ -491,6 +510,9 @@ func (o *owner) stop() error {
 	s.closeQueryConn()
 
 	stages := []stopStage{{sigSmart, "smart"}, {sigFast, "fast"}, {sigImmediate, "immediate"}}
+	if fast {
+		stages = stages[1:]
+	}
 	for i, st := range stages {
 		if i == 0 {
 			s.log.Info("stopping PostgreSQL", "pid", p.pid, "mode", st.mode)

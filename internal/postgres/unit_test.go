@@ -70,7 +70,7 @@ func TestParseProcStat(t *testing.T) {
 }
 
 func TestRenderTandemConf(t *testing.T) {
-	got := renderTandemConf(Options{Port: 5433, ListenAddresses: "*", SocketDir: `/run/it's\here`})
+	got := renderTandemConf(Options{Port: 5433, ListenAddresses: "*", SocketDir: `/run/it's\here`}, nil)
 	for _, want := range []string{
 		"# Managed by tandemd",
 		"\nport = 5433\n",

@@ -23,16 +23,39 @@ const (
 	RoleNone      = "none" // not part of a cluster
 	RolePrimary   = "primary"
 	RoleSecondary = "secondary"
+	// RoleStandalone is a former primary after disassembly: read-write, it
+	// keeps the cluster IP, and has no peer.
+	RoleStandalone = "standalone"
 )
 
 // State is what survives restarts.
 type State struct {
-	Node      string     `json:"node"`
-	Term      int64      `json:"term"`
-	Role      string     `json:"role"`
-	Operation *Operation `json:"operation,omitempty"`
-	CreatedAt time.Time  `json:"created_at"`
-	UpdatedAt time.Time  `json:"updated_at"`
+	Node      string      `json:"node"`
+	Term      int64       `json:"term"`
+	Role      string      `json:"role"`
+	Operation *Operation  `json:"operation,omitempty"`
+	Cluster   *Membership `json:"cluster,omitempty"`
+	CreatedAt time.Time   `json:"created_at"`
+	UpdatedAt time.Time   `json:"updated_at"`
+}
+
+// Membership is what a node must know about its cluster even when its
+// PostgreSQL (which holds the record) is down: the peer and the cluster IP.
+type Membership struct {
+	Name        string `json:"name"`
+	ClusterIP   string `json:"cluster_ip"` // IP/prefix
+	DNSName     string `json:"dns_name"`
+	Replication string `json:"replication"`
+	Peer        *Peer  `json:"peer,omitempty"`
+}
+
+// Peer is the other node.
+type Peer struct {
+	Name        string `json:"name"`
+	IP          string `json:"ip"`
+	APIPort     int    `json:"api_port"`
+	PGPort      int    `json:"pg_port"`
+	Fingerprint string `json:"fingerprint"`
 }
 
 // Operation is a journaled operation in flight: its kind and the last step

@@ -1,0 +1,136 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/tandem-ha/tandem/internal/tool"
+)
+
+// Halt shuts PostgreSQL down and keeps it down (no crash restart) until
+// Resume: for cloning over the data directory, or demoting. fast skips the
+// smart stage, which would wait for every client to disconnect.
+func (s *Supervisor) Halt(ctx context.Context, fast bool) error {
+	return s.ask(ctx, request{kind: reqHalt, fast: fast})
+}
+
+// Resume starts PostgreSQL after a Halt and returns once it accepts
+// connections. mayInit allows initdb of an empty data directory (a node
+// returning to "no cluster" after its replica was removed).
+func (s *Supervisor) Resume(ctx context.Context, mayInit bool) error {
+	return s.ask(ctx, request{kind: reqResume, mayInit: mayInit})
+}
+
+// Reload rewrites tandem.conf from the current settings and tells the
+// postmaster to re-read its configuration.
+func (s *Supervisor) Reload(ctx context.Context) error {
+	return s.ask(ctx, request{kind: reqReload})
+}
+
+// SetSettings replaces the extra settings written into tandem.conf. They
+// take effect at the next Reload or start.
+func (s *Supervisor) SetSettings(m map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.Settings = maps.Clone(m)
+}
+
+func (s *Supervisor) currentSettings() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.opts.Settings)
+}
+
+func (s *Supervisor) ask(ctx context.Context, r request) error {
+	if !s.started.Load() {
+		return errors.New("the PostgreSQL supervisor is not running")
+	}
+	r.reply = make(chan error, 1)
+	select {
+	case s.reqs <- r:
+	case <-s.done:
+		return errors.New("the PostgreSQL supervisor has stopped")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-r.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (o *owner) halt(fast bool) error {
+	err := o.shutdown(fast)
+	o.halted = true
+	return err
+}
+
+func (o *owner) resume(r request) {
+	if o.cur != nil {
+		r.reply <- nil
+		return
+	}
+	o.halted = false
+	o.first = r.reply
+	if err := o.bringUp(r.mayInit); err != nil {
+		o.s.log.Error("could not start PostgreSQL", "err", err.Error())
+		o.s.setState(StateStopped, 0, err.Error())
+		o.halted = true
+		o.settle(err)
+	}
+}
+
+func (o *owner) reload() error {
+	if err := o.s.writeManagedConfig(); err != nil {
+		return err
+	}
+	if p := o.cur; p != nil {
+		if err := p.proc.Signal(syscall.SIGHUP); err != nil {
+			return fmt.Errorf("while asking PostgreSQL to reload its configuration: %w", err)
+		}
+	}
+	return nil
+}
+
+// DataDir is the supervised data directory.
+func (s *Supervisor) DataDir() string { return s.opts.DataDir }
+
+// Tool returns a command for one of PostgreSQL's programs in BinDir, run as
+// the OS user (pg_basebackup, pg_rewind must not run as root either).
+func (s *Supervisor) Tool(name string, args ...string) tool.Cmd {
+	return tool.Cmd{Path: filepath.Join(s.opts.BinDir, name), Args: args, User: s.runAs, Dir: "/"}
+}
+
+// WriteDataFile writes a file inside the data directory, owned by the OS
+// user (standby.signal, pg_hba.conf).
+func (s *Supervisor) WriteDataFile(name string, data []byte, perm fs.FileMode) error {
+	return s.writeOwned(filepath.Join(s.opts.DataDir, name), data, perm)
+}
+
+// ReadDataFile reads a file inside the data directory.
+func (s *Supervisor) ReadDataFile(name string) ([]byte, error) {
+	return os.ReadFile(filepath.Join(s.opts.DataDir, name))
+}
+
+// RemoveDataFile removes a file inside the data directory if it exists.
+func (s *Supervisor) RemoveDataFile(name string) error {
+	err := os.Remove(filepath.Join(s.opts.DataDir, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// MakeEmptyDataDir creates an empty data directory owned by the OS user,
+// mode 0700, for a clone to fill.
+func (s *Supervisor) MakeEmptyDataDir() error {
+	return s.makeDataDir()
+}
