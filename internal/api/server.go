@@ -48,12 +48,17 @@ func NewServer(cfg Config) *Server {
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug),
+		// No write timeout: assembly streams a whole clone before it
+		// answers; handlers bound their own work with contexts.
+		WriteTimeout: 0,
+		IdleTimeout:  2 * time.Minute,
+		ErrorLog:     slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug),
 		TLSConfig: &tls.Config{
 			MinVersion:   tls.VersionTLS12,
 			Certificates: []tls.Certificate{cfg.Cert},
+			// Peers present their node certificate; it is checked against
+			// the pinned fingerprint on peer routes, not against a CA.
+			ClientAuth: tls.RequestClientCert,
 		},
 	}
 	return s
@@ -63,7 +68,7 @@ func NewServer(cfg Config) *Server {
 // the handler that returns a value to encode or an error.
 type route struct {
 	method string
-	auth   bool
+	auth   int
 	h      func(r *http.Request) (any, int, error)
 }
 
@@ -72,8 +77,14 @@ type route struct {
 // only up/down; everything under /v1 needs the admin token.
 func (s *Server) Handler() http.Handler {
 	routes := map[string]route{
-		"/health":  {method: http.MethodGet, h: s.health},
-		"/v1/node": {method: http.MethodGet, auth: true, h: s.node},
+		"/health":  {method: http.MethodGet, auth: authNone, h: s.health},
+		"/v1/node": {method: http.MethodGet, auth: authToken, h: s.node},
+	}
+	cb, _ := s.cfg.Backend.(ClusterBackend)
+	if cb != nil {
+		for p, rt := range s.clusterRoutes(cb) {
+			routes[p] = rt
+		}
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rt, ok := routes[r.URL.Path]
@@ -81,9 +92,12 @@ func (s *Server) Handler() http.Handler {
 		case !ok:
 			s.writeError(w, r, Errorf(http.StatusNotFound, CodeNotFound, "no endpoint %s; see the node API section of the docs", r.URL.Path))
 			return
-		case rt.auth && !s.authorized(r):
+		case rt.auth == authToken && !s.authorized(r):
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tandem"`)
 			s.writeError(w, r, Errorf(http.StatusUnauthorized, CodeUnauthorized, "missing or wrong admin token: send \"Authorization: Bearer <token>\" with the token from the node's state dir (admin-token)"))
+			return
+		case rt.auth == authPeer && !peerAuthorized(r, cb):
+			s.writeError(w, r, Errorf(http.StatusForbidden, CodeForbidden, "peer endpoints answer only the pinned peer node's certificate"))
 			return
 		case r.Method != rt.method && !(rt.method == http.MethodGet && r.Method == http.MethodHead):
 			w.Header().Set("Allow", rt.method)

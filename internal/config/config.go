@@ -33,8 +33,23 @@ type Config struct {
 	Postgres Postgres `yaml:"postgres"`
 	// StateDir holds the state file, the node certificate and key, and the
 	// admin token. It must be private to root.
-	StateDir string `yaml:"state_dir"`
-	Log      Log    `yaml:"log"`
+	StateDir    string      `yaml:"state_dir"`
+	Replication Replication `yaml:"replication"`
+	Log         Log         `yaml:"log"`
+}
+
+// Replication tunes how this node keeps and waits for its peer.
+type Replication struct {
+	// MaxSlotWALKeep caps the WAL the primary keeps in pg_wal for an absent
+	// secondary (PostgreSQL's max_slot_wal_keep_size). Past it the WAL is
+	// released and the secondary is re-seeded when it returns.
+	MaxSlotWALKeep string `yaml:"max_slot_wal_keep_size"`
+	// SyncGrace is how long sync mode waits for an absent secondary before
+	// commits stop waiting for it.
+	SyncGrace Duration `yaml:"sync_grace"`
+	// AwayAfter is how long the secondary may be gone before the
+	// "secondary unavailable" event (and notification).
+	AwayAfter Duration `yaml:"secondary_away_after"`
 }
 
 // Node identifies this machine inside the cluster.
@@ -113,7 +128,12 @@ func Defaults() Config {
 			StopTimeout:     Duration(30 * time.Second),
 		},
 		StateDir: "/var/lib/tandem/state",
-		Log:      Log{Level: "info", Format: "text"},
+		Replication: Replication{
+			MaxSlotWALKeep: "8GB",
+			SyncGrace:      Duration(10 * time.Second),
+			AwayAfter:      Duration(10 * time.Minute),
+		},
+		Log: Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -324,6 +344,15 @@ func (c *Config) Validate() error {
 		add("postgres.bin_dir %q: %v", c.Postgres.BinDir, err)
 	}
 
+	if !walSizeRE.MatchString(c.Replication.MaxSlotWALKeep) {
+		add("replication.max_slot_wal_keep_size %q must be a size such as 512MB, 8GB or 1TB", c.Replication.MaxSlotWALKeep)
+	}
+	if c.Replication.SyncGrace.D() <= 0 {
+		add("replication.sync_grace must be a positive duration such as 10s")
+	}
+	if c.Replication.AwayAfter.D() <= 0 {
+		add("replication.secondary_away_after must be a positive duration such as 10m")
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -388,6 +417,11 @@ func FindPostgresBinDir() (string, error) {
 }
 
 var digitsRE = regexp.MustCompile(`\d+`)
+
+// walSizeRE accepts what PostgreSQL accepts for a size in MB-granular
+// settings, without the -1 ("unlimited"), which would let an absent
+// secondary fill the primary's disk.
+var walSizeRE = regexp.MustCompile(`^[1-9][0-9]*(MB|GB|TB)$`)
 
 func versionOf(path string) int {
 	n, _ := strconv.Atoi(digitsRE.FindString(path))

@@ -7,12 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"strconv"
 	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/tandem-ha/tandem/internal/api"
+	"github.com/tandem-ha/tandem/internal/cluster"
+	"github.com/tandem-ha/tandem/internal/clusterip"
 	"github.com/tandem-ha/tandem/internal/config"
 	"github.com/tandem-ha/tandem/internal/identity"
 	"github.com/tandem-ha/tandem/internal/postgres"
@@ -66,7 +70,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	log.Info("node certificate", "fingerprint", identity.Fingerprint(cert.Certificate[0]))
+
+	fingerprint := identity.Fingerprint(cert.Certificate[0])
+	log.Info("node certificate", "fingerprint", fingerprint)
 
 	pg, err := postgres.New(postgres.Options{
 		BinDir:          d.cfg.Postgres.BinDir,
@@ -83,18 +89,45 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	d.pg = pg
+	vip := clusterip.New(clusterip.Options{}, log.With("component", "clusterip"))
+	node := cluster.New(cluster.Config{
+		Name:           d.cfg.Node.Name,
+		IP:             d.cfg.Node.IP,
+		APIPort:        apiPort(d.cfg.API.Listen),
+		PGPort:         d.cfg.Postgres.Port,
+		StateDir:       d.cfg.StateDir,
+		Cert:           cert,
+		Fingerprint:    fingerprint,
+		MaxSlotWALKeep: d.cfg.Replication.MaxSlotWALKeep,
+		SyncGrace:      d.cfg.Replication.SyncGrace.D(),
+		AwayAfter:      d.cfg.Replication.AwayAfter.D(),
+	}, st, pg, vip, log.With("component", "cluster"))
+
+	// A crash in the middle of replacing the data directory is repaired
+	// before the supervisor looks at it; then PostgreSQL starts with the
+	// settings of the role this node remembers.
+	if err := node.RecoverBeforePostgres(); err != nil {
+		return fmt.Errorf("while recovering an interrupted operation: %w", err)
+	}
+	pg.SetSettings(node.StartupSettings())
+	if err := vip.Start(ctx); err != nil {
+		return err
+	}
 	// A PostgreSQL that fails to start is reported through the API (state
 	// "failed") rather than ending tandemd: the operator needs the API to
 	// see why, and the supervisor keeps trying.
 	if err := pg.Start(ctx); err != nil {
 		log.Error("PostgreSQL did not start", "err", err)
 	}
+	if err := node.Start(ctx); err != nil {
+		log.Error("cluster logic did not start", "err", err)
+	}
 
 	srv := api.NewServer(api.Config{
 		Listen:  d.cfg.API.Listen,
 		Cert:    cert,
 		Token:   token,
-		Backend: d,
+		Backend: node,
 		Log:     log.With("component", "api"),
 	})
 	if err := srv.Start(ctx); err != nil {
@@ -106,10 +139,27 @@ func (d *Daemon) Run(ctx context.Context) error {
 	log.Info("tandemd stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_ = srv.Stop(sctx)
+	// The cluster IP goes before PostgreSQL, so clients see a clean
+	// "nobody here" rather than connections refused by a stopping server.
+	if err := vip.Stop(sctx); err != nil {
+		log.Error("could not remove the cluster IP", "err", err)
+	}
 	cancel()
 	d.stopPostgres(log)
 	log.Info("tandemd stopped")
 	return nil
+}
+
+func apiPort(listen string) int {
+	_, p, err := net.SplitHostPort(listen)
+	if err != nil {
+		return config.DefaultAPIPort
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		return config.DefaultAPIPort
+	}
+	return n
 }
 
 func (d *Daemon) stopPostgres(log *slog.Logger) {
@@ -119,26 +169,6 @@ func (d *Daemon) stopPostgres(log *slog.Logger) {
 	defer cancel()
 	if err := d.pg.Stop(sctx); err != nil {
 		log.Error("PostgreSQL did not stop cleanly", "err", err)
-	}
-}
-
-// Node reports this node for the API.
-func (d *Daemon) Node(ctx context.Context) api.NodeInfo {
-	st := d.pg.Status(ctx)
-	return api.NodeInfo{
-		Name:           d.cfg.Node.Name,
-		IP:             d.cfg.Node.IP,
-		TandemdVersion: version.Version,
-		Postgres: api.PostgresInfo{
-			State:      st.State,
-			PID:        st.PID,
-			Port:       d.cfg.Postgres.Port,
-			InRecovery: st.InRecovery,
-			LSN:        st.LSN,
-			Version:    st.Version,
-			Restarts:   st.Restarts,
-			Error:      st.Error,
-		},
 	}
 }
 

@@ -1,0 +1,137 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/tandem-ha/tandem/internal/identity"
+)
+
+// ClusterBackend is what the cluster endpoints need. A Backend that does
+// not implement it (a bare node, a test fake) serves only /health and
+// /v1/node.
+type ClusterBackend interface {
+	View(ctx context.Context) (ClusterView, error)
+	Events(ctx context.Context, limit int) (EventList, error)
+	Assemble(ctx context.Context, req AssembleRequest) (AssembleResult, error)
+	Join(ctx context.Context, req JoinRequest) (JoinResult, error)
+	Disassemble(ctx context.Context, req DisassembleRequest) (DisassembleResult, error)
+	Preflight(ctx context.Context, req PreflightRequest) (PreflightResult, error)
+
+	// Peer calls, authenticated by the pinned peer certificate.
+	PeerFingerprint() string
+	Heartbeat(ctx context.Context) Heartbeat
+	Leave(ctx context.Context) error
+	RecreateSlot(ctx context.Context) error
+	PeerEvent(ctx context.Context, e PeerEvent) error
+}
+
+// Who may call a route.
+const (
+	authNone  = iota // load-balancer checks
+	authToken        // the node's admin token
+	authPeer         // the peer node, by its pinned client certificate
+)
+
+func (s *Server) clusterRoutes(cb ClusterBackend) map[string]route {
+	return map[string]route{
+		"/v1/cluster": {method: http.MethodGet, auth: authToken, h: func(r *http.Request) (any, int, error) {
+			v, err := cb.View(r.Context())
+			return v, http.StatusOK, err
+		}},
+		"/v1/events": {method: http.MethodGet, auth: authToken, h: func(r *http.Request) (any, int, error) {
+			limit := 100
+			if q := r.URL.Query().Get("limit"); q != "" {
+				n, err := strconv.Atoi(q)
+				if err != nil || n < 1 || n > 10000 {
+					return nil, 0, Errorf(http.StatusBadRequest, CodeBadRequest, "limit %q must be a whole number from 1 to 10000", q)
+				}
+				limit = n
+			}
+			v, err := cb.Events(r.Context(), limit)
+			return v, http.StatusOK, err
+		}},
+		"/v1/cluster/assemble": {method: http.MethodPost, auth: authToken, h: func(r *http.Request) (any, int, error) {
+			var req AssembleRequest
+			if err := decode(r, &req); err != nil {
+				return nil, 0, err
+			}
+			v, err := cb.Assemble(r.Context(), req)
+			return v, http.StatusOK, err
+		}},
+		"/v1/cluster/join": {method: http.MethodPost, auth: authToken, h: func(r *http.Request) (any, int, error) {
+			var req JoinRequest
+			if err := decode(r, &req); err != nil {
+				return nil, 0, err
+			}
+			v, err := cb.Join(r.Context(), req)
+			return v, http.StatusOK, err
+		}},
+		"/v1/cluster/disassemble": {method: http.MethodPost, auth: authToken, h: func(r *http.Request) (any, int, error) {
+			var req DisassembleRequest
+			if err := decode(r, &req); err != nil {
+				return nil, 0, err
+			}
+			v, err := cb.Disassemble(r.Context(), req)
+			return v, http.StatusOK, err
+		}},
+		"/v1/preflight": {method: http.MethodPost, auth: authToken, h: func(r *http.Request) (any, int, error) {
+			var req PreflightRequest
+			if err := decode(r, &req); err != nil {
+				return nil, 0, err
+			}
+			v, err := cb.Preflight(r.Context(), req)
+			return v, http.StatusOK, err
+		}},
+		"/v1/peer/heartbeat": {method: http.MethodGet, auth: authPeer, h: func(r *http.Request) (any, int, error) {
+			return cb.Heartbeat(r.Context()), http.StatusOK, nil
+		}},
+		"/v1/peer/leave": {method: http.MethodPost, auth: authPeer, h: func(r *http.Request) (any, int, error) {
+			return struct{}{}, http.StatusOK, cb.Leave(r.Context())
+		}},
+		"/v1/peer/reseed": {method: http.MethodPost, auth: authPeer, h: func(r *http.Request) (any, int, error) {
+			return struct{}{}, http.StatusOK, cb.RecreateSlot(r.Context())
+		}},
+		"/v1/peer/event": {method: http.MethodPost, auth: authPeer, h: func(r *http.Request) (any, int, error) {
+			var e PeerEvent
+			if err := decode(r, &e); err != nil {
+				return nil, 0, err
+			}
+			return struct{}{}, http.StatusOK, cb.PeerEvent(r.Context(), e)
+		}},
+	}
+}
+
+// peerAuthorized checks the client certificate against the pinned peer.
+func peerAuthorized(r *http.Request, cb ClusterBackend) bool {
+	want := cb.PeerFingerprint()
+	if want == "" || r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return false
+	}
+	return identity.Fingerprint(r.TLS.PeerCertificates[0].Raw) == want
+}
+
+// decode reads a JSON body, refusing unknown fields and trailing data, so
+// a misspelt field is an error rather than silently ignored.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return Errorf(http.StatusRequestEntityTooLarge, CodeBadRequest, "request body larger than %d bytes", mbe.Limit)
+		}
+		if errors.Is(err, io.EOF) {
+			return Errorf(http.StatusBadRequest, CodeBadRequest, "request body is empty; send a JSON object")
+		}
+		return Errorf(http.StatusBadRequest, CodeBadRequest, "request body is not valid JSON for this endpoint: %v", err)
+	}
+	if dec.More() {
+		return Errorf(http.StatusBadRequest, CodeBadRequest, "request body has data after the JSON object")
+	}
+	return nil
+}

@@ -1,0 +1,495 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tandem-ha/tandem/internal/api"
+	"github.com/tandem-ha/tandem/internal/fsutil"
+	"github.com/tandem-ha/tandem/internal/state"
+	"github.com/tandem-ha/tandem/internal/tool"
+)
+
+// Operation kinds journaled in the state file.
+const (
+	OpAssemble    = "assemble"
+	OpJoin        = "join"
+	OpDisassemble = "disassemble"
+	OpLeave       = "leave"
+	OpReseed      = "reseed"
+)
+
+// Replication modes.
+const (
+	ModeAsync  = "async"
+	ModeSync   = "sync"
+	ModeStrict = "strict"
+)
+
+var dnsNameRE = regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.?$`)
+
+// ValidateSpec checks the cluster-wide settings of an assembly and fills
+// defaults; every problem is listed.
+func ValidateSpec(req *api.AssembleRequest) error {
+	var p []string
+	if _, err := netip.ParsePrefix(req.ClusterIP); err != nil {
+		p = append(p, fmt.Sprintf("cluster IP %q must be an address with its prefix length, such as 10.0.0.10/24", req.ClusterIP))
+	}
+	if req.DNSName == "" || len(req.DNSName) > 253 || !dnsNameRE.MatchString(req.DNSName) {
+		p = append(p, fmt.Sprintf("DNS name %q is not a valid host name, such as db.example.net", req.DNSName))
+	}
+	req.DNSName = strings.TrimSuffix(strings.ToLower(req.DNSName), ".")
+	switch req.Replication {
+	case "":
+		req.Replication = ModeSync
+	case ModeAsync, ModeSync, ModeStrict:
+	default:
+		p = append(p, fmt.Sprintf("replication mode %q must be async, sync or strict", req.Replication))
+	}
+	if req.Name == "" {
+		req.Name = req.DNSName
+	}
+	if req.Secondary.Address == "" {
+		p = append(p, "the secondary's API address is missing")
+	}
+	if req.Secondary.Token == "" {
+		p = append(p, "the secondary's admin token is missing: it is that node's consent to having its database replaced")
+	}
+	if !strings.HasPrefix(req.Secondary.Fingerprint, "sha256:") {
+		p = append(p, "the secondary's certificate fingerprint is missing (sha256:…)")
+	}
+	if len(p) > 0 {
+		return badRequest("%s", strings.Join(p, "; "))
+	}
+	return nil
+}
+
+// Assemble makes this node the primary of a new cluster, with the node at
+// req.Secondary cloned from it as its hot standby. Nothing changes on
+// either node until every check has passed; a failure after that rolls
+// this node back to how it was, and the secondary rolls itself back.
+func (n *Node) Assemble(ctx context.Context, req api.AssembleRequest) (api.AssembleResult, error) {
+	start := time.Now()
+	if err := ValidateSpec(&req); err != nil {
+		return api.AssembleResult{}, err
+	}
+	if !n.opMu.TryLock() {
+		return api.AssembleResult{}, conflict("another operation is in progress on %s; wait for it to finish", n.cfg.Name)
+	}
+	defer n.opMu.Unlock()
+
+	// 1. Preconditions on this node.
+	before := n.State()
+	if before.Role != state.RoleNone && before.Role != state.RoleStandalone {
+		return api.AssembleResult{}, conflict("%s already belongs to cluster %q as %s: disassemble it first", n.cfg.Name, before.Cluster.Name, before.Role)
+	}
+	ps := n.pg.Status(ctx)
+	if ps.State != "running" {
+		return api.AssembleResult{}, unavailable("PostgreSQL on %s is %s; the primary's PostgreSQL must run", n.cfg.Name, ps.State)
+	}
+	if ps.InRecovery {
+		return api.AssembleResult{}, conflict("PostgreSQL on %s is in recovery (a standby); the primary must be read-write", n.cfg.Name)
+	}
+
+	// 2. The secondary, reached with its own admin token: its consent.
+	sec := newPeerClient(req.Secondary.Address, req.Secondary.Fingerprint, req.Secondary.Token, n.cfg.Cert)
+	defer sec.close()
+	var info api.NodeInfo
+	if err := sec.do(ctx, http.MethodGet, "/v1/node", nil, &info); err != nil {
+		var ae *api.Error
+		if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
+			return api.AssembleResult{}, badRequest("the secondary refused its admin token: pass the token from the secondary's state dir (admin-token)")
+		}
+		return api.AssembleResult{}, err
+	}
+	switch {
+	case info.Role != state.RoleNone:
+		return api.AssembleResult{}, conflict("the secondary %s already holds a cluster (%q, role %s): disassemble it there first", info.Name, info.Cluster, info.Role)
+	case info.Name == n.cfg.Name:
+		return api.AssembleResult{}, badRequest("both nodes are named %q: give each node its own node.name", info.Name)
+	case info.IP == n.cfg.IP:
+		return api.AssembleResult{}, badRequest("both nodes have node IP %s: each node needs its own", info.IP)
+	case info.Fingerprint != req.Secondary.Fingerprint:
+		return api.AssembleResult{}, badRequest("the secondary reports certificate %s but presented %s", info.Fingerprint, req.Secondary.Fingerprint)
+	case info.Postgres.VersionNum == 0:
+		return api.AssembleResult{}, unavailable("PostgreSQL on the secondary %s is %s, so its version cannot be checked: let it start first", info.Name, info.Postgres.State)
+	case info.Postgres.VersionNum/10000 != ps.VersionNum/10000:
+		return api.AssembleResult{}, conflict("PostgreSQL major versions differ: %s on %s, %s on %s; install the same major version on both", ps.Version, n.cfg.Name, info.Postgres.Version, info.Name)
+	}
+	secondary := api.Member{Name: info.Name, IP: info.IP, APIPort: info.APIPort, PGPort: info.Postgres.Port, Fingerprint: info.Fingerprint, Slot: slotName(info.Name)}
+	if !req.SkipPreflight {
+		if err := n.preflightBoth(ctx, req, secondary, sec); err != nil {
+			return api.AssembleResult{}, err
+		}
+	}
+	n.log.Info("assembling", "op", OpAssemble, "secondary", secondary.Name, "cluster_ip", req.ClusterIP, "replication", req.Replication)
+
+	// 3. From here on this node changes; undo everything on failure.
+	undo := &undoList{}
+	fail := func(err error) (api.AssembleResult, error) {
+		n.log.Error("assembly failed; rolling back", "op", OpAssemble, "err", err)
+		rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		undo.run(rctx, n)
+		if serr := n.save(before); serr != nil {
+			n.log.Error("could not restore the state file", "err", serr)
+		}
+		return api.AssembleResult{}, err
+	}
+	if err := n.journal(OpAssemble, "replication-role"); err != nil {
+		return api.AssembleResult{}, err
+	}
+	password := randomPassword()
+	if err := fsutil.WriteFileAtomic(filepath.Join(n.cfg.StateDir, replPasswordFile), []byte(password+"\n"), 0o600); err != nil {
+		return fail(err)
+	}
+	err := n.withConn(ctx, func(c *pgx.Conn) error {
+		if _, err := c.Exec(ctx, roleSQL(password)); err != nil {
+			return fmt.Errorf("while creating the replication role: %w", err)
+		}
+		undo.add("drop the replication role", func(ctx context.Context) error {
+			return n.withConn(ctx, func(c *pgx.Conn) error {
+				_, err := c.Exec(ctx, "DROP ROLE IF EXISTS "+ReplicationUser)
+				return err
+			})
+		})
+		if _, err := c.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, secondary.Slot); err != nil {
+			return fmt.Errorf("while creating replication slot %s: %w", secondary.Slot, err)
+		}
+		undo.add("drop the slot", func(ctx context.Context) error { return n.dropSlot(ctx, secondary.Slot) })
+		return nil
+	})
+	if err != nil {
+		return fail(err)
+	}
+
+	if err := n.journal(OpAssemble, "pg-config"); err != nil {
+		return fail(err)
+	}
+	undo.add("restore pg_hba.conf and settings", func(ctx context.Context) error {
+		if err := n.setHBA(nil); err != nil {
+			return err
+		}
+		n.pg.SetSettings(baseSettings(n.cfg.MaxSlotWALKeep))
+		return n.pg.Reload(ctx)
+	})
+	if err := n.setHBA([]string{n.cfg.IP, secondary.IP}); err != nil {
+		return fail(err)
+	}
+	// Synchronous replication is switched on only once the secondary
+	// streams: before that, every commit (the record's too) would wait.
+	n.pg.SetSettings(primarySettings(n.cfg.MaxSlotWALKeep, secondary.Name, false))
+	if err := n.pg.Reload(ctx); err != nil {
+		return fail(err)
+	}
+
+	if err := n.journal(OpAssemble, "record"); err != nil {
+		return fail(err)
+	}
+	rec := api.Record{
+		Name: req.Name, State: "assembled", Term: 1, Primary: n.cfg.Name,
+		ClusterIP: req.ClusterIP, DNSName: req.DNSName, Replication: req.Replication,
+		Members: []api.Member{n.self(""), secondary},
+	}
+	var oldRec *api.Record
+	_ = n.withConn(ctx, func(c *pgx.Conn) error {
+		if r, err := ReadRecord(ctx, c); err == nil {
+			oldRec = &r
+		}
+		return nil
+	})
+	undo.add("restore the cluster record", func(ctx context.Context) error {
+		return n.withConn(ctx, func(c *pgx.Conn) error {
+			if oldRec != nil {
+				return WriteRecord(ctx, c, *oldRec)
+			}
+			_, err := c.Exec(ctx, `DROP SCHEMA IF EXISTS tandem CASCADE`)
+			return err
+		})
+	})
+	if err := n.withConn(ctx, func(c *pgx.Conn) error { return WriteRecord(ctx, c, rec) }); err != nil {
+		return fail(err)
+	}
+
+	s := n.State()
+	s.Role, s.Term = state.RolePrimary, 1
+	s.Cluster = &state.Membership{Name: req.Name, ClusterIP: req.ClusterIP, DNSName: req.DNSName, Replication: req.Replication,
+		Peer: &state.Peer{Name: secondary.Name, IP: secondary.IP, APIPort: secondary.APIPort, PGPort: secondary.PGPort, Fingerprint: secondary.Fingerprint}}
+	s.Operation.Step = "join"
+	if err := n.save(s); err != nil {
+		return fail(err)
+	}
+	undo.add("give up the cluster IP", func(ctx context.Context) error {
+		if before.Role == state.RoleStandalone {
+			return nil
+		}
+		return n.vip.Release(ctx)
+	})
+	prefix, _ := netip.ParsePrefix(req.ClusterIP)
+	n.vip.SetAddress(prefix)
+	if err := n.vip.Acquire(ctx); err != nil {
+		n.event(ctx, EventClusterIPConflict, n.cfg.Name, err.Error())
+		return fail(conflict("the cluster IP %s cannot be taken: %v", req.ClusterIP, err))
+	}
+
+	// 4. The secondary clones from us through the slot and streams.
+	var jr api.JoinResult
+	err = sec.do(ctx, http.MethodPost, "/v1/cluster/join", api.JoinRequest{
+		Name: req.Name, ClusterIP: req.ClusterIP, DNSName: req.DNSName, Replication: req.Replication, Term: 1,
+		Primary: n.self(""), Secondary: secondary,
+		ReplicationUser: ReplicationUser, ReplicationPassword: password,
+	}, &jr)
+	if err != nil {
+		return fail(fmt.Errorf("the secondary could not join: %w", err))
+	}
+
+	// 5. Done: synchronous replication on when asked for, event, journal closed.
+	if req.Replication != ModeAsync {
+		n.pg.SetSettings(primarySettings(n.cfg.MaxSlotWALKeep, secondary.Name, true))
+		if err := n.pg.Reload(ctx); err != nil {
+			n.log.Error("could not switch synchronous replication on; the monitor will retry", "err", err)
+		}
+	}
+	took := time.Since(start).Round(time.Millisecond)
+	n.event(ctx, EventAssembled, n.cfg.Name, fmt.Sprintf("cluster %s assembled: primary %s, secondary %s, replication %s, cluster IP %s (%s; the secondary's clone took %s)",
+		req.Name, n.cfg.Name, secondary.Name, req.Replication, req.ClusterIP, took, jr.CloneTook))
+	s = n.State()
+	s.Operation = nil
+	if err := n.save(s); err != nil {
+		return api.AssembleResult{}, err
+	}
+	n.log.Info("assembled", "op", OpAssemble, "took", took)
+	var out api.Record
+	_ = n.withConn(ctx, func(c *pgx.Conn) error {
+		var err error
+		out, err = ReadRecord(ctx, c)
+		return err
+	})
+	return api.AssembleResult{Record: out, Took: took.String()}, nil
+}
+
+// Join makes this node the hot standby of the primary that asks: its own
+// data is moved aside, a fresh copy is cloned through the slot, and the old
+// data is deleted only once the copy streams. Called by the primary with
+// this node's admin token.
+func (n *Node) Join(ctx context.Context, req api.JoinRequest) (api.JoinResult, error) {
+	if err := validateJoin(req, n.cfg.Name); err != nil {
+		return api.JoinResult{}, err
+	}
+	if !n.opMu.TryLock() {
+		return api.JoinResult{}, conflict("another operation is in progress on %s", n.cfg.Name)
+	}
+	defer n.opMu.Unlock()
+	before := n.State()
+	if before.Role != state.RoleNone {
+		return api.JoinResult{}, conflict("%s already belongs to cluster %q as %s", n.cfg.Name, before.Cluster.Name, before.Role)
+	}
+	n.log.Info("joining", "op", OpJoin, "primary", req.Primary.Name, "cluster", req.Name)
+
+	s := n.State()
+	s.Cluster = &state.Membership{Name: req.Name, ClusterIP: req.ClusterIP, DNSName: req.DNSName, Replication: req.Replication,
+		Peer: &state.Peer{Name: req.Primary.Name, IP: req.Primary.IP, APIPort: req.Primary.APIPort, PGPort: req.Primary.PGPort, Fingerprint: req.Primary.Fingerprint}}
+	s.Operation = &state.Operation{Kind: OpJoin, Step: "clone", StartedAt: time.Now().UTC()}
+	if err := n.save(s); err != nil {
+		return api.JoinResult{}, err
+	}
+	if err := fsutil.WriteFileAtomic(filepath.Join(n.cfg.StateDir, replPasswordFile), []byte(req.ReplicationPassword+"\n"), 0o600); err != nil {
+		_ = n.save(before)
+		return api.JoinResult{}, err
+	}
+	took, aside, err := n.cloneFrom(ctx, req.Primary, req.Secondary.Slot, req.ReplicationPassword)
+	if err != nil {
+		_ = n.save(before)
+		return api.JoinResult{}, err
+	}
+	s = n.State()
+	s.Role, s.Term, s.Operation = state.RoleSecondary, req.Term, nil
+	if err := n.save(s); err != nil {
+		return api.JoinResult{}, err
+	}
+	n.markHeard()
+	n.log.Info("joined; streaming from the primary", "op", OpJoin, "primary", req.Primary.Name, "clone_took", took)
+	return api.JoinResult{Node: n.Node(ctx), CloneTook: took.Round(time.Millisecond).String(), OldDataDir: aside}, nil
+}
+
+// cloneFrom replaces this node's data with a copy of the primary's, taken
+// through slot, and starts it as a streaming standby. The old data is
+// moved aside first and deleted only once the copy streams; on failure it
+// is moved back and started as it was. It returns the old data's path,
+// already removed, for the record.
+func (n *Node) cloneFrom(ctx context.Context, primary api.Member, slot, password string) (time.Duration, string, error) {
+	start := time.Now()
+	dataDir := n.pg.DataDir()
+	aside := fmt.Sprintf("%s.tandem-old-%s", dataDir, time.Now().UTC().Format("20060102T150405"))
+	if err := n.pg.Halt(ctx, true); err != nil {
+		return 0, "", fmt.Errorf("while stopping PostgreSQL before the clone: %w", err)
+	}
+	restore := func(cause error) (time.Duration, string, error) {
+		n.log.Error("clone failed; restoring the old data", "err", cause, "old_data_dir", aside)
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		_ = n.pg.Halt(rctx, true)
+		if _, err := os.Stat(aside); err == nil {
+			_ = os.RemoveAll(dataDir)
+			if err := os.Rename(aside, dataDir); err != nil {
+				n.log.Error("could not move the old data back", "from", aside, "to", dataDir, "err", err)
+			}
+		}
+		n.pg.SetSettings(baseSettings(n.cfg.MaxSlotWALKeep))
+		if err := n.pg.Resume(rctx, false); err != nil {
+			n.log.Error("could not restart PostgreSQL on the old data", "err", err)
+		}
+		return 0, "", cause
+	}
+	if _, err := os.Stat(dataDir); err == nil {
+		if err := os.Rename(dataDir, aside); err != nil {
+			return restore(fmt.Errorf("while moving the old data aside: %w", err))
+		}
+	}
+	if err := n.pg.MakeEmptyDataDir(); err != nil {
+		return restore(err)
+	}
+	cmd := n.pgTool("pg_basebackup",
+		"--host", primary.IP, "--port", fmt.Sprint(primary.PGPort), "--username", ReplicationUser,
+		"--pgdata", dataDir, "--wal-method", "stream", "--slot", slot, "--checkpoint", "fast", "--no-password")
+	cmd.Env = append(cmd.Env, "PGPASSWORD="+password, "PGCONNECT_TIMEOUT=5")
+	if _, err := tool.Run(ctx, n.log, cmd); err != nil {
+		return restore(fmt.Errorf("while cloning from %s with pg_basebackup: %w", primary.Name, err))
+	}
+	if err := n.pg.WriteDataFile("standby.signal", nil, 0o600); err != nil {
+		return restore(err)
+	}
+	n.pg.SetSettings(standbySettings(n.cfg.MaxSlotWALKeep, primary, n.cfg.Name, password, slot))
+	if err := n.pg.Resume(ctx, false); err != nil {
+		return restore(fmt.Errorf("while starting the clone: %w", err))
+	}
+	if err := n.waitStreaming(ctx, 60*time.Second); err != nil {
+		return restore(err)
+	}
+	if err := os.RemoveAll(aside); err != nil {
+		n.log.Warn("could not remove the old data", "old_data_dir", aside, "err", err)
+	}
+	return time.Since(start), aside, nil
+}
+
+// waitStreaming waits until the WAL receiver streams from the primary.
+func (n *Node) waitStreaming(ctx context.Context, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	last := "not started"
+	for time.Now().Before(deadline) {
+		err := n.withConn(ctx, func(c *pgx.Conn) error {
+			return c.QueryRow(ctx, `SELECT coalesce((SELECT status FROM pg_stat_wal_receiver), 'not started')`).Scan(&last)
+		})
+		if err == nil && last == "streaming" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("the clone did not start streaming within %s (WAL receiver: %s)", limit, last)
+}
+
+func validateJoin(r api.JoinRequest, self string) error {
+	var p []string
+	if r.Secondary.Name != self {
+		p = append(p, fmt.Sprintf("the join request is for node %q, but this is %q", r.Secondary.Name, self))
+	}
+	if _, err := netip.ParseAddr(r.Primary.IP); err != nil {
+		p = append(p, "the primary's IP is invalid")
+	}
+	if r.Primary.PGPort < 1 || r.Primary.PGPort > 65535 || r.Primary.APIPort < 1 || r.Primary.APIPort > 65535 {
+		p = append(p, "the primary's ports are invalid")
+	}
+	if !strings.HasPrefix(r.Primary.Fingerprint, "sha256:") {
+		p = append(p, "the primary's certificate fingerprint is missing")
+	}
+	if r.Term < 1 {
+		p = append(p, "the term must be at least 1")
+	}
+	if r.ReplicationPassword == "" || r.ReplicationUser != ReplicationUser {
+		p = append(p, "the replication credentials are missing")
+	}
+	if r.Secondary.Slot == "" {
+		p = append(p, "the slot name is missing")
+	}
+	if len(p) > 0 {
+		return badRequest("%s", strings.Join(p, "; "))
+	}
+	return nil
+}
+
+// roleSQL creates or updates the replication role. The password is random
+// alphanumeric, and quoted anyway.
+func roleSQL(password string) string {
+	lit := "'" + strings.ReplaceAll(password, "'", "''") + "'"
+	return `DO $$BEGIN
+IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '` + ReplicationUser + `') THEN
+	ALTER ROLE ` + ReplicationUser + ` WITH REPLICATION LOGIN PASSWORD ` + lit + `;
+ELSE
+	CREATE ROLE ` + ReplicationUser + ` WITH REPLICATION LOGIN PASSWORD ` + lit + `;
+END IF;
+END$$`
+}
+
+func (n *Node) dropSlot(ctx context.Context, slot string) error {
+	return n.withConn(ctx, func(c *pgx.Conn) error {
+		_, err := c.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, slot)
+		return err
+	})
+}
+
+// setHBA rewrites tandem's block of pg_hba.conf (the caller reloads).
+func (n *Node) setHBA(ips []string) error {
+	b, err := n.pg.ReadDataFile("pg_hba.conf")
+	if err != nil {
+		return fmt.Errorf("while reading pg_hba.conf: %w", err)
+	}
+	return n.pg.WriteDataFile("pg_hba.conf", []byte(withHBA(string(b), ips)), 0o600)
+}
+
+const passwordAlphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
+
+func randomPassword() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = passwordAlphabet[int(b[i])%len(passwordAlphabet)]
+	}
+	return string(b)
+}
+
+// undoList runs compensations in reverse order, logging failures.
+type undoList struct {
+	steps []undoStep
+}
+
+type undoStep struct {
+	what string
+	fn   func(context.Context) error
+}
+
+func (u *undoList) add(what string, fn func(context.Context) error) {
+	u.steps = append(u.steps, undoStep{what, fn})
+}
+
+func (u *undoList) run(ctx context.Context, n *Node) {
+	for i := len(u.steps) - 1; i >= 0; i-- {
+		if err := u.steps[i].fn(ctx); err != nil {
+			n.log.Error("rollback step failed", "step", u.steps[i].what, "err", err)
+		}
+	}
+}

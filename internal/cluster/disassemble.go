@@ -1,0 +1,166 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tandem-ha/tandem/internal/api"
+	"github.com/tandem-ha/tandem/internal/state"
+)
+
+// Disassemble ends the cluster. On the primary: the secondary removes its
+// replica first, then the primary drops the slot, the replication role and
+// its pg_hba entries and marks the record standalone; it keeps its data and
+// the cluster IP. With Force, an unreachable secondary is left alone. On a
+// secondary, only with Force (the primary is gone): it removes its own
+// replica and returns to "no cluster".
+func (n *Node) Disassemble(ctx context.Context, req api.DisassembleRequest) (api.DisassembleResult, error) {
+	if !n.opMu.TryLock() {
+		return api.DisassembleResult{}, conflict("another operation is in progress on %s", n.cfg.Name)
+	}
+	defer n.opMu.Unlock()
+	s := n.State()
+	switch s.Role {
+	case state.RolePrimary:
+	case state.RoleSecondary:
+		if !req.Force {
+			return api.DisassembleResult{}, conflict("%s is the secondary: disassemble through the primary, or pass --force if the primary is gone for good", n.cfg.Name)
+		}
+		if err := n.leave(ctx); err != nil {
+			return api.DisassembleResult{}, err
+		}
+		return api.DisassembleResult{Primary: "not contacted", Secondary: "replica removed; " + n.cfg.Name + " holds no cluster"}, nil
+	default:
+		return api.DisassembleResult{}, conflict("%s holds no cluster (role %s): nothing to disassemble", n.cfg.Name, s.Role)
+	}
+	peer := memberOf(s.Cluster.Peer)
+	res := api.DisassembleResult{}
+
+	// 1. The secondary first: while it streams, the slot cannot be dropped.
+	p := n.peerOf(peer)
+	defer p.close()
+	if err := p.do(ctx, http.MethodPost, "/v1/peer/leave", nil, nil); err != nil {
+		if !req.Force {
+			return res, unavailable("the secondary %s did not leave (%v); nothing was changed. If it is gone for good, pass --force to disassemble the primary side alone", peer.Name, err)
+		}
+		n.log.Warn("secondary unreachable; disassembling the primary side only", "op", OpDisassemble, "peer", peer.Name, "err", err)
+		res.Secondary = fmt.Sprintf("not reached (%v); when it is back, run `tandem disassemble --force` against it", err)
+	} else {
+		res.Secondary = "replica removed; " + peer.Name + " holds no cluster"
+	}
+
+	// 2. The primary side.
+	if err := n.journal(OpDisassemble, "primary"); err != nil {
+		return res, err
+	}
+	if err := n.dropPrimarySide(ctx, peer.Slot); err != nil {
+		return res, err
+	}
+	err := n.withConn(ctx, func(c *pgx.Conn) error {
+		rec, err := ReadRecord(ctx, c)
+		if err != nil {
+			return err
+		}
+		rec.State, rec.Synchronized, rec.Members = "standalone", false, []api.Member{n.self("")}
+		return WriteRecord(ctx, c, rec)
+	})
+	if err != nil {
+		return res, err
+	}
+	s = n.State()
+	n.event(ctx, EventDisassembled, n.cfg.Name, fmt.Sprintf("cluster %s disassembled: %s stays read-write with the cluster IP; secondary %s: %s", s.Cluster.Name, n.cfg.Name, peer.Name, res.Secondary))
+	s.Role, s.Operation = state.RoleStandalone, nil
+	s.Cluster.Peer = nil
+	if err := n.save(s); err != nil {
+		return res, err
+	}
+	_ = os.Remove(filepath.Join(n.cfg.StateDir, replPasswordFile))
+	res.Primary = n.cfg.Name + " is standalone: read-write, keeps its data and the cluster IP"
+	n.log.Info("disassembled", "op", OpDisassemble)
+	return res, nil
+}
+
+// dropPrimarySide removes what assembly added on the primary. Synchronous
+// replication goes first, so nothing after it waits for a standby.
+func (n *Node) dropPrimarySide(ctx context.Context, slot string) error {
+	n.pg.SetSettings(baseSettings(n.cfg.MaxSlotWALKeep))
+	if err := n.setHBA(nil); err != nil {
+		return err
+	}
+	if err := n.pg.Reload(ctx); err != nil {
+		return err
+	}
+	return n.withConn(ctx, func(c *pgx.Conn) error {
+		// A partitioned secondary may still hold the slot; cut it off.
+		if _, err := c.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active`, slot); err != nil {
+			return fmt.Errorf("while disconnecting the secondary: %w", err)
+		}
+		if _, err := c.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1`, ReplicationUser); err != nil {
+			return err
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			_, err := c.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("while dropping replication slot %s: %w", slot, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if _, err := c.Exec(ctx, "DROP ROLE IF EXISTS "+ReplicationUser); err != nil {
+			return fmt.Errorf("while dropping the replication role: %w", err)
+		}
+		return nil
+	})
+}
+
+// Leave is the secondary's side of disassembly, asked by the primary.
+func (n *Node) Leave(ctx context.Context) error {
+	if !n.opMu.TryLock() {
+		return conflict("another operation is in progress on %s", n.cfg.Name)
+	}
+	defer n.opMu.Unlock()
+	if s := n.State(); s.Role != state.RoleSecondary {
+		return conflict("%s is not a secondary (role %s)", n.cfg.Name, s.Role)
+	}
+	return n.leave(ctx)
+}
+
+// leave removes this secondary's replica and starts a fresh, empty
+// PostgreSQL: the node is back to "no cluster", ready to be assembled
+// again. The replica holds nothing of its own (it is a copy of the
+// primary), so it is deleted, not kept.
+func (n *Node) leave(ctx context.Context) error {
+	if err := n.journal(OpLeave, "remove-replica"); err != nil {
+		return err
+	}
+	if err := n.pg.Halt(ctx, true); err != nil {
+		return fmt.Errorf("while stopping the replica: %w", err)
+	}
+	if err := os.RemoveAll(n.pg.DataDir()); err != nil {
+		return fmt.Errorf("while removing the replica: %w", err)
+	}
+	if err := n.journal(OpLeave, "init"); err != nil {
+		return err
+	}
+	n.pg.SetSettings(baseSettings(n.cfg.MaxSlotWALKeep))
+	if err := n.pg.Resume(ctx, true); err != nil {
+		return fmt.Errorf("while starting a fresh PostgreSQL: %w", err)
+	}
+	s := n.State()
+	s.Role, s.Term, s.Cluster, s.Operation = state.RoleNone, 0, nil, nil
+	if err := n.save(s); err != nil {
+		return err
+	}
+	_ = os.Remove(filepath.Join(n.cfg.StateDir, replPasswordFile))
+	n.log.Info("left the cluster; fresh PostgreSQL running", "op", OpLeave)
+	return nil
+}

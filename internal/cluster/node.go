@@ -1,0 +1,270 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tandem-ha/tandem/internal/api"
+	"github.com/tandem-ha/tandem/internal/clusterip"
+	"github.com/tandem-ha/tandem/internal/postgres"
+	"github.com/tandem-ha/tandem/internal/state"
+	"github.com/tandem-ha/tandem/internal/tool"
+	"github.com/tandem-ha/tandem/internal/version"
+)
+
+// Config is what the node needs to know about itself.
+type Config struct {
+	Name        string
+	IP          string
+	APIPort     int
+	PGPort      int
+	StateDir    string
+	Cert        tls.Certificate
+	Fingerprint string
+	// MaxSlotWALKeep caps the WAL the primary keeps for an absent
+	// secondary (max_slot_wal_keep_size); past it the secondary is
+	// re-seeded when it returns.
+	MaxSlotWALKeep string
+	// SyncGrace is how long sync mode waits for an absent secondary before
+	// it degrades to async.
+	SyncGrace time.Duration
+	// AwayAfter is how long the secondary may be gone before the
+	// "secondary unavailable" event.
+	AwayAfter time.Duration
+}
+
+// Postgres is what the cluster logic needs from the supervisor.
+type Postgres interface {
+	Status(ctx context.Context) postgres.Status
+	Connect(ctx context.Context) (*pgx.Conn, error)
+	Halt(ctx context.Context, fast bool) error
+	Resume(ctx context.Context, mayInit bool) error
+	Reload(ctx context.Context) error
+	SetSettings(map[string]string)
+	DataDir() string
+	WriteDataFile(name string, data []byte, perm os.FileMode) error
+	ReadDataFile(name string) ([]byte, error)
+	RemoveDataFile(name string) error
+	MakeEmptyDataDir() error
+	Tool(name string, args ...string) tool.Cmd
+}
+
+// VIP is what the cluster logic needs from the cluster IP owner
+// (clusterip.Manager).
+type VIP interface {
+	SetAddress(p netip.Prefix)
+	Acquire(ctx context.Context) error
+	Release(ctx context.Context) error
+	Status() clusterip.Status
+	Probe(ctx context.Context, p netip.Prefix) (holderMAC string, inUse bool, err error)
+}
+
+// Node is one node's cluster logic. Operations are serialised by opMu:
+// two operations never interleave on one node.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+	pg  Postgres
+	vip VIP
+
+
+	opMu sync.Mutex // held for the whole of an operation
+
+	mu sync.Mutex
+	st state.State
+
+	peerMu    sync.Mutex
+	lastHeard time.Time // last successful heartbeat from or to the peer
+}
+
+// ReplicationUser is the role the secondary streams as.
+const ReplicationUser = "tandem_replication"
+
+// replPasswordFile keeps the replication password in the state dir.
+const replPasswordFile = "replication-password"
+
+// New returns a node over an opened state.
+func New(cfg Config, st state.State, pg Postgres, vip VIP, log *slog.Logger) *Node {
+	if cfg.SyncGrace <= 0 {
+		cfg.SyncGrace = 10 * time.Second
+	}
+	if cfg.AwayAfter <= 0 {
+		cfg.AwayAfter = 10 * time.Minute
+	}
+	if cfg.MaxSlotWALKeep == "" {
+		cfg.MaxSlotWALKeep = "8GB"
+	}
+	return &Node{cfg: cfg, st: st, pg: pg, vip: vip, log: log}
+}
+
+// State returns a copy of the node's durable state.
+func (n *Node) State() state.State {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := n.st
+	if s.Cluster != nil {
+		c := *s.Cluster
+		if c.Peer != nil {
+			p := *c.Peer
+			c.Peer = &p
+		}
+		s.Cluster = &c
+	}
+	return s
+}
+
+// save persists a new state; callers pass a modified copy of State().
+func (n *Node) save(s state.State) error {
+	if err := state.Save(n.cfg.StateDir, s); err != nil {
+		return fmt.Errorf("while saving the node state: %w", err)
+	}
+	n.mu.Lock()
+	n.st = s
+	n.mu.Unlock()
+	return nil
+}
+
+// journal records the step an operation has reached, in the state file.
+func (n *Node) journal(kind, step string) error {
+	s := n.State()
+	if s.Operation == nil || s.Operation.Kind != kind {
+		s.Operation = &state.Operation{Kind: kind, StartedAt: time.Now().UTC()}
+	}
+	s.Operation.Step = step
+	n.log.Info("operation step", "op", kind, "step", step)
+	return n.save(s)
+}
+
+// Node answers GET /v1/node.
+func (n *Node) Node(ctx context.Context) api.NodeInfo {
+	ps := n.pg.Status(ctx)
+	s := n.State()
+	info := api.NodeInfo{
+		Name:           n.cfg.Name,
+		IP:             n.cfg.IP,
+		APIPort:        n.cfg.APIPort,
+		TandemdVersion: version.Version,
+		Fingerprint:    n.cfg.Fingerprint,
+		Role:           s.Role,
+		Term:           s.Term,
+		Postgres: api.PostgresInfo{
+			State:      ps.State,
+			PID:        ps.PID,
+			Port:       n.cfg.PGPort,
+			InRecovery: ps.InRecovery,
+			LSN:        ps.LSN,
+			Version:    ps.Version,
+			VersionNum: ps.VersionNum,
+			Restarts:   ps.Restarts,
+			Error:      ps.Error,
+		},
+	}
+	if s.Cluster != nil {
+		info.Cluster = s.Cluster.Name
+	}
+	if s.Operation != nil {
+		info.Op = s.Operation.Kind + ":" + s.Operation.Step
+	}
+	return info
+}
+
+// PeerFingerprint is the certificate a peer call must present.
+func (n *Node) PeerFingerprint() string {
+	s := n.State()
+	if s.Cluster == nil || s.Cluster.Peer == nil {
+		return ""
+	}
+	return s.Cluster.Peer.Fingerprint
+}
+
+func (n *Node) self(slot string) api.Member {
+	return api.Member{Name: n.cfg.Name, IP: n.cfg.IP, APIPort: n.cfg.APIPort, PGPort: n.cfg.PGPort, Fingerprint: n.cfg.Fingerprint, Slot: slot}
+}
+
+// withConn runs fn over a fresh superuser connection.
+func (n *Node) withConn(ctx context.Context, fn func(*pgx.Conn) error) error {
+	conn, err := n.pg.Connect(ctx)
+	if err != nil {
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: "PostgreSQL on " + n.cfg.Name + " is not accepting connections: " + err.Error()}
+	}
+	defer conn.Close(context.Background())
+	return fn(conn)
+}
+
+func (n *Node) readReplPassword() (string, error) {
+	b, err := os.ReadFile(filepath.Join(n.cfg.StateDir, replPasswordFile))
+	if err != nil {
+		return "", fmt.Errorf("while reading the replication password: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func conflict(format string, a ...any) error {
+	return api.Errorf(http.StatusConflict, api.CodeConflict, format, a...)
+}
+
+func badRequest(format string, a ...any) error {
+	return api.Errorf(http.StatusBadRequest, api.CodeBadRequest, format, a...)
+}
+
+func unavailable(format string, a ...any) error {
+	return api.Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, format, a...)
+}
+
+func (n *Node) pgTool(name string, args ...string) tool.Cmd { return n.pg.Tool(name, args...) }
+
+func (n *Node) markHeard() {
+	n.peerMu.Lock()
+	n.lastHeard = time.Now()
+	n.peerMu.Unlock()
+}
+
+func (n *Node) heardAgo() time.Duration {
+	n.peerMu.Lock()
+	defer n.peerMu.Unlock()
+	if n.lastHeard.IsZero() {
+		return -1
+	}
+	return time.Since(n.lastHeard)
+}
+
+// event records an event in the cluster's history. Only the primary
+// writes the record; a secondary asks the primary, and when that fails
+// the event is only logged.
+func (n *Node) event(ctx context.Context, kind, node, msg string) {
+	n.log.Info("event", "kind", kind, "about", node, "message", msg)
+	s := n.State()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	switch s.Role {
+	case state.RolePrimary, state.RoleStandalone:
+		err := n.withConn(ctx, func(c *pgx.Conn) error { return AddEvent(ctx, c, kind, node, s.Term, msg) })
+		if err != nil {
+			n.log.Warn("could not record the event", "kind", kind, "err", err)
+		}
+	case state.RoleSecondary:
+		if s.Cluster == nil || s.Cluster.Peer == nil {
+			return
+		}
+		p := n.peerOf(memberOf(s.Cluster.Peer))
+		defer p.close()
+		if err := p.do(ctx, http.MethodPost, "/v1/peer/event", api.PeerEvent{Kind: kind, Message: msg}, nil); err != nil {
+			n.log.Warn("could not have the primary record the event", "kind", kind, "err", err)
+		}
+	}
+}
+
+func memberOf(p *state.Peer) *api.Member {
+	return &api.Member{Name: p.Name, IP: p.IP, APIPort: p.APIPort, PGPort: p.PGPort, Fingerprint: p.Fingerprint, Slot: slotName(p.Name)}
+}

@@ -1,0 +1,104 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/tandem-ha/tandem/internal/api"
+	"github.com/tandem-ha/tandem/internal/dnscheck"
+	"github.com/tandem-ha/tandem/internal/state"
+)
+
+// Preflight runs the network checks from this node's point of view: its
+// resolver, its interfaces, its path to the peer.
+func (n *Node) Preflight(ctx context.Context, req api.PreflightRequest) (api.PreflightResult, error) {
+	var p []string
+	prefix, err := netip.ParsePrefix(req.ClusterIP)
+	if err != nil {
+		p = append(p, fmt.Sprintf("cluster IP %q must be an address with its prefix length, such as 10.0.0.10/24", req.ClusterIP))
+	}
+	peerIP, err := netip.ParseAddr(req.Peer.IP)
+	if err != nil {
+		p = append(p, fmt.Sprintf("peer IP %q is not an IP address", req.Peer.IP))
+	}
+	selfIP, _ := netip.ParseAddr(n.cfg.IP)
+	if req.DNSName == "" {
+		p = append(p, "the cluster DNS name is missing")
+	}
+	if len(p) > 0 {
+		return api.PreflightResult{}, badRequest("%s", strings.Join(p, "; "))
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	in := dnscheck.Input{
+		Self:      dnscheck.Node{Name: n.cfg.Name, IP: selfIP, APIPort: n.cfg.APIPort, PostgresPort: n.cfg.PGPort},
+		Peer:      dnscheck.Node{Name: req.Peer.Name, IP: peerIP, APIPort: req.Peer.APIPort, PostgresPort: req.Peer.PGPort},
+		ClusterIP: prefix,
+		DNSName:   req.DNSName,
+		DNSServer: req.DNSServer,
+	}
+	// The primary of this very cluster holds the address already; probing
+	// would only find ourselves (or, worse, report our own address as a
+	// conflict), so the probe runs only while the address is not ours.
+	if s := n.State(); !(s.Cluster != nil && s.Cluster.ClusterIP == req.ClusterIP && n.vip.Status().Held) {
+		in.Prober = func(ctx context.Context, ip netip.Addr) (string, bool, error) {
+			return n.vip.Probe(ctx, prefix)
+		}
+	}
+	rs := dnscheck.Run(ctx, in)
+	return api.PreflightResult{Node: n.cfg.Name, Checks: rs, Problems: dnscheck.Problems(rs)}, nil
+}
+
+// preflightBoth runs the checks here and on the secondary and refuses the
+// assembly on any problem, listing them all.
+func (n *Node) preflightBoth(ctx context.Context, req api.AssembleRequest, secondary api.Member, sec *peerClient) error {
+	mine, err := n.Preflight(ctx, api.PreflightRequest{Peer: secondary, ClusterIP: req.ClusterIP, DNSName: req.DNSName})
+	if err != nil {
+		return err
+	}
+	var theirs api.PreflightResult
+	if err := sec.do(ctx, http.MethodPost, "/v1/preflight", api.PreflightRequest{Peer: n.self(""), ClusterIP: req.ClusterIP, DNSName: req.DNSName}, &theirs); err != nil {
+		return fmt.Errorf("while running the preflight on the secondary: %w", err)
+	}
+	var p []string
+	for _, r := range []api.PreflightResult{mine, theirs} {
+		for _, c := range r.Checks {
+			if c.Status == dnscheck.StatusProblem {
+				p = append(p, fmt.Sprintf("[%s] %s: %s (fix: %s)", r.Node, c.Title, c.Detail, c.Fix))
+			}
+		}
+	}
+	if len(p) > 0 {
+		return badRequest("preflight found %d problem(s); nothing was changed. Fix them, or pass --skip-preflight:\n%s", len(p), strings.Join(p, "\n"))
+	}
+	return nil
+}
+
+// Start recovers an operation a crash interrupted, puts the cluster IP
+// where the role says, and starts the monitor. PostgreSQL runs already.
+func (n *Node) Start(ctx context.Context) error {
+	n.recoverAfterStart(ctx)
+	s := n.State()
+	if s.Cluster != nil {
+		if p, err := netip.ParsePrefix(s.Cluster.ClusterIP); err == nil {
+			n.vip.SetAddress(p)
+		}
+	}
+	switch s.Role {
+	case state.RolePrimary, state.RoleStandalone:
+		if err := n.vip.Acquire(ctx); err != nil {
+			n.log.Error("cannot take the cluster IP", "err", err)
+			n.event(ctx, EventClusterIPConflict, n.cfg.Name, err.Error())
+		}
+	default:
+		if err := n.vip.Release(ctx); err != nil {
+			n.log.Error("cannot release the cluster IP", "err", err)
+		}
+	}
+	go n.runMonitor(ctx)
+	return nil
+}
