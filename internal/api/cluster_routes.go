@@ -21,6 +21,8 @@ type ClusterBackend interface {
 	Join(ctx context.Context, req JoinRequest) (JoinResult, error)
 	Disassemble(ctx context.Context, req DisassembleRequest) (DisassembleResult, error)
 	Preflight(ctx context.Context, req PreflightRequest) (PreflightResult, error)
+	Switchover(ctx context.Context, req SwitchoverRequest) (SwitchoverResult, error)
+	Failover(ctx context.Context, req FailoverRequest) (FailoverResult, error)
 
 	// Peer calls, authenticated by the pinned peer certificate.
 	PeerFingerprint() string
@@ -28,6 +30,7 @@ type ClusterBackend interface {
 	Leave(ctx context.Context) error
 	RecreateSlot(ctx context.Context) error
 	PeerEvent(ctx context.Context, e PeerEvent) error
+	Promote(ctx context.Context, req PromoteRequest) (PromoteResult, error)
 }
 
 // Who may call a route.
@@ -85,6 +88,30 @@ func (s *Server) clusterRoutes(cb ClusterBackend) map[string]route {
 				return nil, 0, err
 			}
 			v, err := cb.Preflight(r.Context(), req)
+			return v, http.StatusOK, err
+		}},
+		"/v1/cluster/switchover": {method: http.MethodPost, auth: authToken, h: func(r *http.Request) (any, int, error) {
+			var req SwitchoverRequest
+			if err := decode(r, &req); err != nil {
+				return nil, 0, err
+			}
+			v, err := cb.Switchover(r.Context(), req)
+			return v, http.StatusOK, err
+		}},
+		"/v1/cluster/failover": {method: http.MethodPost, auth: authToken, h: func(r *http.Request) (any, int, error) {
+			var req FailoverRequest
+			if err := decode(r, &req); err != nil {
+				return nil, 0, err
+			}
+			v, err := cb.Failover(r.Context(), req)
+			return v, http.StatusOK, err
+		}},
+		"/v1/peer/promote": {method: http.MethodPost, auth: authPeer, h: func(r *http.Request) (any, int, error) {
+			var req PromoteRequest
+			if err := decode(r, &req); err != nil {
+				return nil, 0, err
+			}
+			v, err := cb.Promote(r.Context(), req)
 			return v, http.StatusOK, err
 		}},
 		"/v1/peer/heartbeat": {method: http.MethodGet, auth: authPeer, h: func(r *http.Request) (any, int, error) {

@@ -187,6 +187,7 @@ type ClusterView struct {
 	Replication *ReplicationInfo `json:"replication,omitempty"`
 	ClusterIP   ClusterIPInfo    `json:"cluster_ip"`
 	Peer        *Member          `json:"peer,omitempty"`
+	PeerContact *PeerContact     `json:"peer_contact,omitempty"`
 }
 
 // PreflightRequest is POST /v1/preflight: run the network checks from this
@@ -218,6 +219,7 @@ type Heartbeat struct {
 	Postgres      string `json:"postgres"`
 	InRecovery    bool   `json:"in_recovery"`
 	SlotWALStatus string `json:"slot_wal_status,omitempty"` // the slot kept for the caller, on a primary
+	Operation     string `json:"operation,omitempty"`       // operation in flight, kind:step
 }
 
 // PeerEvent is POST /v1/peer/event: the secondary asks the primary to
@@ -225,4 +227,67 @@ type Heartbeat struct {
 type PeerEvent struct {
 	Kind    string `json:"kind"`
 	Message string `json:"message"`
+}
+
+// SwitchoverRequest is POST /v1/cluster/switchover, sent to the primary.
+type SwitchoverRequest struct {
+	// AllowDataLoss lets the switchover go ahead when the secondary is not
+	// caught up: what it has not received is lost.
+	AllowDataLoss bool `json:"allow_data_loss,omitempty"`
+}
+
+// Step is one timed step of an operation.
+type Step struct {
+	Name string  `json:"name"`
+	MS   float64 `json:"ms"`
+}
+
+// SwitchoverResult says what moved.
+type SwitchoverResult struct {
+	From        string `json:"from"`
+	To          string `json:"to"`
+	Term        int64  `json:"term"`
+	ShutdownLSN string `json:"shutdown_lsn"`
+	Took        string `json:"took"`
+	Steps       []Step `json:"steps"`
+}
+
+// PromoteRequest is the old primary's POST /v1/peer/promote during a
+// switchover: promote once the shutdown checkpoint at LSN is replayed.
+type PromoteRequest struct {
+	Term int64  `json:"term"` // the new term
+	LSN  string `json:"lsn"`  // shutdown checkpoint of the old primary; empty = do not wait
+}
+
+// PromoteResult is the new primary's answer.
+type PromoteResult struct {
+	Term  int64  `json:"term"`
+	Steps []Step `json:"steps"`
+}
+
+// FailoverRequest is POST /v1/cluster/failover, sent to the secondary.
+type FailoverRequest struct {
+	// Force skips the secondary's own check that the primary is silent.
+	// The cluster IP probe still runs.
+	Force bool `json:"force,omitempty"`
+}
+
+// FailoverResult says what happened.
+type FailoverResult struct {
+	Primary string `json:"primary"`
+	Term    int64  `json:"term"`
+	Took    string `json:"took"`
+	Steps   []Step `json:"steps"`
+}
+
+// PeerContact is how the secondary last heard from the primary, for the
+// console's failover decision.
+type PeerContact struct {
+	// LastHeard is the last successful exchange with the peer's API
+	// (RFC 3339, empty when never); SilentSeconds is its age.
+	LastHeard     string  `json:"last_heard,omitempty"`
+	SilentSeconds float64 `json:"silent_seconds"`
+	// Synchronized says whether, at the last contact, the record said the
+	// cluster was synchronized.
+	Synchronized bool `json:"synchronized_at_last_contact"`
 }

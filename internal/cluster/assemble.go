@@ -319,6 +319,7 @@ func (n *Node) Join(ctx context.Context, req api.JoinRequest) (api.JoinResult, e
 		return api.JoinResult{}, err
 	}
 	n.markHeard()
+	n.setVIPAddress()
 	n.log.Info("joined; streaming from the primary", "op", OpJoin, "primary", req.Primary.Name, "clone_took", took)
 	return api.JoinResult{Node: n.Node(ctx), CloneTook: took.Round(time.Millisecond).String(), OldDataDir: aside}, nil
 }
@@ -442,7 +443,13 @@ IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '` + ReplicationUser + `') THE
 ELSE
 	CREATE ROLE ` + ReplicationUser + ` WITH REPLICATION LOGIN PASSWORD ` + lit + `;
 END IF;
-END$$`
+END$$;
+-- pg_rewind reads the source's files through these functions; granting
+-- them spares a rejoin the superuser's password.
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO ` + ReplicationUser + `;
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO ` + ReplicationUser + `;
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO ` + ReplicationUser + `;
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO ` + ReplicationUser
 }
 
 func (n *Node) dropSlot(ctx context.Context, slot string) error {

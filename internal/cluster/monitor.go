@@ -30,6 +30,8 @@ const (
 
 // monitor is the state of the watch loop; only its goroutine touches it.
 type monitor struct {
+	role           string
+	term           int64
 	peerUp         bool
 	peerDownSince  time.Time
 	offlineNoted   bool
@@ -64,8 +66,15 @@ func (n *Node) runMonitor(ctx context.Context) {
 		if s.Cluster == nil || s.Cluster.Peer == nil || s.Operation != nil {
 			continue
 		}
+		if s.Role != m.role || s.Term != m.term {
+			// A new role or term: start watching afresh.
+			*m = monitor{role: s.Role, term: s.Term, lastStreaming: time.Now(), peerUp: true}
+		}
 		hb, err := n.heartbeat(ctx, s)
 		n.watchPeer(ctx, m, s, err)
+		if err == nil && n.observeTerm(ctx, s, hb) {
+			continue
+		}
 		switch s.Role {
 		case state.RolePrimary:
 			n.watchReplication(ctx, m, s)
@@ -98,6 +107,9 @@ func (n *Node) Heartbeat(ctx context.Context) api.Heartbeat {
 	s := n.State()
 	ps := n.pg.Status(ctx)
 	hb := api.Heartbeat{Name: n.cfg.Name, Role: s.Role, Term: s.Term, Postgres: ps.State, InRecovery: ps.InRecovery}
+	if s.Operation != nil {
+		hb.Operation = s.Operation.Kind + ":" + s.Operation.Step
+	}
 	if s.Role == state.RolePrimary && s.Cluster != nil && s.Cluster.Peer != nil {
 		_ = n.withConn(ctx, func(c *pgx.Conn) error {
 			return c.QueryRow(ctx, `SELECT coalesce((SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1), 'missing')`, slotName(s.Cluster.Peer.Name)).Scan(&hb.SlotWALStatus)
@@ -232,8 +244,9 @@ func (n *Node) watchReplication(ctx context.Context, m *monitor, s state.State) 
 		want = true
 	case ModeSync:
 		if !m.syncKnown {
-			// After a restart, assume the setting it was assembled with.
-			m.syncOn, m.syncKnown = true, true
+			// Start from what PostgreSQL has: on after a restart, off right
+			// after a promotion (until the old primary streams).
+			m.syncOn, m.syncKnown = n.syncSettingOn(), true
 		}
 		want = m.syncOn
 		if m.syncOn && !r.rowExists && now.Sub(m.lastStreaming) >= n.cfg.SyncGrace {
@@ -266,6 +279,43 @@ func (n *Node) watchReplication(ctx context.Context, m *monitor, s state.State) 
 			m.synchronized, m.syncFlagKnown = synchronized, true
 		}
 	}
+}
+
+// observeTerm acts on the peer's term: a primary that learns of a newer
+// term fences itself and rejoins; a secondary follows the term. It
+// reports whether it changed this node's role.
+func (n *Node) observeTerm(ctx context.Context, s state.State, hb api.Heartbeat) bool {
+	switch {
+	case s.Role == state.RolePrimary && hb.Role == state.RolePrimary && hb.Term == s.Term:
+		// Cannot happen through tandem's own operations (only a promotion
+		// makes a primary, and it bumps the term); leave it to an operator
+		// rather than guess which one to stop.
+		n.log.Error("BOTH nodes claim to be primary in the same term; an operator must decide", "term", s.Term, "peer", hb.Name)
+	case s.Role == state.RolePrimary && hb.Term > s.Term:
+		if !n.opMu.TryLock() {
+			return false
+		}
+		defer n.opMu.Unlock()
+		n.fence(ctx, hb.Term, fmt.Sprintf("%s is %s at term %d", hb.Name, hb.Role, hb.Term))
+		n.rejoinLoop(ctx)
+		return true
+	case s.Role == state.RoleSecondary && hb.Role == state.RolePrimary && hb.Term > s.Term:
+		s.Term = hb.Term
+		if err := n.save(s); err != nil {
+			n.log.Error("could not save the new term", "err", err)
+		}
+	}
+	return false
+}
+
+func (n *Node) syncSettingOn() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var cur string
+	_ = n.withConn(ctx, func(c *pgx.Conn) error {
+		return c.QueryRow(ctx, `SELECT current_setting('synchronous_standby_names')`).Scan(&cur)
+	})
+	return cur != ""
 }
 
 // syncSettingDiffers reports whether PostgreSQL's synchronous_standby_names

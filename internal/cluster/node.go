@@ -42,6 +42,20 @@ type Config struct {
 	// AwayAfter is how long the secondary may be gone before the
 	// "secondary unavailable" event.
 	AwayAfter time.Duration
+	// PeerGrace and SelfElect: see rejoin.* in docs/config.md.
+	PeerGrace time.Duration
+	SelfElect bool
+	Services  []Service
+	Hook      []string
+	HookLimit time.Duration
+}
+
+// Service is a role-bound service (see config.Service).
+type Service struct {
+	Name    string
+	Start   []string
+	Stop    []string
+	Timeout time.Duration
 }
 
 // Postgres is what the cluster logic needs from the supervisor.
@@ -58,6 +72,9 @@ type Postgres interface {
 	RemoveDataFile(name string) error
 	MakeEmptyDataDir() error
 	Tool(name string, args ...string) tool.Cmd
+	StartHalted() error
+	ControlData(ctx context.Context) (map[string]string, error)
+	PostmasterRunning() bool
 }
 
 // VIP is what the cluster logic needs from the cluster IP owner
@@ -65,6 +82,7 @@ type Postgres interface {
 type VIP interface {
 	SetAddress(p netip.Prefix)
 	Acquire(ctx context.Context) error
+	AcquireTrusted(ctx context.Context) error
 	Release(ctx context.Context) error
 	Status() clusterip.Status
 	Probe(ctx context.Context, p netip.Prefix) (holderMAC string, inUse bool, err error)
@@ -77,7 +95,6 @@ type Node struct {
 	log *slog.Logger
 	pg  Postgres
 	vip VIP
-
 
 	opMu sync.Mutex // held for the whole of an operation
 
@@ -101,6 +118,12 @@ func New(cfg Config, st state.State, pg Postgres, vip VIP, log *slog.Logger) *No
 	}
 	if cfg.AwayAfter <= 0 {
 		cfg.AwayAfter = 10 * time.Minute
+	}
+	if cfg.PeerGrace <= 0 {
+		cfg.PeerGrace = 30 * time.Second
+	}
+	if cfg.HookLimit <= 0 {
+		cfg.HookLimit = 30 * time.Second
 	}
 	if cfg.MaxSlotWALKeep == "" {
 		cfg.MaxSlotWALKeep = "8GB"

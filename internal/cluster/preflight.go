@@ -10,7 +10,6 @@ import (
 
 	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/dnscheck"
-	"github.com/tandem-ha/tandem/internal/state"
 )
 
 // Preflight runs the network checks from this node's point of view: its
@@ -75,30 +74,5 @@ func (n *Node) preflightBoth(ctx context.Context, req api.AssembleRequest, secon
 	if len(p) > 0 {
 		return badRequest("preflight found %d problem(s); nothing was changed. Fix them, or pass --skip-preflight:\n%s", len(p), strings.Join(p, "\n"))
 	}
-	return nil
-}
-
-// Start recovers an operation a crash interrupted, puts the cluster IP
-// where the role says, and starts the monitor. PostgreSQL runs already.
-func (n *Node) Start(ctx context.Context) error {
-	n.recoverAfterStart(ctx)
-	s := n.State()
-	if s.Cluster != nil {
-		if p, err := netip.ParsePrefix(s.Cluster.ClusterIP); err == nil {
-			n.vip.SetAddress(p)
-		}
-	}
-	switch s.Role {
-	case state.RolePrimary, state.RoleStandalone:
-		if err := n.vip.Acquire(ctx); err != nil {
-			n.log.Error("cannot take the cluster IP", "err", err)
-			n.event(ctx, EventClusterIPConflict, n.cfg.Name, err.Error())
-		}
-	default:
-		if err := n.vip.Release(ctx); err != nil {
-			n.log.Error("cannot release the cluster IP", "err", err)
-		}
-	}
-	go n.runMonitor(ctx)
 	return nil
 }

@@ -144,7 +144,8 @@ func (n *Node) recoverAfterStart(ctx context.Context) {
 			s.Cluster.Peer = nil
 		}
 		_ = n.save(s)
-	default:
+	case OpJoin, OpLeave, OpReseed:
+		// Settled before PostgreSQL started; only a stale journal is left.
 		s.Operation = nil
 		_ = n.save(s)
 	}

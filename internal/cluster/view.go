@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -18,10 +19,19 @@ func (n *Node) View(ctx context.Context) (api.ClusterView, error) {
 	s := n.State()
 	if s.Cluster != nil && s.Cluster.Peer != nil {
 		v.Peer = memberOf(s.Cluster.Peer)
+		pc := &api.PeerContact{SilentSeconds: -1}
+		if ago := n.heardAgo(); ago >= 0 {
+			pc.SilentSeconds = ago.Seconds()
+			pc.LastHeard = time.Now().Add(-ago).UTC().Format(time.RFC3339Nano)
+		}
+		v.PeerContact = pc
 	}
 	_ = n.withConn(ctx, func(c *pgx.Conn) error {
 		if r, err := ReadRecord(ctx, c); err == nil {
 			v.Record = &r
+			if v.PeerContact != nil {
+				v.PeerContact.Synchronized = r.Synchronized
+			}
 		}
 		switch s.Role {
 		case state.RolePrimary:

@@ -162,10 +162,11 @@ const (
 )
 
 type request struct {
-	kind   reqKind
-	prefix netip.Prefix
-	ctx    context.Context
-	reply  chan error // buffered: the loop never blocks on a gone caller
+	kind    reqKind
+	trusted bool // reqAcquire: skip the probe (the holder confirmed it let go)
+	prefix  netip.Prefix
+	ctx     context.Context
+	reply   chan error // buffered: the loop never blocks on a gone caller
 }
 
 // Manager owns the cluster IP on this node.
@@ -193,6 +194,7 @@ type Manager struct {
 	burstCancel context.CancelFunc
 	burstDone   chan struct{}
 	lastMsg     string // last conflict/error logged, to log changes and not every tick
+	skipProbe   bool   // set for one trusted acquisition
 	watchWarned bool
 }
 
@@ -264,13 +266,24 @@ func (m *Manager) SetAddress(p netip.Prefix) {
 // loop keeps probing and takes the address once nobody answers. If ctx ends
 // first, held stays desired (call Release to undo).
 func (m *Manager) Acquire(ctx context.Context) error {
+	return m.acquireReq(ctx, false)
+}
+
+// AcquireTrusted takes the address without probing first: for a switchover,
+// where the old holder has confirmed it let go, so the probe would only
+// add its timeout to the write outage.
+func (m *Manager) AcquireTrusted(ctx context.Context) error {
+	return m.acquireReq(ctx, true)
+}
+
+func (m *Manager) acquireReq(ctx context.Context, trusted bool) error {
 	m.mu.Lock()
 	st := m.state
 	m.mu.Unlock()
 	if st == notStarted {
 		return ErrNotStarted
 	}
-	return m.send(ctx, request{kind: reqAcquire, ctx: ctx})
+	return m.send(ctx, request{kind: reqAcquire, ctx: ctx, trusted: trusted})
 }
 
 // Release makes "not held" the desired state and removes the address now.
@@ -429,6 +442,10 @@ func (m *Manager) handle(ctx context.Context, r request) error {
 	case reqAcquire:
 		m.want = wantHeld
 		m.publish(func(s *Status) { s.Desired = true })
+		if r.trusted {
+			m.skipProbe = true
+			defer func() { m.skipProbe = false }()
+		}
 		return m.acquire(ctx, r.ctx)
 	case reqRelease:
 		m.want = wantReleased
@@ -610,7 +627,14 @@ func (m *Manager) probeAndAdd(loopCtx, reqCtx context.Context, o observation) er
 	m.smu.Lock()
 	m.probeCancel = cancel
 	m.smu.Unlock()
-	found, mac, err := m.ann.Probe(pctx, l, ip, src, m.opts.ProbeTimeout)
+	var (
+		found bool
+		mac   net.HardwareAddr
+		err   error
+	)
+	if !m.skipProbe {
+		found, mac, err = m.ann.Probe(pctx, l, ip, src, m.opts.ProbeTimeout)
+	}
 	m.smu.Lock()
 	m.probeCancel = nil
 	m.smu.Unlock()

@@ -35,7 +35,41 @@ type Config struct {
 	// admin token. It must be private to root.
 	StateDir    string      `yaml:"state_dir"`
 	Replication Replication `yaml:"replication"`
-	Log         Log         `yaml:"log"`
+	Rejoin      Rejoin      `yaml:"rejoin"`
+	// Services run only on the primary: started after promotion, stopped
+	// before demotion (the backup server's own services).
+	Services []Service `yaml:"services"`
+	Hooks    Hooks     `yaml:"hooks"`
+	Log      Log       `yaml:"log"`
+}
+
+// Rejoin says what a node that restarts as primary does before it opens
+// for writes.
+type Rejoin struct {
+	// PeerGrace is how long it waits for its peer to answer before it may
+	// elect itself (if SelfElect) once a probe finds the cluster IP free.
+	PeerGrace Duration `yaml:"peer_grace"`
+	// SelfElect false ("strict") never takes the primary role back without
+	// hearing from the peer: no split brain, at the price of staying down
+	// until an operator acts when the peer is gone for good.
+	SelfElect bool `yaml:"self_elect"`
+}
+
+// Service is a role-bound service: a systemd unit, or start and stop
+// commands.
+type Service struct {
+	Name    string   `yaml:"name"`
+	Unit    string   `yaml:"unit"`
+	Start   []string `yaml:"start"`
+	Stop    []string `yaml:"stop"`
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Hooks run synchronously at role changes, with TANDEM_ROLE (old),
+// TANDEM_NEW_ROLE and TANDEM_TERM in their environment.
+type Hooks struct {
+	OnRoleChange []string `yaml:"on_role_change"`
+	Timeout      Duration `yaml:"timeout"`
 }
 
 // Replication tunes how this node keeps and waits for its peer.
@@ -133,7 +167,9 @@ func Defaults() Config {
 			SyncGrace:      Duration(10 * time.Second),
 			AwayAfter:      Duration(10 * time.Minute),
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Rejoin: Rejoin{PeerGrace: Duration(30 * time.Second), SelfElect: true},
+		Hooks:  Hooks{Timeout: Duration(30 * time.Second)},
+		Log:    Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -239,6 +275,12 @@ func Set(s Setting, raw string) error {
 			return fmt.Errorf("%q is not a whole number", raw)
 		}
 		s.Value.SetInt(int64(n))
+	case bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", raw)
+		}
+		s.Value.SetBool(b)
 	case Duration:
 		d, err := time.ParseDuration(raw)
 		if err != nil {
@@ -352,6 +394,42 @@ func (c *Config) Validate() error {
 	}
 	if c.Replication.AwayAfter.D() <= 0 {
 		add("replication.secondary_away_after must be a positive duration such as 10m")
+	}
+	if c.Rejoin.PeerGrace.D() <= 0 {
+		add("rejoin.peer_grace must be a positive duration such as 30s")
+	}
+	if c.Hooks.Timeout.D() <= 0 {
+		add("hooks.timeout must be a positive duration such as 30s")
+	}
+	if len(c.Hooks.OnRoleChange) > 0 && !filepath.IsAbs(c.Hooks.OnRoleChange[0]) {
+		add("hooks.on_role_change: the program %q must be an absolute path", c.Hooks.OnRoleChange[0])
+	}
+	seen := map[string]bool{}
+	for i := range c.Services {
+		sv := &c.Services[i]
+		where := fmt.Sprintf("services[%d]", i)
+		if sv.Name == "" {
+			add("%s.name is required", where)
+		} else if seen[sv.Name] {
+			add("%s.name %q is used twice", where, sv.Name)
+		}
+		seen[sv.Name] = true
+		switch {
+		case sv.Unit != "" && (len(sv.Start) > 0 || len(sv.Stop) > 0):
+			add("%s: give either unit or start/stop commands, not both", where)
+		case sv.Unit == "" && (len(sv.Start) == 0 || len(sv.Stop) == 0):
+			add("%s: give a systemd unit, or both start and stop commands", where)
+		}
+		for _, cmd := range [][]string{sv.Start, sv.Stop} {
+			if len(cmd) > 0 && !filepath.IsAbs(cmd[0]) {
+				add("%s: the program %q must be an absolute path", where, cmd[0])
+			}
+		}
+		if sv.Timeout == 0 {
+			sv.Timeout = Duration(30 * time.Second)
+		} else if sv.Timeout < 0 {
+			add("%s.timeout must be positive", where)
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

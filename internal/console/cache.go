@@ -7,19 +7,57 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/tandem-ha/tandem/internal/fsutil"
 )
 
 // Cache is the console's local record, kept as JSON (mode 0600, written
 // atomically) under os.UserCacheDir()/tandem/ — %LocalAppData% on Windows.
-// It holds pinned node certificates; tokens never go in it.
+// It holds pinned node certificates and the clusters this console
+// assembled; tokens never go in it (they live in tokens.json, see Tokens).
 type Cache struct {
 	// Pins maps a node API address (host:port) to the certificate
 	// fingerprint first seen and accepted there, as ssh's known_hosts does.
 	Pins map[string]string `json:"pins"`
+	// Clusters maps a cluster's name to what the console last knew of it.
+	Clusters map[string]CachedCluster `json:"clusters,omitempty"`
 
 	path string
+}
+
+// CachedCluster is the console's record of one cluster: enough to reach
+// both nodes, and to say what they were, when neither answers.
+type CachedCluster struct {
+	ClusterIP   string       `json:"cluster_ip"` // IP/prefix
+	DNSName     string       `json:"dns_name"`
+	Replication string       `json:"replication"`
+	Term        int64        `json:"term"`    // the highest term seen
+	Primary     string       `json:"primary"` // as of Term
+	Nodes       []CachedNode `json:"nodes"`
+	AssembledAt time.Time    `json:"assembled_at"`
+	UpdatedAt   time.Time    `json:"updated_at"`
+}
+
+// CachedNode is one node of a cached cluster.
+type CachedNode struct {
+	Name string `json:"name"`
+	IP   string `json:"ip"`
+	// Address is the node API's host:port as the operator gave it at
+	// assembly: the key of its pin and of its token.
+	Address  string    `json:"address"`
+	Role     string    `json:"role"` // last known
+	LastSeen time.Time `json:"last_seen,omitzero"`
+}
+
+// ClusterNames lists the cached clusters in order.
+func (c *Cache) ClusterNames() []string {
+	out := make([]string, 0, len(c.Clusters))
+	for n := range c.Clusters {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
 }
 
 const cacheFile = "cache.json"
@@ -43,7 +81,7 @@ func LoadCache() (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cache{Pins: map[string]string{}, path: filepath.Join(dir, cacheFile)}
+	c := &Cache{Pins: map[string]string{}, Clusters: map[string]CachedCluster{}, path: filepath.Join(dir, cacheFile)}
 	b, err := os.ReadFile(c.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return c, nil
@@ -56,6 +94,9 @@ func LoadCache() (*Cache, error) {
 	}
 	if c.Pins == nil {
 		c.Pins = map[string]string{}
+	}
+	if c.Clusters == nil {
+		c.Clusters = map[string]CachedCluster{}
 	}
 	return c, nil
 }

@@ -1,7 +1,7 @@
 package console
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tandem-ha/tandem/internal/api"
@@ -55,7 +56,8 @@ func NormalizeEndpoint(s string) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
-// trust decides whether to accept a node's certificate.
+// trust decides whether to accept a node's certificate. Its methods may be
+// called from several goroutines (status asks both nodes at once).
 type trust struct {
 	cache       *Cache
 	trustNew    bool   // --trust-new: pin unknown certificates without asking
@@ -63,6 +65,8 @@ type trust struct {
 	in          io.Reader
 	prompt      io.Writer
 	interactive bool
+
+	mu sync.Mutex // guards cache.Pins, saving the cache and the terminal
 }
 
 // untrustedError says a node's certificate is not pinned yet.
@@ -88,16 +92,25 @@ type Client struct {
 // Dial connects to a node, checking its certificate against the cache
 // (asking to pin it on first contact), and returns a client for it.
 func Dial(ctx context.Context, endpoint, token string, t *trust) (*Client, error) {
+	return dialWant(ctx, endpoint, token, t, t.fingerprint)
+}
+
+// dialWant is Dial with the fingerprint to accept for an unpinned node
+// given explicitly: commands that reach two nodes take one per node.
+func dialWant(ctx context.Context, endpoint, token string, t *trust, want string) (*Client, error) {
 	addr, err := NormalizeEndpoint(endpoint)
 	if err != nil {
 		return nil, exitf(ExitUsage, "%v", err)
 	}
-	c := newClient(addr, token, t.cache.Pins[addr], t.fingerprint)
+	pinned := t.pinned(addr)
+	c := newClient(addr, token, pinned, want)
 	err = c.handshake(ctx)
 	var unk *untrustedError
 	if errors.As(err, &unk) {
+		t.mu.Lock()
+		defer t.mu.Unlock()
 		accept := t.trustNew
-		if !accept && t.fingerprint == "" && t.interactive {
+		if !accept && want == "" && t.interactive {
 			accept = t.ask(unk)
 		}
 		if !accept {
@@ -117,8 +130,10 @@ func Dial(ctx context.Context, endpoint, token string, t *trust) (*Client, error
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := t.cache.Pins[addr]; !ok && t.fingerprint != "" {
-		t.cache.Pins[addr] = t.fingerprint
+	if pinned == "" && want != "" {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.cache.Pins[addr] = want
 		if err := t.cache.Save(); err != nil {
 			return nil, err
 		}
@@ -126,14 +141,52 @@ func Dial(ctx context.Context, endpoint, token string, t *trust) (*Client, error
 	return c, nil
 }
 
+func (t *trust) pinned(addr string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.cache.Pins[addr]
+}
+
+// ask is called with t.mu held.
 func (t *trust) ask(e *untrustedError) bool {
 	fmt.Fprintf(t.prompt, "The node at %s is not known to this console.\nIts certificate fingerprint is %s.\nCompare it with the fingerprint tandemd logged at start on that node.\nTrust and pin it? [y/N] ", e.addr, e.fp)
-	line, _ := bufio.NewReader(t.in).ReadString('\n')
-	switch strings.ToLower(strings.TrimSpace(line)) {
+	return t.yes()
+}
+
+// confirm asks a yes/no question on the terminal; anything but yes is no.
+func (t *trust) confirm(question string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fmt.Fprintf(t.prompt, "%s [y/N] ", question)
+	return t.yes()
+}
+
+func (t *trust) yes() bool {
+	switch strings.ToLower(strings.TrimSpace(readLine(t.in))) {
 	case "y", "yes":
 		return true
 	}
 	return false
+}
+
+// readLine reads one line a byte at a time, so that nothing after it is
+// swallowed by a buffer and lost to the next question.
+func readLine(r io.Reader) string {
+	var b strings.Builder
+	var c [1]byte
+	for {
+		n, err := r.Read(c[:])
+		if n == 1 {
+			if c[0] == '\n' {
+				break
+			}
+			b.WriteByte(c[0])
+		}
+		if err != nil {
+			break
+		}
+	}
+	return b.String()
 }
 
 // newClient builds a client that accepts exactly the pinned certificate,
@@ -152,7 +205,7 @@ func newClient(addr, token, pinned, want string) *Client {
 		case want != "" && fp == want:
 			return nil
 		case want != "":
-			return &ExitError{Code: ExitRefused, Err: fmt.Errorf("the certificate of %s has fingerprint %s, not the %s given with --fingerprint: nothing was sent", addr, fp, want)}
+			return &ExitError{Code: ExitRefused, Err: fmt.Errorf("the certificate of %s has fingerprint %s, not the %s you gave: nothing was sent", addr, fp, want)}
 		}
 		return &untrustedError{addr: addr, fp: fp}
 	}
@@ -197,12 +250,62 @@ func classify(addr string, err error) error {
 	return &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("cannot reach the node API at %s: %v", addr, err)}
 }
 
+// APIError is an error answer of a node: the HTTP status and the code and
+// message of the JSON envelope.
+type APIError struct {
+	Addr    string
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *APIError) Error() string {
+	if e.Code == "" {
+		return fmt.Sprintf("%s answered %d %s", e.Addr, e.Status, http.StatusText(e.Status))
+	}
+	return fmt.Sprintf("%s refused: %s (%s)", e.Addr, e.Message, e.Code)
+}
+
+// exitCode maps a node's error answer to the console's exit status.
+func (e *APIError) exitCode() int {
+	switch e.Status {
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return ExitRefused
+	case http.StatusConflict:
+		return ExitConflict
+	}
+	return ExitFailure
+}
+
+// Addr is the node API address (host:port) this client talks to.
+func (c *Client) Addr() string { return c.addr }
+
 // Get fetches path and decodes the JSON answer into out. Error answers are
 // turned into errors carrying the node's message.
 func (c *Client) Get(ctx context.Context, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+c.addr+path, nil)
+	return c.do(ctx, http.MethodGet, path, nil, out)
+}
+
+// Post sends in as JSON to path and decodes the answer into out.
+func (c *Client) Post(ctx context.Context, path string, in, out any) error {
+	return c.do(ctx, http.MethodPost, path, in, out)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+c.addr+path, body)
 	if err != nil {
 		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
@@ -212,25 +315,29 @@ func (c *Client) Get(ctx context.Context, path string, out any) error {
 		return classify(c.addr, err)
 	}
 	defer res.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(res.Body, 8<<20))
+	b, err := io.ReadAll(io.LimitReader(res.Body, 8<<20))
 	if err != nil {
 		return classify(c.addr, err)
 	}
 	if res.StatusCode >= 400 {
+		ae := &APIError{Addr: c.addr, Status: res.StatusCode}
 		var e api.ErrorBody
-		if json.Unmarshal(body, &e) != nil || e.Error.Code == "" {
-			return fmt.Errorf("%s answered %s", c.addr, res.Status)
+		if json.Unmarshal(b, &e) == nil {
+			ae.Code, ae.Message = e.Error.Code, e.Error.Message
 		}
-		code := ExitFailure
-		if res.StatusCode == http.StatusUnauthorized {
-			code = ExitRefused
-		}
-		return &ExitError{Code: code, Err: fmt.Errorf("%s refused: %s (%s)", c.addr, e.Error.Message, e.Error.Code)}
+		return &ExitError{Code: ae.exitCode(), Err: ae}
 	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("while decoding the answer of %s: %w", c.addr, err)
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("while decoding the answer of %s to %s %s: %w", c.addr, method, path, err)
 	}
 	return nil
+}
+
+// notFound reports whether err is a node saying it has no such endpoint
+// (an older tandemd).
+func notFound(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusNotFound
 }
 
 func isTerminal(f *os.File) bool {

@@ -12,6 +12,7 @@ const (
 	ExitUsage       = 2 // bad flags or arguments; nothing was sent
 	ExitUnreachable = 3 // no node answered
 	ExitRefused     = 4 // certificate not trusted, or token refused
+	ExitConflict    = 5 // the nodes' state forbids the operation; nothing was changed
 )
 
 // ExitError carries a distinct exit status with its message.

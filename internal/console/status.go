@@ -1,88 +1,415 @@
 package console
 
 import (
+	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tandem-ha/tandem/internal/api"
+	"github.com/tandem-ha/tandem/internal/config"
+	"github.com/tandem-ha/tandem/internal/identity"
 )
 
-// NodeStatus is one node as the console saw it.
+// NodeStatus is one node as the console saw it. An unreachable node is
+// listed all the same, with what the cache knows of it and role "unknown".
 type NodeStatus struct {
 	Address   string `json:"address"`
 	Reachable bool   `json:"reachable"`
 	Error     string `json:"error,omitempty"`
+	// LastKnownRole and LastSeen come from the cache, for a node that did
+	// not answer now.
+	LastKnownRole string     `json:"last_known_role,omitempty"`
+	LastSeen      *time.Time `json:"last_seen,omitempty"`
 	api.NodeInfo
+	// Replication and ClusterIP are as this node sees them.
+	Replication *api.ReplicationInfo `json:"replication,omitempty"`
+	ClusterIP   *api.ClusterIPInfo   `json:"cluster_ip,omitempty"`
+}
+
+// ClusterStatus is the cluster as the console pieced it together from
+// what both nodes said (and, failing them, from its cache).
+type ClusterStatus struct {
+	Name         string `json:"name"`
+	State        string `json:"state,omitempty"` // assembled or standalone, from the record
+	Term         int64  `json:"term"`            // the highest term seen
+	Primary      string `json:"primary"`
+	ClusterIP    string `json:"cluster_ip"`
+	DNSName      string `json:"dns_name"`
+	Replication  string `json:"replication"`
+	Synchronized bool   `json:"synchronized"`
+	// Degraded: a node did not answer, or the secondary does not stream.
+	Degraded bool `json:"degraded"`
+	// RecordFrom names the node whose copy of the cluster record is shown
+	// (the primary's when it answers), or "cache" when no node answered.
+	RecordFrom string `json:"record_from"`
+	// ClusterIPAnswer and DNSNameAnswer say which node answers on the
+	// cluster IP and the DNS name, as told by its certificate.
+	ClusterIPAnswer *EndpointAnswer `json:"cluster_ip_answer,omitempty"`
+	DNSNameAnswer   *EndpointAnswer `json:"dns_name_answer,omitempty"`
+}
+
+// EndpointAnswer is who answered on an address that either node may hold.
+type EndpointAnswer struct {
+	Address   string `json:"address"`
+	Reachable bool   `json:"reachable"`
+	Node      string `json:"node,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 // StatusOutput is `tandem status -o json`.
 type StatusOutput struct {
-	Nodes []NodeStatus `json:"nodes"`
+	Cluster  *ClusterStatus `json:"cluster,omitempty"`
+	Nodes    []NodeStatus   `json:"nodes"`
+	Warnings []string       `json:"warnings,omitempty"`
 }
 
-// NewStatusCommand shows a node's state.
+// NewStatusCommand shows a cluster, or one node.
 func NewStatusCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var cluster string
+	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show the state of a node: PostgreSQL, recovery, LSN, versions",
-		Long: `Show the state of the node at --endpoint: whether its PostgreSQL runs, whether
-it is in recovery (a standby), its current WAL position and versions.
+		Short: "Show the cluster and both nodes: roles, term, PostgreSQL, replication, cluster IP",
+		Long: `Show the cluster this console knows (the only one in its cache, or --cluster
+NAME): its name, term, primary, cluster IP, DNS name and replication mode,
+and each node as it sees itself: role, PostgreSQL state and WAL position,
+replication state and lag, WAL kept for the secondary, whether it holds the
+cluster IP. Both nodes are asked at once, a few seconds each; a node that
+does not answer is still listed, from the cache, with role "unknown". The
+console also checks which node answers on the cluster IP and DNS name.
 
-Exit status: 0 when the node answered, 3 when it could not be reached,
-4 when its certificate or the token was refused.`,
-		Example: `  TANDEM_TOKEN=$(cat /var/lib/tandem/state/admin-token) tandem status --endpoint 10.0.0.11
-  tandem status --endpoint db1.example.net -o json`,
+With --endpoint, show that node (token from --token-file, TANDEM_TOKEN or
+the console's tokens), and its peer too when the console has its token.
+
+Exit status: 0 when at least one node answered, 3 when none could be
+reached, 4 when certificates or tokens were refused.`,
+		Example: `  tandem status
+  tandem status --cluster db.example.net -o json
+  TANDEM_TOKEN=$(cat /var/lib/tandem/state/admin-token) tandem status --endpoint 10.0.0.11`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := g.validateOutput(); err != nil {
 				return err
 			}
-			token, err := g.token()
-			if err != nil {
-				return err
+			if g.endpoint != "" {
+				return statusOfEndpoint(cmd, g)
 			}
-			if token == "" {
-				return exitf(ExitUsage, "no admin token: set TANDEM_TOKEN or pass --token-file (the token is in the node's state dir, file admin-token)")
-			}
-			tr, err := g.trust(cmd)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := g.context(cmd.Context())
-			defer cancel()
-			addr, err := NormalizeEndpoint(g.endpoint)
-			if err != nil {
-				return exitf(ExitUsage, "%v", err)
-			}
-			ns := NodeStatus{Address: addr}
-			c, err := Dial(ctx, addr, token, tr)
-			if err == nil {
-				err = c.Get(ctx, "/v1/node", &ns.NodeInfo)
-			}
-			if err != nil {
-				if ExitCode(err) != ExitUnreachable {
-					return err
-				}
-				ns.Error = err.Error()
-			} else {
-				ns.Reachable = true
-			}
-			out := StatusOutput{Nodes: []NodeStatus{ns}}
-			if g.output == "json" {
-				err = printJSON(cmd.OutOrStdout(), out)
-			} else {
-				printStatusTable(cmd.OutOrStdout(), out)
-			}
-			if err == nil && !ns.Reachable {
-				return &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("%s", ns.Error)}
-			}
-			return err
+			return statusOfCluster(cmd, g, cluster)
 		},
 	}
+	cmd.Flags().StringVar(&cluster, "cluster", "", "which cached cluster to show, when the console knows several")
+	return cmd
+}
+
+// endpointToken is the token for a single node: --token-file or
+// TANDEM_TOKEN first, else what the console kept for that address.
+func (g *globals) endpointToken(addr string) (string, error) {
+	tok, err := g.token()
+	if err != nil || tok != "" {
+		return tok, err
+	}
+	toks, err := LoadTokens()
+	if err != nil {
+		return "", err
+	}
+	if tok = toks.ByAddress[addr]; tok == "" {
+		return "", exitf(ExitUsage, "no admin token for %s: set TANDEM_TOKEN or pass --token-file (the token is in the node's state dir, file admin-token)", addr)
+	}
+	return tok, nil
+}
+
+func statusOfEndpoint(cmd *cobra.Command, g *globals) error {
+	addr, err := NormalizeEndpoint(g.endpoint)
+	if err != nil {
+		return exitf(ExitUsage, "%v", err)
+	}
+	token, err := g.endpointToken(addr)
+	if err != nil {
+		return err
+	}
+	tr, err := g.trust(cmd)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := g.context(cmd.Context())
+	defer cancel()
+
+	p := &probe{node: CachedNode{Address: addr}}
+	p.c, p.err = Dial(ctx, addr, token, tr)
+	if p.err == nil {
+		p.viewd, p.err = fetchView(ctx, p.c, &p.view)
+	}
+	if p.err != nil && ExitCode(p.err) != ExitUnreachable {
+		return p.err
+	}
+	probes := []*probe{p}
+	now := time.Now().UTC()
+	if p.reachable() {
+		if err := rememberNode(tr.cache, addr, p.view.Node, now); err != nil {
+			return err
+		}
+		if peer := peerProbe(ctx, tr, p); peer != nil {
+			probes = append(probes, peer)
+			if peer.reachable() {
+				if err := rememberNode(tr.cache, peer.node.Address, peer.view.Node, now); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	out := StatusOutput{}
+	for _, q := range probes {
+		out.Nodes = append(out.Nodes, nodeStatus(q))
+	}
+	if p.reachable() && p.view.Record != nil {
+		out.Cluster = summarize(p.view.Record.Name, tr.cache.Clusters[p.view.Record.Name], probes, &out)
+	}
+	if err := printStatus(cmd.OutOrStdout(), g.output, out); err != nil {
+		return err
+	}
+	if !p.reachable() {
+		return &ExitError{Code: ExitUnreachable, Err: p.err}
+	}
+	return nil
+}
+
+// peerProbe asks the peer of a node that reports a cluster, when the
+// console holds the peer's token; nil otherwise.
+func peerProbe(ctx context.Context, tr *trust, p *probe) *probe {
+	m := p.view.Peer
+	if m == nil || p.view.Node.Cluster == "" {
+		return nil
+	}
+	tr.mu.Lock()
+	addr := peerAddress(tr.cache, p.view.Node.Cluster, *m)
+	tr.mu.Unlock()
+	toks, err := LoadTokens()
+	if err != nil || addr == "" || toks.ByAddress[addr] == "" {
+		return nil
+	}
+	q := &probe{node: CachedNode{Name: m.Name, IP: m.IP, Address: addr}}
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	// The node we trust vouches for its peer's certificate: it pinned it
+	// itself at assembly.
+	q.c, q.err = dialWant(pctx, addr, toks.ByAddress[addr], tr, m.Fingerprint)
+	if q.err == nil {
+		q.viewd, q.err = fetchView(pctx, q.c, &q.view)
+	}
+	return q
+}
+
+func statusOfCluster(cmd *cobra.Command, g *globals, name string) error {
+	tr, err := g.trust(cmd)
+	if err != nil {
+		return err
+	}
+	name, cc, err := pickCluster(tr.cache, name)
+	if err != nil {
+		return err
+	}
+	toks, err := LoadTokens()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := g.context(cmd.Context())
+	defer cancel()
+
+	// Both nodes, the cluster IP and the DNS name, all at once.
+	var probes []*probe
+	var ipAnswer, dnsAnswer *EndpointAnswer
+	known := knownFingerprints(tr, cc)
+	port := apiPortOf(cc)
+	var wg sync.WaitGroup
+	wg.Go(func() { probes = probeNodes(ctx, tr, toks, cc.Nodes) })
+	if pfx, err := netip.ParsePrefix(cc.ClusterIP); err == nil {
+		wg.Go(func() { ipAnswer = identify(ctx, net.JoinHostPort(pfx.Addr().String(), port), known) })
+	}
+	if cc.DNSName != "" {
+		wg.Go(func() { dnsAnswer = identify(ctx, net.JoinHostPort(cc.DNSName, port), known) })
+	}
+	wg.Wait()
+
+	out := StatusOutput{}
+	for _, p := range probes {
+		out.Nodes = append(out.Nodes, nodeStatus(p))
+	}
+	out.Cluster = summarize(name, cc, probes, &out)
+	out.Cluster.ClusterIPAnswer, out.Cluster.DNSNameAnswer = ipAnswer, dnsAnswer
+	if ipAnswer != nil && ipAnswer.Reachable && ipAnswer.Node != "" && out.Cluster.Primary != "" && ipAnswer.Node != out.Cluster.Primary {
+		out.Warnings = append(out.Warnings, fmt.Sprintf("the cluster IP is answered by %s, but the primary is %s", ipAnswer.Node, out.Cluster.Primary))
+	}
+	if err := remember(tr.cache, name, probes, time.Now().UTC()); err != nil {
+		return err
+	}
+	if err := printStatus(cmd.OutOrStdout(), g.output, out); err != nil {
+		return err
+	}
+	for _, p := range probes {
+		if p.reachable() {
+			return nil
+		}
+	}
+	return noneAnswered(name, probes)
+}
+
+func nodeStatus(p *probe) NodeStatus {
+	ns := NodeStatus{Address: p.node.Address}
+	if p.reachable() {
+		ns.Reachable = true
+		ns.NodeInfo = p.view.Node
+		ns.Replication = p.view.Replication
+		if p.viewd {
+			ci := p.view.ClusterIP
+			ns.ClusterIP = &ci
+		}
+		return ns
+	}
+	ns.Error = p.err.Error()
+	ns.Name, ns.IP = p.node.Name, p.node.IP
+	ns.Role = roleUnknown
+	ns.LastKnownRole = p.node.Role
+	if !p.node.LastSeen.IsZero() {
+		t := p.node.LastSeen
+		ns.LastSeen = &t
+	}
+	return ns
+}
+
+// summarize pieces the cluster together: the record of the highest term
+// (the primary's copy on a tie), the highest term any node reports, the
+// node that says it is primary; the cache fills what no node said.
+func summarize(name string, cc CachedCluster, ps []*probe, out *StatusOutput) *ClusterStatus {
+	cs := &ClusterStatus{Name: name, Term: cc.Term, Primary: cc.Primary, ClusterIP: cc.ClusterIP, DNSName: cc.DNSName, Replication: cc.Replication, RecordFrom: "cache"}
+	var rec *api.Record
+	var from *probe
+	live := false
+	var term int64
+	var primaries []string
+	for _, p := range ps {
+		if !p.reachable() {
+			cs.Degraded = true
+			continue
+		}
+		if r := p.view.Replication; r != nil && r.State != "" && r.State != "streaming" {
+			cs.Degraded = true
+		}
+		n := p.view.Node
+		if !live || n.Term > term {
+			term = n.Term
+		}
+		live = true
+		if n.Role == rolePrimary {
+			primaries = append(primaries, fmt.Sprintf("%s (term %d)", n.Name, n.Term))
+		}
+		r := p.view.Record
+		if r == nil {
+			continue
+		}
+		if rec == nil || r.Term > rec.Term || (r.Term == rec.Term && n.Role == rolePrimary) {
+			rec, from = r, p
+		}
+	}
+	if rec != nil {
+		cs.Name, cs.State, cs.Primary = rec.Name, rec.State, rec.Primary
+		cs.ClusterIP, cs.DNSName, cs.Replication, cs.Synchronized = rec.ClusterIP, rec.DNSName, rec.Replication, rec.Synchronized
+		cs.RecordFrom = from.view.Node.Name
+		if rec.Term > term {
+			term = rec.Term
+		}
+		if from.view.Node.Role != rolePrimary {
+			cs.RecordFrom += " (replicated copy)"
+		}
+	}
+	if live {
+		cs.Term = term
+	}
+	if p := primaryOf(ps); p != nil {
+		cs.Primary = p.view.Node.Name
+	} else if live && len(ps) > 1 {
+		cs.Degraded = true // both asked, neither is primary
+	}
+	if len(primaries) > 1 {
+		out.Warnings = append(out.Warnings, fmt.Sprintf("MORE THAN ONE NODE SAYS IT IS PRIMARY: %s; the one at the lower term must fence itself", strings.Join(primaries, ", ")))
+	}
+	return cs
+}
+
+// knownFingerprints maps the pinned certificates of a cluster's nodes to
+// their names, to tell who answers on the cluster IP.
+func knownFingerprints(tr *trust, cc CachedCluster) map[string]string {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	m := map[string]string{}
+	for _, n := range cc.Nodes {
+		if fp := tr.cache.Pins[n.Address]; fp != "" {
+			m[fp] = n.Name
+		}
+	}
+	return m
+}
+
+// apiPortOf is the API port to try on the cluster IP: the primary's.
+func apiPortOf(cc CachedCluster) string {
+	port := ""
+	for _, n := range cc.Nodes {
+		if _, p, err := net.SplitHostPort(n.Address); err == nil && (port == "" || n.Name == cc.Primary) {
+			port = p
+		}
+	}
+	if port == "" {
+		port = fmt.Sprint(config.DefaultAPIPort)
+	}
+	return port
+}
+
+// identify opens a TLS connection to addr and names the node by its
+// certificate. It sends nothing, so no token goes to whoever holds the
+// address.
+func identify(ctx context.Context, addr string, known map[string]string) *EndpointAnswer {
+	a := &EndpointAnswer{Address: addr}
+	var stranger string
+	cfg := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, //nolint:gosec // identified by fingerprint below
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("no certificate")
+			}
+			fp := identity.Fingerprint(cs.PeerCertificates[0].Raw)
+			if n, ok := known[fp]; ok {
+				a.Node = n
+				return nil
+			}
+			stranger = fp
+			return errors.New("unknown certificate")
+		},
+	}
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: cfg}
+	conn, err := d.DialContext(pctx, "tcp", addr)
+	switch {
+	case stranger != "":
+		a.Reachable = true
+		a.Error = fmt.Sprintf("answered with certificate %s, which is neither node's", stranger)
+	case err != nil:
+		a.Error = err.Error()
+	default:
+		conn.Close()
+		a.Reachable = true
+	}
+	return a
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -91,26 +418,156 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func printStatusTable(w io.Writer, s StatusOutput) {
+func printStatus(w io.Writer, format string, s StatusOutput) error {
+	if format == "json" {
+		return printJSON(w, s)
+	}
+	if c := s.Cluster; c != nil {
+		synced := "not synchronized"
+		if c.Synchronized {
+			synced = "synchronized"
+		}
+		fmt.Fprintf(w, "Cluster %s  term %d  primary %s  replication %s, %s", c.Name, c.Term, dash(c.Primary), dash(c.Replication), synced)
+		if c.Degraded {
+			fmt.Fprint(w, "  DEGRADED")
+		}
+		fmt.Fprintf(w, "  (record from %s)\n", c.RecordFrom)
+		fmt.Fprintf(w, "  cluster IP %s%s   DNS name %s%s\n\n", dash(c.ClusterIP), answerOf(c.ClusterIPAnswer), dash(c.DNSName), answerOf(c.DNSNameAnswer))
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tADDRESS\tREACHABLE\tPOSTGRES\tRECOVERY\tLSN\tPG VERSION\tTANDEMD")
+	fmt.Fprintln(tw, "NODE\tADDRESS\tREACHABLE\tROLE\tTERM\tPOSTGRES\tLSN\tPG\tREPLICATION\tLAG\tWAL KEPT\tCLUSTER IP")
 	for _, n := range s.Nodes {
 		if !n.Reachable {
-			fmt.Fprintf(tw, "%s\t%s\tno\t-\t-\t-\t-\t-\n", dash(n.Name), n.Address)
+			fmt.Fprintf(tw, "%s\t%s\tNO\t%s\t-\t-\t-\t-\t-\t-\t-\t-\n", dash(n.Name), n.Address, n.Role)
 			continue
 		}
-		rec := "no"
-		if n.Postgres.InRecovery {
-			rec = "yes"
+		role := n.Role
+		if n.Postgres.InRecovery && role != roleSecondary {
+			role += " (in recovery)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\tyes\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Address, n.Postgres.State, rec, dash(n.Postgres.LSN), dash(n.Postgres.Version), n.TandemdVersion)
+		fmt.Fprintf(tw, "%s\t%s\tyes\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Address, dash(role), termOf(n.Term),
+			n.Postgres.State, dash(n.Postgres.LSN), dash(n.Postgres.Version), replState(n.Replication), lagOf(n.Replication), keptOf(n), heldOf(n.ClusterIP))
 	}
 	tw.Flush()
+	var notes []string
 	for _, n := range s.Nodes {
+		name := dash(n.Name)
+		if !n.Reachable {
+			note := fmt.Sprintf("%s: not reachable: %s", name, n.Error)
+			if n.LastKnownRole != "" {
+				note += fmt.Sprintf(" (last known role %s", n.LastKnownRole)
+				if n.LastSeen != nil {
+					note += ", seen " + n.LastSeen.Local().Format("2006-01-02 15:04:05")
+				}
+				note += ")"
+			}
+			notes = append(notes, note)
+			continue
+		}
+		if n.Op != "" {
+			notes = append(notes, fmt.Sprintf("%s: operation in progress: %s", name, n.Op))
+		}
 		if n.Postgres.Error != "" {
-			fmt.Fprintf(w, "\n%s: PostgreSQL: %s\n", n.Name, n.Postgres.Error)
+			notes = append(notes, fmt.Sprintf("%s: PostgreSQL: %s", name, n.Postgres.Error))
+		}
+		if r := n.Replication; r != nil && r.ReceiverStatus != "" {
+			notes = append(notes, fmt.Sprintf("%s: WAL receiver %s, received up to %s, last message from the primary %s", name, r.ReceiverStatus, dash(r.ReceivedLSN), dash(r.LastMessage)))
+		}
+		if r := n.Replication; r != nil && (r.SlotWALStatus == "unreserved" || r.SlotWALStatus == "lost") {
+			notes = append(notes, fmt.Sprintf("%s: the slot for the secondary is %s: past the WAL cap, the secondary will be re-seeded", name, r.SlotWALStatus))
+		}
+		if ci := n.ClusterIP; ci != nil && ci.Conflict != "" {
+			notes = append(notes, fmt.Sprintf("%s: cluster IP conflict: %s", name, ci.Conflict))
+		}
+		if ci := n.ClusterIP; ci != nil && ci.Error != "" {
+			notes = append(notes, fmt.Sprintf("%s: cluster IP: %s", name, ci.Error))
 		}
 	}
+	if c := s.Cluster; c != nil {
+		for _, a := range []*EndpointAnswer{c.ClusterIPAnswer, c.DNSNameAnswer} {
+			if a != nil && a.Error != "" {
+				notes = append(notes, fmt.Sprintf("%s: %s", a.Address, a.Error))
+			}
+		}
+	}
+	for _, warn := range s.Warnings {
+		notes = append(notes, "WARNING: "+warn)
+	}
+	if len(notes) > 0 {
+		fmt.Fprintln(w)
+		for _, n := range notes {
+			fmt.Fprintln(w, n)
+		}
+	}
+	return nil
+}
+
+func answerOf(a *EndpointAnswer) string {
+	switch {
+	case a == nil:
+		return ""
+	case a.Node != "":
+		return " (answered by " + a.Node + ")"
+	case a.Reachable:
+		return " (answered by a stranger)"
+	}
+	return " (no answer)"
+}
+
+func termOf(t int64) string {
+	if t == 0 {
+		return "-"
+	}
+	return fmt.Sprint(t)
+}
+
+func replState(r *api.ReplicationInfo) string {
+	switch {
+	case r == nil:
+		return "-"
+	case r.State != "" && r.SyncState != "":
+		return r.State + " (" + r.SyncState + ")"
+	case r.State != "":
+		return r.State
+	}
+	return dash(r.ReceiverStatus)
+}
+
+func lagOf(r *api.ReplicationInfo) string {
+	if r == nil || (r.State == "" && r.LagBytes == 0 && r.LagSeconds == 0) {
+		return "-"
+	}
+	return fmt.Sprintf("%s, %.1fs", bytesOf(r.LagBytes), r.LagSeconds)
+}
+
+func keptOf(n NodeStatus) string {
+	if n.Replication == nil || n.Role != rolePrimary {
+		return "-"
+	}
+	return bytesOf(n.Replication.RetainedBytes)
+}
+
+func heldOf(ci *api.ClusterIPInfo) string {
+	switch {
+	case ci == nil:
+		return "-"
+	case ci.Held:
+		return "held"
+	}
+	return "not held"
+}
+
+func bytesOf(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func dash(s string) string {

@@ -9,8 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strconv"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -89,7 +89,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	d.pg = pg
-	vip := clusterip.New(clusterip.Options{}, log.With("component", "clusterip"))
+	// 200 ms is ample for an answer on one LAN segment, and every probe
+	// is part of a failover's outage.
+	vip := clusterip.New(clusterip.Options{ProbeTimeout: 200 * time.Millisecond}, log.With("component", "clusterip"))
 	node := cluster.New(cluster.Config{
 		Name:           d.cfg.Node.Name,
 		IP:             d.cfg.Node.IP,
@@ -101,28 +103,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 		MaxSlotWALKeep: d.cfg.Replication.MaxSlotWALKeep,
 		SyncGrace:      d.cfg.Replication.SyncGrace.D(),
 		AwayAfter:      d.cfg.Replication.AwayAfter.D(),
+		PeerGrace:      d.cfg.Rejoin.PeerGrace.D(),
+		SelfElect:      d.cfg.Rejoin.SelfElect,
+		Services:       services(d.cfg.Services),
+		Hook:           d.cfg.Hooks.OnRoleChange,
+		HookLimit:      d.cfg.Hooks.Timeout.D(),
 	}, st, pg, vip, log.With("component", "cluster"))
 
-	// A crash in the middle of replacing the data directory is repaired
-	// before the supervisor looks at it; then PostgreSQL starts with the
-	// settings of the role this node remembers.
-	if err := node.RecoverBeforePostgres(); err != nil {
-		return fmt.Errorf("while recovering an interrupted operation: %w", err)
-	}
-	pg.SetSettings(node.StartupSettings())
 	if err := vip.Start(ctx); err != nil {
 		return err
 	}
-	// A PostgreSQL that fails to start is reported through the API (state
-	// "failed") rather than ending tandemd: the operator needs the API to
-	// see why, and the supervisor keeps trying.
-	if err := pg.Start(ctx); err != nil {
-		log.Error("PostgreSQL did not start", "err", err)
-	}
-	if err := node.Start(ctx); err != nil {
-		log.Error("cluster logic did not start", "err", err)
-	}
-
+	// The API first, so the node answers (PostgreSQL "stopped") while the
+	// cluster logic decides in which role PostgreSQL may start.
 	srv := api.NewServer(api.Config{
 		Listen:  d.cfg.API.Listen,
 		Cert:    cert,
@@ -131,9 +123,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Log:     log.With("component", "api"),
 	})
 	if err := srv.Start(ctx); err != nil {
-		d.stopPostgres(log)
 		return err
 	}
+	runDone := make(chan struct{})
+	go func() {
+		defer close(runDone)
+		node.Run(ctx)
+	}()
 
 	<-ctx.Done()
 	log.Info("tandemd stopping")
@@ -145,9 +141,24 @@ func (d *Daemon) Run(ctx context.Context) error {
 		log.Error("could not remove the cluster IP", "err", err)
 	}
 	cancel()
+	<-runDone
 	d.stopPostgres(log)
 	log.Info("tandemd stopped")
 	return nil
+}
+
+// services turns configured units into start/stop commands.
+func services(in []config.Service) []cluster.Service {
+	var out []cluster.Service
+	for _, s := range in {
+		sv := cluster.Service{Name: s.Name, Start: s.Start, Stop: s.Stop, Timeout: s.Timeout.D()}
+		if s.Unit != "" {
+			sv.Start = []string{"/usr/bin/systemctl", "start", s.Unit}
+			sv.Stop = []string{"/usr/bin/systemctl", "stop", s.Unit}
+		}
+		out = append(out, sv)
+	}
+	return out
 }
 
 func apiPort(listen string) int {

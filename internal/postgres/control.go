@@ -134,3 +134,27 @@ func (s *Supervisor) RemoveDataFile(name string) error {
 func (s *Supervisor) MakeEmptyDataDir() error {
 	return s.makeDataDir()
 }
+
+// StartHalted starts the owner goroutine without starting PostgreSQL: the
+// cluster logic first decides in which role it may run (a former primary
+// must not open for writes before it has asked its peer), then calls
+// Resume.
+func (s *Supervisor) StartHalted() error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("the PostgreSQL supervisor was already started")
+	}
+	go s.run(nil, true)
+	return nil
+}
+
+// ControlData runs pg_controldata on the data directory.
+func (s *Supervisor) ControlData(ctx context.Context) (map[string]string, error) {
+	return s.controlData(ctx)
+}
+
+// PostmasterRunning reports whether a postmaster (ours or left by an
+// earlier tandemd) runs on the data directory.
+func (s *Supervisor) PostmasterRunning() bool {
+	r, err := s.findRunning()
+	return err == nil && r != nil
+}

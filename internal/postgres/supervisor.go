@@ -241,7 +241,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 		return errors.New("the PostgreSQL supervisor was already started")
 	}
 	first := make(chan error, 1)
-	go s.run(first)
+	go s.run(first, false)
 	select {
 	case err := <-first:
 		return err
@@ -304,11 +304,16 @@ type owner struct {
 	first  chan error // Start's waiter, until the first attempt settled
 }
 
-func (s *Supervisor) run(first chan error) {
+func (s *Supervisor) run(first chan error, halted bool) {
 	defer close(s.done)
 	defer s.lifeCancel()
 	o := &owner{s: s, first: first, bo: backoff{min: s.backoffMin, max: s.backoffMax}}
-	o.firstAttempt()
+	if halted {
+		o.halted = true
+		o.first = nil
+	} else {
+		o.firstAttempt()
+	}
 	for {
 		var gone, ready <-chan struct{}
 		var retry, late <-chan time.Time

@@ -63,6 +63,7 @@ type Peer struct {
 type Operation struct {
 	Kind      string    `json:"kind"`
 	Step      string    `json:"step"`
+	Term      int64     `json:"term,omitempty"` // the term the operation moves to
 	StartedAt time.Time `json:"started_at"`
 }
 

@@ -1,0 +1,401 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tandem-ha/tandem/internal/api"
+	"github.com/tandem-ha/tandem/internal/state"
+)
+
+// Operation kinds of role changes.
+const (
+	OpSwitchover = "switchover"
+	OpPromote    = "promote"
+	OpFailover   = "failover"
+	OpRejoin     = "rejoin"
+)
+
+// Event kinds of role changes.
+const (
+	EventSwitchoverStarted  = "switchover_started"
+	EventSwitchoverFinished = "switchover_finished"
+	EventSwitchoverFailed   = "switchover_failed"
+	EventFailoverStarted    = "failover_started"
+	EventFailoverFinished   = "failover_finished"
+	EventFenced             = "fenced"
+	EventRejoined           = "rejoined"
+)
+
+// steps times an operation's steps for its result and the log.
+type steps struct {
+	last time.Time
+	list []api.Step
+}
+
+func newSteps() *steps { return &steps{last: time.Now()} }
+
+func (s *steps) mark(name string) {
+	now := time.Now()
+	s.list = append(s.list, api.Step{Name: name, MS: float64(now.Sub(s.last).Microseconds()) / 1000})
+	s.last = now
+}
+
+// Switchover hands the primary role to the secondary with nothing lost:
+//
+//  1. check that the secondary answers, streams and has caught up;
+//  2. stop the role-bound services, drop the cluster IP, CHECKPOINT (so the
+//     shutdown checkpoint is short), fast shutdown, read the shutdown
+//     checkpoint's LSN;
+//  3. ask the secondary to promote once it has replayed that checkpoint —
+//     it bumps the term, takes the cluster IP and starts the services;
+//  4. restart here as a standby of the new primary, through our slot there.
+//
+// A failure before the secondary promoted restarts this node as primary.
+// When the outcome is unknown (the secondary stopped answering mid-way),
+// this node stays down rather than risk two primaries.
+func (n *Node) Switchover(ctx context.Context, req api.SwitchoverRequest) (api.SwitchoverResult, error) {
+	start := time.Now()
+	st := newSteps()
+	if !n.opMu.TryLock() {
+		return api.SwitchoverResult{}, conflict("another operation is in progress on %s", n.cfg.Name)
+	}
+	defer n.opMu.Unlock()
+	s := n.State()
+	if s.Role != state.RolePrimary || s.Cluster == nil || s.Cluster.Peer == nil {
+		return api.SwitchoverResult{}, conflict("%s is not the primary of a cluster (role %s); send the switchover to the primary", n.cfg.Name, s.Role)
+	}
+	peer := memberOf(s.Cluster.Peer)
+	p := n.peerOf(peer)
+	defer p.close()
+
+	// 1. Checks; nothing changes if one fails.
+	var hb api.Heartbeat
+	if err := p.do(ctx, http.MethodGet, "/v1/peer/heartbeat", nil, &hb); err != nil {
+		return api.SwitchoverResult{}, unavailable("the secondary %s does not answer (%v); nothing was changed", peer.Name, err)
+	}
+	if hb.Role != state.RoleSecondary || hb.Term != s.Term || !hb.InRecovery || hb.Postgres != "running" || hb.Operation != "" {
+		return api.SwitchoverResult{}, conflict("the secondary %s is not ready (role %s, term %d, PostgreSQL %s, in recovery %v, operation %q); nothing was changed", peer.Name, hb.Role, hb.Term, hb.Postgres, hb.InRecovery, hb.Operation)
+	}
+	var r replStats
+	if err := n.withConn(ctx, func(c *pgx.Conn) error {
+		var err error
+		r, err = n.primaryStats(ctx, c, peer.Name)
+		return err
+	}); err != nil {
+		return api.SwitchoverResult{}, err
+	}
+	if !req.AllowDataLoss {
+		if r.State == "disconnected" {
+			return api.SwitchoverResult{}, conflict("the secondary %s is not streaming; nothing was changed. Wait for it, or pass --allow-data-loss to lose what it has not received", peer.Name)
+		}
+		if r.LagBytes > 16<<20 {
+			return api.SwitchoverResult{}, conflict("the secondary %s is %d bytes behind; nothing was changed. Wait for it to catch up, or pass --allow-data-loss to lose what it has not replayed", peer.Name, r.LagBytes)
+		}
+	}
+	st.mark("checks")
+	newTerm := s.Term + 1
+	n.log.Info("switchover", "op", OpSwitchover, "from", n.cfg.Name, "to", peer.Name, "term", newTerm)
+	n.event(ctx, EventSwitchoverStarted, n.cfg.Name, fmt.Sprintf("switchover from %s to %s started (term %d → %d)", n.cfg.Name, peer.Name, s.Term, newTerm))
+
+	// 2. Demote: from here on this node accepts no writes.
+	if err := n.journalTerm(OpSwitchover, "demote", newTerm); err != nil {
+		return api.SwitchoverResult{}, err
+	}
+	n.stopServices(ctx, s.Term)
+	st.mark("services stopped")
+	if err := n.vip.Release(ctx); err != nil {
+		return n.switchoverRollback(ctx, s, fmt.Errorf("while releasing the cluster IP: %w", err))
+	}
+	st.mark("cluster IP released")
+	_ = n.withConn(ctx, func(c *pgx.Conn) error {
+		_, err := c.Exec(ctx, "CHECKPOINT")
+		return err
+	})
+	st.mark("checkpoint")
+	if err := n.pg.Halt(ctx, true); err != nil {
+		return n.switchoverRollback(ctx, s, fmt.Errorf("while shutting PostgreSQL down: %w", err))
+	}
+	st.mark("shutdown")
+	cd, err := n.pg.ControlData(ctx)
+	if err != nil {
+		return n.switchoverRollback(ctx, s, err)
+	}
+	if cd["Database cluster state"] != "shut down" {
+		return n.switchoverRollback(ctx, s, fmt.Errorf("PostgreSQL did not shut down cleanly (%q)", cd["Database cluster state"]))
+	}
+	lsn := cd["Latest checkpoint location"]
+	if req.AllowDataLoss && r.State == "disconnected" {
+		lsn = "" // nothing will arrive; do not wait for it
+	}
+	st.mark("shutdown checkpoint read")
+
+	// 3. The secondary promotes once it has replayed our shutdown checkpoint.
+	if err := n.journalTerm(OpSwitchover, "promote-peer", newTerm); err != nil {
+		return api.SwitchoverResult{}, err
+	}
+	var pr api.PromoteResult
+	if err := p.do(ctx, http.MethodPost, "/v1/peer/promote", api.PromoteRequest{Term: newTerm, LSN: lsn}, &pr); err != nil {
+		promoted, known := n.peerOutcome(ctx, p, newTerm)
+		switch {
+		case !known:
+			return api.SwitchoverResult{}, unavailable("the secondary %s stopped answering during its promotion (%v). %s stays stopped so there can be no two primaries; it resolves this by itself when %s answers again", peer.Name, err, n.cfg.Name, peer.Name)
+		case !promoted:
+			return n.switchoverRollback(ctx, s, fmt.Errorf("the secondary did not promote: %w", err))
+		}
+	}
+	st.mark("peer promoted")
+
+	// 4. Follow the new primary.
+	s2 := n.State()
+	s2.Role, s2.Term = state.RoleSecondary, newTerm
+	s2.Operation.Step = "follow"
+	if err := n.save(s2); err != nil {
+		return api.SwitchoverResult{}, err
+	}
+	if err := n.followAsStandby(ctx, peer); err != nil {
+		n.log.Error("could not restart as a standby; will retry as a rejoin", "err", err)
+		s2.Operation = &state.Operation{Kind: OpRejoin, Step: "follow", Term: newTerm, StartedAt: time.Now().UTC()}
+		_ = n.save(s2)
+		go n.rejoinLoop(context.WithoutCancel(ctx))
+		return api.SwitchoverResult{}, fmt.Errorf("the switchover happened (%s is primary at term %d) but %s could not restart as its standby: %w", peer.Name, newTerm, n.cfg.Name, err)
+	}
+	st.mark("restarted as standby")
+	s2 = n.State()
+	s2.Operation = nil
+	if err := n.save(s2); err != nil {
+		return api.SwitchoverResult{}, err
+	}
+	go n.afterDemotion(context.WithoutCancel(ctx), peer, s.Term, newTerm)
+	took := time.Since(start).Round(time.Millisecond)
+	n.event(ctx, EventSwitchoverFinished, n.cfg.Name, fmt.Sprintf("switchover from %s to %s finished in %s (term %d)", n.cfg.Name, peer.Name, took, newTerm))
+	n.log.Info("switchover finished", "op", OpSwitchover, "took", took, "term", newTerm)
+	return api.SwitchoverResult{From: n.cfg.Name, To: peer.Name, Term: newTerm, ShutdownLSN: lsn, Took: took.String(), Steps: append(st.list, pr.Steps...)}, nil
+}
+
+// afterDemotion drops the slot this node kept as primary (it would only
+// hold WAL here now) and runs the role-change hook.
+func (n *Node) afterDemotion(ctx context.Context, peer *api.Member, oldTerm, newTerm int64) {
+	if err := n.dropSlot(ctx, peer.Slot); err != nil {
+		n.log.Warn("could not drop the old slot", "slot", peer.Slot, "err", err)
+	}
+	n.runHook(ctx, state.RolePrimary, state.RoleSecondary, newTerm)
+}
+
+// switchoverRollback restarts this node as the primary it was.
+func (n *Node) switchoverRollback(ctx context.Context, was state.State, cause error) (api.SwitchoverResult, error) {
+	n.log.Error("switchover failed before the secondary promoted; this node stays primary", "err", cause)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if err := n.resumeAsPrimary(rctx, was); err != nil {
+		return api.SwitchoverResult{}, fmt.Errorf("%v; and the rollback failed too: %w", cause, err)
+	}
+	n.event(rctx, EventSwitchoverFailed, n.cfg.Name, fmt.Sprintf("switchover failed and was rolled back; %s stays primary: %v", n.cfg.Name, cause))
+	return api.SwitchoverResult{}, &api.Error{Status: http.StatusConflict, Code: api.CodeConflict, Message: "switchover rolled back, " + n.cfg.Name + " is still primary: " + cause.Error()}
+}
+
+// resumeAsPrimary starts PostgreSQL read-write again with the cluster IP
+// and services, in the term it had.
+func (n *Node) resumeAsPrimary(ctx context.Context, was state.State) error {
+	n.pg.SetSettings(primarySettings(n.cfg.MaxSlotWALKeep, was.Cluster.Peer.Name, was.Cluster.Replication != ModeAsync))
+	if err := n.pg.Resume(ctx, false); err != nil {
+		return err
+	}
+	was.Operation = nil
+	if err := n.save(was); err != nil {
+		return err
+	}
+	if err := n.vip.Acquire(ctx); err != nil {
+		n.log.Error("could not take the cluster IP back", "err", err)
+	}
+	n.startServices(ctx, was.Term)
+	return nil
+}
+
+// peerOutcome asks the peer, for up to 15 s, whether it promoted to term.
+func (n *Node) peerOutcome(ctx context.Context, p *peerClient, term int64) (promoted, known bool) {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		var hb api.Heartbeat
+		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := p.do(hctx, http.MethodGet, "/v1/peer/heartbeat", nil, &hb)
+		cancel()
+		if err == nil {
+			switch {
+			case hb.Role == state.RolePrimary && hb.Term >= term:
+				return true, true
+			case hb.Operation == "":
+				return false, true
+			}
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	return false, false
+}
+
+// Promote is the secondary's side of a switchover: wait until the old
+// primary's shutdown checkpoint is replayed, then promote.
+func (n *Node) Promote(ctx context.Context, req api.PromoteRequest) (api.PromoteResult, error) {
+	if !n.opMu.TryLock() {
+		return api.PromoteResult{}, conflict("another operation is in progress on %s", n.cfg.Name)
+	}
+	defer n.opMu.Unlock()
+	s := n.State()
+	if s.Role != state.RoleSecondary {
+		return api.PromoteResult{}, conflict("%s is not a secondary (role %s)", n.cfg.Name, s.Role)
+	}
+	if req.Term != s.Term+1 {
+		return api.PromoteResult{}, conflict("promotion to term %d asked, but %s is at term %d", req.Term, n.cfg.Name, s.Term)
+	}
+	st := newSteps()
+	if req.LSN != "" {
+		if err := n.waitReplayPast(ctx, req.LSN, 10*time.Second); err != nil {
+			return api.PromoteResult{}, err
+		}
+	}
+	st.mark("shutdown checkpoint replayed")
+	if err := n.becomePrimary(ctx, req.Term, true, st); err != nil {
+		return api.PromoteResult{}, err
+	}
+	go n.afterPromotion(context.WithoutCancel(ctx), req.Term, "switchover")
+	return api.PromoteResult{Term: req.Term, Steps: st.list}, nil
+}
+
+// waitReplayPast waits until replay has gone past lsn (the start of the
+// shutdown checkpoint record: past it means the record itself is replayed).
+func (n *Node) waitReplayPast(ctx context.Context, lsn string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	return n.withConn(ctx, func(c *pgx.Conn) error {
+		for {
+			var done bool
+			if err := c.QueryRow(ctx, `SELECT coalesce(pg_last_wal_replay_lsn() > $1::pg_lsn, false)`, lsn).Scan(&done); err != nil {
+				return fmt.Errorf("while checking replay: %w", err)
+			}
+			if done {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return conflict("%s did not replay the old primary's shutdown checkpoint (%s) within %s; not promoting", n.cfg.Name, lsn, limit)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+}
+
+// becomePrimary promotes this standby: the slot for the peer first (so the
+// old primary can follow at once), pg_promote, the term made durable, then
+// the cluster IP. The record, events, services and hook follow in
+// afterPromotion, off the write path.
+func (n *Node) becomePrimary(ctx context.Context, term int64, trustedVIP bool, st *steps) error {
+	s := n.State()
+	peer := s.Cluster.Peer
+	if err := n.journalTerm(OpPromote, "promote", term); err != nil {
+		return err
+	}
+	err := n.withConn(ctx, func(c *pgx.Conn) error {
+		slot := slotName(peer.Name)
+		if _, err := c.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, slot); err != nil {
+			return fmt.Errorf("while clearing the old slot %s: %w", slot, err)
+		}
+		if _, err := c.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, slot); err != nil {
+			return fmt.Errorf("while creating slot %s for %s: %w", slot, peer.Name, err)
+		}
+		var ok bool
+		if err := c.QueryRow(ctx, `SELECT pg_promote(true, 30)`).Scan(&ok); err != nil {
+			return fmt.Errorf("while promoting: %w", err)
+		}
+		if !ok {
+			return errors.New("pg_promote did not finish within 30 s")
+		}
+		return nil
+	})
+	if err != nil {
+		s.Operation = nil
+		_ = n.save(s)
+		return err
+	}
+	st.mark("promoted")
+	// In sync mode the new primary starts unsynchronized and the monitor
+	// restores synchronous commit as soon as the old primary streams; in
+	// strict mode commits wait for it from the first one.
+	n.pg.SetSettings(primarySettings(n.cfg.MaxSlotWALKeep, peer.Name, s.Cluster.Replication == ModeStrict))
+	if err := n.pg.Reload(ctx); err != nil {
+		n.log.Error("could not reload settings after promotion", "err", err)
+	}
+	s.Role, s.Term, s.Operation = state.RolePrimary, term, nil
+	if err := n.save(s); err != nil {
+		return err
+	}
+	st.mark("term saved")
+	n.setVIPAddress()
+	acquire := n.vip.Acquire
+	if trustedVIP {
+		acquire = n.vip.AcquireTrusted
+	}
+	if err := acquire(ctx); err != nil {
+		n.log.Error("promoted, but the cluster IP could not be taken", "err", err)
+		n.event(ctx, EventClusterIPConflict, n.cfg.Name, err.Error())
+	}
+	st.mark("cluster IP taken")
+	return nil
+}
+
+// afterPromotion writes the record, starts the services and runs the hook.
+func (n *Node) afterPromotion(ctx context.Context, term int64, why string) {
+	err := n.withConn(ctx, func(c *pgx.Conn) error {
+		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+			if err := localCommit(ctx, tx); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `UPDATE tandem.cluster SET term = $1, primary_node = $2, synchronized = false, updated_at = now() WHERE id = 1`, term, n.cfg.Name)
+			return err
+		})
+	})
+	if err != nil {
+		n.log.Error("could not update the cluster record after promotion", "err", err)
+	}
+	n.startServices(ctx, term)
+	n.runHook(ctx, state.RoleSecondary, state.RolePrimary, term)
+	n.log.Info("primary", "term", term, "why", why)
+}
+
+// followAsStandby restarts PostgreSQL as a standby of primary.
+func (n *Node) followAsStandby(ctx context.Context, primary *api.Member) error {
+	pw, err := n.readReplPassword()
+	if err != nil {
+		return err
+	}
+	if err := n.pg.WriteDataFile("standby.signal", nil, 0o600); err != nil {
+		return err
+	}
+	n.pg.SetSettings(standbySettings(n.cfg.MaxSlotWALKeep, *primary, n.cfg.Name, pw, slotName(n.cfg.Name)))
+	return n.pg.Resume(ctx, false)
+}
+
+func (n *Node) journalTerm(kind, step string, term int64) error {
+	s := n.State()
+	if s.Operation == nil || s.Operation.Kind != kind {
+		s.Operation = &state.Operation{Kind: kind, StartedAt: time.Now().UTC()}
+	}
+	s.Operation.Step, s.Operation.Term = step, term
+	n.log.Info("operation step", "op", kind, "step", step, "term", term)
+	return n.save(s)
+}
+
+// setVIPAddress tells the cluster IP owner which address belongs to this
+// cluster (a node learns it at assembly, after it started).
+func (n *Node) setVIPAddress() {
+	s := n.State()
+	if s.Cluster == nil {
+		return
+	}
+	if p, err := netip.ParsePrefix(s.Cluster.ClusterIP); err == nil {
+		n.vip.SetAddress(p)
+	}
+}
