@@ -449,7 +449,14 @@ END$$;
 GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO ` + ReplicationUser + `;
 GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO ` + ReplicationUser + `;
 GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO ` + ReplicationUser + `;
-GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO ` + ReplicationUser
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO ` + ReplicationUser + `;
+-- A rejoining node makes a just-promoted primary CHECKPOINT before
+-- pg_rewind: until then its control file still names the old timeline.
+DO $$BEGIN
+IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pg_checkpoint') THEN
+	GRANT pg_checkpoint TO ` + ReplicationUser + `;
+END IF;
+END$$`
 }
 
 func (n *Node) dropSlot(ctx context.Context, slot string) error {

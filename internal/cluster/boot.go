@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/state"
 	"github.com/tandem-ha/tandem/internal/tool"
@@ -277,9 +279,14 @@ func (n *Node) rewind(ctx context.Context, primary *api.Member, pw string) error
 			return fmt.Errorf("while running crash recovery in single-user mode: %w", err)
 		}
 	}
-	// The standby settings must not be in force while pg_rewind inspects
-	// the data directory; and a stale standby.signal is harmless here.
-	src := conninfo(map[string]string{"host": primary.IP, "port": fmt.Sprint(primary.PGPort), "user": ReplicationUser, "connect_timeout": "5"}) + " dbname=postgres"
+	src := conninfo(map[string]string{"host": primary.IP, "port": fmt.Sprint(primary.PGPort), "user": ReplicationUser, "password": pw, "connect_timeout": "5"}) + " dbname=postgres"
+	// A just-promoted primary's control file names the new timeline only
+	// after its first checkpoint; without one pg_rewind sees "same
+	// timeline" and does nothing.
+	if err := checkpointAt(ctx, src); err != nil {
+		n.log.Warn("could not make the primary checkpoint before the rewind", "err", err)
+	}
+	src = conninfo(map[string]string{"host": primary.IP, "port": fmt.Sprint(primary.PGPort), "user": ReplicationUser, "connect_timeout": "5"}) + " dbname=postgres"
 	cmd := n.pgTool("pg_rewind", "--target-pgdata", n.pg.DataDir(), "--source-server", src, "--progress")
 	cmd.Env = append(cmd.Env, "PGPASSWORD="+pw)
 	if _, err := tool.Run(ctx, n.log, cmd); err != nil {
@@ -338,4 +345,16 @@ func (n *Node) resolvePromote(ctx context.Context) {
 	n.log.Info("the interrupted promotion had not happened; staying secondary")
 	s.Operation = nil
 	_ = n.save(s)
+}
+
+func checkpointAt(ctx context.Context, connString string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, connString)
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.Background())
+	_, err = c.Exec(ctx, "CHECKPOINT")
+	return err
 }

@@ -348,6 +348,12 @@ func (n *Node) becomePrimary(ctx context.Context, term int64, trustedVIP bool, s
 
 // afterPromotion writes the record, starts the services and runs the hook.
 func (n *Node) afterPromotion(ctx context.Context, term int64, why string) {
+	// A checkpoint puts the new timeline into the control file, which
+	// pg_rewind on the old primary reads.
+	_ = n.withConn(ctx, func(c *pgx.Conn) error {
+		_, err := c.Exec(ctx, "CHECKPOINT")
+		return err
+	})
 	err := n.withConn(ctx, func(c *pgx.Conn) error {
 		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
 			if err := localCommit(ctx, tx); err != nil {
