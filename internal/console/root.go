@@ -64,6 +64,8 @@ machine; start there.`,
 		NewPreflightCommand(g),
 		NewEventsCommand(g),
 		NewDisassembleCommand(g),
+		NewSwitchoverCommand(g),
+		NewFailoverCommand(g),
 		NewTrustCommand(),
 		NewLabCommand(),
 	)

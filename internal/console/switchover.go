@@ -1,0 +1,143 @@
+package console
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tandem-ha/tandem/internal/api"
+)
+
+// switchoverTimeout bounds the whole planned swap.
+const switchoverTimeout = 2 * time.Minute
+
+// SwitchoverOutput is `tandem switchover -o json`.
+type SwitchoverOutput struct {
+	Cluster string               `json:"cluster"`
+	Result  api.SwitchoverResult `json:"result"`
+}
+
+// NewSwitchoverCommand swaps the roles with nothing lost.
+func NewSwitchoverCommand(g *globals) *cobra.Command {
+	var (
+		yes, allowLoss bool
+		cluster        string
+	)
+	cmd := &cobra.Command{
+		Use:   "switchover",
+		Short: "Swap the roles in a planned way: the secondary becomes primary, nothing is lost",
+		Long: `Swap the roles: the secondary becomes the primary, the primary its standby.
+
+The primary stops its role-bound services, drops the cluster IP, checkpoints
+and shuts PostgreSQL down; the secondary promotes only once it has replayed
+that shutdown checkpoint, so no committed transaction is lost. It takes the
+cluster IP (announced to the network) and starts the services; the former
+primary restarts as its standby. Writes pause for a fraction of a second.
+
+Refused, with nothing changed, unless both nodes answer and the secondary
+streams and has caught up. --allow-data-loss is the only way past "not
+caught up": what the secondary has not received is then lost. A failure
+before the promotion rolls back: the primary stays primary.
+
+Exit status: 0 done; 2 bad flags or not confirmed off a terminal; 3 a node
+could not be reached; 4 certificate or token refused; 5 refused by the
+cluster's state (not caught up, operation in progress); 1 anything else.`,
+		Example: `  tandem switchover
+  tandem switchover --yes -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := g.validateOutput(); err != nil {
+				return err
+			}
+			if !yes && !canAsk(cmd.InOrStdin()) {
+				return exitf(ExitUsage, "switchover asks for confirmation, but this console is not on a terminal: pass --yes to confirm in scripts. Nothing was sent")
+			}
+			tr, err := g.trust(cmd)
+			if err != nil {
+				return err
+			}
+			name, cc, err := pickCluster(tr.cache, cluster)
+			if err != nil {
+				return err
+			}
+			toks, err := LoadTokens()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := g.contextFor(cmd, switchoverTimeout)
+			defer cancel()
+			probes := probeNodes(ctx, tr, toks, cc.Nodes)
+			primary := primaryOf(probes)
+			if primary == nil {
+				return &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("no node of cluster %s answers as primary (%s): a switchover needs both nodes. If the primary is gone, see `tandem failover`. Nothing was sent", name, describe(probes))}
+			}
+			var secondary *probe
+			for _, p := range probes {
+				if p != primary {
+					secondary = p
+				}
+			}
+			if secondary == nil || !secondary.reachable() {
+				return &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("the secondary does not answer (%s): there is nothing to switch to. Nothing was sent", describe(probes))}
+			}
+			r := primary.view.Replication
+			errw := cmd.ErrOrStderr()
+			fmt.Fprintf(errw, "\nSwitchover in cluster %s (term %d → %d):\n", name, primary.view.Node.Term, primary.view.Node.Term+1)
+			fmt.Fprintf(errw, "  %s (primary now) stops its services, drops the cluster IP and shuts PostgreSQL down cleanly.\n", nameOr(primary))
+			fmt.Fprintf(errw, "  %s (secondary now) promotes once it has replayed everything, takes the cluster IP and starts the services.\n", nameOr(secondary))
+			fmt.Fprintf(errw, "  %s then follows %s as its standby. Writes pause for a moment.\n", nameOr(primary), nameOr(secondary))
+			caughtUp := r != nil && r.State == "streaming" && r.LagBytes == 0
+			switch {
+			case caughtUp:
+				fmt.Fprintf(errw, "  The secondary streams and has caught up: nothing will be lost.\n")
+			case allowLoss:
+				what := "it is not streaming: everything written since it stopped"
+				if r != nil && r.State != "disconnected" {
+					what = fmt.Sprintf("it is %s behind", bytesOf(r.LagBytes))
+				}
+				fmt.Fprintf(errw, "  WARNING: the secondary has not caught up (%s). --allow-data-loss: what it has not received WILL BE LOST.\n", what)
+			default:
+				state := "unknown"
+				if r != nil {
+					state = fmt.Sprintf("%s, %s behind", r.State, bytesOf(r.LagBytes))
+				}
+				return exitf(ExitConflict, "the secondary has not caught up (%s): wait for it, or pass --allow-data-loss to lose what it has not received. Nothing was sent", state)
+			}
+			fmt.Fprintln(errw)
+			if err := confirmOrRefuse(tr, yes, fmt.Sprintf("Switch the primary role from %s to %s?", nameOr(primary), nameOr(secondary))); err != nil {
+				return err
+			}
+			var res api.SwitchoverResult
+			if err := primary.c.Post(ctx, "/v1/cluster/switchover", api.SwitchoverRequest{AllowDataLoss: allowLoss}, &res); err != nil {
+				return fmt.Errorf("switchover: %w", err)
+			}
+			// Refresh the cache's view of the roles.
+			_ = remember(tr.cache, name, probeNodes(ctx, tr, toks, cc.Nodes), time.Now())
+			out := SwitchoverOutput{Cluster: name, Result: res}
+			if g.output == "json" {
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			printSwitchover(cmd.OutOrStdout(), out)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&yes, "yes", false, "confirm without asking (scripts)")
+	f.BoolVar(&allowLoss, "allow-data-loss", false, "switch even though the secondary has not caught up; what it has not received is lost")
+	f.StringVar(&cluster, "cluster", "", "which cached cluster, when the console knows several")
+	return cmd
+}
+
+func printSwitchover(w io.Writer, o SwitchoverOutput) {
+	r := o.Result
+	fmt.Fprintf(w, "Switchover done in %s: %s is primary, %s its standby (term %d).\n", r.Took, r.To, r.From, r.Term)
+	printSteps(w, r.Steps)
+}
+
+func printSteps(w io.Writer, steps []api.Step) {
+	for _, s := range steps {
+		fmt.Fprintf(w, "  %-32s %8.1f ms\n", s.Name, s.MS)
+	}
+}
