@@ -52,7 +52,8 @@ func needRoot(t *testing.T) {
 	t.Skip("the end-to-end tests need root (network namespaces, tandemd, PostgreSQL): run `sudo go test -tags e2e ./e2e/`")
 }
 
-// binDir returns a directory holding tandem and tandemd: TANDEM_BIN_DIR, or
+// binDir returns a directory holding tandem, tandemd and the test tool
+// labprobe: TANDEM_BIN_DIR, or
 // a fresh build of this tree.
 func binDir(t *testing.T) string {
 	t.Helper()
@@ -71,7 +72,7 @@ func binDir(t *testing.T) string {
 		if err != nil {
 			goTool = "/usr/local/go/bin/go"
 		}
-		cmd := exec.Command(goTool, "build", "-o", dir, "./cmd/tandem", "./cmd/tandemd")
+		cmd := exec.Command(goTool, "build", "-o", dir, "./cmd/tandem", "./cmd/tandemd", "./e2e/labprobe")
 		cmd.Dir = ".." // the module root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			bins.err = fmt.Errorf("go build: %v\n%s", err, out)
@@ -178,12 +179,21 @@ func (l *testLab) execErr(host string, env []string, argv ...string) (string, st
 
 // labEnv is the part of `tandem lab env --json` the tests read.
 type labEnv struct {
-	ClusterIP string `json:"cluster_ip"`
-	DNSName   string `json:"dns_name"`
-	DNSServer string `json:"dns_server"`
-	ClientIP  string `json:"client_ip"`
-	Domain    string `json:"domain"`
-	Nodes     []struct {
+	Family        string   `json:"family"`
+	ClusterIP     string   `json:"cluster_ip"`
+	ClusterPrefix string   `json:"cluster_prefix"`
+	DNSName       string   `json:"dns_name"`
+	DNSServer     string   `json:"dns_server"`
+	ClientIP      string   `json:"client_ip"`
+	Domain        string   `json:"domain"`
+	Faults        []string `json:"faults"`
+	Hosts         []struct {
+		Name  string `json:"name"`
+		IP    string `json:"ip"`
+		Netns string `json:"netns"`
+		MAC   string `json:"mac"`
+	} `json:"hosts"`
+	Nodes []struct {
 		Name  string `json:"name"`
 		IP    string `json:"ip"`
 		API   string `json:"api"`
@@ -272,7 +282,7 @@ func leftovers(name string) []string {
 // failed run.
 func (l *testLab) dumpLogs() {
 	dir := filepath.Join(labBase, l.name)
-	for _, f := range []string{"a/tandemd.log", "b/tandemd.log", "dnsmasq.log", "dnsmasq.stderr", "layout.json"} {
+	for _, f := range []string{"a/tandemd.log", "b/tandemd.log", "dnsmasq.log", "dnsmasq.stderr", "layout.json", "faults.json", "dnsmasq.conf"} {
 		b, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil {
 			l.t.Logf("=== %s: %v", f, err)

@@ -312,7 +312,7 @@ func (n *Node) resolveSwitchover(ctx context.Context) {
 		err := p.do(hctx, http.MethodGet, "/v1/peer/heartbeat", nil, &hb)
 		cancel()
 		if err == nil && hb.Operation == "" {
-			if hb.Role == state.RolePrimary && hb.Term > s.Term {
+			if hb.Role == state.RolePrimary && hb.Term >= s.Operation.Term {
 				n.log.Info("the interrupted switchover had promoted the peer; following it", "term", hb.Term)
 				s.Role, s.Term = state.RoleSecondary, hb.Term
 				s.Operation = &state.Operation{Kind: OpRejoin, Step: "follow", Term: hb.Term, StartedAt: time.Now().UTC()}
@@ -320,7 +320,7 @@ func (n *Node) resolveSwitchover(ctx context.Context) {
 				return
 			}
 			n.log.Info("the interrupted switchover had not promoted the peer; staying primary")
-			s.Operation = nil
+			s.Role, s.Operation = state.RolePrimary, nil
 			_ = n.save(s)
 			return
 		}

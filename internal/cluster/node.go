@@ -166,7 +166,11 @@ func (n *Node) journal(kind, step string) error {
 	}
 	s.Operation.Step = step
 	n.log.Info("operation step", "op", kind, "step", step)
-	return n.save(s)
+	if err := n.save(s); err != nil {
+		return err
+	}
+	n.crashHook(kind, step)
+	return nil
 }
 
 // Node answers GET /v1/node.
@@ -290,4 +294,15 @@ func (n *Node) event(ctx context.Context, kind, node, msg string) {
 
 func memberOf(p *state.Peer) *api.Member {
 	return &api.Member{Name: p.Name, IP: p.IP, APIPort: p.APIPort, PGPort: p.PGPort, Fingerprint: p.Fingerprint, Slot: slotName(p.Name)}
+}
+
+// crashHook is fault injection for the end-to-end tests: when the
+// environment variable TANDEMD_CRASH_AT names "op:step", tandemd exits at
+// once right after journaling that step, as if it had been killed there,
+// leaving PostgreSQL, the cluster IP and the state file as they are.
+func (n *Node) crashHook(kind, step string) {
+	if v := os.Getenv("TANDEMD_CRASH_AT"); v != "" && v == kind+":"+step {
+		n.log.Error("TANDEMD_CRASH_AT: exiting abruptly for a crash test", "op", kind, "step", step)
+		os.Exit(137)
+	}
 }

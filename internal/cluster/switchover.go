@@ -145,6 +145,7 @@ func (n *Node) Switchover(ctx context.Context, req api.SwitchoverRequest) (api.S
 		promoted, known := n.peerOutcome(ctx, p, newTerm)
 		switch {
 		case !known:
+			go n.settleSwitchover(context.WithoutCancel(ctx))
 			return api.SwitchoverResult{}, unavailable("the secondary %s stopped answering during its promotion (%v). %s stays stopped so there can be no two primaries; it resolves this by itself when %s answers again", peer.Name, err, n.cfg.Name, peer.Name)
 		case !promoted:
 			return n.switchoverRollback(ctx, s, fmt.Errorf("the secondary did not promote: %w", err))
@@ -159,6 +160,7 @@ func (n *Node) Switchover(ctx context.Context, req api.SwitchoverRequest) (api.S
 	if err := n.save(s2); err != nil {
 		return api.SwitchoverResult{}, err
 	}
+	n.crashHook(OpSwitchover, "follow")
 	if err := n.followAsStandby(ctx, peer); err != nil {
 		n.log.Error("could not restart as a standby; will retry as a rejoin", "err", err)
 		s2.Operation = &state.Operation{Kind: OpRejoin, Step: "follow", Term: newTerm, StartedAt: time.Now().UTC()}
@@ -391,7 +393,11 @@ func (n *Node) journalTerm(kind, step string, term int64) error {
 	}
 	s.Operation.Step, s.Operation.Term = step, term
 	n.log.Info("operation step", "op", kind, "step", step, "term", term)
-	return n.save(s)
+	if err := n.save(s); err != nil {
+		return err
+	}
+	n.crashHook(kind, step)
+	return nil
 }
 
 // setVIPAddress tells the cluster IP owner which address belongs to this
@@ -403,5 +409,22 @@ func (n *Node) setVIPAddress() {
 	}
 	if p, err := netip.ParsePrefix(s.Cluster.ClusterIP); err == nil {
 		n.vip.SetAddress(p)
+	}
+}
+
+// settleSwitchover finishes a switchover whose outcome was unknown when it
+// returned: once the peer answers, follow it or resume as primary.
+func (n *Node) settleSwitchover(ctx context.Context) {
+	n.opMu.Lock()
+	defer n.opMu.Unlock()
+	n.resolveSwitchover(ctx)
+	s := n.State()
+	switch {
+	case s.Operation != nil && s.Operation.Kind == OpRejoin:
+		n.rejoinLoop(ctx)
+	case s.Role == state.RolePrimary && s.Operation == nil:
+		if err := n.resumeAsPrimary(ctx, s); err != nil {
+			n.log.Error("could not resume as primary", "err", err)
+		}
 	}
 }

@@ -1,0 +1,175 @@
+// Command labprobe is the end-to-end tests' witness inside a lab host: a
+// writer that records every write through the cluster IP as acknowledged,
+// failed or unknown, and a sampler that records which nodes accept writes.
+// The tests run it with `tandem lab exec client -- labprobe …` and check
+// its records afterwards. It is a test tool, not part of the product.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Write is one attempted write.
+type Write struct {
+	ID      int64  `json:"id"`
+	Start   int64  `json:"start"` // unix nanoseconds
+	End     int64  `json:"end"`
+	Outcome string `json:"outcome"` // ok, failed (surely not written), unknown
+	Error   string `json:"error,omitempty"`
+}
+
+// Sample is one look at every node.
+type Sample struct {
+	At       int64    `json:"at"`
+	Writable []string `json:"writable"` // nodes that accepted a connection and are not in recovery
+}
+
+func main() {
+	mode := flag.String("mode", "write", "write or sample")
+	dsn := flag.String("dsn", "", "write: connection string of the cluster endpoint")
+	nodes := flag.String("nodes", "", "sample: name=host,… of the nodes")
+	password := flag.String("password", "", "sample: the postgres password")
+	out := flag.String("out", "", "file to append JSON lines to")
+	every := flag.Duration("every", 5*time.Millisecond, "pause between writes or samples")
+	start := flag.Int64("start", 1, "write: first id")
+	flag.Parse()
+	f, err := os.OpenFile(*out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	defer f.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	enc := json.NewEncoder(f)
+	switch *mode {
+	case "write":
+		write(ctx, *dsn, *start, *every, enc)
+	case "sample":
+		sample(ctx, *nodes, *password, *every, enc)
+	default:
+		fmt.Fprintln(os.Stderr, "unknown mode", *mode)
+		os.Exit(2)
+	}
+}
+
+func write(ctx context.Context, dsn string, id int64, every time.Duration, enc *json.Encoder) {
+	var conn *pgx.Conn
+	ensureTable := func() {
+		for ctx.Err() == nil {
+			c, err := connect(ctx, dsn)
+			if err == nil {
+				_, err = c.Exec(ctx, `CREATE TABLE IF NOT EXISTS probe_writes (id bigint PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())`)
+				c.Close(context.Background())
+				if err == nil {
+					return
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	ensureTable()
+	for ; ctx.Err() == nil; id++ {
+		w := Write{ID: id, Start: time.Now().UnixNano()}
+		if conn == nil || conn.IsClosed() {
+			c, err := connect(ctx, dsn)
+			if err != nil {
+				w.End, w.Outcome, w.Error = time.Now().UnixNano(), "failed", err.Error()
+				_ = enc.Encode(w)
+				sleep(ctx, every)
+				continue
+			}
+			conn = c
+		}
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := conn.Exec(wctx, `INSERT INTO probe_writes (id) VALUES ($1)`, id)
+		cancel()
+		w.End = time.Now().UnixNano()
+		var pe *pgconn.PgError
+		switch {
+		case err == nil:
+			w.Outcome = "ok"
+		case errors.As(err, &pe) && pe.Code != "57P01" && pe.Code != "57P02" && pe.Code != "57P03":
+			// The server refused the statement (read-only, …): not written.
+			w.Outcome, w.Error = "failed", err.Error()
+		case pgconn.SafeToRetry(err):
+			w.Outcome, w.Error = "failed", err.Error()
+		default:
+			// Sent, but no answer: it may or may not have committed.
+			w.Outcome, w.Error = "unknown", err.Error()
+		}
+		if err != nil {
+			conn.Close(context.Background())
+			conn = nil
+		}
+		_ = enc.Encode(w)
+		sleep(ctx, every)
+	}
+	if conn != nil {
+		conn.Close(context.Background())
+	}
+}
+
+func sample(ctx context.Context, nodes, password string, every time.Duration, enc *json.Encoder) {
+	type node struct {
+		name, host string
+		conn       *pgx.Conn
+	}
+	var ns []*node
+	for _, kv := range strings.Split(nodes, ",") {
+		if name, host, ok := strings.Cut(kv, "="); ok {
+			ns = append(ns, &node{name: name, host: host})
+		}
+	}
+	for ctx.Err() == nil {
+		s := Sample{At: time.Now().UnixNano(), Writable: []string{}}
+		for _, n := range ns {
+			if n.conn == nil || n.conn.IsClosed() {
+				c, err := connect(ctx, fmt.Sprintf("host=%s user=postgres password=%s dbname=postgres connect_timeout=1", n.host, password))
+				if err != nil {
+					continue
+				}
+				n.conn = c
+			}
+			qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			var writable bool
+			err := n.conn.QueryRow(qctx, `SELECT NOT pg_is_in_recovery()`).Scan(&writable)
+			cancel()
+			if err != nil {
+				n.conn.Close(context.Background())
+				n.conn = nil
+				continue
+			}
+			if writable {
+				s.Writable = append(s.Writable, n.name)
+			}
+		}
+		_ = enc.Encode(s)
+		sleep(ctx, every)
+	}
+}
+
+func connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return pgx.Connect(cctx, dsn)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
