@@ -28,13 +28,15 @@ type cluster struct {
 
 // assembledLab brings a lab up and makes sure it is assembled (by `lab
 // up` itself, or else through the console from the client).
-func assembledLab(t *testing.T, mode string, extraConfig map[string]string) *cluster {
+// extraEnv restarts those nodes' tandemd with more environment (TANDEMD_*
+// settings) before the assembly.
+func assembledLab(t *testing.T, mode string, extraEnv map[string][]string) *cluster {
 	t.Helper()
 	l := upLab(t)
 	c := &cluster{testLab: l, e: l.env(), cache: t.TempDir()}
-	for node, yml := range extraConfig {
-		c.appendConfig(node, yml)
-		c.restartTandemd(node, nil)
+	for node, env := range extraEnv {
+		c.restartTandemd(node, env)
+		c.waitFor(node+" runs PostgreSQL after its restart", 60*time.Second, func() bool { return c.node(node).Postgres.State == "running" })
 	}
 	if c.nodeRole("a") == "none" {
 		args := []string{filepath.Join(l.bin, "tandem"), "assemble", "--yes", "--trust-new",
@@ -97,6 +99,16 @@ func (c *cluster) status() console.StatusOutput {
 // nodeRole asks one node directly (no cluster needed in the cache).
 func (c *cluster) nodeRole(node string) string {
 	c.t.Helper()
+	n := c.node(node)
+	if !n.Reachable {
+		return "unreachable"
+	}
+	return n.Role
+}
+
+// node asks one node directly for its status.
+func (c *cluster) node(node string) console.NodeStatus {
+	c.t.Helper()
 	out, errOut, err := c.execErr("client", append(c.consoleEnv(), "TANDEM_TOKEN="+c.token(node)),
 		filepath.Join(c.bin, "tandem"), "status", "--trust-new", "--endpoint", node+"."+c.e.Domain, "-o", "json")
 	var s console.StatusOutput
@@ -105,10 +117,10 @@ func (c *cluster) nodeRole(node string) string {
 	}
 	for _, n := range s.Nodes {
 		if n.Name == node && n.Reachable {
-			return n.Role
+			return n
 		}
 	}
-	return "unreachable"
+	return console.NodeStatus{}
 }
 
 // roles maps node → role as the console sees them now.
@@ -146,18 +158,6 @@ func (c *cluster) psql(host, sql string) (string, error) {
 }
 
 func (c *cluster) nodeDir(node string) string { return filepath.Join(labBase, c.name, node) }
-
-func (c *cluster) appendConfig(node, yml string) {
-	c.t.Helper()
-	f, err := os.OpenFile(filepath.Join(c.nodeDir(node), "tandemd.yaml"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteString("\n" + yml + "\n"); err != nil {
-		c.t.Fatal(err)
-	}
-}
 
 // tandemdPid reads the pid the lab (or restartTandemd) recorded.
 func (c *cluster) tandemdPid(node string) int {
@@ -237,6 +237,8 @@ func (c *cluster) powerOff(node string) {
 // powerOn brings the link back and starts tandemd, as a reboot would.
 func (c *cluster) powerOn(node string, env []string) {
 	c.t.Helper()
+	// Addresses added at run time do not survive a reboot.
+	_ = exec.Command("ip", "-n", c.name+"-"+node, "addr", "del", c.e.ClusterIP+"/24", "dev", "eth0").Run()
 	if out, err := exec.Command("ip", "-n", c.name+"-"+node, "link", "set", "eth0", "up").CombinedOutput(); err != nil {
 		c.t.Fatalf("link up: %v %s", err, out)
 	}
@@ -245,7 +247,9 @@ func (c *cluster) powerOn(node string, env []string) {
 
 // holdsClusterIP says whether node has the cluster IP on its interface.
 func (c *cluster) holdsClusterIP(node string) bool {
-	out, _ := exec.Command("ip", "-n", c.name+"-"+node, "-o", "addr", "show").Output()
+	// Only interfaces that are up: a powered-off node's link is down, so
+	// its addresses are not on the wire.
+	out, _ := exec.Command("ip", "-n", c.name+"-"+node, "-o", "addr", "show", "up").Output()
 	return strings.Contains(string(out), " "+c.e.ClusterIP+"/")
 }
 

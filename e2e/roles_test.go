@@ -176,13 +176,14 @@ func TestRejoinByClone(t *testing.T) {
 // self_elect: false it never does.
 func TestRestartedPrimaryWithoutPeer(t *testing.T) {
 	needRoot(t)
-	c := assembledLab(t, "async", map[string]string{"a": "rejoin:\n  peer_grace: 6s"})
+	grace := []string{"TANDEMD_REJOIN_PEER_GRACE=6s"}
+	c := assembledLab(t, "async", map[string][]string{"a": grace})
 	c.powerOff("b")
 	c.stopTandemd("a", syscall.SIGTERM)
 	if c.holdsClusterIP("a") {
 		t.Fatal("tandemd stopping as primary left the cluster IP behind")
 	}
-	c.startTandemd("a", nil)
+	c.startTandemd("a", grace)
 	start := time.Now()
 	time.Sleep(3 * time.Second)
 	if c.holdsClusterIP("a") {
@@ -200,8 +201,7 @@ func TestRestartedPrimaryWithoutPeer(t *testing.T) {
 	}
 
 	// Strict: never self-elect.
-	c.appendConfig("a", "  self_elect: false")
-	c.restartTandemd("a", nil)
+	c.restartTandemd("a", append(grace, "TANDEMD_REJOIN_SELF_ELECT=false"))
 	time.Sleep(10 * time.Second)
 	if c.holdsClusterIP("a") {
 		t.Fatal("with self_elect: false, a took the cluster IP without hearing from its peer")

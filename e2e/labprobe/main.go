@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -135,24 +136,31 @@ func sample(ctx context.Context, nodes, password string, every time.Duration, en
 	}
 	for ctx.Err() == nil {
 		s := Sample{At: time.Now().UnixNano(), Writable: []string{}}
-		for _, n := range ns {
-			if n.conn == nil || n.conn.IsClosed() {
-				c, err := connect(ctx, fmt.Sprintf("host=%s user=postgres password=%s dbname=postgres connect_timeout=1", n.host, password))
-				if err != nil {
-					continue
+		// All nodes at once, each bounded, so a powered-off node (whose
+		// connection attempts hang) does not slow the sampling down.
+		writable := make([]bool, len(ns))
+		var wg sync.WaitGroup
+		for i, n := range ns {
+			wg.Go(func() {
+				qctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+				defer cancel()
+				if n.conn == nil || n.conn.IsClosed() {
+					c, err := pgx.Connect(qctx, fmt.Sprintf("host=%s user=postgres password=%s dbname=postgres", n.host, password))
+					if err != nil {
+						return
+					}
+					n.conn = c
 				}
-				n.conn = c
-			}
-			qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-			var writable bool
-			err := n.conn.QueryRow(qctx, `SELECT NOT pg_is_in_recovery()`).Scan(&writable)
-			cancel()
-			if err != nil {
-				n.conn.Close(context.Background())
-				n.conn = nil
-				continue
-			}
-			if writable {
+				if err := n.conn.QueryRow(qctx, `SELECT NOT pg_is_in_recovery()`).Scan(&writable[i]); err != nil {
+					n.conn.Close(context.Background())
+					n.conn = nil
+					writable[i] = false
+				}
+			})
+		}
+		wg.Wait()
+		for i, n := range ns {
+			if writable[i] {
 				s.Writable = append(s.Writable, n.name)
 			}
 		}
