@@ -194,10 +194,11 @@ type labEnv struct {
 		MAC   string `json:"mac"`
 	} `json:"hosts"`
 	Nodes []struct {
-		Name  string `json:"name"`
-		IP    string `json:"ip"`
-		API   string `json:"api"`
-		Token string `json:"token"`
+		Name             string `json:"name"`
+		IP               string `json:"ip"`
+		API              string `json:"api"`
+		Token            string `json:"token"`
+		PostgresPassword string `json:"postgres_password"`
 	} `json:"nodes"`
 	Postgres struct {
 		Port     int    `json:"port"`

@@ -231,7 +231,10 @@ func TestCrashAtEachStep(t *testing.T) {
 			c := assembledLab(t, "sync", nil)
 			w := c.startWitness()
 			c.restartTandemd(tc.node, []string{"TANDEMD_CRASH_AT=" + tc.at})
-			c.waitFor("the restarted node answers", 30*time.Second, func() bool { return c.nodeRole(tc.node) != "unreachable" })
+			c.waitFor("the cluster settled after the restart", 60*time.Second, func() bool {
+				s := c.status()
+				return s.Cluster != nil && s.Cluster.Synchronized && !s.Cluster.Degraded
+			})
 			switch tc.op {
 			case "switchover":
 				out, errOut, err := c.console("switchover", "--yes")

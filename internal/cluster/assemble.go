@@ -160,7 +160,7 @@ func (n *Node) Assemble(ctx context.Context, req api.AssembleRequest) (api.Assem
 		}
 		undo.add("drop the replication role", func(ctx context.Context) error {
 			return n.withConn(ctx, func(c *pgx.Conn) error {
-				_, err := c.Exec(ctx, "DROP ROLE IF EXISTS "+ReplicationUser)
+				_, err := c.Exec(ctx, dropRoleSQL)
 				return err
 			})
 		})
@@ -458,6 +458,16 @@ IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pg_checkpoint') THEN
 END IF;
 END$$`
 }
+
+// dropRoleSQL removes the replication role. DROP ROLE alone refuses while
+// the role holds the privileges roleSQL granted it (pg_rewind's functions),
+// so DROP OWNED BY revokes them first.
+const dropRoleSQL = `DO $$BEGIN
+IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '` + ReplicationUser + `') THEN
+	DROP OWNED BY ` + ReplicationUser + `;
+	DROP ROLE ` + ReplicationUser + `;
+END IF;
+END$$`
 
 func (n *Node) dropSlot(ctx context.Context, slot string) error {
 	return n.withConn(ctx, func(c *pgx.Conn) error {

@@ -115,7 +115,7 @@ func (n *Node) dropPrimarySide(ctx context.Context, slot string) error {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		if _, err := c.Exec(ctx, "DROP ROLE IF EXISTS "+ReplicationUser); err != nil {
+		if _, err := c.Exec(ctx, dropRoleSQL); err != nil {
 			return fmt.Errorf("while dropping the replication role: %w", err)
 		}
 		return nil

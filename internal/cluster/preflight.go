@@ -43,13 +43,45 @@ func (n *Node) Preflight(ctx context.Context, req api.PreflightRequest) (api.Pre
 	// The primary of this very cluster holds the address already; probing
 	// would only find ourselves (or, worse, report our own address as a
 	// conflict), so the probe runs only while the address is not ours.
-	if s := n.State(); !(s.Cluster != nil && s.Cluster.ClusterIP == req.ClusterIP && n.vip.Status().Held) {
+	s := n.State()
+	selfHolds := s.Cluster != nil && s.Cluster.ClusterIP == req.ClusterIP && n.vip.Status().Held
+	if !selfHolds {
 		in.Prober = func(ctx context.Context, ip netip.Addr) (string, bool, error) {
 			return n.vip.Probe(ctx, prefix)
 		}
 	}
 	rs := dnscheck.Run(ctx, in)
+	n.acceptOwnClusterIP(ctx, rs, prefix, req.Peer.Name, peerIP, selfHolds)
 	return api.PreflightResult{Node: n.cfg.Name, Checks: rs, Problems: dnscheck.Problems(rs)}, nil
+}
+
+// acceptOwnClusterIP passes the "cluster IP not in use" check when the
+// address is in use by the cluster's own primary rather than by a stranger:
+// a standalone primary (a disassembled cluster's) keeps the cluster IP and
+// may be assembled again. On that node the address is on its own
+// interface (selfHolds); on the peer, the probe finds the primary's MAC,
+// which is confirmed by probing the primary's node IP.
+func (n *Node) acceptOwnClusterIP(ctx context.Context, rs []dnscheck.Result, prefix netip.Prefix, peerName string, peerIP netip.Addr, selfHolds bool) {
+	for i, r := range rs {
+		if r.ID != dnscheck.IDClusterIPFree || r.Status != dnscheck.StatusProblem {
+			continue
+		}
+		if selfHolds {
+			rs[i] = dnscheck.Result{ID: r.ID, Title: r.Title, Status: dnscheck.StatusOK,
+				Detail: fmt.Sprintf("%s is held by this node, %s, as its cluster IP already; it keeps it as the primary", prefix.Addr(), n.cfg.Name)}
+			continue
+		}
+		holder, inUse, err := n.vip.Probe(ctx, prefix)
+		if err != nil || !inUse || holder == "" {
+			continue
+		}
+		peerMAC, up, err := n.vip.Probe(ctx, netip.PrefixFrom(peerIP, prefix.Bits()))
+		if err != nil || !up || !strings.EqualFold(peerMAC, holder) {
+			continue
+		}
+		rs[i] = dnscheck.Result{ID: r.ID, Title: r.Title, Status: dnscheck.StatusOK,
+			Detail: fmt.Sprintf("%s is answered by the peer %s itself (MAC %s, the same as its node IP %s): it holds the cluster IP already", prefix.Addr(), peerName, holder, peerIP)}
+	}
 }
 
 // preflightBoth runs the checks here and on the secondary and refuses the

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/term"
+
 	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/config"
 	"github.com/tandem-ha/tandem/internal/identity"
@@ -340,7 +342,9 @@ func notFound(err error) bool {
 	return errors.As(err, &ae) && ae.Status == http.StatusNotFound
 }
 
+// isTerminal asks the terminal driver, not the file mode: /dev/null is a
+// character device too, and a console run from cron or systemd with stdin
+// on /dev/null must not be treated as one that can answer a prompt.
 func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return term.IsTerminal(int(f.Fd()))
 }

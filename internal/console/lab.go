@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -47,6 +49,10 @@ tandem, and the bed every end-to-end test runs in. 'tandem lab up' builds
   dns      10.77.0.53   dns.lab.test      dnsmasq, the lab's DNS server
   cluster  10.77.0.10   db.lab.test       the cluster IP, reserved for the primary
 
+'tandem lab up --ipv6' builds the same in IPv6 (fd00:77::/64: a is
+fd00:77::11, the cluster IP fd00:77::10, and so on; AAAA and ip6.arpa
+records instead of A and in-addr.arpa).
+
 Each host is a network namespace (lab-a, lab-b, lab-client, lab-dns) with
 one interface, eth0, plugged into a bridge that lives in a namespace of its
 own (lab-sw). Nothing is added to this machine's own network, so lab
@@ -62,18 +68,32 @@ client, talk to a node as an operator would:
   export TANDEM_TOKEN=<node a's token from 'tandem lab env'>
   tandem lab exec client -- tandem status --endpoint a.lab.test
 
+Faults, to see what tandem does about them:
+
+  power-off HOST / power-on HOST    cut a host's power / boot it again
+  partition HOST1 HOST2 [--oneway]  drop all traffic between two hosts
+  netem HOST1 HOST2 --delay 300ms --loss 20%
+                                    make the link between two hosts slow or lossy
+  heal [HOST1 HOST2]                undo partitions and netem (all of them by default)
+  pause HOST [--process P] / resume HOST
+                                    freeze processes (SIGSTOP) / let them go on
+  dns set|rm|ptr|list|reset         break (and mend) the lab's DNS records
+
+'tandem lab env' lists the faults in force.
+
 'tandem lab down' stops every lab process (tandemd first, so PostgreSQL
-shuts down cleanly) and removes the namespaces and files; 'up' does the
-same first, so it also repairs a lab left behind by a crash.
+shuts down cleanly) and removes the namespaces and files, faults and all;
+'up' does the same first, so it also repairs a lab left behind by a crash.
 
 Files live in /var/lib/tandem-lab/NAME (configs, logs, state, data).
 Several labs run at once under different --name values (default "lab",
 or $TANDEM_LAB); the names above then carry that name instead of "lab".
-Needs root, iproute2, dnsmasq and PostgreSQL's server programs.`,
+Needs root, iproute2 (ip, tc), dnsmasq and PostgreSQL's server programs.`,
 		Example: `  sudo tandem lab up
   sudo tandem lab env
   sudo tandem lab exec client -- getent hosts db.lab.test
-  sudo tandem lab exec client -- bash
+  sudo tandem lab partition a b
+  sudo tandem lab heal
   sudo tandem lab down`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
@@ -92,6 +112,14 @@ Needs root, iproute2, dnsmasq and PostgreSQL's server programs.`,
 		newLabDownCommand(&name, labName, logger),
 		newLabExecCommand(&name, labName, logger),
 		newLabEnvCommand(&name, labName),
+		newLabPowerOffCommand(&name, labName, logger),
+		newLabPowerOnCommand(&name, labName, logger),
+		newLabPartitionCommand(&name, labName, logger),
+		newLabNetemCommand(&name, labName, logger),
+		newLabHealCommand(&name, labName, logger),
+		newLabPauseCommand(&name, labName, logger),
+		newLabResumeCommand(&name, labName, logger),
+		newLabDNSCommand(&name, labName, logger),
 	)
 	return c
 }
@@ -99,6 +127,7 @@ Needs root, iproute2, dnsmasq and PostgreSQL's server programs.`,
 func newLabUpCommand(name *string, check func() error, logger func(*cobra.Command) *slog.Logger) *cobra.Command {
 	var (
 		subnet    string
+		ipv6      bool
 		tandemd   string
 		noTandemd bool
 		wait      time.Duration
@@ -114,6 +143,11 @@ A lab of the same name is removed first, so 'up' also repairs a lab left
 half built. If a node does not become healthy, the lab is left up for
 inspection and the end of its log is printed; 'tandem lab down' removes it.
 
+With --ipv6 (or an IPv6 --subnet) every address is IPv6: the nodes, the
+client, the DNS server and the cluster IP, with AAAA and ip6.arpa PTR
+records; there is no IPv4 in such a lab. Addresses are added without
+duplicate address detection, so they work at once.
+
 tandemd is taken from --tandemd, else from the directory of this tandem
 executable, else from PATH.`,
 		Args: cobra.NoArgs,
@@ -124,13 +158,14 @@ executable, else from PATH.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			_, err := lab.Up(ctx, logger(cmd), lab.UpOptions{
-				Name: *name, Subnet: subnet, Tandemd: tandemd, NoTandemd: noTandemd, Timeout: wait,
+				Name: *name, Subnet: subnet, IPv6: ipv6, Tandemd: tandemd, NoTandemd: noTandemd, Timeout: wait,
 			}, cmd.OutOrStdout())
 			return err
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&subnet, "subnet", lab.DefaultSubnet, "the lab's IPv4 subnet (/8 to /25); hosts get .11, .12, .53, .100 and the cluster IP .10")
+	f.StringVar(&subnet, "subnet", "", "the lab's subnet (default "+lab.DefaultSubnet+", or "+lab.DefaultSubnet6+" with --ipv6): IPv4 /8 to /25, IPv6 /16 to /112; hosts get .11, .12, .53, .100 (::11, ::12, ::53, ::100) and the cluster IP .10 (::10)")
+	f.BoolVar(&ipv6, "ipv6", false, "build an IPv6 lab (AAAA and ip6.arpa records, IPv6 node IPs)")
 	f.StringVar(&tandemd, "tandemd", "", "the tandemd executable to run on the nodes (default: next to tandem, then PATH)")
 	f.BoolVar(&noTandemd, "no-tandemd", false, "build the hosts and DNS only; start no tandemd")
 	f.DurationVar(&wait, "wait", lab.DefaultUpTimeout, "how long to wait for both nodes to answer /health")
@@ -251,5 +286,452 @@ TANDEM_TOKEN_B and TANDEM_LAB_* (addresses, PostgreSQL password).`,
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	c.Flags().BoolVar(&asShell, "shell", false, "print shell export lines, for eval")
 	c.MarkFlagsMutuallyExclusive("json", "shell")
+	return c
+}
+
+// labArgs checks a fault command's host arguments: at least min and at
+// most max of them.
+func labArgs(min, max int, usage string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) < min || len(args) > max {
+			return exitf(ExitUsage, "usage: tandem lab %s", usage)
+		}
+		return nil
+	}
+}
+
+// labUsage marks an error about the command's arguments (an unknown host,
+// the same host twice) with the usage exit status; other errors keep theirs.
+func labUsage(err error) error {
+	if err == nil || errors.Is(err, lab.ErrNoLab) {
+		return err
+	}
+	return &ExitError{Code: ExitUsage, Err: err}
+}
+
+func newLabPowerOffCommand(name *string, check func() error, logger func(*cobra.Command) *slog.Logger) *cobra.Command {
+	return &cobra.Command{
+		Use:   "power-off HOST",
+		Short: "Cut a lab host's power: its network goes dark and every process on it dies",
+		Long: `Do to HOST what pulling its power cord would. Its eth0 goes down first, so
+nothing it does from then on reaches the wire (no FIN, no RST, no ARP: its
+peers see silence, as after a real power cut); then every process on it
+gets SIGKILL (tandemd, PostgreSQL and its children, anything started with
+'lab exec'), and its addresses, the cluster IP included, are gone.
+
+PostgreSQL on a node is killed without a shutdown checkpoint, as in a
+crash. The host stays off until 'tandem lab power-on HOST'; partitions and
+degraded links toward it stay in force (they belong to the network).`,
+		Example: `  tandem lab power-off b
+  tandem lab power-on b`,
+		Args: labArgs(1, 1, "power-off HOST"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := check(); err != nil {
+				return err
+			}
+			l, err := lab.Load(*name)
+			if err != nil {
+				return err
+			}
+			if _, err := l.LookupHost(args[0]); err != nil {
+				return labUsage(err)
+			}
+			return lab.PowerOff(context.WithoutCancel(cmd.Context()), logger(cmd), *name, args[0], cmd.OutOrStdout())
+		},
+	}
+}
+
+func newLabPowerOnCommand(name *string, check func() error, logger func(*cobra.Command) *slog.Logger) *cobra.Command {
+	var wait time.Duration
+	c := &cobra.Command{
+		Use:   "power-on HOST",
+		Short: "Boot a lab host again: its address comes back and tandemd (or dnsmasq) starts",
+		Long: `Boot HOST after 'power-off': eth0 gets its static address back (the cluster
+IP does not: only tandemd adds that) and comes up; then what 'up' ran there
+starts again: tandemd with the same configuration on a node (detached, as
+'up' starts it), dnsmasq on the dns host. On a node the command waits, up
+to --wait, until tandemd answers GET /health, asked from the node itself
+so that a partition does not hide it.
+
+On a host that is on, power-on only starts tandemd (or dnsmasq) if it is
+not running, for example after it was stopped by hand; otherwise it
+changes nothing.`,
+		Example: `  tandem lab power-on b
+  tandem lab power-on a --wait 2m`,
+		Args: labArgs(1, 1, "power-on HOST [--wait DURATION]"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := check(); err != nil {
+				return err
+			}
+			l, err := lab.Load(*name)
+			if err != nil {
+				return err
+			}
+			if _, err := l.LookupHost(args[0]); err != nil {
+				return labUsage(err)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return lab.PowerOn(ctx, logger(cmd), *name, args[0], wait, cmd.OutOrStdout())
+		},
+	}
+	c.Flags().DurationVar(&wait, "wait", lab.DefaultPowerOnTimeout, "how long to wait for a node's tandemd to answer /health")
+	return c
+}
+
+func newLabPartitionCommand(name *string, check func() error, logger func(*cobra.Command) *slog.Logger) *cobra.Command {
+	var oneway bool
+	c := &cobra.Command{
+		Use:   "partition HOST1 HOST2",
+		Short: "Drop all traffic between two lab hosts; every other path stays",
+		Long: `Drop everything HOST1 and HOST2 send each other, leaving every other path
+intact: HOST1 and HOST2 still reach, and are reached by, the other hosts.
+With --oneway only what HOST1 sends to HOST2 is dropped (HOST2 still
+reaches HOST1, but gets no answers).
+
+The hosts' own tc does it: each dropping host gets a clsact qdisc on eth0
+whose ingress filter (classic BPF, cls_bpf) drops frames by the sender's
+MAC address. So IP to any of the host's addresses (the cluster IP too),
+ARP and IPv6 neighbour discovery are all cut, as by a real break in the
+network, and the sender sees silence, not errors. 'tandem lab heal HOST1
+HOST2' (or 'heal' for all) removes it; 'lab down' removes everything.`,
+		Example: `  tandem lab partition a b
+  tandem lab partition client a --oneway
+  tandem lab heal a b`,
+		Args: labArgs(2, 2, "partition HOST1 HOST2 [--oneway]"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := check(); err != nil {
+				return err
+			}
+			if err := checkPair(*name, args[0], args[1]); err != nil {
+				return err
+			}
+			return lab.Partition(context.WithoutCancel(cmd.Context()), logger(cmd), *name, args[0], args[1], oneway, cmd.OutOrStdout())
+		},
+	}
+	c.Flags().BoolVar(&oneway, "oneway", false, "drop only what HOST1 sends to HOST2")
+	return c
+}
+
+// checkPair validates two hosts of a lab before anything changes.
+func checkPair(name, h1, h2 string) error {
+	l, err := lab.Load(name)
+	if err != nil {
+		return err
+	}
+	return labUsage(l.CheckPair(h1, h2))
+}
+
+func newLabNetemCommand(name *string, check func() error, logger func(*cobra.Command) *slog.Logger) *cobra.Command {
+	var (
+		delay, jitter time.Duration
+		loss          string
+	)
+	c := &cobra.Command{
+		Use:   "netem HOST1 HOST2 [--delay D] [--jitter D] [--loss P%]",
+		Short: "Make the link between two lab hosts slow or lossy",
+		Long: `Degrade the link between HOST1 and HOST2, in both directions: each host's
+egress toward the other goes through netem with --delay (plus or minus
+--jitter) and --loss. Traffic to every other host is untouched. Running it
+again for the same pair replaces the settings; 'tandem lab heal HOST1
+HOST2' (or 'heal' for all) restores the link.
+
+Each host gets an htb root qdisc on eth0 whose unclassified traffic goes
+straight out, one class per degraded peer with a netem qdisc under it, and
+a classic BPF filter sending frames for that peer's MAC to it. The kernel
+needs the netem qdisc (CONFIG_NET_SCH_NETEM, module sch_netem); without it
+the command says so and changes nothing.`,
+		Example: `  tandem lab netem a b --delay 300ms --loss 20%
+  tandem lab netem client a --delay 50ms --jitter 10ms
+  tandem lab heal a b`,
+		Args: labArgs(2, 2, "netem HOST1 HOST2 [--delay D] [--jitter D] [--loss P%]"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n := lab.Netem{Delay: delay, Jitter: jitter}
+			if loss != "" {
+				v, err := lab.ParseLoss(loss)
+				if err != nil {
+					return exitf(ExitUsage, "%v", err)
+				}
+				n.Loss = v
+			}
+			if err := n.Validate(); err != nil {
+				return exitf(ExitUsage, "%v", err)
+			}
+			if err := check(); err != nil {
+				return err
+			}
+			if err := checkPair(*name, args[0], args[1]); err != nil {
+				return err
+			}
+			return lab.Degrade(context.WithoutCancel(cmd.Context()), logger(cmd), *name, args[0], args[1], n, cmd.OutOrStdout())
+		},
+	}
+	f := c.Flags()
+	f.DurationVar(&delay, "delay", 0, "added one-way delay, each direction (e.g. 300ms)")
+	f.DurationVar(&jitter, "jitter", 0, "random variation of the delay, at most --delay (e.g. 20ms)")
+	f.StringVar(&loss, "loss", "", "share of packets dropped, each direction (e.g. 20%)")
+	return c
+}
+
+func newLabHealCommand(name *string, check func() error, logger func(*cobra.Command) *slog.Logger) *cobra.Command {
+	return &cobra.Command{
+		Use:   "heal [HOST1 HOST2]",
+		Short: "Remove partitions and degraded links (between two hosts, or all of them)",
+		Long: `Undo 'partition' and 'netem' between HOST1 and HOST2 (both directions), or
+every partition and degraded link in the lab when no host is named; then
+every host's eth0 has the plain configuration 'up' gave it. Powered-off
+hosts and paused processes stay as they are: 'power-on' and 'resume' undo
+those.`,
+		Example: `  tandem lab heal a b
+  tandem lab heal`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 0 && len(args) != 2 {
+				return exitf(ExitUsage, "usage: tandem lab heal [HOST1 HOST2] (two hosts, or none for everything)")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := check(); err != nil {
+				return err
+			}
+			var h1, h2 string
+			if len(args) == 2 {
+				h1, h2 = args[0], args[1]
+				if err := checkPair(*name, h1, h2); err != nil {
+					return err
+				}
+			}
+			return lab.Heal(context.WithoutCancel(cmd.Context()), logger(cmd), *name, h1, h2, cmd.OutOrStdout())
+		},
+	}
+}
+
+func newLabPauseCommand(name *string, check func() error, logger func(*cobra.Command) *slog.Logger) *cobra.Command {
+	var process string
+	c := &cobra.Command{
+		Use:   "pause HOST [--process tandemd|postgres]",
+		Short: "Freeze the processes on a lab host (SIGSTOP) until 'resume'",
+		Long: `Stop processes on HOST with SIGSTOP: every process there (a frozen machine,
+a VM paused by its hypervisor), or with --process only tandemd, or only
+PostgreSQL (the postmaster and all its children). Their sockets stay open
+and the kernel still accepts connections for them, so peers see a process
+that answers nothing, not one that is gone. 'tandem lab resume HOST'
+continues them; 'lab down' continues them before stopping the lab.`,
+		Example: `  tandem lab pause a --process tandemd
+  tandem lab resume a`,
+		Args: labArgs(1, 1, "pause HOST [--process tandemd|postgres]"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := lab.CheckProcess(process); err != nil {
+				return exitf(ExitUsage, "%v", err)
+			}
+			if err := check(); err != nil {
+				return err
+			}
+			l, err := lab.Load(*name)
+			if err != nil {
+				return err
+			}
+			if _, err := l.LookupHost(args[0]); err != nil {
+				return labUsage(err)
+			}
+			return lab.Pause(context.WithoutCancel(cmd.Context()), logger(cmd), *name, args[0], process, cmd.OutOrStdout())
+		},
+	}
+	c.Flags().StringVar(&process, "process", "", "pause only tandemd or only postgres (default: every process on the host)")
+	return c
+}
+
+func newLabResumeCommand(name *string, check func() error, logger func(*cobra.Command) *slog.Logger) *cobra.Command {
+	return &cobra.Command{
+		Use:   "resume HOST",
+		Short: "Continue the processes 'pause' froze on a lab host (SIGCONT)",
+		Args:  labArgs(1, 1, "resume HOST"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := check(); err != nil {
+				return err
+			}
+			l, err := lab.Load(*name)
+			if err != nil {
+				return err
+			}
+			if _, err := l.LookupHost(args[0]); err != nil {
+				return labUsage(err)
+			}
+			return lab.Resume(context.WithoutCancel(cmd.Context()), logger(cmd), *name, args[0], cmd.OutOrStdout())
+		},
+	}
+}
+
+func newLabDNSCommand(name *string, check func() error, logger func(*cobra.Command) *slog.Logger) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "dns",
+		Short: "Show and edit the lab's DNS records (to break DNS on purpose, and mend it)",
+		Long: `The lab's dnsmasq answers from a list of forward records (NAME → address,
+A or AAAA) and reverse records (address → NAME, PTR), kept apart so that
+either can be broken alone: a missing PTR, a cluster name pointing
+elsewhere, a record of the wrong family. 'up' gives every host and the
+cluster name both. A NAME without a dot is in the lab's domain (b is
+b.lab.test).
+
+Each edit is saved in /var/lib/tandem-lab/NAME/dns.json and dnsmasq is
+restarted with it (it reads its records only at start), which takes a
+moment; the command returns once the server answers again. While the dns
+host is powered off, edits are saved and apply when it comes back.
+
+A name whose addresses all have a PTR is served as a dnsmasq host-record
+(NODATA for the other family, as a real zone would answer). A forward
+record without a matching PTR is served with dnsmasq's address= option,
+which also answers for names below it and answers NXDOMAIN for the other
+family: good enough to test what a missing PTR does.`,
+		Example: `  tandem lab dns list
+  tandem lab dns ptr --rm 10.77.0.12          # b loses its PTR record
+  tandem lab dns set db 10.77.0.99            # the cluster name points elsewhere
+  tandem lab dns set b 10.77.0.12 --no-ptr    # forward only
+  tandem lab dns rm b                         # b no longer resolves, either way
+  tandem lab dns reset                        # back to what 'up' made`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	edit := func(cmd *cobra.Command, fn func(l *lab.Layout, z *lab.Zone) (string, error)) error {
+		if err := check(); err != nil {
+			return err
+		}
+		// Validate before the lab is touched, so bad input changes nothing.
+		l, err := lab.Load(*name)
+		if err != nil {
+			return err
+		}
+		probe := &lab.Zone{Forward: map[string][]string{}, Reverse: map[string][]string{}}
+		if _, err := fn(l, probe); err != nil {
+			return exitf(ExitUsage, "%v", err)
+		}
+		return lab.EditDNS(context.WithoutCancel(cmd.Context()), logger(cmd), *name, cmd.OutOrStdout(), fn)
+	}
+
+	var noPTR bool
+	set := &cobra.Command{
+		Use:   "set NAME IP [IP...]",
+		Short: "Give NAME exactly these addresses, and each address a PTR naming NAME",
+		Long: `Replace NAME's forward records with IP... (A for IPv4, AAAA for IPv6; any
+family, so a record of the wrong family can be made on purpose). Each IP's
+PTR is set to NAME (replacing the name it had), and PTRs of NAME's former
+addresses that named NAME are removed. With --no-ptr only the forward
+records change.`,
+		Args: labArgs(2, 64, "dns set NAME IP [IP...] [--no-ptr]"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return edit(cmd, func(l *lab.Layout, z *lab.Zone) (string, error) {
+				n, err := l.QualifyName(args[0])
+				if err != nil {
+					return "", err
+				}
+				var ips []string
+				for _, a := range args[1:] {
+					ip, err := lab.ParseRecordIP(a)
+					if err != nil {
+						return "", err
+					}
+					ips = append(ips, ip)
+				}
+				z.Set(n, ips, !noPTR)
+				what := "and PTR"
+				if noPTR {
+					what = "only (no PTR change)"
+				}
+				return fmt.Sprintf("DNS: %s → %s, forward %s", n, strings.Join(ips, ", "), what), nil
+			})
+		},
+	}
+	set.Flags().BoolVar(&noPTR, "no-ptr", false, "change the forward records only")
+
+	rm := &cobra.Command{
+		Use:   "rm NAME",
+		Short: "Remove NAME's forward records and every PTR naming it",
+		Args:  labArgs(1, 1, "dns rm NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return edit(cmd, func(l *lab.Layout, z *lab.Zone) (string, error) {
+				n, err := l.QualifyName(args[0])
+				if err != nil {
+					return "", err
+				}
+				if !z.Remove(n) {
+					return fmt.Sprintf("DNS: %s had no records", n), nil
+				}
+				return fmt.Sprintf("DNS: %s removed, forward and reverse", n), nil
+			})
+		},
+	}
+
+	var ptrRm bool
+	ptr := &cobra.Command{
+		Use:   "ptr IP NAME | ptr --rm IP",
+		Short: "Set the PTR record of IP to NAME, or remove it (--rm)",
+		Long: `Make IP's reverse record (PTR) name NAME, replacing what it named; forward
+records stay as they are. With --rm, IP gets no PTR record at all, so a
+reverse lookup of it fails (NXDOMAIN).`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if (ptrRm && len(args) != 1) || (!ptrRm && len(args) != 2) {
+				return exitf(ExitUsage, "usage: tandem lab dns ptr IP NAME, or tandem lab dns ptr --rm IP")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return edit(cmd, func(l *lab.Layout, z *lab.Zone) (string, error) {
+				ip, err := lab.ParseRecordIP(args[0])
+				if err != nil {
+					return "", err
+				}
+				if ptrRm {
+					z.SetPTR(ip, "")
+					return fmt.Sprintf("DNS: %s has no PTR record now", ip), nil
+				}
+				n, err := l.QualifyName(args[1])
+				if err != nil {
+					return "", err
+				}
+				z.SetPTR(ip, n)
+				return fmt.Sprintf("DNS: PTR of %s → %s", ip, n), nil
+			})
+		},
+	}
+	ptr.Flags().BoolVar(&ptrRm, "rm", false, "remove IP's PTR record")
+
+	reset := &cobra.Command{
+		Use:   "reset",
+		Short: "Restore the records 'up' made",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return edit(cmd, func(l *lab.Layout, z *lab.Zone) (string, error) {
+				*z = *l.DefaultZone()
+				return "DNS: records reset to what `lab up` made", nil
+			})
+		},
+	}
+
+	var asJSON bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the records the lab's DNS server answers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := check(); err != nil {
+				return err
+			}
+			z, err := lab.DNSZone(*name)
+			if err != nil {
+				return err
+			}
+			if o, _ := cmd.Flags().GetString("output"); asJSON || o == "json" {
+				return printJSON(cmd.OutOrStdout(), z)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			for _, line := range z.Lines() {
+				fmt.Fprintln(tw, line)
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON: {forward: {name: [ip]}, reverse: {ip: [name]}}")
+
+	c.AddCommand(list, set, rm, ptr, reset)
 	return c
 }

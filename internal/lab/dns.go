@@ -9,14 +9,14 @@ import (
 // Dnsmasq is the DNS server's executable.
 const Dnsmasq = "dnsmasq"
 
-// DNSRecord is one forward record; dnsmasq also answers its reverse (PTR).
+// DNSRecord is one name and its address, forward and reverse.
 type DNSRecord struct {
 	Name string
 	IP   string
 }
 
-// DNSRecords lists the names the lab's DNS server answers for: every host
-// and the cluster DNS name.
+// DNSRecords lists the names the lab's DNS server answers for after up:
+// every host and the cluster DNS name, forward (A or AAAA) and reverse (PTR).
 func (l *Layout) DNSRecords() []DNSRecord {
 	var out []DNSRecord
 	for _, h := range l.Hosts {
@@ -25,28 +25,39 @@ func (l *Layout) DNSRecords() []DNSRecord {
 	return append(out, DNSRecord{Name: l.DNSName, IP: l.ClusterIP})
 }
 
-// ReverseZone is the in-addr.arpa zone that covers the lab subnet, rounded
-// out to a whole octet (10.77.0.0/24 → 0.77.10.in-addr.arpa).
+// ReverseZone is the reverse zone that covers the lab subnet, rounded out
+// to a whole octet in IPv4 (10.77.0.0/24 → 0.77.10.in-addr.arpa) and a
+// whole nibble in IPv6 (fd00:77::/64 → 0.0.0.0.7.7.0.0.0.0.d.f.ip6.arpa).
 func (l *Layout) ReverseZone() string {
 	p := netip.MustParsePrefix(l.Subnet)
-	octets := p.Bits() / 8
-	b := p.Addr().As4()
+	b := p.Addr().AsSlice()
 	var labels []string
-	for i := octets - 1; i >= 0; i-- {
-		labels = append(labels, fmt.Sprint(b[i]))
+	if p.Addr().Is4() {
+		for i := p.Bits()/8 - 1; i >= 0; i-- {
+			labels = append(labels, fmt.Sprint(b[i]))
+		}
+		return strings.Join(append(labels, "in-addr.arpa"), ".")
 	}
-	return strings.Join(append(labels, "in-addr.arpa"), ".")
+	for i := p.Bits()/4 - 1; i >= 0; i-- {
+		nib := b[i/2] >> 4
+		if i%2 == 1 {
+			nib = b[i/2] & 0xf
+		}
+		labels = append(labels, fmt.Sprintf("%x", nib))
+	}
+	return strings.Join(append(labels, "ip6.arpa"), ".")
 }
 
-// DnsmasqArgs is the command line of the lab's DNS server. It reads no
-// configuration and no host files and has no upstream server, so it answers
-// the lab's names (forward and reverse), says NXDOMAIN for other names in
-// the lab's zones, and refuses everything else: nothing is ever forwarded
-// out of the lab.
+// DnsmasqArgs is the command line of the lab's DNS server. Its only
+// configuration file is the one rendered from the lab's zone (DNSConfPath);
+// it reads no host files and has no upstream server, so it answers the
+// lab's names (forward and reverse), says NXDOMAIN for other names in the
+// lab's zones, and refuses everything else: nothing is ever forwarded out
+// of the lab.
 func (l *Layout) DnsmasqArgs() []string {
-	args := []string{
+	return []string{
 		"--keep-in-foreground",
-		"--conf-file=/dev/null",
+		"--conf-file=" + l.DNSConfPath(),
 		"--no-resolv",
 		"--no-hosts",
 		"--no-poll",
@@ -61,10 +72,6 @@ func (l *Layout) DnsmasqArgs() []string {
 		"--bogus-priv",
 		"--domain-needed",
 	}
-	for _, r := range l.DNSRecords() {
-		args = append(args, "--host-record="+r.Name+","+r.IP)
-	}
-	return args
 }
 
 // ResolvConf is /etc/resolv.conf as every lab host sees it.

@@ -20,9 +20,10 @@ import (
 // smart → fast → immediate, each stage bounded by labStopTimeout).
 const tandemdStopWait = 3*labStopTimeout + 10*time.Second
 
-// Down removes every trace of the lab called name: its processes (tandemd
-// first and gracefully, so PostgreSQL stops cleanly), namespaces, mounts,
-// /etc/netns files and directory. It tolerates a lab that is half built or
+// Down removes every trace of the lab called name: its processes (paused
+// ones continued, tandemd first and gracefully, so PostgreSQL stops
+// cleanly), namespaces (and with them every partition, degraded link and
+// address), mounts, /etc/netns files and directory. It tolerates a lab that is half built or
 // already gone, and returns what it could not remove.
 func Down(ctx context.Context, log *slog.Logger, name string) error {
 	if err := CheckHost(); err != nil {
@@ -43,6 +44,9 @@ func Down(ctx context.Context, log *slog.Logger, name string) error {
 	}
 	nss := namespacesOf(name, existing)
 	var problems []error
+
+	// Paused processes (`lab pause`) would sit on a SIGTERM until killed.
+	continueAll(ctx, log, nss)
 
 	// tandemd first, with SIGTERM, so that it stops PostgreSQL itself.
 	var tandemds []int

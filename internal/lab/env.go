@@ -9,17 +9,24 @@ import (
 
 // Env is what `tandem lab env` prints: addresses, names and credentials.
 type Env struct {
-	Name      string      `json:"name"`
-	Dir       string      `json:"dir"`
-	Subnet    string      `json:"subnet"`
-	Domain    string      `json:"domain"`
-	ClusterIP string      `json:"cluster_ip"`
-	DNSName   string      `json:"dns_name"`
-	DNSServer string      `json:"dns_server"`
-	ClientIP  string      `json:"client_ip"`
-	Nodes     []EnvNode   `json:"nodes"`
-	Hosts     []EnvHost   `json:"hosts"`
-	Postgres  EnvPostgres `json:"postgres"`
+	Name      string `json:"name"`
+	Dir       string `json:"dir"`
+	Family    string `json:"family"` // ipv4 or ipv6
+	Subnet    string `json:"subnet"`
+	Domain    string `json:"domain"`
+	ClusterIP string `json:"cluster_ip"`
+	// ClusterPrefix is the cluster IP with the subnet's prefix length, as
+	// assembly takes it.
+	ClusterPrefix string      `json:"cluster_prefix"`
+	DNSName       string      `json:"dns_name"`
+	DNSServer     string      `json:"dns_server"`
+	ClientIP      string      `json:"client_ip"`
+	Nodes         []EnvNode   `json:"nodes"`
+	Hosts         []EnvHost   `json:"hosts"`
+	Postgres      EnvPostgres `json:"postgres"`
+	// Faults is what `lab power-off`, `partition`, `netem` and `pause`
+	// have done and not yet undone, one line each.
+	Faults []string `json:"faults"`
 }
 
 // EnvNode is one node as `lab env` shows it.
@@ -30,6 +37,9 @@ type EnvNode struct {
 	API   string `json:"api"`
 	Token string `json:"token"` // empty until tandemd has started once
 	Log   string `json:"log"`
+	// PostgresPassword is this node's own superuser password; after
+	// assembly both nodes have the primary's (Env.Postgres.Password).
+	PostgresPassword string `json:"postgres_password"`
 }
 
 // EnvHost is any lab host, with the namespace `lab exec` enters.
@@ -39,6 +49,7 @@ type EnvHost struct {
 	IP    string `json:"ip"`
 	FQDN  string `json:"fqdn"`
 	Netns string `json:"netns"`
+	MAC   string `json:"mac"`
 }
 
 // EnvPostgres is how to reach PostgreSQL on the nodes.
@@ -52,30 +63,39 @@ type EnvPostgres struct {
 // from the nodes' state dirs.
 func (l *Layout) Env() Env {
 	e := Env{
-		Name:      l.Name,
-		Dir:       l.Dir,
-		Subnet:    l.Subnet,
-		Domain:    l.Domain,
-		ClusterIP: l.ClusterIP,
-		DNSName:   l.DNSName,
-		DNSServer: l.DNSServer,
-		Nodes:     []EnvNode{},
-		Hosts:     []EnvHost{},
-		Postgres:  EnvPostgres{Port: PostgresPort, User: PostgresUser},
+		Name:          l.Name,
+		Dir:           l.Dir,
+		Family:        l.Family(),
+		Subnet:        l.Subnet,
+		Domain:        l.Domain,
+		ClusterIP:     l.ClusterIP,
+		ClusterPrefix: l.ClusterPrefix(),
+		DNSName:       l.DNSName,
+		DNSServer:     l.DNSServer,
+		Nodes:         []EnvNode{},
+		Hosts:         []EnvHost{},
+		Postgres:      EnvPostgres{Port: PostgresPort, User: PostgresUser},
+		Faults:        []string{},
+	}
+	if f, err := l.LoadFaults(); err == nil {
+		e.Faults = append(e.Faults, f.Summary()...)
+	} else {
+		e.Faults = append(e.Faults, err.Error())
 	}
 	for _, h := range l.Hosts {
-		e.Hosts = append(e.Hosts, EnvHost{Name: h.Name, Role: h.Role, IP: h.IP, FQDN: h.FQDN, Netns: h.Netns})
+		e.Hosts = append(e.Hosts, EnvHost{Name: h.Name, Role: h.Role, IP: h.IP, FQDN: h.FQDN, Netns: h.Netns, MAC: h.MAC})
 		switch h.Role {
 		case RoleClient:
 			e.ClientIP = h.IP
 		case RoleNode:
 			e.Nodes = append(e.Nodes, EnvNode{
-				Name:  h.Name,
-				IP:    h.IP,
-				FQDN:  h.FQDN,
-				API:   APIURL(h),
-				Token: l.secret(h.Name, TokenFile),
-				Log:   l.LogPath(h.Name),
+				Name:             h.Name,
+				IP:               h.IP,
+				FQDN:             h.FQDN,
+				API:              APIURL(h),
+				Token:            l.secret(h.Name, TokenFile),
+				Log:              l.LogPath(h.Name),
+				PostgresPassword: l.secret(h.Name, PostgresPasswordFile),
 			})
 		}
 	}
@@ -88,13 +108,13 @@ func (l *Layout) Env() Env {
 // WriteText prints the environment for a person.
 func (e Env) WriteText(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "lab %s  (subnet %s, domain %s, files in %s)\n\n", e.Name, e.Subnet, e.Domain, e.Dir)
+	fmt.Fprintf(&b, "lab %s  (%s subnet %s, domain %s, files in %s)\n\n", e.Name, e.Family, e.Subnet, e.Domain, e.Dir)
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tROLE\tIP\tNAME\tNAMESPACE")
+	fmt.Fprintln(tw, "HOST\tROLE\tIP\tNAME\tNAMESPACE\tMAC")
 	for _, h := range e.Hosts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.Name, h.Role, h.IP, h.FQDN, h.Netns)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, h.Role, h.IP, h.FQDN, h.Netns, h.MAC)
 	}
-	fmt.Fprintf(tw, "(cluster)\t\t%s\t%s\t(held by the primary)\n", e.ClusterIP, e.DNSName)
+	fmt.Fprintf(tw, "(cluster)\t\t%s\t%s\t(held by the primary; assemble with %s)\t\n", e.ClusterIP, e.DNSName, e.ClusterPrefix)
 	tw.Flush()
 	fmt.Fprintf(&b, "\nDNS server: %s\n", e.DNSServer)
 	fmt.Fprintln(&b, "\nnode API:")
@@ -110,20 +130,27 @@ func (e Env) WriteText(w io.Writer) error {
 		pw = "(not written yet)"
 	}
 	fmt.Fprintf(&b, "\nPostgreSQL: port %d, user %s, password %s\n", e.Postgres.Port, e.Postgres.User, pw)
+	if len(e.Faults) > 0 {
+		fmt.Fprintln(&b, "\nfaults (`tandem lab heal`, `power-on`, `resume` undo them):")
+		for _, f := range e.Faults {
+			fmt.Fprintf(&b, "  %s\n", f)
+		}
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
 // WriteShell prints the environment as shell assignments, for
 // `eval "$(tandem lab env --shell)"`: TANDEM_LAB, TANDEM_TOKEN_A and
-// TANDEM_TOKEN_B (one per node), and TANDEM_LAB_* for addresses and the
-// PostgreSQL password.
+// TANDEM_TOKEN_B (one per node), and TANDEM_LAB_* for addresses (the
+// cluster IP also with its prefix length) and the PostgreSQL password.
 func (e Env) WriteShell(w io.Writer) error {
 	var b strings.Builder
 	set := func(k, v string) { fmt.Fprintf(&b, "export %s=%s\n", k, shellQuote(v)) }
 	set("TANDEM_LAB", e.Name)
 	set("TANDEM_LAB_DOMAIN", e.Domain)
 	set("TANDEM_LAB_CLUSTER_IP", e.ClusterIP)
+	set("TANDEM_LAB_CLUSTER_PREFIX", e.ClusterPrefix)
 	set("TANDEM_LAB_DNS_NAME", e.DNSName)
 	set("TANDEM_LAB_DNS_SERVER", e.DNSServer)
 	set("TANDEM_LAB_CLIENT_IP", e.ClientIP)

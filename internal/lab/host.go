@@ -36,6 +36,8 @@ type UpOptions struct {
 	Tandemd string
 	// NoTandemd builds the hosts and DNS only.
 	NoTandemd bool
+	// IPv6 builds an IPv6 lab; an empty Subnet is then DefaultSubnet6.
+	IPv6 bool
 	// Timeout bounds the wait for both nodes to answer /health.
 	Timeout time.Duration
 }

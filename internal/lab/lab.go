@@ -7,17 +7,24 @@
 // <name>-client, <name>-dns and <name>-sw (the bridge), /etc/netns/<name>-*
 // and the directory BaseDir/<name>. Nothing lives in the root namespace, so
 // two labs with different names run side by side, even on the same subnet.
+//
+// A lab is IPv4 or IPv6, never both: the family follows from its subnet.
+// Its fault tools (power, partitions, slow links, paused processes) and its
+// DNS edits are recorded in the lab directory beside the layout.
 package lab
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 )
 
 const (
@@ -26,6 +33,8 @@ const (
 	// DefaultSubnet is the lab's IPv4 subnet when none is given. Each lab has
 	// its own namespaces, so two labs may use the same one.
 	DefaultSubnet = "10.77.0.0/24"
+	// DefaultSubnet6 is the subnet of an IPv6 lab (`lab up --ipv6`).
+	DefaultSubnet6 = "fd00:77::/64"
 	// BaseDir holds one directory per lab.
 	BaseDir = "/var/lib/tandem-lab"
 	// APIPort is the node API's port on both nodes.
@@ -52,12 +61,20 @@ const (
 	RoleDNS    = "dns"
 )
 
-// Offsets of each address from the start of the subnet.
+// Offsets of each address from the start of the subnet. In an IPv6 lab the
+// same digits are read as hex, so that addresses look alike in both
+// families: 10.77.0.11 and fd00:77::11.
 const (
 	clusterOffset = 10
 	dnsOffset     = 53
 	clientOffset  = 100
 )
+
+// macPrefix starts every lab MAC address (locally administered, "tl"); the
+// last two bytes repeat the host's address suffix (02:74:6c:00:00:11 is
+// the host at .11 or ::11), so a neighbour table reads at a glance. Labs
+// never share a bridge, so two labs may use the same MACs.
+var macPrefix = [4]byte{0x02, 0x74, 0x6c, 0x00}
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9]{0,7}$`)
 
@@ -78,6 +95,7 @@ type Host struct {
 	FQDN  string `json:"fqdn"`  // a.<lab>.test
 	Netns string `json:"netns"` // <lab>-a
 	Veth  string `json:"veth"`  // its port on the bridge, in the switch namespace
+	MAC   string `json:"mac"`   // eth0's hardware address, fixed at up
 }
 
 // Layout is everything that describes one lab; it is written to the lab
@@ -92,9 +110,13 @@ type Layout struct {
 	DNSServer   string `json:"dns_server"`
 	SwitchNetns string `json:"switch_netns"`
 	Hosts       []Host `json:"hosts"`
+	// Tandemd is the executable up started on the nodes; power-on starts it again.
+	Tandemd string `json:"tandemd,omitempty"`
 }
 
 // NewLayout plans a lab: names, addresses and paths. It touches nothing.
+// The subnet's family is the lab's: an IPv6 prefix makes an IPv6 lab.
+// An empty subnet is DefaultSubnet.
 func NewLayout(name, subnet string) (*Layout, error) {
 	if err := ValidateName(name); err != nil {
 		return nil, err
@@ -102,20 +124,9 @@ func NewLayout(name, subnet string) (*Layout, error) {
 	if subnet == "" {
 		subnet = DefaultSubnet
 	}
-	p, err := netip.ParsePrefix(subnet)
-	if err != nil || !p.Addr().Is4() {
-		return nil, fmt.Errorf("subnet %q must be an IPv4 prefix such as %s", subnet, DefaultSubnet)
-	}
-	// The highest offset (the client) must fit, and leave room for a broadcast address.
-	if p.Bits() < 8 || p.Bits() > 25 {
-		return nil, fmt.Errorf("subnet %q must have a prefix length between /8 and /25 so that host .%d fits", subnet, clientOffset)
-	}
-	p = p.Masked()
-	at := func(off int) string {
-		b := p.Addr().As4()
-		v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-		v += uint32(off)
-		return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}).String()
+	p, err := parseSubnet(subnet)
+	if err != nil {
+		return nil, err
 	}
 	domain := name + ".test"
 	l := &Layout{
@@ -123,9 +134,9 @@ func NewLayout(name, subnet string) (*Layout, error) {
 		Dir:         filepath.Join(BaseDir, name),
 		Subnet:      p.String(),
 		Domain:      domain,
-		ClusterIP:   at(clusterOffset),
+		ClusterIP:   hostAddr(p, clusterOffset).String(),
 		DNSName:     ClusterHost + "." + domain,
-		DNSServer:   at(dnsOffset),
+		DNSServer:   hostAddr(p, dnsOffset).String(),
 		SwitchNetns: name + "-" + SwitchSuffix,
 	}
 	for _, h := range []struct {
@@ -140,13 +151,84 @@ func NewLayout(name, subnet string) (*Layout, error) {
 		l.Hosts = append(l.Hosts, Host{
 			Name:  h.name,
 			Role:  h.role,
-			IP:    at(h.off),
+			IP:    hostAddr(p, h.off).String(),
 			FQDN:  h.name + "." + domain,
 			Netns: name + "-" + h.name,
 			Veth:  "veth-" + h.name,
+			MAC:   hostMAC(h.off).String(),
 		})
 	}
 	return l, nil
+}
+
+// parseSubnet checks a lab subnet and returns it masked.
+func parseSubnet(subnet string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(subnet)
+	if err != nil || p.Addr().Zone() != "" || p.Addr().Is4In6() {
+		return netip.Prefix{}, fmt.Errorf("subnet %q must be an IPv4 prefix such as %s or an IPv6 prefix such as %s", subnet, DefaultSubnet, DefaultSubnet6)
+	}
+	// The highest offset (the client) must fit, and leave room for a
+	// broadcast address in IPv4.
+	if p.Addr().Is4() && (p.Bits() < 8 || p.Bits() > 25) {
+		return netip.Prefix{}, fmt.Errorf("subnet %q must have a prefix length between /8 and /25 so that host .%d fits", subnet, clientOffset)
+	}
+	if p.Addr().Is6() && (p.Bits() < 16 || p.Bits() > 112) {
+		return netip.Prefix{}, fmt.Errorf("IPv6 subnet %q must have a prefix length between /16 and /112 (for example %s)", subnet, DefaultSubnet6)
+	}
+	return p.Masked(), nil
+}
+
+// suffix is the host part of the address at offset off: off itself in
+// IPv4, off's decimal digits read as hex in IPv6 (11 → ::11).
+func suffix(off int, v6 bool) uint64 {
+	if !v6 {
+		return uint64(off)
+	}
+	v, _ := strconv.ParseUint(strconv.Itoa(off), 16, 64)
+	return v
+}
+
+// hostAddr is the address at offset off in p.
+func hostAddr(p netip.Prefix, off int) netip.Addr {
+	b := p.Addr().AsSlice()
+	carry := suffix(off, p.Addr().Is6())
+	for i := len(b) - 1; i >= 0 && carry > 0; i-- {
+		sum := uint64(b[i]) + carry&0xff
+		b[i] = byte(sum)
+		carry = carry>>8 + sum>>8
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// hostMAC is the MAC address of the host at offset off.
+func hostMAC(off int) net.HardwareAddr {
+	v := suffix(off, true)
+	return net.HardwareAddr{macPrefix[0], macPrefix[1], macPrefix[2], macPrefix[3], byte(v >> 8), byte(v)}
+}
+
+// IPv6 tells whether the lab is an IPv6 lab.
+func (l *Layout) IPv6() bool {
+	return netip.MustParsePrefix(l.Subnet).Addr().Is6()
+}
+
+// Family is "ipv4" or "ipv6".
+func (l *Layout) Family() string {
+	if l.IPv6() {
+		return "ipv6"
+	}
+	return "ipv4"
+}
+
+// ClusterPrefix is the cluster IP with the subnet's prefix length, as
+// assembly takes it (10.77.0.10/24).
+func (l *Layout) ClusterPrefix() string {
+	return l.ClusterIP + "/" + strconv.Itoa(l.PrefixLen())
+}
+
+// HostPrefix is a host's address with the subnet's prefix length.
+func (l *Layout) HostPrefix(h Host) string {
+	return h.IP + "/" + strconv.Itoa(l.PrefixLen())
 }
 
 // Host returns the host called name.
@@ -157,6 +239,25 @@ func (l *Layout) Host(name string) (Host, bool) {
 		}
 	}
 	return Host{}, false
+}
+
+// LookupHost returns the host called name, or an error naming the lab's hosts.
+func (l *Layout) LookupHost(name string) (Host, error) {
+	if h, ok := l.Host(name); ok {
+		return h, nil
+	}
+	return Host{}, fmt.Errorf("lab %s has no host %q; its hosts are %s", l.Name, name, strings.Join(l.HostNames(), ", "))
+}
+
+// hostIndex is the host's position in the layout, which fixes the tc
+// handles and filter priorities that concern it; -1 when unknown.
+func (l *Layout) hostIndex(name string) int {
+	for i, h := range l.Hosts {
+		if h.Name == name {
+			return i
+		}
+	}
+	return -1
 }
 
 // HostNames lists the hosts' names in layout order.
@@ -206,20 +307,43 @@ func (l *Layout) SocketDir(node string) string  { return filepath.Join(l.Dir, no
 func (l *Layout) DNSPidPath() string { return filepath.Join(l.Dir, "dnsmasq.pid") }
 func (l *Layout) DNSLogPath() string { return filepath.Join(l.Dir, "dnsmasq.log") }
 
+// DNSZonePath holds the lab's DNS records (see Zone); DNSConfPath is the
+// dnsmasq configuration rendered from them.
+func (l *Layout) DNSZonePath() string { return filepath.Join(l.Dir, "dns.json") }
+func (l *Layout) DNSConfPath() string { return filepath.Join(l.Dir, "dnsmasq.conf") }
+
+// FaultsPath records the faults injected into the lab (see Faults).
+func (l *Layout) FaultsPath() string { return filepath.Join(l.Dir, "faults.json") }
+
+// lockPath serialises the commands that change a running lab.
+func (l *Layout) lockPath() string { return filepath.Join(l.Dir, "lab.lock") }
+
 // LayoutPath is where a lab's layout is persisted.
 func LayoutPath(name string) string { return filepath.Join(BaseDir, name, layoutFile) }
 
 // Save writes the layout to the lab directory, which must exist.
 func (l *Layout) Save() error {
-	b, err := json.MarshalIndent(l, "", "  ")
+	if err := writeJSON(filepath.Join(l.Dir, layoutFile), l); err != nil {
+		return fmt.Errorf("while writing the lab layout: %w", err)
+	}
+	return nil
+}
+
+// writeJSON writes v to path atomically (temporary file, then rename).
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(l.Dir, layoutFile+".tmp")
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("while writing the lab layout: %w", err)
+	return writeFileAtomic(path, append(b, '\n'))
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
 	}
-	return os.Rename(tmp, filepath.Join(l.Dir, layoutFile))
+	return os.Rename(tmp, path)
 }
 
 // ErrNoLab means no lab of that name is up.

@@ -81,7 +81,7 @@ func TestNewLayoutSubnet(t *testing.T) {
 	if l.Subnet != "172.30.0.0/16" || a.IP != "172.30.0.11" || l.ClusterIP != "172.30.0.10" || l.PrefixLen() != 16 {
 		t.Errorf("subnet %s a %s cluster %s", l.Subnet, a.IP, l.ClusterIP)
 	}
-	for _, bad := range []string{"10.0.0.0/26", "10.0.0.0/4", "fd00::/64", "nonsense", "10.0.0.0"} {
+	for _, bad := range []string{"10.0.0.0/26", "10.0.0.0/4", "fd00::/120", "fd00::/8", "fe80::1%eth0/64", "nonsense", "10.0.0.0"} {
 		if _, err := NewLayout("lab", bad); err == nil {
 			t.Errorf("NewLayout(%q) accepted", bad)
 		}
@@ -124,17 +124,14 @@ func TestDnsmasqArgs(t *testing.T) {
 		"--keep-in-foreground",
 		"--no-resolv",
 		"--no-hosts",
-		"--conf-file=/dev/null",
+		// The only configuration file: the records, and nothing of /etc/dnsmasq.conf.
+		"--conf-file=/var/lib/tandem-lab/lab/dnsmasq.conf",
 		"--bind-interfaces",
 		"--listen-address=10.77.0.53",
 		"--pid-file=/var/lib/tandem-lab/lab/dnsmasq.pid",
 		"--log-facility=/var/lib/tandem-lab/lab/dnsmasq.log",
 		"--local=/lab.test/",
 		"--local=/0.77.10.in-addr.arpa/",
-		"--host-record=a.lab.test,10.77.0.11",
-		"--host-record=b.lab.test,10.77.0.12",
-		"--host-record=client.lab.test,10.77.0.100",
-		"--host-record=db.lab.test,10.77.0.10",
 	} {
 		if !slices.Contains(args, want) {
 			t.Errorf("dnsmasq args lack %s: %v", want, args)
@@ -144,6 +141,25 @@ func TestDnsmasqArgs(t *testing.T) {
 		// Never an upstream server: the lab's DNS forwards nothing.
 		if strings.HasPrefix(a, "--server") || strings.HasPrefix(a, "-S") || strings.HasPrefix(a, "--resolv-file") {
 			t.Errorf("dnsmasq args forward out of the lab: %s", a)
+		}
+	}
+	conf := l.DefaultZone().DnsmasqConf(l.Name)
+	for _, want := range []string{
+		"host-record=a.lab.test,10.77.0.11\n",
+		"host-record=b.lab.test,10.77.0.12\n",
+		"host-record=client.lab.test,10.77.0.100\n",
+		"host-record=dns.lab.test,10.77.0.53\n",
+		"host-record=db.lab.test,10.77.0.10\n",
+		"ptr-record=12.0.77.10.in-addr.arpa,b.lab.test\n",
+		"ptr-record=10.0.77.10.in-addr.arpa,db.lab.test\n",
+	} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("dnsmasq records lack %q:\n%s", want, conf)
+		}
+	}
+	for _, bad := range []string{"server=", "resolv-file", "address="} {
+		if strings.Contains(conf, bad) {
+			t.Errorf("the healthy lab's records hold %q:\n%s", bad, conf)
 		}
 	}
 }

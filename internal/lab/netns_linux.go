@@ -33,13 +33,16 @@ func ipTool(ctx context.Context, log *slog.Logger, args ...string) (tool.Result,
 }
 
 // buildNetwork creates the namespaces, the bridge in the switch namespace,
-// one veth pair per host (eth0 inside the host, veth-<host> on the bridge)
-// and the hosts' addresses. Nothing is created in the root namespace.
+// one veth pair per host (eth0 inside the host, with the layout's MAC, and
+// veth-<host> on the bridge) and the hosts' addresses. Nothing is created
+// in the root namespace. The bridge does no multicast snooping: it would
+// forward IPv6 neighbour discovery only to ports it has seen join, which
+// an address added a moment ago may not have done yet.
 func buildNetwork(ctx context.Context, log *slog.Logger, l *Layout) error {
 	steps := [][]string{
 		{"netns", "add", l.SwitchNetns},
 		{"-n", l.SwitchNetns, "link", "set", "lo", "up"},
-		{"-n", l.SwitchNetns, "link", "add", BridgeName, "type", "bridge"},
+		{"-n", l.SwitchNetns, "link", "add", BridgeName, "type", "bridge", "mcast_snooping", "0"},
 		{"-n", l.SwitchNetns, "link", "set", BridgeName, "up"},
 	}
 	for _, h := range l.Hosts {
@@ -47,10 +50,10 @@ func buildNetwork(ctx context.Context, log *slog.Logger, l *Layout) error {
 			[]string{"netns", "add", h.Netns},
 			[]string{"-n", h.Netns, "link", "set", "lo", "up"},
 			// Created in the switch namespace, its peer moved straight into the host's.
-			[]string{"-n", l.SwitchNetns, "link", "add", h.Veth, "type", "veth", "peer", "name", HostIface, "netns", h.Netns},
+			[]string{"-n", l.SwitchNetns, "link", "add", h.Veth, "type", "veth", "peer", "name", HostIface, "address", h.MAC, "netns", h.Netns},
 			[]string{"-n", l.SwitchNetns, "link", "set", h.Veth, "master", BridgeName},
 			[]string{"-n", l.SwitchNetns, "link", "set", h.Veth, "up"},
-			[]string{"-n", h.Netns, "addr", "add", h.IP + "/" + strconv.Itoa(l.PrefixLen()), "dev", HostIface},
+			l.addrAddArgs(h),
 			[]string{"-n", h.Netns, "link", "set", HostIface, "up"},
 		)
 	}
@@ -60,6 +63,18 @@ func buildNetwork(ctx context.Context, log *slog.Logger, l *Layout) error {
 		}
 	}
 	return nil
+}
+
+// addrAddArgs adds a host's static address to its eth0. IPv6 addresses
+// skip duplicate address detection (nodad): the lab's addresses are unique
+// by construction, and a tentative address could not be bound or used for
+// a second or more.
+func (l *Layout) addrAddArgs(h Host) []string {
+	args := []string{"-n", h.Netns, "addr", "add", l.HostPrefix(h), "dev", HostIface}
+	if l.IPv6() {
+		args = append(args, "nodad")
+	}
+	return args
 }
 
 // writeEtc writes the files `ip netns exec` binds over /etc for each host,
@@ -119,32 +134,47 @@ func netnsPids(ctx context.Context, log *slog.Logger, ns string) ([]int, error) 
 	return pids, nil
 }
 
-// inNetns runs fn on an OS thread that has entered namespace ns. The thread
-// stays locked and is discarded when fn returns, so nothing else ever runs
-// in the lab's namespace. Sockets fn opens keep the namespace for life.
+// inNetns runs fn on an OS thread that has entered namespace ns, and
+// brings the thread back to its own namespace afterwards, so that nothing
+// else of this process ever runs in the lab's namespace (were the thread
+// the main one, the whole process would count as a lab process). A thread
+// that cannot go back stays locked and the runtime discards it. Sockets fn
+// opens keep the namespace for life.
 func inNetns(ns string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		// No UnlockOSThread: the runtime ends the thread with this goroutine.
-		f, err := os.Open(filepath.Join(netnsRunDir, ns))
-		if err != nil {
-			errc <- fmt.Errorf("while opening namespace %s: %w", ns, err)
-			return
-		}
 		nr, ok := setnsNumbers[runtime.GOARCH]
 		if !ok {
-			f.Close()
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("entering a namespace is not supported on %s", runtime.GOARCH)
+			return
+		}
+		home, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", syscall.Gettid()))
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("while noting this thread's namespace: %w", err)
+			return
+		}
+		defer home.Close()
+		f, err := os.Open(filepath.Join(netnsRunDir, ns))
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("while opening namespace %s: %w", ns, err)
 			return
 		}
 		_, _, e := syscall.RawSyscall(nr, f.Fd(), syscall.CLONE_NEWNET, 0)
 		f.Close()
 		if e != 0 {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("while entering namespace %s: %w", ns, e)
 			return
 		}
-		errc <- fn()
+		err = fn()
+		if _, _, e := syscall.RawSyscall(nr, home.Fd(), syscall.CLONE_NEWNET, 0); e == 0 {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"text/tabwriter"
 	"time"
 
 	"github.com/tandem-ha/tandem/internal/tool"
@@ -28,15 +29,21 @@ func Up(ctx context.Context, log *slog.Logger, o UpOptions, out io.Writer) (*Lay
 	if err := CheckHost(); err != nil {
 		return nil, err
 	}
-	l, err := NewLayout(o.Name, o.Subnet)
+	subnet := o.Subnet
+	if o.IPv6 && subnet == "" {
+		subnet = DefaultSubnet6
+	}
+	l, err := NewLayout(o.Name, subnet)
 	if err != nil {
 		return nil, err
+	}
+	if o.IPv6 && !l.IPv6() {
+		return nil, fmt.Errorf("--ipv6 with the IPv4 subnet %s: give an IPv6 --subnet (such as %s) or leave it out", l.Subnet, DefaultSubnet6)
 	}
 	if _, err := lookTool("ip"); err != nil {
 		return nil, err
 	}
-	dnsmasq, err := lookTool(Dnsmasq)
-	if err != nil {
+	if _, err := lookTool(Dnsmasq); err != nil {
 		return nil, err
 	}
 	var tandemd string
@@ -58,17 +65,18 @@ func Up(ctx context.Context, log *slog.Logger, o UpOptions, out io.Writer) (*Lay
 	if err := makeDirs(l); err != nil {
 		return nil, err
 	}
+	l.Tandemd = tandemd
 	if err := l.Save(); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(out, "lab %s: building hosts %v on %s\n", l.Name, l.HostNames(), l.Subnet)
+	fmt.Fprintf(out, "lab %s: building hosts %v on %s (%s)\n", l.Name, l.HostNames(), l.Subnet, l.Family())
 	if err := buildNetwork(ctx, log, l); err != nil {
 		return l, err
 	}
 	if err := writeEtc(l); err != nil {
 		return l, err
 	}
-	if err := startDNS(ctx, log, l, dnsmasq); err != nil {
+	if err := startDNS(ctx, log, l); err != nil {
 		return l, err
 	}
 	fmt.Fprintf(out, "lab %s: DNS server answering on %s for %s\n", l.Name, l.DNSServer, l.Domain)
@@ -85,7 +93,9 @@ func Up(ctx context.Context, log *slog.Logger, o UpOptions, out io.Writer) (*Lay
 		pids[h.Name] = pid
 	}
 	fmt.Fprintf(out, "lab %s: tandemd started on %v; waiting up to %s for /health\n", l.Name, nodeNames(l), o.Timeout)
-	if err := waitHealthy(ctx, l, pids, o.Timeout, out); err != nil {
+	client, _ := l.Host("client")
+	fromClient := func(Host) string { return client.Netns }
+	if err := waitHealthy(ctx, l, l.Nodes(), pids, fromClient, o.Timeout, out); err != nil {
 		return l, err
 	}
 	printSummary(out, l, true)
@@ -138,23 +148,20 @@ func makeDirs(l *Layout) error {
 	return nil
 }
 
-// startDNS starts dnsmasq in the dns host and waits until the client can
-// resolve a node's name through it.
-func startDNS(ctx context.Context, log *slog.Logger, l *Layout, dnsmasq string) error {
-	dns, _ := l.Host("dns")
-	client, _ := l.Host("client")
-	// dnsmasq writes its own pid file (--pid-file); its stderr gets startup errors.
-	pid, err := startDetached(log, dns.Netns, filepath.Join(l.Dir, "dnsmasq.stderr"), "", dnsmasq, l.DnsmasqArgs()...)
-	if err != nil {
+// startDNS writes the lab's zone, starts dnsmasq in the dns host and waits
+// until the client can resolve a node's name through it.
+func startDNS(ctx context.Context, log *slog.Logger, l *Layout) error {
+	if err := l.SaveZone(l.DefaultZone()); err != nil {
 		return err
 	}
+	if err := startDNSServer(ctx, log, l); err != nil {
+		return err
+	}
+	client, _ := l.Host("client")
 	probe := l.Nodes()[0]
 	res := resolverIn(client.Netns, l.DNSServer)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if !alive(pid) {
-			return fmt.Errorf("dnsmasq exited at once:\n%s\n%s", tailFile(filepath.Join(l.Dir, "dnsmasq.stderr"), 10), tailFile(l.DNSLogPath(), 10))
-		}
 		actx, cancel := context.WithTimeout(ctx, time.Second)
 		addrs, err := res.LookupHost(actx, probe.FQDN)
 		cancel()
@@ -179,23 +186,23 @@ func startNode(log *slog.Logger, l *Layout, h Host, tandemd string) (int, error)
 	return startDetached(log, h.Netns, l.LogPath(h.Name), l.PidPath(h.Name), tandemd, "--config", l.ConfigPath(h.Name))
 }
 
-// waitHealthy polls every node's /health from the client host until all
-// answer 200, a tandemd exits, or timeout passes.
-func waitHealthy(ctx context.Context, l *Layout, pids map[string]int, timeout time.Duration, out io.Writer) error {
-	client, _ := l.Host("client")
+// waitHealthy polls the /health of every node in hosts, each from the
+// namespace from names, until all answer 200, a tandemd exits, or timeout
+// passes.
+func waitHealthy(ctx context.Context, l *Layout, hosts []Host, pids map[string]int, from func(Host) string, timeout time.Duration, out io.Writer) error {
 	start := time.Now()
 	deadline := start.Add(timeout)
 	healthy := map[string]bool{}
 	last := map[string]string{}
 	for {
-		for _, h := range l.Nodes() {
+		for _, h := range hosts {
 			if healthy[h.Name] {
 				continue
 			}
 			if !alive(pids[h.Name]) {
 				return fmt.Errorf("tandemd on node %s exited; the end of %s:\n%s", h.Name, l.LogPath(h.Name), tailFile(l.LogPath(h.Name), 30))
 			}
-			err := checkHealth(ctx, client.Netns, h, filepath.Join(l.StateDir(h.Name), CertFile))
+			err := checkHealth(ctx, from(h), h, filepath.Join(l.StateDir(h.Name), CertFile))
 			if err == nil {
 				healthy[h.Name] = true
 				fmt.Fprintf(out, "lab %s: node %s healthy after %s\n", l.Name, h.Name, time.Since(start).Round(100*time.Millisecond))
@@ -203,12 +210,12 @@ func waitHealthy(ctx context.Context, l *Layout, pids map[string]int, timeout ti
 			}
 			last[h.Name] = err.Error()
 		}
-		if len(healthy) == len(l.Nodes()) {
+		if len(healthy) == len(hosts) {
 			return nil
 		}
 		if time.Now().After(deadline) {
 			var b bytes.Buffer
-			for _, h := range l.Nodes() {
+			for _, h := range hosts {
 				if !healthy[h.Name] {
 					fmt.Fprintf(&b, "\nnode %s: %s; the end of %s:\n%s\n", h.Name, last[h.Name], l.LogPath(h.Name), tailFile(l.LogPath(h.Name), 30))
 				}
@@ -277,10 +284,12 @@ func readCert(path string) (*x509.Certificate, error) {
 
 func printSummary(out io.Writer, l *Layout, withNodes bool) {
 	fmt.Fprintf(out, "\nlab %s is up.\n\n", l.Name)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	for _, h := range l.Hosts {
-		fmt.Fprintf(out, "  %-7s %-15s %s\n", h.Name, h.IP, h.FQDN)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", h.Name, h.IP, h.FQDN)
 	}
-	fmt.Fprintf(out, "  %-7s %-15s %s  (cluster IP, reserved for the primary)\n", "cluster", l.ClusterIP, l.DNSName)
+	fmt.Fprintf(tw, "  %s\t%s\t%s  (cluster IP %s, reserved for the primary)\n", "cluster", l.ClusterIP, l.DNSName, l.ClusterPrefix())
+	tw.Flush()
 	if withNodes {
 		fmt.Fprintln(out)
 		for _, h := range l.Nodes() {
@@ -298,6 +307,8 @@ Next:
   tandem lab exec%[1]s client -- getent hosts %[2]s
   tandem lab exec%[1]s client -- bash
       a command, or a shell, on a lab host (a, b, client, dns)
+  tandem lab power-off%[1]s b, partition%[1]s a b, heal%[1]s, dns%[1]s …
+      faults to see what tandem does (tandem lab --help lists them)
   tandem lab down%[1]s
       stop everything and remove the lab
 `, flag, l.DNSName)
