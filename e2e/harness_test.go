@@ -116,6 +116,17 @@ type testLab struct {
 // and the test checks that nothing of the lab is left.
 func upLab(t *testing.T, args ...string) *testLab {
 	t.Helper()
+	// Most tests assemble on their own terms (mode, settings, console
+	// cache); TestLabUpAssembles checks what `lab up` does by default.
+	return upLabAssembled(t, false, args...)
+}
+
+// upLabAssembled is upLab that lets `lab up` assemble the cluster.
+func upLabAssembled(t *testing.T, assemble bool, args ...string) *testLab {
+	t.Helper()
+	if !assemble {
+		args = append([]string{"--no-assemble"}, args...)
+	}
 	l := &testLab{t: t, name: uniqueName(t), bin: binDir(t)}
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-ha/tandem/internal/console"
 )
 
 // TestLab brings up a full lab and checks what a newcomer relies on: DNS
@@ -201,5 +203,41 @@ func (l *testLab) checkStatus(t *testing.T, e labEnv, i int, cache string) {
 	got := st.Nodes[0]
 	if !got.Reachable || got.Name != n.Name || got.IP != n.IP || got.Postgres.State != "running" {
 		t.Errorf("tandem status %s = %+v, want node %s at %s with PostgreSQL running", endpoint, got, n.Name, n.IP)
+	}
+}
+
+// TestLabUpAssembles: by default `lab up` ends with an assembled cluster,
+// and the console on the client knows it without any flag or token.
+func TestLabUpAssembles(t *testing.T) {
+	needRoot(t)
+	l := upLabAssembled(t, true)
+	e := l.env()
+	var s console.StatusOutput
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, errOut, err := l.execErr("client", nil, filepath.Join(l.bin, "tandem"), "status", "-o", "json")
+		s = console.StatusOutput{}
+		jerr := json.Unmarshal([]byte(out), &s)
+		if err == nil && jerr == nil && s.Cluster != nil && s.Cluster.Synchronized {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lab's cluster is not assembled and synchronized: %v %v\n%s\n%s", err, jerr, out, errOut)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if s.Cluster.Name != e.DNSName || s.Cluster.Term != 1 || s.Cluster.Primary != "a" || s.Cluster.ClusterIP != e.ClusterIP+"/24" {
+		t.Fatalf("unexpected cluster %+v", *s.Cluster)
+	}
+	roles := map[string]string{}
+	for _, n := range s.Nodes {
+		roles[n.Name] = n.Role
+	}
+	if roles["a"] != "primary" || roles["b"] != "secondary" {
+		t.Fatalf("roles %v", roles)
+	}
+	out := l.exec("client", nil, "psql", "host="+e.DNSName+" user=postgres password="+e.Postgres.Password+" connect_timeout=3", "-Atc", "SELECT NOT pg_is_in_recovery()")
+	if strings.TrimSpace(out) != "t" {
+		t.Fatalf("the cluster name does not lead to a read-write primary: %q", out)
 	}
 }

@@ -126,18 +126,24 @@ Needs root, iproute2 (ip, tc), dnsmasq and PostgreSQL's server programs.`,
 
 func newLabUpCommand(name *string, check func() error, logger func(*cobra.Command) *slog.Logger) *cobra.Command {
 	var (
-		subnet    string
-		ipv6      bool
-		tandemd   string
-		noTandemd bool
-		wait      time.Duration
+		subnet      string
+		ipv6        bool
+		tandemd     string
+		noTandemd   bool
+		noAssemble  bool
+		replication string
+		wait        time.Duration
 	)
 	c := &cobra.Command{
 		Use:   "up",
-		Short: "Build the lab and start tandemd on both nodes (replaces a lab of the same name)",
+		Short: "Build the lab, start tandemd on both nodes and assemble the cluster (replaces a lab of the same name)",
 		Long: `Build the lab: namespaces, bridge, addresses, the DNS server, and tandemd
-on nodes a and b (each initialises its own PostgreSQL). Returns once both
-nodes answer GET /health, then prints the hosts and what to do next.
+on nodes a and b (each initialises its own PostgreSQL). Once both nodes
+answer GET /health, the console on the client assembles the cluster, as an
+operator would: a primary, b its hot standby, the cluster IP on a. Then it
+prints the hosts and what to do next. 'tandem lab exec client -- tandem
+status' shows the cluster (the client's console keeps its cache in the
+lab's directory). --no-assemble stops before the assembly.
 
 A lab of the same name is removed first, so 'up' also repairs a lab left
 half built. If a node does not become healthy, the lab is left up for
@@ -159,6 +165,7 @@ executable, else from PATH.`,
 			defer stop()
 			_, err := lab.Up(ctx, logger(cmd), lab.UpOptions{
 				Name: *name, Subnet: subnet, IPv6: ipv6, Tandemd: tandemd, NoTandemd: noTandemd, Timeout: wait,
+				NoAssemble: noAssemble || noTandemd, Replication: replication,
 			}, cmd.OutOrStdout())
 			return err
 		},
@@ -168,6 +175,8 @@ executable, else from PATH.`,
 	f.BoolVar(&ipv6, "ipv6", false, "build an IPv6 lab (AAAA and ip6.arpa records, IPv6 node IPs)")
 	f.StringVar(&tandemd, "tandemd", "", "the tandemd executable to run on the nodes (default: next to tandem, then PATH)")
 	f.BoolVar(&noTandemd, "no-tandemd", false, "build the hosts and DNS only; start no tandemd")
+	f.BoolVar(&noAssemble, "no-assemble", false, "start tandemd on both nodes but do not assemble the cluster (to try `tandem assemble` yourself)")
+	f.StringVar(&replication, "replication", "", "replication mode to assemble with: async, sync (default) or strict")
 	f.DurationVar(&wait, "wait", lab.DefaultUpTimeout, "how long to wait for both nodes to answer /health")
 	return c
 }

@@ -32,9 +32,17 @@ func Exec(ctx context.Context, log *slog.Logger, name, host string, argv []strin
 	if err != nil {
 		return 0, err
 	}
+	return execIn(ctx, log, l, host, argv, nil, stdin, stdout, stderr)
+}
+
+// execIn runs argv on a host of l with the caller's environment plus env.
+// On the client, the console finds the lab's cluster: TANDEM_CACHE_DIR
+// points at the lab's console directory unless the caller chose a cache
+// (TANDEM_CACHE_DIR or XDG_CACHE_HOME).
+func execIn(ctx context.Context, log *slog.Logger, l *Layout, host string, argv, env []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	h, ok := l.Host(host)
 	if !ok {
-		return 0, fmt.Errorf("lab %s has no host %q; its hosts are %s", name, host, strings.Join(l.HostNames(), ", "))
+		return 0, fmt.Errorf("lab %s has no host %q; its hosts are %s", l.Name, host, strings.Join(l.HostNames(), ", "))
 	}
 	ip, err := lookTool("ip")
 	if err != nil {
@@ -52,6 +60,10 @@ func Exec(ctx context.Context, log *slog.Logger, name, host string, argv []strin
 	// The command is the caller's: their environment, their terminal, and
 	// the terminal's process group so that job control and ^C work.
 	cmd.Env = os.Environ()
+	if host == "client" && os.Getenv("TANDEM_CACHE_DIR") == "" && os.Getenv("XDG_CACHE_HOME") == "" {
+		cmd.Env = append(cmd.Env, "TANDEM_CACHE_DIR="+l.ConsoleDir())
+	}
+	cmd.Env = append(cmd.Env, env...)
 	cmd.SysProcAttr = nil
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	log.Debug("running", "tool", "ip", "args", cmd.Args[1:])

@@ -40,6 +40,10 @@ type UpOptions struct {
 	IPv6 bool
 	// Timeout bounds the wait for both nodes to answer /health.
 	Timeout time.Duration
+	// NoAssemble stops before assembling the cluster; Replication is the
+	// mode to assemble with (empty: the default, sync).
+	NoAssemble  bool
+	Replication string
 }
 
 // DefaultUpTimeout is how long up waits for both nodes to become healthy.

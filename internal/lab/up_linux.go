@@ -98,6 +98,11 @@ func Up(ctx context.Context, log *slog.Logger, o UpOptions, out io.Writer) (*Lay
 	if err := waitHealthy(ctx, l, l.Nodes(), pids, fromClient, o.Timeout, out); err != nil {
 		return l, err
 	}
+	if !o.NoAssemble {
+		if err := assemble(ctx, log, l, o.Replication, out); err != nil {
+			return l, err
+		}
+	}
 	printSummary(out, l, true)
 	return l, nil
 }

@@ -1,0 +1,56 @@
+//go:build linux
+
+package lab
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// ConsoleDir is where the lab's console on the client keeps its cache and
+// tokens: `tandem lab exec client -- tandem status` finds the cluster there.
+func (l *Layout) ConsoleDir() string { return filepath.Join(l.Dir, "console") }
+
+// assemble runs `tandem assemble` on the client host, as an operator
+// would: a primary, b secondary, the lab's cluster IP and DNS name.
+func assemble(ctx context.Context, log *slog.Logger, l *Layout, mode string, out io.Writer) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("while finding this tandem executable to assemble with: %w", err)
+	}
+	a, _ := l.Host("a")
+	b, _ := l.Host("b")
+	if err := os.MkdirAll(l.ConsoleDir(), 0o700); err != nil {
+		return err
+	}
+	args := []string{self, "assemble", "--yes", "--trust-new",
+		"--primary", a.FQDN, "--secondary", b.FQDN,
+		"--cluster-ip", l.ClusterPrefix(), "--dns-name", l.DNSName}
+	if mode != "" {
+		args = append(args, "--replication", mode)
+	}
+	env := []string{
+		"TANDEM_CACHE_DIR=" + l.ConsoleDir(),
+		"TANDEM_PRIMARY_TOKEN=" + l.secret("a", "admin-token"),
+		"TANDEM_SECONDARY_TOKEN=" + l.secret("b", "admin-token"),
+	}
+	fmt.Fprintf(out, "lab %s: assembling the cluster from the client: %s\n", l.Name, strings.Join(args[1:], " "))
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code, err := execIn(ctx, log, l, "client", args, env, nil, &stdout, &stderr)
+	if err != nil || code != 0 {
+		return fmt.Errorf("assembling the lab's cluster failed (exit %d, %v):\n%s%s", code, err, stdout.String(), stderr.String())
+	}
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		fmt.Fprintf(out, "  %s\n", line)
+	}
+	return nil
+}
