@@ -32,12 +32,20 @@ type cluster struct {
 // settings) before the assembly.
 func assembledLab(t *testing.T, mode string, extraEnv map[string][]string) *cluster {
 	t.Helper()
+	return assembledLabWith(t, mode, func(c *cluster) {
+		for node, env := range extraEnv {
+			c.restartTandemd(node, env)
+			c.waitFor(node+" runs PostgreSQL after its restart", 60*time.Second, func() bool { return c.node(node).Postgres.State == "running" })
+		}
+	})
+}
+
+// assembledLabWith runs prepare on the unassembled lab, then assembles.
+func assembledLabWith(t *testing.T, mode string, prepare func(*cluster)) *cluster {
+	t.Helper()
 	l := upLab(t)
 	c := &cluster{testLab: l, e: l.env(), cache: t.TempDir()}
-	for node, env := range extraEnv {
-		c.restartTandemd(node, env)
-		c.waitFor(node+" runs PostgreSQL after its restart", 60*time.Second, func() bool { return c.node(node).Postgres.State == "running" })
-	}
+	prepare(c)
 	if c.nodeRole("a") == "none" {
 		args := []string{filepath.Join(l.bin, "tandem"), "assemble", "--yes", "--trust-new",
 			"--primary", "a." + c.e.Domain, "--secondary", "b." + c.e.Domain,

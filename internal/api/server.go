@@ -29,6 +29,8 @@ type Config struct {
 	Token   string
 	Backend Backend
 	Log     *slog.Logger
+	// Metrics, when set, serves GET /metrics (no token).
+	Metrics http.Handler
 }
 
 // Server is the node API component.
@@ -78,6 +80,8 @@ type route struct {
 func (s *Server) Handler() http.Handler {
 	routes := map[string]route{
 		"/health":  {method: http.MethodGet, auth: authNone, h: s.health},
+		"/primary": {method: http.MethodGet, auth: authNone, h: s.rolecheck("primary")},
+		"/replica": {method: http.MethodGet, auth: authNone, h: s.rolecheck("secondary")},
 		"/v1/node": {method: http.MethodGet, auth: authToken, h: s.node},
 	}
 	cb, _ := s.cfg.Backend.(ClusterBackend)
@@ -87,6 +91,12 @@ func (s *Server) Handler() http.Handler {
 		}
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metrics" && s.cfg.Metrics != nil {
+			// Prometheus scrapes without a token, as it does everywhere;
+			// the metrics reveal state, not data or secrets.
+			s.cfg.Metrics.ServeHTTP(w, r)
+			return
+		}
 		rt, ok := routes[r.URL.Path]
 		switch {
 		case !ok:
@@ -126,6 +136,28 @@ func (s *Server) health(r *http.Request) (any, int, error) {
 		return Health{Status: "ok", Postgres: n.Postgres.State}, http.StatusOK, nil
 	}
 	return Health{Status: "unavailable", Postgres: n.Postgres.State}, http.StatusServiceUnavailable, nil
+}
+
+// RoleCheck answers GET /primary and /replica.
+type RoleCheck struct {
+	Role     string `json:"role"`
+	Postgres string `json:"postgres"`
+	Recovery bool   `json:"in_recovery"`
+}
+
+// rolecheck answers 200 when this node is in role with PostgreSQL
+// running accordingly (read-write for the primary, in recovery for the
+// replica), 503 otherwise: the checks HAProxy users know from Patroni.
+func (s *Server) rolecheck(role string) func(r *http.Request) (any, int, error) {
+	return func(r *http.Request) (any, int, error) {
+		n := s.cfg.Backend.Node(r.Context())
+		body := RoleCheck{Role: n.Role, Postgres: n.Postgres.State, Recovery: n.Postgres.InRecovery}
+		ok := n.Role == role && n.Postgres.State == "running" && n.Postgres.InRecovery == (role == "secondary")
+		if ok {
+			return body, http.StatusOK, nil
+		}
+		return body, http.StatusServiceUnavailable, nil
+	}
 }
 
 func (s *Server) node(r *http.Request) (any, int, error) {

@@ -115,3 +115,39 @@ func TestInternalErrorsHideDetails(t *testing.T) {
 		t.Fatalf("internal error leaked detail: %+v", e)
 	}
 }
+
+func TestLoadBalancerChecks(t *testing.T) {
+	cases := []struct {
+		role, state      string
+		recovery         bool
+		primary, replica int
+	}{
+		{"primary", "running", false, 200, 503},
+		{"secondary", "running", true, 503, 200},
+		{"primary", "stopped", false, 503, 503},
+		{"secondary", "crashed", true, 503, 503},
+		{"none", "running", false, 503, 503},
+		// A node that says primary but whose PostgreSQL is in recovery
+		// (mid-demotion) must not attract writes.
+		{"primary", "running", true, 503, 503},
+	}
+	for _, c := range cases {
+		s, b := newTestServer(c.state)
+		b.info.Role, b.info.Postgres.InRecovery = c.role, c.recovery
+		for path, want := range map[string]int{"/primary": c.primary, "/replica": c.replica} {
+			res, body := do(t, s.Handler(), "GET", path, "")
+			if res.StatusCode != want {
+				t.Errorf("%s with role %s, postgres %s, recovery %v: %d, want %d (%s)", path, c.role, c.state, c.recovery, res.StatusCode, want, body)
+			}
+		}
+	}
+}
+
+func TestMetricsNeedNoToken(t *testing.T) {
+	s, _ := newTestServer("running")
+	s.cfg.Metrics = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("tandem_term 3\n")) })
+	res, body := do(t, s.Handler(), "GET", "/metrics", "")
+	if res.StatusCode != 200 || !strings.Contains(string(body), "tandem_term 3") {
+		t.Fatalf("/metrics: %d %s", res.StatusCode, body)
+	}
+}

@@ -79,8 +79,9 @@ func ValidateSpec(req *api.AssembleRequest) error {
 // req.Secondary cloned from it as its hot standby. Nothing changes on
 // either node until every check has passed; a failure after that rolls
 // this node back to how it was, and the secondary rolls itself back.
-func (n *Node) Assemble(ctx context.Context, req api.AssembleRequest) (api.AssembleResult, error) {
+func (n *Node) Assemble(ctx context.Context, req api.AssembleRequest) (res api.AssembleResult, err error) {
 	start := time.Now()
+	defer func() { n.ops.record(OpAssemble, err, time.Since(start)) }()
 	if err := ValidateSpec(&req); err != nil {
 		return api.AssembleResult{}, err
 	}
@@ -154,7 +155,7 @@ func (n *Node) Assemble(ctx context.Context, req api.AssembleRequest) (api.Assem
 	if err := fsutil.WriteFileAtomic(filepath.Join(n.cfg.StateDir, replPasswordFile), []byte(password+"\n"), 0o600); err != nil {
 		return fail(err)
 	}
-	err := n.withConn(ctx, func(c *pgx.Conn) error {
+	err = n.withConn(ctx, func(c *pgx.Conn) error {
 		if _, err := c.Exec(ctx, roleSQL(password)); err != nil {
 			return fmt.Errorf("while creating the replication role: %w", err)
 		}
@@ -270,6 +271,10 @@ func (n *Node) Assemble(ctx context.Context, req api.AssembleRequest) (api.Assem
 		return api.AssembleResult{}, err
 	}
 	n.log.Info("assembled", "op", OpAssemble, "took", took)
+	if before.Role != state.RoleStandalone {
+		n.runHook(ctx, before.Role, state.RolePrimary, 1)
+		n.startServices(ctx, 1)
+	}
 	var out api.Record
 	_ = n.withConn(ctx, func(c *pgx.Conn) error {
 		var err error
@@ -320,6 +325,7 @@ func (n *Node) Join(ctx context.Context, req api.JoinRequest) (api.JoinResult, e
 	}
 	n.markHeard()
 	n.setVIPAddress()
+	n.runHook(ctx, state.RoleNone, state.RoleSecondary, req.Term)
 	n.log.Info("joined; streaming from the primary", "op", OpJoin, "primary", req.Primary.Name, "clone_took", took)
 	return api.JoinResult{Node: n.Node(ctx), CloneTook: took.Round(time.Millisecond).String(), OldDataDir: aside}, nil
 }

@@ -219,8 +219,9 @@ func (n *Node) rejoinLoop(ctx context.Context) {
 // first if it was not), pg_rewind from the new primary, then started as its
 // standby. When rewind cannot work, a fresh clone (the old data moved
 // aside until the clone streams).
-func (n *Node) rejoin(ctx context.Context) error {
+func (n *Node) rejoin(ctx context.Context) (err error) {
 	start := time.Now()
+	defer func() { n.ops.record(OpRejoin, err, time.Since(start)) }()
 	s := n.State()
 	peer := memberOf(s.Cluster.Peer)
 	pw, err := n.readReplPassword()

@@ -17,8 +17,9 @@ import (
 // no flag skips, since an answer there means a primary is still alive —
 // promotes, bumps the term and takes the cluster IP. The cluster is then
 // degraded until the old primary rejoins, which it does by itself.
-func (n *Node) Failover(ctx context.Context, req api.FailoverRequest) (api.FailoverResult, error) {
+func (n *Node) Failover(ctx context.Context, req api.FailoverRequest) (res api.FailoverResult, err error) {
 	start := time.Now()
+	defer func() { n.ops.record(OpFailover, err, time.Since(start)) }()
 	st := newSteps()
 	if !n.opMu.TryLock() {
 		return api.FailoverResult{}, conflict("another operation is in progress on %s", n.cfg.Name)

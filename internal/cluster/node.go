@@ -103,6 +103,8 @@ type Node struct {
 
 	peerMu    sync.Mutex
 	lastHeard time.Time // last successful heartbeat from or to the peer
+
+	ops opStats
 }
 
 // ReplicationUser is the role the secondary streams as.

@@ -60,8 +60,9 @@ func (s *steps) mark(name string) {
 // A failure before the secondary promoted restarts this node as primary.
 // When the outcome is unknown (the secondary stopped answering mid-way),
 // this node stays down rather than risk two primaries.
-func (n *Node) Switchover(ctx context.Context, req api.SwitchoverRequest) (api.SwitchoverResult, error) {
+func (n *Node) Switchover(ctx context.Context, req api.SwitchoverRequest) (res api.SwitchoverResult, err error) {
 	start := time.Now()
+	defer func() { n.ops.record(OpSwitchover, err, time.Since(start)) }()
 	st := newSteps()
 	if !n.opMu.TryLock() {
 		return api.SwitchoverResult{}, conflict("another operation is in progress on %s", n.cfg.Name)

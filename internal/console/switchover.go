@@ -13,6 +13,10 @@ import (
 // switchoverTimeout bounds the whole planned swap.
 const switchoverTimeout = 2 * time.Minute
 
+// maxSwitchoverLag is how far behind a streaming secondary may be for a
+// switchover without --allow-data-loss (the node checks the same bound).
+const maxSwitchoverLag = 16 << 20
+
 // SwitchoverOutput is `tandem switchover -o json`.
 type SwitchoverOutput struct {
 	Cluster string               `json:"cluster"`
@@ -88,10 +92,13 @@ cluster's state (not caught up, operation in progress); 1 anything else.`,
 			fmt.Fprintf(errw, "  %s (primary now) stops its services, drops the cluster IP and shuts PostgreSQL down cleanly.\n", nameOr(primary))
 			fmt.Fprintf(errw, "  %s (secondary now) promotes once it has replayed everything, takes the cluster IP and starts the services.\n", nameOr(secondary))
 			fmt.Fprintf(errw, "  %s then follows %s as its standby. Writes pause for a moment.\n", nameOr(primary), nameOr(secondary))
-			caughtUp := r != nil && r.State == "streaming" && r.LagBytes == 0
+			// A streaming secondary a little behind is fine: it replays
+			// everything up to the old primary's shutdown checkpoint before
+			// it promotes. The bound matches the node's own check.
+			caughtUp := r != nil && r.State != "disconnected" && r.LagBytes <= maxSwitchoverLag
 			switch {
 			case caughtUp:
-				fmt.Fprintf(errw, "  The secondary streams and has caught up: nothing will be lost.\n")
+				fmt.Fprintf(errw, "  The secondary streams (%s behind, replayed before it promotes): nothing will be lost.\n", bytesOf(r.LagBytes))
 			case allowLoss:
 				what := "it is not streaming: everything written since it stopped"
 				if r != nil && r.State != "disconnected" {

@@ -14,6 +14,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/cluster"
 	"github.com/tandem-ha/tandem/internal/clusterip"
@@ -115,12 +119,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	// The API first, so the node answers (PostgreSQL "stopped") while the
 	// cluster logic decides in which role PostgreSQL may start.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(node, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv := api.NewServer(api.Config{
 		Listen:  d.cfg.API.Listen,
 		Cert:    cert,
 		Token:   token,
 		Backend: node,
 		Log:     log.With("component", "api"),
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 	})
 	if err := srv.Start(ctx); err != nil {
 		return err

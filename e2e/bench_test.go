@@ -1,0 +1,285 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestBenchmark measures what DESIGN.md sets targets for and prints a
+// table of medians (min, max) over repeated runs, with the machine named.
+// It asserts nothing about speed: run it with scripts/bench.sh and read
+// the table. It runs only with TANDEM_BENCH=1.
+//
+//	TANDEM_BENCH_RUNS      runs of each short measurement (default 5)
+//	TANDEM_BENCH_DB_MB     database size for rejoin, clone and catch-up (default 1024)
+//	TANDEM_BENCH_BIG_RUNS  runs of the rejoin and clone measurements (default 3)
+func TestBenchmark(t *testing.T) {
+	needRoot(t)
+	if os.Getenv("TANDEM_BENCH") != "1" {
+		t.Skip("the benchmark runs only with TANDEM_BENCH=1 (scripts/bench.sh)")
+	}
+	runs := envInt("TANDEM_BENCH_RUNS", 5)
+	bigRuns := envInt("TANDEM_BENCH_BIG_RUNS", 3)
+	dbMB := envInt("TANDEM_BENCH_DB_MB", 1024)
+	var rows []benchRow
+
+	// Switchover and failover outages, status latency, memory and CPU, in
+	// one lab with a writer running.
+	c := assembledLab(t, "sync", nil)
+	var sw, fo, stUp, stDown []float64
+	for i := 0; i < runs; i++ {
+		w := c.startWitness()
+		time.Sleep(time.Second)
+		if out, errOut, err := c.console("switchover", "--yes"); err != nil {
+			t.Fatalf("switchover: %v\n%s\n%s", err, out, errOut)
+		}
+		time.Sleep(time.Second)
+		gap := w.stop(true)
+		sw = append(sw, ms(gap))
+		c.waitFor("synchronized again", 60*time.Second, func() bool {
+			s := c.status()
+			return s.Cluster != nil && s.Cluster.Synchronized
+		})
+	}
+	rows = append(rows, summarize("switchover: longest gap between acknowledged writes through the cluster IP", "ms", sw, "≤ 300 ms median"))
+
+	for i := 0; i < runs; i++ {
+		stUp = append(stUp, ms(c.timeStatus()))
+	}
+	rss, cpu := c.idleFootprint("a", 30*time.Second)
+	rows = append(rows, summarize("console `status`, both nodes up", "ms", stUp, "—"))
+	rows = append(rows, benchRow{what: "tandemd resident memory (primary, idle)", unit: "MiB", med: rss, min: rss, max: rss, n: 1, target: "≤ 30 MiB"})
+	rows = append(rows, benchRow{what: "tandemd CPU over 30 s idle (primary)", unit: "% of a core", med: cpu, min: cpu, max: cpu, n: 1, target: "≤ 0.5 %"})
+
+	for i := 0; i < runs; i++ {
+		primary := c.primaryName()
+		secondary := other(primary)
+		w := c.startWitness()
+		time.Sleep(time.Second)
+		c.powerOff(primary)
+		time.Sleep(3 * time.Second)
+		stDown = append(stDown, ms(c.timeStatus()))
+		out, errOut, err := c.console("failover", "--yes", "-o", "json")
+		if err != nil {
+			t.Fatalf("failover: %v\n%s\n%s", err, out, errOut)
+		}
+		var fout struct {
+			Confirmed time.Time `json:"confirmed_at"`
+		}
+		if err := json.Unmarshal([]byte(out), &fout); err != nil {
+			t.Fatalf("failover -o json: %v\n%s", err, out)
+		}
+		c.waitFor("writes on the new primary", 30*time.Second, func() bool { return w.firstAckAfter(fout.Confirmed) > 0 })
+		fo = append(fo, ms(w.firstAckAfter(fout.Confirmed)))
+		c.powerOn(primary, nil)
+		c.waitFor("the old primary rejoined", 120*time.Second, func() bool {
+			s := c.status()
+			r := c.roles()
+			return r[primary] == "secondary" && r[secondary] == "primary" && s.Cluster != nil && s.Cluster.Synchronized
+		})
+		w.stop(true)
+	}
+	rows = append(rows, summarize("manual failover: confirmed console command → first acknowledged write", "ms", fo, "≤ 500 ms"))
+	rows = append(rows, summarize("console `status`, primary powered off", "ms", stDown, "—"))
+
+	c.Down()
+
+	// Rejoin, clone and catch-up on a database of dbMB.
+	big := assembledLab(t, "async", nil)
+	big.fill(dbMB)
+	var rewind, clone, catchup []float64
+	for i := 0; i < bigRuns; i++ {
+		primary := big.primaryName()
+		big.powerOff(primary)
+		time.Sleep(3 * time.Second)
+		if out, errOut, err := big.console("failover", "--yes"); err != nil {
+			t.Fatalf("failover: %v\n%s\n%s", err, out, errOut)
+		}
+		big.psqlLong(big.e.DNSName, "UPDATE bench_fill SET v = v WHERE id % 100 = 0")
+		start := time.Now()
+		big.powerOn(primary, nil)
+		big.waitFor("rejoined", 10*time.Minute, func() bool { return big.roles()[primary] == "secondary" && big.streaming(big.status()) })
+		rewind = append(rewind, ms(time.Since(start)))
+	}
+	for i := 0; i < bigRuns; i++ {
+		primary := big.primaryName()
+		big.powerOff(primary)
+		time.Sleep(3 * time.Second)
+		if out, errOut, err := big.console("failover", "--yes"); err != nil {
+			t.Fatalf("failover: %v\n%s\n%s", err, out, errOut)
+		}
+		// Rewind made impossible: a fresh clone is the only way back.
+		_ = os.Remove(filepath.Join(big.nodeDir(primary), "pgdata", "global", "pg_control"))
+		start := time.Now()
+		big.powerOn(primary, nil)
+		big.waitFor("rejoined by clone", 20*time.Minute, func() bool { return big.roles()[primary] == "secondary" && big.streaming(big.status()) })
+		clone = append(clone, ms(time.Since(start)))
+	}
+	for i := 0; i < bigRuns; i++ {
+		secondary := other(big.primaryName())
+		big.stopTandemd(secondary, syscall.SIGTERM)
+		big.fillMore(dbMB)
+		start := time.Now()
+		big.startTandemd(secondary, nil)
+		big.waitFor("caught up", 20*time.Minute, func() bool {
+			for _, n := range big.status().Nodes {
+				if n.Role == "primary" && n.Replication != nil && n.Replication.State == "streaming" && n.Replication.LagBytes == 0 {
+					return true
+				}
+			}
+			return false
+		})
+		secs := time.Since(start).Seconds()
+		catchup = append(catchup, float64(dbMB)/secs)
+	}
+	rows = append(rows, summarize(fmt.Sprintf("former primary back as streaming secondary after failover (pg_rewind), %d MiB database", dbMB), "ms", rewind, "≤ 10 s, no full copy"))
+	rows = append(rows, summarize(fmt.Sprintf("the same by full clone (rewind impossible), %d MiB database", dbMB), "ms", clone, "—"))
+	rows = append(rows, summarize(fmt.Sprintf("catch-up after the secondary was away during %d MiB of writes", dbMB), "MiB/s", catchup, "—"))
+
+	fmt.Printf("\n%s\n%s", machine(), table(rows))
+}
+
+type benchRow struct {
+	what, unit, target string
+	med, min, max      float64
+	n                  int
+}
+
+func summarize(what, unit string, xs []float64, target string) benchRow {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	r := benchRow{what: what, unit: unit, target: target, n: len(s)}
+	if len(s) > 0 {
+		r.min, r.max = s[0], s[len(s)-1]
+		if len(s)%2 == 1 {
+			r.med = s[len(s)/2]
+		} else {
+			r.med = (s[len(s)/2-1] + s[len(s)/2]) / 2
+		}
+	}
+	return r
+}
+
+func table(rows []benchRow) string {
+	var b strings.Builder
+	b.WriteString("| what | median | min | max | runs | target |\n| --- | --- | --- | --- | --- | --- |\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %.1f %s | %.1f | %.1f | %d | %s |\n", r.what, r.med, r.unit, r.min, r.max, r.n, r.target)
+	}
+	return b.String()
+}
+
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				model = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		mem = strings.Fields(strings.SplitN(string(b), "\n", 2)[0])[1] + " kB"
+	}
+	kernel, _ := exec.Command("uname", "-r").Output()
+	pg, _ := exec.Command("/usr/lib/postgresql/15/bin/postgres", "--version").Output()
+	return fmt.Sprintf("machine: %s, %d cores, %s RAM, Linux %s, %s, %s, %s",
+		model, runtime.NumCPU(), mem, strings.TrimSpace(string(kernel)), strings.TrimSpace(string(pg)), runtime.Version(), time.Now().UTC().Format("2006-01-02"))
+}
+
+func envInt(k string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(k)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// firstAckAfter is how long after t the first acknowledged write ended.
+func (w *witness) firstAckAfter(t time.Time) time.Duration {
+	for _, pw := range w.writes() {
+		if pw.Outcome == "ok" && pw.Start >= t.UnixNano() {
+			return time.Duration(pw.End - t.UnixNano())
+		}
+	}
+	return 0
+}
+
+func (c *cluster) primaryName() string {
+	for n, r := range c.roles() {
+		if r == "primary" {
+			return n
+		}
+	}
+	c.t.Fatal("no primary")
+	return ""
+}
+
+func (c *cluster) timeStatus() time.Duration {
+	start := time.Now()
+	c.console("status")
+	return time.Since(start)
+}
+
+// idleFootprint reads tandemd's resident memory and its CPU use over d.
+func (c *cluster) idleFootprint(node string, d time.Duration) (rssMiB, cpuPct float64) {
+	pid := c.tandemdPid(node)
+	ticks := func() float64 {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		u, _ := strconv.ParseFloat(f[11], 64)
+		k, _ := strconv.ParseFloat(f[12], 64)
+		return u + k
+	}
+	t0 := ticks()
+	time.Sleep(d)
+	cpuPct = (ticks() - t0) / 100 / d.Seconds() * 100 // USER_HZ is 100 on Linux
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			kb, _ := strconv.ParseFloat(strings.Fields(l)[1], 64)
+			rssMiB = kb / 1024
+		}
+	}
+	return rssMiB, cpuPct
+}
+
+// fill makes a table of about mb MiB on the primary.
+func (c *cluster) fill(mb int) {
+	c.t.Helper()
+	rows := mb * 1024 * 1024 / 1100
+	c.psqlLong(c.e.DNSName, fmt.Sprintf("CREATE TABLE bench_fill AS SELECT g AS id, repeat('x', 1000) AS v FROM generate_series(1, %d) g; ALTER TABLE bench_fill ADD PRIMARY KEY (id)", rows))
+}
+
+// fillMore writes about mb MiB more.
+func (c *cluster) fillMore(mb int) {
+	c.t.Helper()
+	rows := mb * 1024 * 1024 / 1100
+	c.psqlLong(c.e.DNSName, fmt.Sprintf("INSERT INTO bench_fill SELECT g + (SELECT max(id) FROM bench_fill), repeat('y', 1000) FROM generate_series(1, %d) g", rows))
+}
+
+// psqlLong runs SQL that may take many minutes (bulk loads).
+func (c *cluster) psqlLong(host, sql string) {
+	c.t.Helper()
+	out, errOut, err := c.tandem(nil, 60*time.Minute, "lab", "exec", "--name", c.name, "client", "--",
+		"psql", fmt.Sprintf("host=%s user=postgres password=%s connect_timeout=3", host, c.e.Postgres.Password), "-v", "ON_ERROR_STOP=1", "-Atc", sql)
+	if err != nil {
+		c.t.Fatalf("psql: %v\n%s\n%s", err, out, errOut)
+	}
+}

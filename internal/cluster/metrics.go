@@ -1,0 +1,107 @@
+package cluster
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tandem-ha/tandem/internal/state"
+)
+
+// opStats counts operations and remembers the last durations, for
+// /metrics.
+type opStats struct {
+	mu    sync.Mutex
+	count map[[2]string]float64 // {op, outcome}
+	last  map[string]float64    // op → seconds
+}
+
+func (s *opStats) record(op string, err error, took time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.count == nil {
+		s.count, s.last = map[[2]string]float64{}, map[string]float64{}
+	}
+	outcome := "ok"
+	if err != nil {
+		outcome = "failed"
+	} else {
+		s.last[op] = took.Seconds()
+	}
+	s.count[[2]string{op, outcome}]++
+}
+
+var (
+	descRole         = prometheus.NewDesc("tandem_role", "1 for this node's current role (none, primary, secondary, standalone).", []string{"role"}, nil)
+	descTerm         = prometheus.NewDesc("tandem_term", "The term this node knows; it grows by one at every change of primary.", nil, nil)
+	descPGUp         = prometheus.NewDesc("tandem_postgres_up", "1 when this node's PostgreSQL accepts connections.", nil, nil)
+	descVIP          = prometheus.NewDesc("tandem_cluster_ip_held", "1 when this node holds the cluster IP.", nil, nil)
+	descPeer         = prometheus.NewDesc("tandem_peer_reachable", "1 when the peer answered its last heartbeat (within 3 s).", nil, nil)
+	descPeerSilent   = prometheus.NewDesc("tandem_peer_silent_seconds", "Seconds since the peer last answered (-1: never).", nil, nil)
+	descSync         = prometheus.NewDesc("tandem_synchronized", "1 when the cluster record says the cluster is synchronized.", nil, nil)
+	descLagBytes     = prometheus.NewDesc("tandem_replication_lag_bytes", "Replication lag in bytes, as this node sees it.", nil, nil)
+	descLagSeconds   = prometheus.NewDesc("tandem_replication_lag_seconds", "Replication lag in seconds, as this node sees it.", nil, nil)
+	descStreaming    = prometheus.NewDesc("tandem_replication_streaming", "1 when the secondary streams (seen from either side).", nil, nil)
+	descRetained     = prometheus.NewDesc("tandem_wal_retained_bytes", "WAL the primary keeps in pg_wal for the secondary (its slot).", nil, nil)
+	descOps          = prometheus.NewDesc("tandem_operations_total", "Operations run on this node, by outcome.", []string{"operation", "outcome"}, nil)
+	descLastDuration = prometheus.NewDesc("tandem_last_operation_duration_seconds", "Duration of the last successful operation of each kind on this node.", []string{"operation"}, nil)
+)
+
+// Describe lists the metrics for Prometheus.
+func (n *Node) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descRole, descTerm, descPGUp, descVIP, descPeer, descPeerSilent, descSync, descLagBytes, descLagSeconds, descStreaming, descRetained, descOps, descLastDuration} {
+		ch <- d
+	}
+}
+
+// Collect reads them at scrape time: nothing runs between scrapes.
+func (n *Node) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s := n.State()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	b2f := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	for _, r := range []string{state.RoleNone, state.RolePrimary, state.RoleSecondary, state.RoleStandalone} {
+		gauge(descRole, b2f(s.Role == r), r)
+	}
+	gauge(descTerm, float64(s.Term))
+	ps := n.pg.Status(ctx)
+	gauge(descPGUp, b2f(ps.State == "running"))
+	gauge(descVIP, b2f(n.vip.Status().Held))
+	ago := n.heardAgo()
+	gauge(descPeer, b2f(ago >= 0 && ago < 3*time.Second))
+	if ago < 0 {
+		gauge(descPeerSilent, -1)
+	} else {
+		gauge(descPeerSilent, ago.Seconds())
+	}
+	v, _ := n.View(ctx)
+	if v.Record != nil {
+		gauge(descSync, b2f(v.Record.Synchronized))
+	}
+	if r := v.Replication; r != nil {
+		gauge(descLagBytes, float64(r.LagBytes))
+		gauge(descLagSeconds, r.LagSeconds)
+		gauge(descStreaming, b2f(r.State == "streaming"))
+		if s.Role == state.RolePrimary {
+			gauge(descRetained, float64(r.RetainedBytes))
+		}
+	}
+	n.ops.mu.Lock()
+	for k, c := range n.ops.count {
+		ch <- prometheus.MustNewConstMetric(descOps, prometheus.CounterValue, c, k[0], k[1])
+	}
+	for op, secs := range n.ops.last {
+		gauge(descLastDuration, secs, op)
+	}
+	n.ops.mu.Unlock()
+}

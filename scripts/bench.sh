@@ -1,0 +1,20 @@
+#!/bin/sh
+# The benchmark: switchover and failover write outages through the cluster
+# IP, rejoin and clone times, catch-up rate, console latency, tandemd memory
+# and idle CPU, in the lab. Prints a table of medians (min, max) with the
+# machine named; the full log goes to $TANDEM_BENCH_LOG (default
+# /tmp/tandem-bench.log). Environment: TANDEM_BENCH_RUNS (5),
+# TANDEM_BENCH_DB_MB (1024), TANDEM_BENCH_BIG_RUNS (3).
+set -eu
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/go/bin:$PATH"
+log="${TANDEM_BENCH_LOG:-/tmp/tandem-bench.log}"
+./scripts/deps.sh
+echo "benchmark running; log in $log"
+if TANDEM_BENCH=1 go test -tags e2e -count=1 -timeout 4h -run '^TestBenchmark$' -v ./e2e/ >"$log" 2>&1; then
+	grep -E '^(machine:|\|)' "$log"
+else
+	tail -60 "$log"
+	echo "benchmark FAILED; full log in $log" >&2
+	exit 1
+fi
