@@ -48,6 +48,9 @@ type Config struct {
 	Services  []Service
 	Hook      []string
 	HookLimit time.Duration
+	// Notify, when set, is told about every event this node records (it
+	// picks the ones that need a person and never blocks).
+	Notify func(kind, about string, term int64, msg string)
 }
 
 // Service is a role-bound service (see config.Service).
@@ -274,6 +277,9 @@ func (n *Node) heardAgo() time.Duration {
 func (n *Node) event(ctx context.Context, kind, node, msg string) {
 	n.log.Info("event", "kind", kind, "about", node, "message", msg)
 	s := n.State()
+	if n.cfg.Notify != nil {
+		n.cfg.Notify(kind, node, s.Term, msg)
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	switch s.Role {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -40,7 +41,17 @@ type Config struct {
 	// before demotion (the backup server's own services).
 	Services []Service `yaml:"services"`
 	Hooks    Hooks     `yaml:"hooks"`
+	Notify   Notify    `yaml:"notify"`
 	Log      Log       `yaml:"log"`
+}
+
+// Notify says whom to tell about events that need a person.
+type Notify struct {
+	Command []string `yaml:"command"`
+	Webhook string   `yaml:"webhook"`
+	Events  []string `yaml:"events"`
+	Retries int      `yaml:"retries"`
+	Timeout Duration `yaml:"timeout"`
 }
 
 // Rejoin says what a node that restarts as primary does before it opens
@@ -169,6 +180,7 @@ func Defaults() Config {
 		},
 		Rejoin: Rejoin{PeerGrace: Duration(30 * time.Second), SelfElect: true},
 		Hooks:  Hooks{Timeout: Duration(30 * time.Second)},
+		Notify: Notify{Retries: 5, Timeout: Duration(10 * time.Second)},
 		Log:    Log{Level: "info", Format: "text"},
 	}
 }
@@ -403,6 +415,20 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Hooks.OnRoleChange) > 0 && !filepath.IsAbs(c.Hooks.OnRoleChange[0]) {
 		add("hooks.on_role_change: the program %q must be an absolute path", c.Hooks.OnRoleChange[0])
+	}
+	if len(c.Notify.Command) > 0 && !filepath.IsAbs(c.Notify.Command[0]) {
+		add("notify.command: the program %q must be an absolute path", c.Notify.Command[0])
+	}
+	if c.Notify.Webhook != "" {
+		if u, err := url.Parse(c.Notify.Webhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add("notify.webhook %q must be an http:// or https:// URL", c.Notify.Webhook)
+		}
+	}
+	if c.Notify.Retries < 0 || c.Notify.Retries > 20 {
+		add("notify.retries %d must be 0-20", c.Notify.Retries)
+	}
+	if c.Notify.Timeout.D() <= 0 {
+		add("notify.timeout must be a positive duration such as 10s")
 	}
 	seen := map[string]bool{}
 	for i := range c.Services {

@@ -23,6 +23,7 @@ import (
 	"github.com/tandem-ha/tandem/internal/clusterip"
 	"github.com/tandem-ha/tandem/internal/config"
 	"github.com/tandem-ha/tandem/internal/identity"
+	"github.com/tandem-ha/tandem/internal/notify"
 	"github.com/tandem-ha/tandem/internal/postgres"
 	"github.com/tandem-ha/tandem/internal/state"
 	"github.com/tandem-ha/tandem/internal/version"
@@ -95,8 +96,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.pg = pg
 	// 200 ms is ample for an answer on one LAN segment, and every probe
 	// is part of a failover's outage.
+	notifier := notify.New(notify.Config{
+		Command: d.cfg.Notify.Command, Webhook: d.cfg.Notify.Webhook, Events: d.cfg.Notify.Events,
+		Retries: d.cfg.Notify.Retries, Timeout: d.cfg.Notify.Timeout.D(),
+	}, log.With("component", "notify"))
+	notifier.Start(ctx)
 	vip := clusterip.New(clusterip.Options{ProbeTimeout: 200 * time.Millisecond}, log.With("component", "clusterip"))
-	node := cluster.New(cluster.Config{
+	var node *cluster.Node
+	node = cluster.New(cluster.Config{
 		Name:           d.cfg.Node.Name,
 		IP:             d.cfg.Node.IP,
 		APIPort:        apiPort(d.cfg.API.Listen),
@@ -112,6 +119,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Services:       services(d.cfg.Services),
 		Hook:           d.cfg.Hooks.OnRoleChange,
 		HookLimit:      d.cfg.Hooks.Timeout.D(),
+		Notify: func(kind, about string, term int64, msg string) {
+			cluster := ""
+			if s := node.State(); s.Cluster != nil {
+				cluster = s.Cluster.Name
+			}
+			notifier.Notify(notify.Event{Cluster: cluster, Node: d.cfg.Node.Name, About: about, Kind: kind, Term: term, Message: msg, At: time.Now().UTC()})
+		},
 	}, st, pg, vip, log.With("component", "cluster"))
 
 	if err := vip.Start(ctx); err != nil {

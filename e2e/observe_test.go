@@ -1,0 +1,119 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestHealthChecksAndMetrics: the load-balancer checks answer 200/503 by
+// role on each node, and /metrics reports role, term, the cluster IP and
+// replication.
+func TestHealthChecksAndMetrics(t *testing.T) {
+	needRoot(t)
+	c := assembledLab(t, "sync", nil)
+	probe := filepath.Join(c.bin, "labprobe")
+	get := func(node, path string) (string, string) {
+		t.Helper()
+		ip := ""
+		for _, n := range c.e.Nodes {
+			if n.Name == node {
+				ip = n.IP
+			}
+		}
+		out := c.exec("client", nil, probe, "-mode", "get", "-url", "https://"+net.JoinHostPort(ip, "7400")+path)
+		code, body, _ := strings.Cut(out, "\n")
+		return code, body
+	}
+	for node, want := range map[string][2]string{"a": {"200", "503"}, "b": {"503", "200"}} {
+		if code, body := get(node, "/primary"); code != want[0] {
+			t.Errorf("GET /primary on %s: %s, want %s (%s)", node, code, want[0], body)
+		}
+		if code, body := get(node, "/replica"); code != want[1] {
+			t.Errorf("GET /replica on %s: %s, want %s (%s)", node, code, want[1], body)
+		}
+	}
+	c.waitFor("metrics on the primary", 20*time.Second, func() bool {
+		code, body := get("a", "/metrics")
+		return code == "200" &&
+			strings.Contains(body, `tandem_role{role="primary"} 1`) &&
+			strings.Contains(body, "tandem_term 1") &&
+			strings.Contains(body, "tandem_cluster_ip_held 1") &&
+			strings.Contains(body, "tandem_replication_streaming 1") &&
+			strings.Contains(body, "tandem_peer_reachable 1") &&
+			strings.Contains(body, "tandem_wal_retained_bytes") &&
+			strings.Contains(body, "tandem_synchronized 1") &&
+			strings.Contains(body, "process_resident_memory_bytes")
+	})
+	if _, body := get("b", "/metrics"); !strings.Contains(body, `tandem_role{role="secondary"} 1`) || !strings.Contains(body, "tandem_cluster_ip_held 0") {
+		t.Errorf("metrics on b:\n%s", body)
+	}
+	if out, errOut, err := c.console("switchover", "--yes"); err != nil {
+		t.Fatalf("switchover: %v\n%s\n%s", err, out, errOut)
+	}
+	c.waitFor("the checks follow the switchover", 20*time.Second, func() bool {
+		pa, _ := get("a", "/primary")
+		pb, _ := get("b", "/primary")
+		ra, _ := get("a", "/replica")
+		_, mb := get("b", "/metrics")
+		return pa == "503" && pb == "200" && ra == "200" && strings.Contains(mb, "tandem_term 2")
+	})
+	if _, ma := get("a", "/metrics"); !strings.Contains(ma, `tandem_operations_total{operation="switchover",outcome="ok"} 1`) || !strings.Contains(ma, `tandem_last_operation_duration_seconds{operation="switchover"}`) {
+		t.Errorf("a's metrics lack the switchover count and duration:\n%s", ma)
+	}
+}
+
+// TestNotificationsDuringFailover: a webhook receiver on the client gets
+// the failover from the new primary and the fencing from the old one.
+func TestNotificationsDuringFailover(t *testing.T) {
+	needRoot(t)
+	var hook []string
+	c := assembledLabWith(t, "sync", func(c *cluster) {
+		hook = []string{"TANDEMD_NOTIFY_WEBHOOK=http://" + net.JoinHostPort(c.e.ClientIP, "9099") + "/tandem"}
+		for _, node := range []string{"a", "b"} {
+			c.restartTandemd(node, hook)
+			c.waitFor(node+" runs PostgreSQL", 60*time.Second, func() bool { return c.node(node).Postgres.State == "running" })
+		}
+	})
+	got := filepath.Join(t.TempDir(), "notifications.jsonl")
+	recv := c.labCmd("client", filepath.Join(c.bin, "labprobe"), "-mode", "webhook", "-listen", net.JoinHostPort(c.e.ClientIP, "9099"), "-out", got)
+	t.Cleanup(func() { _ = recv.Process.Signal(syscall.SIGTERM); _ = recv.Wait() })
+
+	c.powerOff("a")
+	time.Sleep(3 * time.Second)
+	if out, errOut, err := c.console("failover", "--yes"); err != nil {
+		t.Fatalf("failover: %v\n%s\n%s", err, out, errOut)
+	}
+	c.powerOn("a", hook)
+	kinds := func() map[string]string {
+		out := map[string]string{}
+		f, err := os.Open(got)
+		if err != nil {
+			return out
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			var e struct{ Kind, Node, Cluster string }
+			if json.Unmarshal(sc.Bytes(), &e) == nil {
+				out[e.Kind] = e.Node + "@" + e.Cluster
+			}
+		}
+		return out
+	}
+	c.waitFor("failover and fencing notifications", 90*time.Second, func() bool {
+		k := kinds()
+		return strings.HasPrefix(k["failover_started"], "b@") && strings.HasPrefix(k["failover_finished"], "b@") && strings.HasPrefix(k["fenced"], "a@")
+	})
+	if k := kinds(); k["failover_finished"] != "b@"+c.e.DNSName {
+		t.Errorf("notification names node@cluster %q, want b@%s", k["failover_finished"], c.e.DNSName)
+	}
+}
