@@ -117,3 +117,44 @@ func TestNotificationsDuringFailover(t *testing.T) {
 		t.Errorf("notification names node@cluster %q, want b@%s", k["failover_finished"], c.e.DNSName)
 	}
 }
+
+// TestProgressDuringClone: a long assembly shows the clone's progress
+// (phase, bytes copied of the total) in the console that runs it and in
+// a second console's `status --watch`.
+func TestProgressDuringClone(t *testing.T) {
+	needRoot(t)
+	l := upLab(t)
+	c := &cluster{testLab: l, e: l.env(), cache: t.TempDir()}
+	pw := ""
+	for _, n := range c.e.Nodes {
+		if n.Name == "a" {
+			pw = n.PostgresPassword
+		}
+	}
+	out, errOut, err := c.tandem(nil, 20*time.Minute, "lab", "exec", "--name", c.name, "client", "--", "psql",
+		"host=a."+c.e.Domain+" user=postgres password="+pw+" connect_timeout=3", "-v", "ON_ERROR_STOP=1", "-Atc",
+		"CREATE TABLE filler AS SELECT g, repeat('x', 1000) AS v FROM generate_series(1, 600000) g")
+	if err != nil {
+		t.Fatalf("filling a: %v\n%s\n%s", err, out, errOut)
+	}
+	watch := filepath.Join(t.TempDir(), "watch.txt")
+	wf, _ := os.Create(watch)
+	watcher := c.labCmdOut("client", wf, "env", "TANDEM_CACHE_DIR="+c.cache, "TANDEM_TOKEN="+c.token("b"),
+		filepath.Join(c.bin, "tandem"), "status", "--watch", "--interval", "500ms", "--trust-new", "--endpoint", "b."+c.e.Domain)
+	env := append(c.consoleEnv(), "TANDEM_PRIMARY_TOKEN="+c.token("a"), "TANDEM_SECONDARY_TOKEN="+c.token("b"))
+	out, errOut, err = c.execErr("client", env, filepath.Join(c.bin, "tandem"), "assemble", "--yes", "--trust-new",
+		"--primary", "a."+c.e.Domain, "--secondary", "b."+c.e.Domain, "--cluster-ip", c.e.ClusterIP+"/24", "--dns-name", c.e.DNSName)
+	_ = watcher.Process.Signal(syscall.SIGTERM)
+	_ = watcher.Wait()
+	wf.Close()
+	if err != nil {
+		t.Fatalf("assemble: %v\n%s\n%s", err, out, errOut)
+	}
+	if !strings.Contains(errOut, "clone:") || !strings.Contains(errOut, " of ") {
+		t.Errorf("the assembling console showed no clone progress:\n%s", errOut)
+	}
+	w, _ := os.ReadFile(watch)
+	if !strings.Contains(string(w), "operation in progress: join:clone (clone:") {
+		t.Errorf("status --watch never showed the clone in progress:\n%s", w)
+	}
+}

@@ -444,3 +444,14 @@ func (w *witness) stop(noLoss bool) time.Duration {
 	c.t.Logf("witness: %d writes (%d acknowledged), %d samples, longest gap between acknowledged writes %s", len(ws), len(ok), samples, maxGap)
 	return maxGap
 }
+
+// labCmdOut starts argv on a lab host with its output to w.
+func (c *cluster) labCmdOut(host string, w *os.File, argv ...string) *exec.Cmd {
+	c.t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", c.name + "-" + host}, argv...)...)
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	return cmd
+}

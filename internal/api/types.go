@@ -23,6 +23,7 @@ type NodeInfo struct {
 	Term     int64        `json:"term"`
 	Cluster  string       `json:"cluster,omitempty"`
 	Op       string       `json:"operation,omitempty"` // operation in flight
+	Progress *Progress    `json:"progress,omitempty"`  // of a long operation (clone, rewind)
 	Postgres PostgresInfo `json:"postgres"`
 }
 
@@ -290,4 +291,12 @@ type PeerContact struct {
 	// Synchronized says whether, at the last contact, the record said the
 	// cluster was synchronized.
 	Synchronized bool `json:"synchronized_at_last_contact"`
+}
+
+// Progress is how far a long operation has come.
+type Progress struct {
+	Phase      string    `json:"phase"`                 // e.g. "clone", "rewind", "catch-up"
+	DoneBytes  int64     `json:"done_bytes"`            // copied so far
+	TotalBytes int64     `json:"total_bytes,omitempty"` // expected; 0 when unknown
+	Since      time.Time `json:"since"`
 }

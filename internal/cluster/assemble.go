@@ -367,6 +367,8 @@ func (n *Node) cloneFrom(ctx context.Context, primary api.Member, slot, password
 	if err := n.pg.MakeEmptyDataDir(); err != nil {
 		return restore(err)
 	}
+	stop := n.trackCopy("clone", dataDir, primarySize(ctx, primary, password))
+	defer stop()
 	cmd := n.pgTool("pg_basebackup",
 		"--host", primary.IP, "--port", fmt.Sprint(primary.PGPort), "--username", ReplicationUser,
 		"--pgdata", dataDir, "--wal-method", "stream", "--slot", slot, "--checkpoint", "fast", "--no-password")
@@ -522,4 +524,19 @@ func (u *undoList) run(ctx context.Context, n *Node) {
 			n.log.Error("rollback step failed", "step", u.steps[i].what, "err", err)
 		}
 	}
+}
+
+// primarySize is the primary's total database size, the goal of a clone's
+// progress (0 when it cannot be read).
+func primarySize(ctx context.Context, primary api.Member, password string) int64 {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, conninfo(map[string]string{"host": primary.IP, "port": fmt.Sprint(primary.PGPort), "user": ReplicationUser, "password": password, "connect_timeout": "3"})+" dbname=postgres")
+	if err != nil {
+		return 0
+	}
+	defer c.Close(context.Background())
+	var size int64
+	_ = c.QueryRow(ctx, `SELECT sum(pg_database_size(oid))::bigint FROM pg_database WHERE datallowconn`).Scan(&size)
+	return size
 }

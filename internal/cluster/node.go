@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,6 +109,9 @@ type Node struct {
 	lastHeard time.Time // last successful heartbeat from or to the peer
 
 	ops opStats
+
+	progMu   sync.Mutex
+	progress *api.Progress
 }
 
 // ReplicationUser is the role the secondary streams as.
@@ -208,6 +212,12 @@ func (n *Node) Node(ctx context.Context) api.NodeInfo {
 	if s.Operation != nil {
 		info.Op = s.Operation.Kind + ":" + s.Operation.Step
 	}
+	n.progMu.Lock()
+	if n.progress != nil {
+		p := *n.progress
+		info.Progress = &p
+	}
+	n.progMu.Unlock()
 	return info
 }
 
@@ -313,4 +323,49 @@ func (n *Node) crashHook(kind, step string) {
 		n.log.Error("TANDEMD_CRASH_AT: exiting abruptly for a crash test", "op", kind, "step", step)
 		os.Exit(137)
 	}
+}
+
+// trackCopy publishes the progress of a copy into dir until the returned
+// stop is called: the bytes in dir against total.
+func (n *Node) trackCopy(phase, dir string, total int64) (stop func()) {
+	done := make(chan struct{})
+	n.progMu.Lock()
+	n.progress = &api.Progress{Phase: phase, TotalBytes: total, Since: time.Now().UTC()}
+	n.progMu.Unlock()
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			size := dirSize(dir)
+			n.progMu.Lock()
+			if n.progress != nil {
+				n.progress.DoneBytes = size
+			}
+			n.progMu.Unlock()
+		}
+	}()
+	return func() {
+		close(done)
+		n.progMu.Lock()
+		n.progress = nil
+		n.progMu.Unlock()
+	}
+}
+
+func dirSize(dir string) int64 {
+	var total int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				total += fi.Size()
+			}
+		}
+		return nil
+	})
+	return total
 }

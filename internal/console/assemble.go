@@ -129,7 +129,10 @@ Exit status: 0 assembled; 2 bad flags, or not confirmed off a terminal
 
 			fmt.Fprintf(errw, "Assembling: %s is cloning %s's database; this can take minutes (timeout %s).\n", pc.sInfo.Name, pc.pInfo.Name, timeoutOf(ctx))
 			var res api.AssembleResult
-			if err := pc.p.Post(ctx, "/v1/cluster/assemble", req, &res); err != nil {
+			stopProgress := showProgress(ctx, errw, pc.s, pc.sInfo.Name)
+			err = pc.p.Post(ctx, "/v1/cluster/assemble", req, &res)
+			stopProgress()
+			if err != nil {
 				var ae *APIError
 				if errors.As(err, &ae) {
 					return fmt.Errorf("assembly refused or failed; the nodes roll back what they changed: %w", err)
@@ -273,4 +276,36 @@ func timeoutOf(ctx context.Context) string {
 		return time.Until(d).Round(time.Second).String()
 	}
 	return "none"
+}
+
+// showProgress prints the secondary's clone progress every few seconds
+// while a long request runs, so the operator sees it move.
+func showProgress(ctx context.Context, w io.Writer, c *Client, name string) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		last := ""
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-time.After(3 * time.Second):
+			}
+			var n api.NodeInfo
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			err := c.Get(pctx, "/v1/node", &n)
+			cancel()
+			if err != nil || n.Progress == nil {
+				continue
+			}
+			if line := progressOf(n.Progress); line != last {
+				fmt.Fprintf(w, "  %s:%s\n", name, line)
+				last = line
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }

@@ -9,8 +9,11 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -76,7 +79,11 @@ type StatusOutput struct {
 
 // NewStatusCommand shows a cluster, or one node.
 func NewStatusCommand(g *globals) *cobra.Command {
-	var cluster string
+	var (
+		cluster  string
+		watch    bool
+		interval time.Duration
+	)
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the cluster and both nodes: roles, term, PostgreSQL, replication, cluster IP",
@@ -91,6 +98,10 @@ console also checks which node answers on the cluster IP and DNS name.
 With --endpoint, show that node (token from --token-file, TANDEM_TOKEN or
 the console's tokens), and its peer too when the console has its token.
 
+--watch shows it again every --interval until interrupted: a second console
+can follow a long operation (assembly, re-seed, rejoin) with its phase and
+bytes copied.
+
 Exit status: 0 when at least one node answered, 3 when none could be
 reached, 4 when certificates or tokens were refused.`,
 		Example: `  tandem status
@@ -101,13 +112,46 @@ reached, 4 when certificates or tokens were refused.`,
 			if err := g.validateOutput(); err != nil {
 				return err
 			}
-			if g.endpoint != "" {
-				return statusOfEndpoint(cmd, g)
+			once := func() error {
+				if g.endpoint != "" {
+					return statusOfEndpoint(cmd, g)
+				}
+				return statusOfCluster(cmd, g, cluster)
 			}
-			return statusOfCluster(cmd, g, cluster)
+			if !watch {
+				return once()
+			}
+			if interval < 100*time.Millisecond {
+				return exitf(ExitUsage, "--interval %s is too short; use 100ms or more", interval)
+			}
+			out := cmd.OutOrStdout()
+			f, isFile := out.(*os.File)
+			clear := isFile && isTerminal(f) && g.output == "table"
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			for {
+				if clear {
+					fmt.Fprint(out, "\033[H\033[2J")
+				}
+				if g.output == "table" {
+					fmt.Fprintf(out, "%s (every %s; Ctrl-C to stop)\n", time.Now().Format("15:04:05"), interval)
+				}
+				if err := once(); err != nil && ExitCode(err) != ExitUnreachable {
+					return err
+				} else if err != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), "tandem:", err)
+				}
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(interval):
+				}
+			}
 		},
 	}
 	cmd.Flags().StringVar(&cluster, "cluster", "", "which cached cluster to show, when the console knows several")
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "show the status again every --interval until interrupted")
+	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "how often --watch refreshes")
 	return cmd
 }
 
@@ -465,7 +509,7 @@ func printStatus(w io.Writer, format string, s StatusOutput) error {
 			continue
 		}
 		if n.Op != "" {
-			notes = append(notes, fmt.Sprintf("%s: operation in progress: %s", name, n.Op))
+			notes = append(notes, fmt.Sprintf("%s: operation in progress: %s%s", name, n.Op, progressOf(n.Progress)))
 		}
 		if n.Postgres.Error != "" {
 			notes = append(notes, fmt.Sprintf("%s: PostgreSQL: %s", name, n.Postgres.Error))
@@ -575,4 +619,17 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// progressOf renders a long operation's progress: " (clone: 1.2 GiB of 4.0 GiB, 30%, 42s)".
+func progressOf(p *api.Progress) string {
+	if p == nil {
+		return ""
+	}
+	took := time.Since(p.Since).Round(time.Second)
+	if p.TotalBytes > 0 {
+		pct := float64(p.DoneBytes) * 100 / float64(p.TotalBytes)
+		return fmt.Sprintf(" (%s: %s of %s, %.0f%%, %s)", p.Phase, bytesOf(p.DoneBytes), bytesOf(p.TotalBytes), min(pct, 100), took)
+	}
+	return fmt.Sprintf(" (%s: %s, %s)", p.Phase, bytesOf(p.DoneBytes), took)
 }
