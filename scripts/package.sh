@@ -33,6 +33,8 @@ build() { # GOOS GOARCH OUTDIR PACKAGE…
 
 rm -rf dist
 mkdir -p dist
+# Build output, never source: keep git from picking any of it up.
+echo '*' > dist/.gitignore
 
 for arch in amd64 arm64; do
 	build linux "$arch" "dist/linux_$arch" ./cmd/tandem ./cmd/tandemd
@@ -51,6 +53,6 @@ for target in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64; d
 	build "${target%/*}" "${target#*/}" "dist/console/${target%/*}_${target#*/}" ./cmd/tandem
 done
 
-(cd dist && find . -type f ! -name SHA256SUMS | sed 's#^\./##' | LC_ALL=C sort | xargs sha256sum > SHA256SUMS)
+(cd dist && find . -type f ! -name SHA256SUMS ! -name .gitignore | sed 's#^\./##' | LC_ALL=C sort | xargs sha256sum > SHA256SUMS)
 echo "package: done"
-find dist -type f | LC_ALL=C sort
+find dist -type f ! -name .gitignore | LC_ALL=C sort
