@@ -97,23 +97,11 @@ func (n *Node) dropPrimarySide(ctx context.Context, slot string) error {
 		return err
 	}
 	return n.withConn(ctx, func(c *pgx.Conn) error {
-		// A partitioned secondary may still hold the slot; cut it off.
-		if _, err := c.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active`, slot); err != nil {
-			return fmt.Errorf("while disconnecting the secondary: %w", err)
-		}
 		if _, err := c.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1`, ReplicationUser); err != nil {
 			return err
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			_, err := c.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot)
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("while dropping replication slot %s: %w", slot, err)
-			}
-			time.Sleep(100 * time.Millisecond)
+		if err := dropSlotNow(ctx, c, slot); err != nil {
+			return err
 		}
 		if _, err := c.Exec(ctx, dropRoleSQL); err != nil {
 			return fmt.Errorf("while dropping the replication role: %w", err)
@@ -163,4 +151,24 @@ func (n *Node) leave(ctx context.Context) error {
 	_ = os.Remove(filepath.Join(n.cfg.StateDir, replPasswordFile))
 	n.log.Info("left the cluster; fresh PostgreSQL running", "op", OpLeave)
 	return nil
+}
+
+// dropSlotNow drops a slot even while a (partitioned) standby still holds
+// it: the walsender is cut off first, and the drop retried until the slot
+// is released.
+func dropSlotNow(ctx context.Context, c *pgx.Conn, slot string) error {
+	if _, err := c.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active`, slot); err != nil {
+		return fmt.Errorf("while disconnecting the standby from slot %s: %w", slot, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := c.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("while dropping replication slot %s: %w", slot, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -384,17 +384,8 @@ func (n *Node) RecreateSlot(ctx context.Context) error {
 	}
 	slot := slotName(s.Cluster.Peer.Name)
 	return n.withConn(ctx, func(c *pgx.Conn) error {
-		_, _ = c.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active`, slot)
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			_, err := c.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot)
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("while dropping slot %s: %w", slot, err)
-			}
-			time.Sleep(100 * time.Millisecond)
+		if err := dropSlotNow(ctx, c, slot); err != nil {
+			return err
 		}
 		_, err := c.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, slot)
 		return err

@@ -77,26 +77,12 @@ the primary still answers, or the cluster's state forbids it; 1 otherwise.`,
   tandem failover --yes -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := g.validateOutput(); err != nil {
-				return err
-			}
-			if !yes && !canAsk(cmd.InOrStdin()) {
-				return exitf(ExitUsage, "failover asks for confirmation, but this console is not on a terminal: pass --yes to confirm in scripts. Nothing was sent")
-			}
-			tr, err := g.trust(cmd)
+			op, err := g.startOperation(cmd, "failover", yes, cluster, failoverTimeout)
 			if err != nil {
 				return err
 			}
-			name, cc, err := pickCluster(tr.cache, cluster)
-			if err != nil {
-				return err
-			}
-			toks, err := LoadTokens()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := g.contextFor(cmd, failoverTimeout)
-			defer cancel()
+			defer op.cancel()
+			tr, name, cc, toks, ctx := op.tr, op.name, op.cc, op.toks, op.ctx
 			errw := cmd.ErrOrStderr()
 			out := FailoverOutput{Cluster: name, Forced: force}
 

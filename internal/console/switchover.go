@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"time"
@@ -52,26 +53,12 @@ cluster's state (not caught up, operation in progress); 1 anything else.`,
   tandem switchover --yes -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := g.validateOutput(); err != nil {
-				return err
-			}
-			if !yes && !canAsk(cmd.InOrStdin()) {
-				return exitf(ExitUsage, "switchover asks for confirmation, but this console is not on a terminal: pass --yes to confirm in scripts. Nothing was sent")
-			}
-			tr, err := g.trust(cmd)
+			op, err := g.startOperation(cmd, "switchover", yes, cluster, switchoverTimeout)
 			if err != nil {
 				return err
 			}
-			name, cc, err := pickCluster(tr.cache, cluster)
-			if err != nil {
-				return err
-			}
-			toks, err := LoadTokens()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := g.contextFor(cmd, switchoverTimeout)
-			defer cancel()
+			defer op.cancel()
+			tr, name, cc, toks, ctx := op.tr, op.name, op.cc, op.toks, op.ctx
 			probes := probeNodes(ctx, tr, toks, cc.Nodes)
 			primary := primaryOf(probes)
 			if primary == nil {
@@ -147,4 +134,39 @@ func printSteps(w io.Writer, steps []api.Step) {
 	for _, s := range steps {
 		fmt.Fprintf(w, "  %-32s %8.1f ms\n", s.Name, s.MS)
 	}
+}
+
+// operation is what a cluster-wide command starts from.
+type operation struct {
+	tr     *trust
+	name   string
+	cc     CachedCluster
+	toks   *Tokens
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// startOperation checks the flags, loads the cache and tokens and picks
+// the cluster, for commands that change it after a confirmation.
+func (g *globals) startOperation(cmd *cobra.Command, verb string, yes bool, cluster string, timeout time.Duration) (*operation, error) {
+	if err := g.validateOutput(); err != nil {
+		return nil, err
+	}
+	if !yes && !canAsk(cmd.InOrStdin()) {
+		return nil, exitf(ExitUsage, "%s asks for confirmation, but this console is not on a terminal: pass --yes to confirm in scripts. Nothing was sent", verb)
+	}
+	tr, err := g.trust(cmd)
+	if err != nil {
+		return nil, err
+	}
+	name, cc, err := pickCluster(tr.cache, cluster)
+	if err != nil {
+		return nil, err
+	}
+	toks, err := LoadTokens()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := g.contextFor(cmd, timeout)
+	return &operation{tr: tr, name: name, cc: cc, toks: toks, ctx: ctx, cancel: cancel}, nil
 }
