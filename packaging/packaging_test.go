@@ -661,7 +661,7 @@ func yamlKeys(n *yaml.Node, prefix string, out map[string]string) {
 
 // TestExampleConfigDocumentsEverySetting keeps the example in step with
 // the code: every setting config.Settings knows appears, explained, with
-// the built-in default as its value (services and hooks show an example).
+// the built-in default as its value (settings without one show an example).
 func TestExampleConfigDocumentsEverySetting(t *testing.T) {
 	full := fillNode(t, uncomment(shippedConfig(t)))
 
