@@ -277,7 +277,9 @@ func (c *cluster) startWitness() *witness {
 	w := &witness{c: c, dir: c.t.TempDir(), vipStop: make(chan struct{}), vipDone: make(chan struct{})}
 	probe := filepath.Join(c.bin, "labprobe")
 	dsn := fmt.Sprintf("host=%s user=postgres password=%s dbname=postgres connect_timeout=1", c.e.DNSName, c.e.Postgres.Password)
-	w.writer = c.labCmd("client", probe, "-mode", "write", "-dsn", dsn, "-out", filepath.Join(w.dir, "writes.jsonl"))
+	// Ids unique across witnesses in one lab (the benchmark runs several).
+	start := strconv.FormatInt(time.Now().UnixMicro(), 10)
+	w.writer = c.labCmd("client", probe, "-mode", "write", "-dsn", dsn, "-start", start, "-out", filepath.Join(w.dir, "writes.jsonl"))
 	var nodes []string
 	for _, n := range c.e.Nodes {
 		nodes = append(nodes, n.Name+"="+n.IP)

@@ -14,6 +14,10 @@ command -v dnsmasq >/dev/null 2>&1 || need="$need dnsmasq-base"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v pgrep >/dev/null 2>&1 || need="$need procps"
 command -v getent >/dev/null 2>&1 || need="$need libc-bin"
+# docs/deploy.md, which e2e/deploy_test.go follows literally, uses these.
+command -v curl >/dev/null 2>&1 || need="$need curl"
+command -v openssl >/dev/null 2>&1 || need="$need openssl"
+command -v script >/dev/null 2>&1 || need="$need bsdutils"
 
 if [ -z "$need" ]; then
 	echo "deps: everything needed is installed"

@@ -41,6 +41,7 @@ type Cmd struct {
 type Credential struct {
 	Name     string
 	UID, GID uint32
+	Groups   []uint32 // supplementary groups (ssl-cert gives PostgreSQL its key on Debian)
 	Home     string
 }
 
@@ -58,7 +59,15 @@ func LookupUser(name string) (*Credential, error) {
 	if err != nil {
 		return nil, fmt.Errorf("OS user %q has a non-numeric gid %q", name, u.Gid)
 	}
-	return &Credential{Name: name, UID: uint32(uid), GID: uint32(gid), Home: u.HomeDir}, nil
+	c := &Credential{Name: name, UID: uint32(uid), GID: uint32(gid), Home: u.HomeDir}
+	if ids, err := u.GroupIds(); err == nil {
+		for _, id := range ids {
+			if g, err := strconv.ParseUint(id, 10, 32); err == nil && uint32(g) != c.GID {
+				c.Groups = append(c.Groups, uint32(g))
+			}
+		}
+	}
+	return c, nil
 }
 
 // Result is what a finished program left behind.
@@ -91,8 +100,9 @@ func Prepare(ctx context.Context, c Cmd) *exec.Cmd {
 	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C", "LC_ALL=C"}
 	attr := &syscall.SysProcAttr{Setpgid: true}
 	if c.User != nil {
-		// An empty group list drops root's supplementary groups in the child.
-		attr.Credential = &syscall.Credential{Uid: c.User.UID, Gid: c.User.GID, Groups: []uint32{}}
+		// The user's own supplementary groups, never root's (an empty list
+		// still drops root's).
+		attr.Credential = &syscall.Credential{Uid: c.User.UID, Gid: c.User.GID, Groups: append([]uint32{}, c.User.Groups...)}
 		env = append(env, "HOME="+c.User.Home, "USER="+c.User.Name)
 	}
 	cmd.SysProcAttr = attr

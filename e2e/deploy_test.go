@@ -1,0 +1,666 @@
+//go:build e2e
+
+package e2e
+
+// TestDeploy follows docs/deploy.md literally in the lab, so that the
+// document cannot rot: every command block the document marks is run, in
+// the document's order, on the lab host it names, and what the document
+// promises is checked at the end.
+//
+// The marks. A fenced block whose info string holds {deploy-test WORDS} is
+// the test's; GitHub shows only the language before it. WORDS are:
+//
+//	on=HOSTS      run the block on these lab hosts, in this order: a, b (the
+//	              nodes, as root) and client (the operator's machine, which
+//	              is also where the application connects from). Each run is
+//	              `bash` with `set -e` on a script of the block's text, in
+//	              the node's root directory or the operator's working
+//	              directory, through `tandem lab exec`.
+//	vars          the site's values (shell assignments). Not run: the test
+//	              gives every block the lab's values for exactly the names
+//	              this block assigns, in the environment, and fails when the
+//	              document assigns a name it does not know.
+//	zone          zone-file lines (A, AAAA, PTR). The test maps each name
+//	              and address from the document's example values (those of
+//	              the vars block) to the lab's, and makes the lab's DNS serve
+//	              it with `tandem lab dns set/ptr` unless it already does.
+//	              The lab's zone already has a, b and db forward and reverse,
+//	              so normally nothing changes; the test logs what it finds.
+//	install       (with on=) replaced, see deviation 1.
+//	start         (with on=) replaced, see deviation 2.
+//	save=FILE     the block's stdout goes into FILE ($NODE_NAME expanded) in
+//	              the operator's working directory, mode 0600: the copy the
+//	              document tells the operator to make from node to console.
+//	answer=y      the block runs on a terminal (script(1)) and the test types
+//	              y when the console asks [y/N], as the document says to.
+//	id=NAME       the test checks the block's output afterwards. The block
+//	              id=replicated only reads what the application wrote, on
+//	              the secondary; it is run again until the write shows (up
+//	              to 20 s), as replication takes a moment.
+//	variant=V     only in the run of variant V (the document's "adopting the
+//	              database the host already has" is variant adopt).
+//
+// The test runs the document twice, in parallel: "new" (tandemd initialises
+// the primary's database) and "adopt" (node a first gets a Debian-style
+// PostgreSQL 15 cluster "main" with data, made with pg_createcluster, and
+// the blocks marked variant=adopt move it under tandemd).
+//
+// Where the test cannot do what the document says, and what it does:
+//
+//  1. Installing. `apt install` (or `dpkg -i`) into this machine's root
+//     would install the package once, not once per lab node, and would
+//     leave it on the machine. So each node gets a root directory of its
+//     own, the package (built with the packaging code) is extracted into it
+//     with `dpkg-deb -x`, and the test makes the directories the postinst
+//     makes (/var/lib/tandem 0711, /var/lib/tandem/state 0700) and the one
+//     the unit's RuntimeDirectory= makes (/run/tandem). The block's text is
+//     only checked to be an apt install of the .deb.
+//     Everything of a node lives under its root, so in the text of every
+//     block run on a node the node paths (the package's: /etc/tandem,
+//     /usr/bin/tandem[d], the unit, /var/lib/tandem, /run/tandem; and
+//     PostgreSQL's: /etc/postgresql, /var/lib/postgresql) get the root put
+//     in front of them (relocateText), and the node's PATH starts with the
+//     root's /usr/bin. tandemd itself is started with TANDEMD_STATE_DIR,
+//     TANDEMD_POSTGRES_DATA_DIR and TANDEMD_POSTGRES_SOCKET_DIR pointing
+//     under the root where the config file (as the document left it) does
+//     not already, and the node blocks get PG_CLUSTER_CONF_ROOT, which
+//     relocates Debian's /etc/postgresql for pg_ctlcluster and friends
+//     (and keeps them from handing anything to this machine's systemd).
+//  2. Starting. The lab has no systemd: for `systemctl enable --now
+//     tandemd` the test runs the packaged unit's ExecStart= (with its
+//     Environment=, relocated as in 1) in the node's namespace, detached in
+//     a session of its own, output appended to ROOT/tandemd.log (the
+//     journal), as root, from /.
+//  3. Copying tokens and fingerprints from the nodes to the operator's
+//     machine (save=) and typing y (answer=): see the marks.
+//
+// Cleanup: `lab down` (registered by upLab) stops tandemd (which stops
+// PostgreSQL) and everything else in the lab's namespaces; the roots live
+// in the test's temporary directory, made 0755 so that postgres can reach
+// its data directory; the test checks that no process refers to them
+// afterwards.
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tandem-ha/tandem/internal/config"
+	"github.com/tandem-ha/tandem/packaging"
+)
+
+// deployVarNames are the variables the test knows how to fill with the
+// lab's values; the vars block must assign exactly these.
+var deployVarNames = []string{"A_HOST", "A_IP", "B_HOST", "B_IP", "CLUSTER_NAME", "CLUSTER_IP", "PREFIX", "APP_PASSWORD", "NODE_NAME", "NODE_IP"}
+
+// deployGreeting is what the document's application writes.
+const deployGreeting = "hello through the cluster name"
+
+func TestDeploy(t *testing.T) {
+	needRoot(t)
+	blocks := parseDeployDoc(t, deployDoc)
+	if runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64" {
+		t.Skipf("tandem is packaged for amd64 and arm64, not %s", runtime.GOARCH)
+	}
+	bin := binDir(t)
+	start := time.Now()
+	deb, err := packaging.Build(packaging.Deb{
+		Version: "0.0.0-e2e",
+		Arch:    runtime.GOARCH,
+		Tandemd: filepath.Join(bin, "tandemd"),
+		Tandem:  filepath.Join(bin, "tandem"),
+	}, t.TempDir())
+	if err != nil {
+		t.Fatalf("building the package: %v", err)
+	}
+	t.Logf("built %s in %s", filepath.Base(deb), time.Since(start).Round(time.Millisecond))
+
+	variants := []string{"new", "adopt"}
+	for _, b := range blocks {
+		if v, ok := b.attrs["variant"]; ok && !slices.Contains(variants, v) {
+			t.Fatalf("%s: the test runs the variants %v, not %q", b, variants, v)
+		}
+	}
+	for _, variant := range variants {
+		t.Run(variant, func(t *testing.T) {
+			t.Parallel()
+			d := newDeployment(t, deb, variant)
+			d.follow(blocks)
+			d.check()
+		})
+	}
+}
+
+// deployment is one run of the document in one lab.
+type deployment struct {
+	t       *testing.T
+	variant string
+	deb     string
+	lab     *testLab
+	env     labEnv
+	dir     string            // the test's directory (0755)
+	roots   map[string]string // node → its root directory
+	op      string            // the operator's working directory
+	vars    map[string]string // the site's values, the lab's
+	node    map[string]map[string]string
+	ns      map[string]string // host → network namespace
+	outputs map[string]string // id → stdout of that block
+	example map[string]string // the document's example value → the lab's
+	step    int
+}
+
+func newDeployment(t *testing.T, deb, variant string) *deployment {
+	d := &deployment{t: t, variant: variant, deb: deb, outputs: map[string]string{}}
+	// Before upLab, so that these clean-ups run after `lab down`.
+	d.dir = t.TempDir()
+	for _, p := range []string{filepath.Dir(d.dir), d.dir} {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, left := range deployProcesses(d.dir) {
+			t.Errorf("left behind after lab down: %s", left)
+		}
+	})
+	if variant == "adopt" {
+		d.needDistributionTools()
+	}
+
+	d.lab = upLab(t, "--no-tandemd")
+	d.env = d.lab.env()
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range []string{"a", "b"} {
+				if p := filepath.Join(d.roots[n], "tandemd.log"); fileExists(p) {
+					t.Logf("=== node %s: %s (the journal)\n%s", n, p, tailOf(p, 150))
+				}
+			}
+		}
+	})
+
+	d.roots = map[string]string{"a": filepath.Join(d.dir, "a"), "b": filepath.Join(d.dir, "b")}
+	d.op = filepath.Join(d.dir, "operator")
+	for _, p := range []string{d.roots["a"], d.roots["b"], d.op, filepath.Join(d.dir, "scripts")} {
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.ns = map[string]string{}
+	for _, h := range d.env.Hosts {
+		d.ns[h.Name] = h.Netns
+	}
+	ip := map[string]string{}
+	for _, n := range d.env.Nodes {
+		ip[n.Name] = n.IP
+	}
+	_, prefix, ok := strings.Cut(d.env.ClusterPrefix, "/")
+	if !ok || ip["a"] == "" || ip["b"] == "" {
+		t.Fatalf("lab env: cluster prefix %q, nodes %v", d.env.ClusterPrefix, ip)
+	}
+	d.vars = map[string]string{
+		"A_HOST": "a." + d.env.Domain, "A_IP": ip["a"],
+		"B_HOST": "b." + d.env.Domain, "B_IP": ip["b"],
+		"CLUSTER_NAME": d.env.DNSName, "CLUSTER_IP": d.env.ClusterIP, "PREFIX": prefix,
+		"APP_PASSWORD": deployPassword(t),
+	}
+	d.node = map[string]map[string]string{
+		"a": {"NODE_NAME": "a", "NODE_IP": ip["a"]},
+		"b": {"NODE_NAME": "b", "NODE_IP": ip["b"]},
+	}
+
+	// The operator's machine has the console from the package on its PATH.
+	out, err := runLocal("dpkg-deb", "-x", deb, filepath.Join(d.op, "pkg"))
+	if err != nil {
+		t.Fatalf("dpkg-deb -x: %v\n%s", err, out)
+	}
+	if variant == "adopt" {
+		d.makeDistributionCluster()
+	}
+	return d
+}
+
+// follow runs the document's blocks in order.
+func (d *deployment) follow(blocks []deployBlock) {
+	t := d.t
+	for _, b := range blocks {
+		if v := b.attrs["variant"]; v != "" && v != d.variant {
+			continue
+		}
+		switch {
+		case b.has("vars"):
+			d.checkVars(b)
+		case b.has("zone"):
+			d.zone(b)
+		case b.has("install"):
+			if !strings.Contains(b.text, "apt install") || !strings.Contains(b.text, ".deb") {
+				t.Fatalf("%s: the test replaces this block by extracting the package, but it no longer says `apt install ….deb`:\n%s", b, b.text)
+			}
+			for _, h := range b.on() {
+				d.install(b, h)
+			}
+		case b.has("start"):
+			if strings.TrimSpace(b.text) != "systemctl enable --now tandemd" {
+				t.Fatalf("%s: the test replaces this block by running the unit's ExecStart, but it says something else:\n%s", b, b.text)
+			}
+			for _, h := range b.on() {
+				d.startService(b, h)
+			}
+		default:
+			for _, h := range b.on() {
+				d.runBlock(b, h)
+			}
+		}
+	}
+	if d.example == nil {
+		t.Fatalf("docs/deploy.md has no {deploy-test vars} block")
+	}
+}
+
+// checkVars makes sure the test gives every block what the vars block
+// asks the operator to set, and remembers the document's example values
+// to read the zone block with.
+func (d *deployment) checkVars(b deployBlock) {
+	names, example := parseDeployVars(d.t, b)
+	if !slices.Equal(sortedCopy(names), sortedCopy(deployVarNames)) {
+		d.t.Fatalf("%s assigns %v; the test fills in %v: teach newDeployment the new ones", b, names, deployVarNames)
+	}
+	d.example = map[string]string{}
+	for _, k := range []string{"A_HOST", "B_HOST", "CLUSTER_NAME", "A_IP", "B_IP", "CLUSTER_IP"} {
+		d.example[strings.ToLower(example[k])] = d.vars[k]
+	}
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
+}
+
+// zone makes the lab's DNS serve the zone block's records.
+func (d *deployment) zone(b deployBlock) {
+	t := d.t
+	if d.example == nil {
+		t.Fatalf("%s comes before the vars block, whose example values it is read with", b)
+	}
+	recs := parseDeployZone(t, b, d.example)
+	// The document must give all three names both directions.
+	for _, k := range [][2]string{{"A_HOST", "A_IP"}, {"B_HOST", "B_IP"}, {"CLUSTER_NAME", "CLUSTER_IP"}} {
+		name, ip := d.vars[k[0]], d.vars[k[1]]
+		var fwd, rev bool
+		for _, r := range recs {
+			fwd = fwd || r.kind != "PTR" && r.name == name && r.ip == ip
+			rev = rev || r.kind == "PTR" && r.name == name && r.ip == ip
+		}
+		if !fwd || !rev {
+			t.Errorf("%s: the zone lines give %s (%s) forward %v, reverse %v; the preflight needs both", b, k[0], k[1], fwd, rev)
+		}
+	}
+	zone := d.labZone()
+	for _, r := range recs {
+		if r.kind == "PTR" {
+			if slices.Contains(zone.Reverse[r.ip], r.name) {
+				t.Logf("%s: the lab's DNS already has PTR %s → %s", b, r.ip, r.name)
+				continue
+			}
+			d.labDNS("ptr", r.ip, r.name)
+		} else {
+			if slices.Contains(zone.Forward[r.name], r.ip) {
+				t.Logf("%s: the lab's DNS already has %s %s → %s", b, r.kind, r.name, r.ip)
+				continue
+			}
+			addrs := append(slices.Clone(zone.Forward[r.name]), r.ip)
+			d.labDNS("set", append([]string{r.name}, addrs...)...)
+		}
+		zone = d.labZone()
+	}
+}
+
+type deployZone struct {
+	Forward map[string][]string `json:"forward"`
+	Reverse map[string][]string `json:"reverse"`
+}
+
+func (d *deployment) labZone() deployZone {
+	out := d.labDNS("list", "--json")
+	var z deployZone
+	if err := json.Unmarshal([]byte(out), &z); err != nil {
+		d.t.Fatalf("lab dns list --json: %v\n%s", err, out)
+	}
+	return z
+}
+
+// labDNS runs `tandem lab dns SUB --name LAB ARGS…`.
+func (d *deployment) labDNS(sub string, args ...string) string {
+	d.t.Helper()
+	args = append([]string{"lab", "dns", sub, "--name", d.lab.name}, args...)
+	out, errOut, err := d.lab.tandem(nil, time.Minute, args...)
+	if err != nil {
+		d.t.Fatalf("tandem %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut)
+	}
+	if sub != "list" {
+		d.t.Logf("tandem %s\n%s%s", strings.Join(args, " "), out, errOut)
+	}
+	return out
+}
+
+// hostEnv is the whole environment a block gets on host.
+func (d *deployment) hostEnv(host string) map[string]string {
+	env := map[string]string{"LANG": "C.UTF-8", "TERM": "dumb"}
+	for k, v := range d.vars {
+		env[k] = v
+	}
+	const sysPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	if root, ok := d.roots[host]; ok {
+		for k, v := range d.node[host] {
+			env[k] = v
+		}
+		env["PATH"] = filepath.Join(root, "usr/bin") + ":" + sysPath
+		env["HOME"] = filepath.Join(root, "root")
+		env["PG_CLUSTER_CONF_ROOT"] = filepath.Join(root, "etc/postgresql")
+	} else {
+		env["PATH"] = filepath.Join(d.op, "pkg/usr/bin") + ":" + sysPath
+		env["HOME"] = d.op
+		// The console's cache: ~/.cache/tandem. Set explicitly because
+		// `lab exec` otherwise points the client at the lab's own cache.
+		env["XDG_CACHE_HOME"] = filepath.Join(d.op, ".cache")
+	}
+	return env
+}
+
+// runBlock runs block b on host as the document says, and handles save=
+// and id=.
+func (d *deployment) runBlock(b deployBlock, host string) string {
+	t := d.t
+	text, dir := b.text, d.op
+	if root, ok := d.roots[host]; ok {
+		text, dir = relocateText(root, text), root
+	}
+	d.step++
+	script := filepath.Join(d.dir, "scripts", fmt.Sprintf("%02d-%s.sh", d.step, host))
+	body := fmt.Sprintf("# %s, on %s\nset -e\ncd %s\n%s", b, host, shellQuote(dir), text)
+	if err := os.WriteFile(script, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := deployRun{host: host, env: d.hostEnv(host), argv: []string{"bash", script}}
+	if a := b.attrs["answer"]; a != "" {
+		r.argv = []string{"script", "-qec", "bash " + shellQuote(script), "/dev/null"}
+		r.answer = a
+	}
+	check := d.retryCheck(b)
+	deadline := time.Now().Add(20 * time.Second)
+	var out, errOut string
+	var code int
+	for {
+		start := time.Now()
+		out, errOut, code = d.run(r)
+		t.Logf("%s on %s (%s, exit %d):\n%s\n%s", b, host, time.Since(start).Round(time.Millisecond), code, indent(text), indent(out+errOut))
+		if code != 0 {
+			t.Fatalf("%s failed on %s (exit %d): the document's commands do not work as written", b, host, code)
+		}
+		if check == nil || check(out) == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if save := b.attrs["save"]; save != "" {
+		name := os.Expand(save, func(k string) string { return d.hostEnv(host)[k] })
+		if name != filepath.Base(name) || name == "" {
+			t.Fatalf("%s: save=%s must name a file in the operator's directory", b, name)
+		}
+		if err := os.WriteFile(filepath.Join(d.op, name), []byte(out), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if id := b.attrs["id"]; id != "" {
+		d.outputs[id] = out
+	}
+	return out
+}
+
+// retryCheck is, for a block that only reads, the condition the test waits
+// for by running it again (replication takes a moment); nil for blocks
+// that run once.
+func (d *deployment) retryCheck(b deployBlock) func(string) error {
+	if b.attrs["id"] != "replicated" {
+		return nil
+	}
+	return func(out string) error {
+		if !strings.Contains(out, deployGreeting) {
+			return fmt.Errorf("the secondary does not show %q", deployGreeting)
+		}
+		return nil
+	}
+}
+
+// install stands for `apt install ./tandem_…deb` on host (deviation 1).
+func (d *deployment) install(b deployBlock, host string) {
+	t, root := d.t, d.roots[host]
+	if out, err := runLocal("dpkg-deb", "-x", d.deb, root); err != nil {
+		t.Fatalf("%s: dpkg-deb -x: %v\n%s", b, err, out)
+	}
+	for _, dir := range []struct {
+		path string
+		mode os.FileMode
+	}{{"var/lib/tandem", 0o711}, {"var/lib/tandem/state", 0o700}, {"run/tandem", 0o755}, {"root", 0o700}} {
+		p := filepath.Join(root, dir.path)
+		if err := os.MkdirAll(p, dir.mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, dir.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{packaging.TandemdPath, packaging.ConsolePath, packaging.UnitPath, packaging.ConfigPath} {
+		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
+			t.Fatalf("%s: the package did not install %s: %v", b, f, err)
+		}
+	}
+	t.Logf("%s on %s: extracted %s into %s (instead of apt install)", b, host, filepath.Base(d.deb), root)
+}
+
+// startService stands for `systemctl enable --now tandemd` (deviation 2).
+func (d *deployment) startService(b deployBlock, host string) {
+	t, root := d.t, d.roots[host]
+	unit := readDeployUnit(t, filepath.Join(root, packaging.UnitPath))
+	argv := make([]string, len(unit.execStart))
+	for i, a := range unit.execStart {
+		argv[i] = relocateText(root, a)
+	}
+	env := map[string]string{"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+	for k, v := range unit.env {
+		env[k] = relocateText(root, v)
+	}
+	// The paths tandemd uses, as the config file leaves them, relocated
+	// into the root where they are not there already.
+	confPath := filepath.Join(root, packaging.ConfigPath)
+	cfg, err := config.Load(confPath, nil)
+	if err != nil {
+		t.Fatalf("%s: the config file as the document left it: %v", b, err)
+	}
+	for _, s := range []struct{ env, path string }{
+		{"TANDEMD_STATE_DIR", cfg.StateDir},
+		{"TANDEMD_POSTGRES_DATA_DIR", cfg.Postgres.DataDir},
+		{"TANDEMD_POSTGRES_SOCKET_DIR", cfg.Postgres.SocketDir},
+	} {
+		if p := relocatePath(root, s.path); p != s.path {
+			env[s.env] = p
+		}
+	}
+	logPath := filepath.Join(root, "tandemd.log")
+	pid, done := deployStartDetached(t, d.ns[host], deployEnv(env), logPath, argv)
+	t.Logf("%s on %s: started %s (pid %d) with %v, output in %s (instead of systemctl)", b, host, strings.Join(argv, " "), pid, deployEnv(env), logPath)
+	select {
+	case <-done:
+		t.Fatalf("%s: tandemd on %s exited at once:\n%s", b, host, tailOf(logPath, 30))
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// check verifies what the document promises once its steps are done.
+func (d *deployment) check() {
+	t := d.t
+	if out := d.outputs["preflight"]; !strings.Contains(out, "no problems") || strings.Contains(out, "PROBLEM") {
+		t.Errorf("the preflight should find no problem:\n%s", out)
+	}
+	if out := d.outputs["assemble"]; !strings.Contains(out, "assembled") {
+		t.Errorf("the assembly should say the cluster is assembled:\n%s", out)
+	}
+	if out := d.outputs["status"]; !regexp.MustCompile(`primary a\b`).MatchString(out) {
+		t.Errorf("tandem status should show a as primary:\n%s", out)
+	}
+
+	// Step 9's promise, from the console's JSON (synchronized may take a
+	// moment after assembly, as the document says).
+	var why string
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, errOut, code := d.run(deployRun{host: "client", env: d.hostEnv("client"), argv: []string{"tandem", "status", "-o", "json"}, timeout: time.Minute})
+		s, err := parseDeployStatus(out)
+		switch {
+		case code != 0 || err != nil:
+			why = fmt.Sprintf("tandem status -o json: exit %d, %v\n%s%s", code, err, out, errOut)
+		default:
+			why = s.healthy(d.vars["CLUSTER_NAME"])
+		}
+		if why == "" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if why != "" {
+		t.Errorf("the cluster is not what step 9 promises: %s", why)
+	}
+
+	// Step 10: the application's write through the cluster name landed on
+	// the primary, read-write, and is on the secondary.
+	app := d.outputs["app"]
+	if !strings.Contains(app, "INSERT 0 1") || !regexp.MustCompile(`(?m)^\s*`+regexp.QuoteMeta(d.vars["CLUSTER_IP"])+`\s*\|\s*f\s*$`).MatchString(app) {
+		t.Errorf("the application's write should be answered on the cluster IP %s, read-write:\n%s", d.vars["CLUSTER_IP"], app)
+	}
+	if out := d.outputs["replicated"]; !strings.Contains(out, deployGreeting) {
+		t.Errorf("the secondary should show the application's write %q:\n%s", deployGreeting, out)
+	}
+	if d.variant == "adopt" {
+		// The adopted database's own data is served through the cluster
+		// name and replicated to the secondary.
+		for _, host := range []string{"a", "b"} {
+			out, errOut, code := d.run(deployRun{host: host, env: d.hostEnv(host), argv: []string{
+				filepath.Join(d.pgBin(), "psql"), "-h", filepath.Join(d.roots[host], "run/tandem/postgresql"), "-U", "postgres",
+				"-d", "legacy", "-Atc", "SELECT said FROM kept"}})
+			if code != 0 || strings.TrimSpace(out) != "from before tandem" {
+				t.Errorf("node %s should serve the adopted database's data: exit %d\n%s%s", host, code, out, errOut)
+			}
+		}
+	}
+}
+
+// needDistributionTools skips the adopt run where the machine cannot make
+// the Debian cluster the document's adopt section starts from.
+func (d *deployment) needDistributionTools() {
+	for _, p := range []string{"/usr/bin/pg_createcluster", "/usr/bin/pg_ctlcluster", "/etc/ssl/certs/ssl-cert-snakeoil.pem", "/etc/ssl/private/ssl-cert-snakeoil.key"} {
+		if _, err := os.Stat(p); err != nil {
+			d.t.Skipf("the adopt section starts from Debian's PostgreSQL cluster, which needs %s: %v", p, err)
+		}
+	}
+	if v := versionOfBinDir(d.pgBin()); v != "15" {
+		d.t.Skipf("the adopt section is written for PostgreSQL 15; this machine's newest is %s", v)
+	}
+}
+
+func (d *deployment) pgBin() string {
+	dir, err := config.FindPostgresBinDir()
+	if err != nil {
+		d.t.Fatalf("PostgreSQL's programs: %v", err)
+	}
+	return dir
+}
+
+func versionOfBinDir(dir string) string {
+	// /usr/lib/postgresql/15/bin
+	return filepath.Base(filepath.Dir(dir))
+}
+
+// makeDistributionCluster gives node a what a Debian host with PostgreSQL
+// 15 has before tandem: the cluster 15/main (configuration in
+// /etc/postgresql/15/main, data in /var/lib/postgresql/15/main, relocated
+// into a's root like everything of the node), running, with some data.
+func (d *deployment) makeDistributionCluster() {
+	t, root := d.t, d.roots["a"]
+	pg, err := user.Lookup("postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(pg.Uid)
+	gid, _ := strconv.Atoi(pg.Gid)
+	for _, dir := range []struct {
+		path  string
+		mode  os.FileMode
+		owned bool
+	}{
+		{"var/lib/postgresql", 0o755, true},
+		{"var/lib/postgresql/15", 0o755, true},
+		{"var/run/postgresql", 0o2775, true},
+		{"var/log/postgresql", 0o1775, false},
+		{"etc/postgresql", 0o755, false},
+	} {
+		p := filepath.Join(root, dir.path)
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, dir.mode); err != nil {
+			t.Fatal(err)
+		}
+		if dir.owned {
+			if err := os.Chown(p, uid, gid); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	env := d.hostEnv("a")
+	sock := filepath.Join(root, "var/run/postgresql")
+	psql := filepath.Join(d.pgBin(), "psql")
+	steps := [][]string{
+		{"pg_createcluster", "15", "main", "-d", filepath.Join(root, "var/lib/postgresql/15/main"), "-s", sock,
+			"-l", filepath.Join(root, "var/log/postgresql/postgresql-15-main.log"), "-p", "5432"},
+		{"pg_ctlcluster", "15", "main", "start"},
+		{"runuser", "-u", "postgres", "--", psql, "-h", sock, "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", "CREATE DATABASE legacy"},
+		{"runuser", "-u", "postgres", "--", psql, "-h", sock, "-d", "legacy", "-v", "ON_ERROR_STOP=1",
+			"-c", "CREATE TABLE kept (said text); INSERT INTO kept VALUES ('from before tandem')"},
+	}
+	for _, argv := range steps {
+		out, errOut, code := d.run(deployRun{host: "a", env: env, argv: argv, timeout: time.Minute})
+		if code != 0 {
+			t.Fatalf("making node a's Debian cluster: %v: exit %d\n%s%s", argv, code, out, errOut)
+		}
+	}
+	t.Logf("node a has Debian's cluster 15/main running, with data, in %s", root)
+}
+
+// runLocal runs a command on this machine (not in the lab).
+func runLocal(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return string(out), err
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+func indent(s string) string {
+	s = strings.TrimRight(s, "\n")
+	if s == "" {
+		return "    (no output)"
+	}
+	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
+}
