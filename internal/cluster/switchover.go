@@ -309,14 +309,30 @@ func (n *Node) becomePrimary(ctx context.Context, term int64, trustedVIP bool, s
 		if _, err := c.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, slot); err != nil {
 			return fmt.Errorf("while creating slot %s for %s: %w", slot, peer.Name, err)
 		}
+		// pg_promote(wait => true) checks for the end of recovery only every
+		// 100 ms; asking without waiting and polling every few
+		// milliseconds takes that off every switchover and failover.
 		var ok bool
-		if err := c.QueryRow(ctx, `SELECT pg_promote(true, 30)`).Scan(&ok); err != nil {
+		if err := c.QueryRow(ctx, `SELECT pg_promote(false)`).Scan(&ok); err != nil {
 			return fmt.Errorf("while promoting: %w", err)
 		}
 		if !ok {
-			return errors.New("pg_promote did not finish within 30 s")
+			return errors.New("PostgreSQL refused to promote (pg_promote returned false)")
 		}
-		return nil
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			var inRecovery bool
+			if err := c.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&inRecovery); err != nil {
+				return fmt.Errorf("while waiting for the promotion: %w", err)
+			}
+			if !inRecovery {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return errors.New("the promotion did not finish within 30 s")
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
 	})
 	if err != nil {
 		s.Operation = nil

@@ -94,14 +94,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	d.pg = pg
-	// 200 ms is ample for an answer on one LAN segment, and every probe
-	// is part of a failover's outage.
 	notifier := notify.New(notify.Config{
 		Command: d.cfg.Notify.Command, Webhook: d.cfg.Notify.Webhook, Events: d.cfg.Notify.Events,
 		Retries: d.cfg.Notify.Retries, Timeout: d.cfg.Notify.Timeout.D(),
 	}, log.With("component", "notify"))
 	notifier.Start(ctx)
-	vip := clusterip.New(clusterip.Options{ProbeTimeout: 200 * time.Millisecond}, log.With("component", "clusterip"))
+	// A holder on the same segment answers an ARP or NDP probe within a
+	// millisecond; 100 ms (two probes) leaves a wide margin, and every
+	// probe is part of a failover's outage.
+	vip := clusterip.New(clusterip.Options{ProbeTimeout: 100 * time.Millisecond}, log.With("component", "clusterip"))
 	var node *cluster.Node
 	node = cluster.New(cluster.Config{
 		Name:           d.cfg.Node.Name,
