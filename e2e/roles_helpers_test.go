@@ -438,6 +438,31 @@ func (w *witness) stop(noLoss bool) time.Duration {
 			c.t.Errorf("INVARIANT: %d of %d acknowledged writes missing", missing, len(ok))
 		}
 	}
+	// What the failed writes met, and when the longest gap was: a reader
+	// of a slow run starts here.
+	errs := map[string]int{}
+	var gapStart, gapEnd int64
+	last = 0
+	for _, pw := range ws {
+		if pw.Outcome != "ok" {
+			msg := pw.Error
+			if len(msg) > 90 {
+				msg = msg[:90]
+			}
+			errs[pw.Outcome+": "+msg]++
+			continue
+		}
+		if last != 0 && pw.End-last > gapEnd-gapStart {
+			gapStart, gapEnd = last, pw.End
+		}
+		last = pw.End
+	}
+	for msg, n := range errs {
+		c.t.Logf("witness: %d× %s", n, msg)
+	}
+	if gapEnd > 0 {
+		c.t.Logf("witness: longest gap from %s to %s", time.Unix(0, gapStart).Format("15:04:05.000"), time.Unix(0, gapEnd).Format("15:04:05.000"))
+	}
 	sort.Slice(gaps, func(i, j int) bool { return gaps[i] > gaps[j] })
 	var maxGap time.Duration
 	if len(gaps) > 0 {
