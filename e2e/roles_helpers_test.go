@@ -279,7 +279,7 @@ func (c *cluster) startWitness() *witness {
 	dsn := fmt.Sprintf("host=%s user=postgres password=%s dbname=postgres connect_timeout=1", c.e.DNSName, c.e.Postgres.Password)
 	// Ids unique across witnesses in one lab (the benchmark runs several).
 	start := strconv.FormatInt(time.Now().UnixMicro(), 10)
-	w.writer = c.labCmd("client", probe, "-mode", "write", "-dsn", dsn, "-start", start, "-out", filepath.Join(w.dir, "writes.jsonl"))
+	w.writer = c.labCmd("client", probe, "-mode", "write", "-dsn", dsn, "-start", start, "-connect-timeout", "200ms", "-out", filepath.Join(w.dir, "writes.jsonl"))
 	var nodes []string
 	for _, n := range c.e.Nodes {
 		nodes = append(nodes, n.Name+"="+n.IP)

@@ -51,6 +51,7 @@ func main() {
 	start := flag.Int64("start", 1, "write: first id")
 	listen := flag.String("listen", "", "webhook: address to receive notifications on")
 	url := flag.String("url", "", "get: the https URL to fetch (certificate not checked)")
+	flag.DurationVar(&connectTimeout, "connect-timeout", connectTimeout, "bound on each connection attempt")
 	flag.Parse()
 	if *out == "" {
 		*out = os.DevNull
@@ -182,8 +183,13 @@ func sample(ctx context.Context, nodes, password string, every time.Duration, en
 	}
 }
 
+// connectTimeout bounds each connection attempt: the writer behaves like
+// a client that retries briskly, so an outage it records is the cluster's,
+// not a long client timeout's.
+var connectTimeout = 2 * time.Second
+
 func connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	return pgx.Connect(cctx, dsn)
 }
