@@ -221,6 +221,12 @@ type Heartbeat struct {
 	InRecovery    bool   `json:"in_recovery"`
 	SlotWALStatus string `json:"slot_wal_status,omitempty"` // the slot kept for the caller, on a primary
 	Operation     string `json:"operation,omitempty"`       // operation in flight, kind:step
+	// On a primary, for the secondary's record of this contact: the
+	// primary's own cluster record says synchronized, and its WAL is
+	// flushed up to FlushLSN. (The secondary's replicated copy of the
+	// record is no witness: it lags exactly when the secondary does.)
+	Synchronized bool   `json:"synchronized,omitempty"`
+	FlushLSN     string `json:"flush_lsn,omitempty"`
 }
 
 // PeerEvent is POST /v1/peer/event: the secondary asks the primary to

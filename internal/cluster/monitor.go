@@ -98,6 +98,7 @@ func (n *Node) heartbeat(ctx context.Context, s state.State) (api.Heartbeat, err
 		return hb, err
 	}
 	n.markHeard()
+	n.noteContact(hb)
 	return hb, nil
 }
 
@@ -112,7 +113,13 @@ func (n *Node) Heartbeat(ctx context.Context) api.Heartbeat {
 	}
 	if s.Role == state.RolePrimary && s.Cluster != nil && s.Cluster.Peer != nil {
 		_ = n.withConn(ctx, func(c *pgx.Conn) error {
-			return c.QueryRow(ctx, `SELECT coalesce((SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1), 'missing')`, slotName(s.Cluster.Peer.Name)).Scan(&hb.SlotWALStatus)
+			if err := c.QueryRow(ctx, `SELECT coalesce((SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1), 'missing'), pg_current_wal_flush_lsn()::text`, slotName(s.Cluster.Peer.Name)).Scan(&hb.SlotWALStatus, &hb.FlushLSN); err != nil {
+				return err
+			}
+			if r, err := ReadRecord(ctx, c); err == nil {
+				hb.Synchronized = r.Synchronized
+			}
+			return nil
 		})
 	}
 	return hb

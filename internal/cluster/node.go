@@ -107,6 +107,10 @@ type Node struct {
 
 	peerMu    sync.Mutex
 	lastHeard time.Time // last successful heartbeat from or to the peer
+	// contact is what the primary said at this secondary's last
+	// heartbeat to it (contactKnown: since this tandemd started).
+	contact      primaryContact
+	contactKnown bool
 
 	ops opStats
 
@@ -270,6 +274,26 @@ func (n *Node) markHeard() {
 	n.peerMu.Lock()
 	n.lastHeard = time.Now()
 	n.peerMu.Unlock()
+}
+
+// primaryContact is the primary's word at a heartbeat: its record said
+// synchronized, and its WAL was flushed up to flushLSN.
+type primaryContact struct {
+	synchronized bool
+	flushLSN     string
+}
+
+// noteContact keeps what a primary peer said at a heartbeat, for
+// failover's "synchronized at the last contact"; any other answer (the
+// peer is no primary) forgets it.
+func (n *Node) noteContact(hb api.Heartbeat) {
+	n.peerMu.Lock()
+	defer n.peerMu.Unlock()
+	if hb.Role != state.RolePrimary || hb.FlushLSN == "" {
+		n.contactKnown = false
+		return
+	}
+	n.contact, n.contactKnown = primaryContact{synchronized: hb.Synchronized, flushLSN: hb.FlushLSN}, true
 }
 
 func (n *Node) heardAgo() time.Duration {

@@ -33,6 +33,9 @@ func (n *Node) View(ctx context.Context) (api.ClusterView, error) {
 				v.PeerContact.Synchronized = r.Synchronized
 			}
 		}
+		if v.PeerContact != nil && s.Role == state.RoleSecondary {
+			v.PeerContact.Synchronized = n.contactSynchronized(ctx, c, s)
+		}
 		switch s.Role {
 		case state.RolePrimary:
 			if s.Cluster != nil && s.Cluster.Peer != nil {
@@ -87,4 +90,29 @@ func (n *Node) Events(ctx context.Context, limit int) (api.EventList, error) {
 func (n *Node) vipInfo() api.ClusterIPInfo {
 	st := n.vip.Status()
 	return api.ClusterIPInfo{Address: st.Address, Interface: st.Interface, Held: st.Held, Conflict: st.Conflict, Error: st.LastError}
+}
+
+// contactSynchronized says whether, at the last contact with the primary,
+// this secondary held every acknowledged commit: in sync and strict mode,
+// the primary's own record said synchronized (it waited for this node);
+// in async mode, this node has since received all the WAL the primary had
+// flushed at that moment. This node's replicated copy of the record is no
+// witness: it lags exactly when this node does. Without a contact since
+// tandemd started, the answer is no: a data-loss warning must not be
+// skipped on a guess.
+func (n *Node) contactSynchronized(ctx context.Context, c *pgx.Conn, s state.State) bool {
+	n.peerMu.Lock()
+	pc, known := n.contact, n.contactKnown
+	n.peerMu.Unlock()
+	if !known || s.Cluster == nil {
+		return false
+	}
+	if s.Cluster.Replication != ModeAsync {
+		return pc.synchronized
+	}
+	var caughtUp bool
+	if err := c.QueryRow(ctx, `SELECT coalesce(pg_last_wal_receive_lsn() >= $1::pg_lsn, false)`, pc.flushLSN).Scan(&caughtUp); err != nil {
+		return false
+	}
+	return caughtUp
 }
