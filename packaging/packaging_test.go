@@ -418,7 +418,8 @@ func TestUnitDecisions(t *testing.T) {
 	}
 	want := map[string]string{
 		// No READY=1 from tandemd yet; notify would time out.
-		"Type":                     "exec",
+		"Type":                     "notify",
+		"NotifyAccess":             "main",
 		"ExecStart":                TandemdPath + " --config " + ConfigPath,
 		"ExecReload":               "/bin/kill -HUP $MAINPID",
 		"Restart":                  "on-failure",
@@ -476,7 +477,7 @@ func TestUnitDecisions(t *testing.T) {
 	if _, ok := svc["User"]; ok {
 		t.Error("[Service] sets User=; tandemd runs as root to switch to postgres.os_user")
 	}
-	for _, k := range []string{"Type=exec", "KillMode", "NoNewPrivileges", "RuntimeDirectoryPreserve"} {
+	for _, k := range []string{"Type=notify", "KillMode", "NoNewPrivileges", "RuntimeDirectoryPreserve"} {
 		if !strings.Contains(comments, k) {
 			t.Errorf("no comment explains %s", k)
 		}

@@ -147,6 +147,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
+	if err := sdNotify("READY=1\nSTATUS=node API listening; role " + st.Role); err != nil {
+		log.Warn("could not tell systemd tandemd is ready", "err", err)
+	}
 	runDone := make(chan struct{})
 	go func() {
 		defer close(runDone)
@@ -155,6 +158,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	log.Info("tandemd stopping")
+	_ = sdNotify("STOPPING=1")
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_ = srv.Stop(sctx)
 	// The cluster IP goes before PostgreSQL, so clients see a clean
