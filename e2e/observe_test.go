@@ -133,7 +133,7 @@ func TestProgressDuringClone(t *testing.T) {
 	}
 	out, errOut, err := c.tandem(nil, 20*time.Minute, "lab", "exec", "--name", c.name, "client", "--", "psql",
 		"host=a."+c.e.Domain+" user=postgres password="+pw+" connect_timeout=3", "-v", "ON_ERROR_STOP=1", "-Atc",
-		"CREATE TABLE filler AS SELECT g, repeat('x', 1000) AS v FROM generate_series(1, 600000) g")
+		"CREATE TABLE filler AS SELECT g, repeat('x', 1000) AS v FROM generate_series(1, 900000) g")
 	if err != nil {
 		t.Fatalf("filling a: %v\n%s\n%s", err, out, errOut)
 	}

@@ -357,7 +357,7 @@ func (n *Node) trackCopy(phase, dir string, total int64) (stop func()) {
 	n.progress = &api.Progress{Phase: phase, TotalBytes: total, Since: time.Now().UTC()}
 	n.progMu.Unlock()
 	go func() {
-		t := time.NewTicker(time.Second)
+		t := time.NewTicker(500 * time.Millisecond)
 		defer t.Stop()
 		for {
 			select {

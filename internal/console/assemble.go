@@ -278,7 +278,7 @@ func timeoutOf(ctx context.Context) string {
 	return "none"
 }
 
-// showProgress prints the secondary's clone progress every few seconds
+// showProgress prints the secondary's clone progress, as it changes,
 // while a long request runs, so the operator sees it move.
 func showProgress(ctx context.Context, w io.Writer, c *Client, name string) (stop func()) {
 	done := make(chan struct{})
@@ -292,7 +292,7 @@ func showProgress(ctx context.Context, w io.Writer, c *Client, name string) (sto
 				return
 			case <-ctx.Done():
 				return
-			case <-time.After(3 * time.Second):
+			case <-time.After(time.Second):
 			}
 			var n api.NodeInfo
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
