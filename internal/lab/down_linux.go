@@ -118,9 +118,9 @@ func Down(ctx context.Context, log *slog.Logger, name string) error {
 	if err := os.RemoveAll(l.Dir); err != nil {
 		problems = append(problems, fmt.Errorf("while removing %s: %w", l.Dir, err))
 	}
-	// Leave no empty parents behind; both fail harmlessly when not empty.
-	_ = os.Remove(BaseDir)
-	_ = os.Remove(netnsEtcDir)
+	// The shared parents (/var/lib/tandem-lab, /etc/netns) stay: removing
+	// them when they look empty races with another lab being built at the
+	// same moment, whose directories would vanish under it.
 	return errors.Join(problems...)
 }
 
