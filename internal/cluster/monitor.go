@@ -274,11 +274,11 @@ func (n *Node) watchReplication(ctx context.Context, m *monitor, s state.State) 
 		m.syncOn, m.syncKnown = want, true
 	}
 
-	synchronized := streaming
+	// sync and strict: the secondary confirms commits; async: it has
+	// everything the primary wrote.
+	synchronized := streaming && r.LagBytes == 0
 	if s.Cluster.Replication != ModeAsync {
 		synchronized = r.SyncState == "sync" || r.SyncState == "quorum"
-	} else {
-		synchronized = streaming && r.LagBytes == 0
 	}
 	if !m.syncFlagKnown || synchronized != m.synchronized {
 		err := n.withConn(ctx, func(c *pgx.Conn) error { return SetSynchronized(ctx, c, synchronized) })
