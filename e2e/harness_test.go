@@ -72,7 +72,7 @@ func binDir(t *testing.T) string {
 		if err != nil {
 			goTool = "/usr/local/go/bin/go"
 		}
-		cmd := exec.Command(goTool, "build", "-o", dir, "./cmd/tandem", "./cmd/tandemd", "./e2e/labprobe")
+		cmd := exec.Command(goTool, "build", "-tags", "crashhook", "-o", dir, "./cmd/tandem", "./cmd/tandemd", "./e2e/labprobe")
 		cmd.Dir = ".." // the module root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			bins.err = fmt.Errorf("go build: %v\n%s", err, out)

@@ -26,6 +26,9 @@ const (
 	CodeConflict         = "conflict"
 	CodeUnavailable      = "unavailable"
 	CodeInternal         = "internal"
+	// CodeDetached: the caller went away before the operation it started
+	// finished; the operation carries on on the node.
+	CodeDetached = "detached"
 )
 
 // Errorf builds an *Error.

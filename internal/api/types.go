@@ -19,12 +19,16 @@ type NodeInfo struct {
 	Fingerprint    string `json:"fingerprint"`
 	// Role is none (no cluster), primary, secondary or standalone (a former
 	// primary after disassembly, still holding the cluster IP).
-	Role     string       `json:"role"`
-	Term     int64        `json:"term"`
-	Cluster  string       `json:"cluster,omitempty"`
-	Op       string       `json:"operation,omitempty"` // operation in flight
-	Progress *Progress    `json:"progress,omitempty"`  // of a long operation (clone, rewind)
-	Postgres PostgresInfo `json:"postgres"`
+	Role     string    `json:"role"`
+	Term     int64     `json:"term"`
+	Cluster  string    `json:"cluster,omitempty"`
+	Op       string    `json:"operation,omitempty"` // journaled operation in flight, kind:step
+	Progress *Progress `json:"progress,omitempty"`  // of a long operation (clone, rewind)
+	// Running is the operation in flight, with its steps so far; Last is the
+	// last one that finished on this node since tandemd started.
+	Running  *OperationInfo `json:"operation_running,omitempty"`
+	Last     *OperationInfo `json:"operation_last,omitempty"`
+	Postgres PostgresInfo   `json:"postgres"`
 }
 
 // PostgresInfo is the supervised PostgreSQL instance as tandemd sees it.
@@ -306,3 +310,24 @@ type Progress struct {
 	TotalBytes int64     `json:"total_bytes,omitempty"` // expected; 0 when unknown
 	Since      time.Time `json:"since"`
 }
+
+// OperationInfo is one operation as the node's runner sees it: who started
+// it, the journaled step it reached, its timed steps, and its outcome.
+type OperationInfo struct {
+	ID         string     `json:"id"`
+	Kind       string     `json:"kind"`
+	By         string     `json:"by"`             // console, peer or node (boot, monitor, rejoin)
+	Step       string     `json:"step,omitempty"` // last journaled step
+	Steps      []Step     `json:"steps,omitempty"`
+	StartedAt  time.Time  `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	Outcome    string     `json:"outcome"` // running, succeeded or failed
+	Error      string     `json:"error,omitempty"`
+}
+
+// Outcomes of an operation.
+const (
+	OutcomeRunning   = "running"
+	OutcomeSucceeded = "succeeded"
+	OutcomeFailed    = "failed"
+)

@@ -21,14 +21,39 @@ import (
 	"github.com/tandem-ha/tandem/internal/tool"
 )
 
-// Operation kinds journaled in the state file.
+// Operation kinds of assembly.
 const (
-	OpAssemble    = "assemble"
-	OpJoin        = "join"
-	OpDisassemble = "disassemble"
-	OpLeave       = "leave"
-	OpReseed      = "reseed"
+	OpAssemble state.OpKind = "assemble" // on the primary
+	OpJoin     state.OpKind = "join"     // on the secondary
 )
+
+// Steps of an assembly on the primary, and of a join.
+const (
+	StepReplicationRole state.Step = "replication-role"
+	StepPGConfig        state.Step = "pg-config"
+	StepRecord          state.Step = "record"
+	StepJoin            state.Step = "join"
+	// StepClone (rejoin.go) is also the join's one step.
+)
+
+// An assembly interrupted on the primary is finished when the secondary
+// had joined, and undone otherwise; a join interrupted on the secondary
+// gets its old data back and holds no cluster again.
+var assembleRecovery = stepTable{
+	StepReplicationRole: {how: "undo the primary's side (role, slot, pg_hba, record)", afterStart: (*Node).recoverAssemble},
+	StepPGConfig:        {how: "undo the primary's side (role, slot, pg_hba, record)", afterStart: (*Node).recoverAssemble},
+	StepRecord:          {how: "undo the primary's side (role, slot, pg_hba, record)", afterStart: (*Node).recoverAssemble},
+	StepJoin:            {how: "the secondary joined → finish; otherwise undo the primary's side", afterStart: (*Node).recoverAssemble},
+}
+
+var joinRecovery = stepTable{
+	StepClone: {how: "put back the data the clone moved aside; the node holds no cluster", beforeStart: func(n *Node, _ state.State) error {
+		if _, err := n.restoreAside(); err != nil {
+			return err
+		}
+		return n.set(func(s *state.State) { s.Role, s.Term, s.Cluster, s.Operation = state.RoleNone, 0, nil, nil })
+	}},
+}
 
 // Replication modes.
 const (
@@ -79,21 +104,24 @@ func ValidateSpec(req *api.AssembleRequest) error {
 // req.Secondary cloned from it as its hot standby. Nothing changes on
 // either node until every check has passed; a failure after that rolls
 // this node back to how it was, and the secondary rolls itself back.
-func (n *Node) Assemble(ctx context.Context, req api.AssembleRequest) (res api.AssembleResult, err error) {
-	start := time.Now()
-	defer func() { n.ops.record(OpAssemble, err, time.Since(start)) }()
+func (n *Node) Assemble(ctx context.Context, req api.AssembleRequest) (api.AssembleResult, error) {
 	if err := ValidateSpec(&req); err != nil {
 		return api.AssembleResult{}, err
 	}
-	if !n.opMu.TryLock() {
-		return api.AssembleResult{}, conflict("another operation is in progress on %s; wait for it to finish", n.cfg.Name)
-	}
-	defer n.opMu.Unlock()
+	return runOp(n, ctx, OpAssemble, byConsole, func(ctx context.Context, _ func(api.AssembleResult, error)) (api.AssembleResult, error) {
+		return n.assemble(ctx, req)
+	})
+}
 
+func (n *Node) assemble(ctx context.Context, req api.AssembleRequest) (res api.AssembleResult, err error) {
+	start := time.Now()
 	// 1. Preconditions on this node.
 	before := n.State()
 	if before.Role != state.RoleNone && before.Role != state.RoleStandalone {
 		return api.AssembleResult{}, conflict("%s already belongs to cluster %q as %s: disassemble it first", n.cfg.Name, before.Cluster.Name, before.Role)
+	}
+	if err := n.noPendingJournal(before); err != nil {
+		return api.AssembleResult{}, err
 	}
 	ps := n.pg.Status(ctx)
 	if ps.State != "running" {
@@ -115,7 +143,7 @@ func (n *Node) Assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 		return api.AssembleResult{}, err
 	}
 	switch {
-	case info.Role != state.RoleNone:
+	case state.Role(info.Role) != state.RoleNone:
 		return api.AssembleResult{}, conflict("the secondary %s already holds a cluster (%q, role %s): disassemble it there first", info.Name, info.Cluster, info.Role)
 	case info.Name == n.cfg.Name:
 		return api.AssembleResult{}, badRequest("both nodes are named %q: give each node its own node.name", info.Name)
@@ -140,15 +168,15 @@ func (n *Node) Assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 	undo := &undoList{}
 	fail := func(err error) (api.AssembleResult, error) {
 		n.log.Error("assembly failed; rolling back", "op", OpAssemble, "err", err)
-		rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
 		undo.run(rctx, n)
-		if serr := n.save(before); serr != nil {
+		if serr := n.set(func(s *state.State) { *s = before.Clone() }); serr != nil {
 			n.log.Error("could not restore the state file", "err", serr)
 		}
 		return api.AssembleResult{}, err
 	}
-	if err := n.journal(OpAssemble, "replication-role"); err != nil {
+	if err := n.journal(OpAssemble, StepReplicationRole, 0); err != nil {
 		return api.AssembleResult{}, err
 	}
 	password := randomPassword()
@@ -175,7 +203,7 @@ func (n *Node) Assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 		return fail(err)
 	}
 
-	if err := n.journal(OpAssemble, "pg-config"); err != nil {
+	if err := n.journal(OpAssemble, StepPGConfig, 0); err != nil {
 		return fail(err)
 	}
 	undo.add("restore pg_hba.conf and settings", func(ctx context.Context) error {
@@ -195,7 +223,7 @@ func (n *Node) Assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 		return fail(err)
 	}
 
-	if err := n.journal(OpAssemble, "record"); err != nil {
+	if err := n.journal(OpAssemble, StepRecord, 0); err != nil {
 		return fail(err)
 	}
 	rec := api.Record{
@@ -223,12 +251,15 @@ func (n *Node) Assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 		return fail(err)
 	}
 
-	s := n.State()
-	s.Role, s.Term = state.RolePrimary, 1
-	s.Cluster = &state.Membership{Name: req.Name, ClusterIP: req.ClusterIP, DNSName: req.DNSName, Replication: req.Replication,
-		Peer: &state.Peer{Name: secondary.Name, IP: secondary.IP, APIPort: secondary.APIPort, PGPort: secondary.PGPort, Fingerprint: secondary.Fingerprint}}
-	s.Operation.Step = "join"
-	if err := n.save(s); err != nil {
+	err = n.set(func(s *state.State) {
+		s.Role, s.Term = state.RolePrimary, 1
+		s.Cluster = &state.Membership{Name: req.Name, ClusterIP: req.ClusterIP, DNSName: req.DNSName, Replication: req.Replication,
+			Peer: &state.Peer{Name: secondary.Name, IP: secondary.IP, APIPort: secondary.APIPort, PGPort: secondary.PGPort, Fingerprint: secondary.Fingerprint}}
+	})
+	if err == nil {
+		err = n.journal(OpAssemble, StepJoin, 0)
+	}
+	if err != nil {
 		return fail(err)
 	}
 	undo.add("give up the cluster IP", func(ctx context.Context) error {
@@ -265,14 +296,12 @@ func (n *Node) Assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 	took := time.Since(start).Round(time.Millisecond)
 	n.event(ctx, EventAssembled, n.cfg.Name, fmt.Sprintf("cluster %s assembled: primary %s, secondary %s, replication %s, cluster IP %s (%s; the secondary's clone took %s)",
 		req.Name, n.cfg.Name, secondary.Name, req.Replication, req.ClusterIP, took, jr.CloneTook))
-	s = n.State()
-	s.Operation = nil
-	if err := n.save(s); err != nil {
+	if err := n.forgetOperation(); err != nil {
 		return api.AssembleResult{}, err
 	}
 	n.log.Info("assembled", "op", OpAssemble, "took", took)
 	if before.Role != state.RoleStandalone {
-		n.runHook(ctx, before.Role, state.RolePrimary, 1)
+		n.runHook(ctx, string(before.Role), string(state.RolePrimary), 1)
 		n.startServices(ctx, 1)
 	}
 	var out api.Record
@@ -292,40 +321,51 @@ func (n *Node) Join(ctx context.Context, req api.JoinRequest) (api.JoinResult, e
 	if err := validateJoin(req, n.cfg.Name); err != nil {
 		return api.JoinResult{}, err
 	}
-	if !n.opMu.TryLock() {
-		return api.JoinResult{}, conflict("another operation is in progress on %s", n.cfg.Name)
-	}
-	defer n.opMu.Unlock()
+	return runOp(n, ctx, OpJoin, byPeer, func(ctx context.Context, _ func(api.JoinResult, error)) (api.JoinResult, error) {
+		return n.join(ctx, req)
+	})
+}
+
+func (n *Node) join(ctx context.Context, req api.JoinRequest) (api.JoinResult, error) {
 	before := n.State()
 	if before.Role != state.RoleNone {
 		return api.JoinResult{}, conflict("%s already belongs to cluster %q as %s", n.cfg.Name, before.Cluster.Name, before.Role)
 	}
+	if err := n.noPendingJournal(before); err != nil {
+		return api.JoinResult{}, err
+	}
 	n.log.Info("joining", "op", OpJoin, "primary", req.Primary.Name, "cluster", req.Name)
-
-	s := n.State()
-	s.Cluster = &state.Membership{Name: req.Name, ClusterIP: req.ClusterIP, DNSName: req.DNSName, Replication: req.Replication,
-		Peer: &state.Peer{Name: req.Primary.Name, IP: req.Primary.IP, APIPort: req.Primary.APIPort, PGPort: req.Primary.PGPort, Fingerprint: req.Primary.Fingerprint}}
-	s.Operation = &state.Operation{Kind: OpJoin, Step: "clone", StartedAt: time.Now().UTC()}
-	if err := n.save(s); err != nil {
+	restore := func() {
+		if err := n.set(func(s *state.State) { *s = before.Clone() }); err != nil {
+			n.log.Error("could not restore the state file", "err", err)
+		}
+	}
+	err := n.set(func(s *state.State) {
+		s.Cluster = &state.Membership{Name: req.Name, ClusterIP: req.ClusterIP, DNSName: req.DNSName, Replication: req.Replication,
+			Peer: &state.Peer{Name: req.Primary.Name, IP: req.Primary.IP, APIPort: req.Primary.APIPort, PGPort: req.Primary.PGPort, Fingerprint: req.Primary.Fingerprint}}
+	})
+	if err == nil {
+		err = n.journal(OpJoin, StepClone, 0)
+	}
+	if err != nil {
+		restore()
 		return api.JoinResult{}, err
 	}
 	if err := fsutil.WriteFileAtomic(filepath.Join(n.cfg.StateDir, replPasswordFile), []byte(req.ReplicationPassword+"\n"), 0o600); err != nil {
-		_ = n.save(before)
+		restore()
 		return api.JoinResult{}, err
 	}
 	took, aside, err := n.cloneFrom(ctx, req.Primary, req.Secondary.Slot, req.ReplicationPassword)
 	if err != nil {
-		_ = n.save(before)
+		restore()
 		return api.JoinResult{}, err
 	}
-	s = n.State()
-	s.Role, s.Term, s.Operation = state.RoleSecondary, req.Term, nil
-	if err := n.save(s); err != nil {
+	if err := n.set(func(s *state.State) { s.Role, s.Term, s.Operation = state.RoleSecondary, req.Term, nil }); err != nil {
 		return api.JoinResult{}, err
 	}
 	n.markHeard()
 	n.setVIPAddress()
-	n.runHook(ctx, state.RoleNone, state.RoleSecondary, req.Term)
+	n.runHook(ctx, string(state.RoleNone), string(state.RoleSecondary), req.Term)
 	n.log.Info("joined; streaming from the primary", "op", OpJoin, "primary", req.Primary.Name, "clone_took", took)
 	return api.JoinResult{Node: n.Node(ctx), CloneTook: took.Round(time.Millisecond).String(), OldDataDir: aside}, nil
 }
@@ -344,7 +384,7 @@ func (n *Node) cloneFrom(ctx context.Context, primary api.Member, slot, password
 	}
 	restore := func(cause error) (time.Duration, string, error) {
 		n.log.Error("clone failed; restoring the old data", "err", cause, "old_data_dir", aside)
-		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
 		_ = n.pg.Halt(rctx, true)
 		if _, err := os.Stat(aside); err == nil {
@@ -539,4 +579,36 @@ func primarySize(ctx context.Context, primary api.Member, password string) int64
 	var size int64
 	_ = c.QueryRow(ctx, `SELECT sum(pg_database_size(oid))::bigint FROM pg_database WHERE datallowconn`).Scan(&size)
 	return size
+}
+
+// recoverAssemble settles an assembly a restart interrupted on the
+// primary: did the secondary finish joining? Then only the last steps are
+// missing; otherwise undo the primary's side.
+func (n *Node) recoverAssemble(ctx context.Context) {
+	s := n.State()
+	if s.Cluster != nil && s.Cluster.Peer != nil {
+		hb, err := n.askPeer(ctx, memberOf(s.Cluster.Peer), 2*time.Second)
+		if err == nil && state.Role(hb.Role) == state.RoleSecondary {
+			n.log.Info("the secondary had joined; finishing the assembly")
+			n.event(ctx, EventAssembled, n.cfg.Name, "cluster "+s.Cluster.Name+" assembled (finished after a tandemd restart)")
+			if err := n.forgetOperation(); err != nil {
+				n.log.Error("could not close the journal", "err", err)
+			}
+			return
+		}
+	}
+	n.log.Warn("rolling back an assembly interrupted by a restart")
+	if s.Cluster != nil && s.Cluster.Peer != nil {
+		if err := n.dropPrimarySide(ctx, slotName(s.Cluster.Peer.Name)); err != nil {
+			n.log.Error("rollback incomplete", "err", err)
+		}
+	}
+	_ = n.withConn(ctx, func(c *pgx.Conn) error {
+		_, err := c.Exec(ctx, `DROP SCHEMA IF EXISTS tandem CASCADE`)
+		return err
+	})
+	_ = n.vip.Release(ctx)
+	if err := n.set(func(s *state.State) { s.Role, s.Term, s.Cluster, s.Operation = state.RoleNone, 0, nil, nil }); err != nil {
+		n.log.Error("could not save the state", "err", err)
+	}
 }

@@ -14,6 +14,30 @@ import (
 	"github.com/tandem-ha/tandem/internal/state"
 )
 
+// Operation kinds of disassembly.
+const (
+	OpDisassemble state.OpKind = "disassemble" // on the primary
+	OpLeave       state.OpKind = "leave"       // on the secondary
+)
+
+// Steps of a disassembly and of leaving.
+const (
+	StepPrimarySide   state.Step = "primary"        // the primary drops slot, role, pg_hba lines
+	StepRemoveReplica state.Step = "remove-replica" // the secondary removes its replica
+	StepInit          state.Step = "init"           // …and starts a fresh, empty PostgreSQL
+)
+
+// A disassembly interrupted on the primary is finished; so is leaving on
+// the secondary (its replica holds nothing of its own).
+var disassembleRecovery = stepTable{
+	StepPrimarySide: {how: "finish: drop the primary's side, mark the record standalone", afterStart: (*Node).recoverDisassemble},
+}
+
+var leaveRecovery = stepTable{
+	StepRemoveReplica: {how: "finish: remove the replica; an empty PostgreSQL is initialised", beforeStart: (*Node).finishLeave},
+	StepInit:          {how: "finish: remove the replica; an empty PostgreSQL is initialised", beforeStart: (*Node).finishLeave},
+}
+
 // Disassemble ends the cluster. On the primary: the secondary removes its
 // replica first, then the primary drops the slot, the replication role and
 // its pg_hba entries and marks the record standalone; it keeps its data and
@@ -21,11 +45,16 @@ import (
 // secondary, only with Force (the primary is gone): it removes its own
 // replica and returns to "no cluster".
 func (n *Node) Disassemble(ctx context.Context, req api.DisassembleRequest) (api.DisassembleResult, error) {
-	if !n.opMu.TryLock() {
-		return api.DisassembleResult{}, conflict("another operation is in progress on %s", n.cfg.Name)
-	}
-	defer n.opMu.Unlock()
+	return runOp(n, ctx, OpDisassemble, byConsole, func(ctx context.Context, _ func(api.DisassembleResult, error)) (api.DisassembleResult, error) {
+		return n.disassemble(ctx, req)
+	})
+}
+
+func (n *Node) disassemble(ctx context.Context, req api.DisassembleRequest) (api.DisassembleResult, error) {
 	s := n.State()
+	if err := n.noPendingJournal(s); err != nil {
+		return api.DisassembleResult{}, err
+	}
 	switch s.Role {
 	case state.RolePrimary:
 	case state.RoleSecondary:
@@ -56,7 +85,7 @@ func (n *Node) Disassemble(ctx context.Context, req api.DisassembleRequest) (api
 	}
 
 	// 2. The primary side.
-	if err := n.journal(OpDisassemble, "primary"); err != nil {
+	if err := n.journal(OpDisassemble, StepPrimarySide, 0); err != nil {
 		return res, err
 	}
 	if err := n.dropPrimarySide(ctx, peer.Slot); err != nil {
@@ -73,11 +102,11 @@ func (n *Node) Disassemble(ctx context.Context, req api.DisassembleRequest) (api
 	if err != nil {
 		return res, err
 	}
-	s = n.State()
 	n.event(ctx, EventDisassembled, n.cfg.Name, fmt.Sprintf("cluster %s disassembled: %s stays read-write with the cluster IP; secondary %s: %s", s.Cluster.Name, n.cfg.Name, peer.Name, res.Secondary))
-	s.Role, s.Operation = state.RoleStandalone, nil
-	s.Cluster.Peer = nil
-	if err := n.save(s); err != nil {
+	if err := n.set(func(s *state.State) {
+		s.Role, s.Operation = state.RoleStandalone, nil
+		s.Cluster.Peer = nil
+	}); err != nil {
 		return res, err
 	}
 	_ = os.Remove(filepath.Join(n.cfg.StateDir, replPasswordFile))
@@ -112,14 +141,17 @@ func (n *Node) dropPrimarySide(ctx context.Context, slot string) error {
 
 // Leave is the secondary's side of disassembly, asked by the primary.
 func (n *Node) Leave(ctx context.Context) error {
-	if !n.opMu.TryLock() {
-		return conflict("another operation is in progress on %s", n.cfg.Name)
-	}
-	defer n.opMu.Unlock()
-	if s := n.State(); s.Role != state.RoleSecondary {
-		return conflict("%s is not a secondary (role %s)", n.cfg.Name, s.Role)
-	}
-	return n.leave(ctx)
+	_, err := runOp(n, ctx, OpLeave, byPeer, func(ctx context.Context, _ func(struct{}, error)) (struct{}, error) {
+		s := n.State()
+		if s.Role != state.RoleSecondary {
+			return struct{}{}, conflict("%s is not a secondary (role %s)", n.cfg.Name, s.Role)
+		}
+		if err := n.noPendingJournal(s); err != nil {
+			return struct{}{}, err
+		}
+		return struct{}{}, n.leave(ctx)
+	})
+	return err
 }
 
 // leave removes this secondary's replica and starts a fresh, empty
@@ -127,7 +159,7 @@ func (n *Node) Leave(ctx context.Context) error {
 // again. The replica holds nothing of its own (it is a copy of the
 // primary), so it is deleted, not kept.
 func (n *Node) leave(ctx context.Context) error {
-	if err := n.journal(OpLeave, "remove-replica"); err != nil {
+	if err := n.journal(OpLeave, StepRemoveReplica, 0); err != nil {
 		return err
 	}
 	if err := n.pg.Halt(ctx, true); err != nil {
@@ -136,21 +168,62 @@ func (n *Node) leave(ctx context.Context) error {
 	if err := os.RemoveAll(n.pg.DataDir()); err != nil {
 		return fmt.Errorf("while removing the replica: %w", err)
 	}
-	if err := n.journal(OpLeave, "init"); err != nil {
+	if err := n.journal(OpLeave, StepInit, 0); err != nil {
 		return err
 	}
 	n.pg.SetSettings(baseSettings(n.cfg.MaxSlotWALKeep))
 	if err := n.pg.Resume(ctx, true); err != nil {
 		return fmt.Errorf("while starting a fresh PostgreSQL: %w", err)
 	}
-	s := n.State()
-	s.Role, s.Term, s.Cluster, s.Operation = state.RoleNone, 0, nil, nil
-	if err := n.save(s); err != nil {
+	if err := n.set(func(s *state.State) { s.Role, s.Term, s.Cluster, s.Operation = state.RoleNone, 0, nil, nil }); err != nil {
 		return err
 	}
 	_ = os.Remove(filepath.Join(n.cfg.StateDir, replPasswordFile))
 	n.log.Info("left the cluster; fresh PostgreSQL running", "op", OpLeave)
 	return nil
+}
+
+// finishLeave completes leaving after a restart, before PostgreSQL starts:
+// the replica is removed, and the supervisor initialises an empty data
+// directory as for a new node.
+func (n *Node) finishLeave(_ state.State) error {
+	if err := os.RemoveAll(n.pg.DataDir()); err != nil {
+		return err
+	}
+	if err := n.set(func(s *state.State) { s.Role, s.Term, s.Cluster, s.Operation = state.RoleNone, 0, nil, nil }); err != nil {
+		return err
+	}
+	_ = os.Remove(filepath.Join(n.cfg.StateDir, replPasswordFile))
+	return nil
+}
+
+// recoverDisassemble finishes a disassembly a restart interrupted on the
+// primary.
+func (n *Node) recoverDisassemble(ctx context.Context) {
+	n.log.Info("finishing a disassembly interrupted by a restart")
+	s := n.State()
+	if s.Cluster != nil && s.Cluster.Peer != nil {
+		if err := n.dropPrimarySide(ctx, slotName(s.Cluster.Peer.Name)); err != nil {
+			n.log.Error("could not finish the disassembly", "err", err)
+			return
+		}
+	}
+	_ = n.withConn(ctx, func(c *pgx.Conn) error {
+		_, err := c.Exec(ctx, `UPDATE tandem.cluster SET state = 'standalone', synchronized = false`)
+		if err == nil {
+			_, err = c.Exec(ctx, `DELETE FROM tandem.members WHERE name <> $1`, n.cfg.Name)
+		}
+		return err
+	})
+	err := n.set(func(s *state.State) {
+		s.Role, s.Operation = state.RoleStandalone, nil
+		if s.Cluster != nil {
+			s.Cluster.Peer = nil
+		}
+	})
+	if err != nil {
+		n.log.Error("could not save the state", "err", err)
+	}
 }
 
 // dropSlotNow drops a slot even while a (partitioned) standby still holds

@@ -3,12 +3,21 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"time"
 
 	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/state"
+)
+
+// OpFailover makes the secondary primary because the primary is gone. Its
+// one journaled step is the promotion's (promote:promote).
+const OpFailover state.OpKind = "failover"
+
+// Event kinds of a failover.
+const (
+	EventFailoverStarted  = "failover_started"
+	EventFailoverFinished = "failover_finished"
 )
 
 // Failover makes this secondary the primary because the primary is gone.
@@ -17,30 +26,28 @@ import (
 // no flag skips, since an answer there means a primary is still alive —
 // promotes, bumps the term and takes the cluster IP. The cluster is then
 // degraded until the old primary rejoins, which it does by itself.
-func (n *Node) Failover(ctx context.Context, req api.FailoverRequest) (res api.FailoverResult, err error) {
+func (n *Node) Failover(ctx context.Context, req api.FailoverRequest) (api.FailoverResult, error) {
+	return runOp(n, ctx, OpFailover, byConsole, func(ctx context.Context, _ func(api.FailoverResult, error)) (api.FailoverResult, error) {
+		return n.failover(ctx, req)
+	})
+}
+
+func (n *Node) failover(ctx context.Context, req api.FailoverRequest) (api.FailoverResult, error) {
 	start := time.Now()
-	defer func() { n.ops.record(OpFailover, err, time.Since(start)) }()
-	st := newSteps()
-	if !n.opMu.TryLock() {
-		return api.FailoverResult{}, conflict("another operation is in progress on %s", n.cfg.Name)
-	}
-	defer n.opMu.Unlock()
+	st := n.newSteps()
 	s := n.State()
 	if s.Role != state.RoleSecondary || s.Cluster == nil || s.Cluster.Peer == nil {
 		return api.FailoverResult{}, conflict("%s is not the secondary of a cluster (role %s); failover is sent to the secondary", n.cfg.Name, s.Role)
+	}
+	if err := n.noPendingJournal(s); err != nil {
+		return api.FailoverResult{}, err
 	}
 	peer := memberOf(s.Cluster.Peer)
 	// The monitor asks the peer every second; when it has not heard from
 	// it for a while, the primary is silent as far as this node can tell,
 	// and a fresh check would only add its timeout to the outage.
 	if ago := n.heardAgo(); !req.Force && ago >= 0 && ago < 3*time.Second {
-		p := n.peerOf(peer)
-		var hb api.Heartbeat
-		hctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		err := p.do(hctx, http.MethodGet, "/v1/peer/heartbeat", nil, &hb)
-		cancel()
-		p.close()
-		if err == nil {
+		if hb, err := n.askPeer(ctx, peer, 500*time.Millisecond); err == nil {
 			return api.FailoverResult{}, conflict("the primary %s answers %s (role %s, term %d, PostgreSQL %s): failover refused. For a planned change use switchover", peer.Name, n.cfg.Name, hb.Role, hb.Term, hb.Postgres)
 		}
 	}
@@ -61,11 +68,14 @@ func (n *Node) Failover(ctx context.Context, req api.FailoverRequest) (res api.F
 		return api.FailoverResult{}, err
 	}
 	took := time.Since(start).Round(time.Millisecond)
-	go func() {
-		bg := context.WithoutCancel(ctx)
-		n.event(bg, EventFailoverStarted, n.cfg.Name, fmt.Sprintf("failover from %s to %s started (term %d → %d)%s", peer.Name, n.cfg.Name, s.Term, newTerm, map[bool]string{true: " with --force", false: ""}[req.Force]))
-		n.afterPromotion(bg, newTerm, "failover")
-		n.event(bg, EventFailoverFinished, n.cfg.Name, fmt.Sprintf("failover finished in %s: %s is primary at term %d; the cluster is degraded until %s rejoins", took, n.cfg.Name, newTerm, peer.Name))
-	}()
+	forced := ""
+	if req.Force {
+		forced = " with --force"
+	}
+	n.run.goAttach(func(ctx context.Context) {
+		n.event(ctx, EventFailoverStarted, n.cfg.Name, fmt.Sprintf("failover from %s to %s started (term %d → %d)%s", peer.Name, n.cfg.Name, s.Term, newTerm, forced))
+		n.afterPromotion(ctx, newTerm, "failover")
+		n.event(ctx, EventFailoverFinished, n.cfg.Name, fmt.Sprintf("failover finished in %s: %s is primary at term %d; the cluster is degraded until %s rejoins", took, n.cfg.Name, newTerm, peer.Name))
+	})
 	return api.FailoverResult{Primary: n.cfg.Name, Term: newTerm, Took: took.String(), Steps: st.list}, nil
 }

@@ -70,8 +70,8 @@ func (n *Node) Collect(ch chan<- prometheus.Metric) {
 		}
 		return 0
 	}
-	for _, r := range []string{state.RoleNone, state.RolePrimary, state.RoleSecondary, state.RoleStandalone} {
-		gauge(descRole, b2f(s.Role == r), r)
+	for _, r := range []state.Role{state.RoleNone, state.RolePrimary, state.RoleSecondary, state.RoleStandalone} {
+		gauge(descRole, b2f(s.Role == r), string(r))
 	}
 	gauge(descTerm, float64(s.Term))
 	ps := n.pg.Status(ctx)

@@ -28,9 +28,32 @@ const (
 	EventClusterIPConflict = "cluster_ip_conflict"
 )
 
+// OpReseed clones a secondary afresh when the primary no longer has the
+// WAL it needs.
+const OpReseed state.OpKind = "reseed"
+
+// Steps of a re-seed.
+const (
+	StepSlot state.Step = "slot" // the primary is asked to recreate the slot
+	// StepClone (rejoin.go): the fresh copy is being made.
+)
+
+// A re-seed interrupted before its clone needs nothing; one interrupted in
+// its clone gets the old data back and stays the secondary it was (the
+// monitor starts the re-seed again).
+var reseedRecovery = stepTable{
+	StepSlot: {how: "nothing changed yet: close the journal", beforeStart: func(n *Node, _ state.State) error { return n.forgetOperation() }},
+	StepClone: {how: "put back the data the clone moved aside; the monitor re-seeds again", beforeStart: func(n *Node, _ state.State) error {
+		if _, err := n.restoreAside(); err != nil {
+			return err
+		}
+		return n.forgetOperation()
+	}},
+}
+
 // monitor is the state of the watch loop; only its goroutine touches it.
 type monitor struct {
-	role           string
+	role           state.Role
 	term           int64
 	peerUp         bool
 	peerDownSince  time.Time
@@ -60,6 +83,8 @@ func (n *Node) runMonitor(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-n.run.stopping:
+			return
 		case <-t.C:
 		}
 		s := n.State()
@@ -79,8 +104,10 @@ func (n *Node) runMonitor(ctx context.Context) {
 		case state.RolePrimary:
 			n.watchReplication(ctx, m, s)
 		case state.RoleSecondary:
-			if err == nil && hb.Role == state.RolePrimary && hb.SlotWALStatus == "lost" {
-				n.reseed(ctx, s, "the primary removed WAL this secondary still needed (max_slot_wal_keep_size was passed)")
+			if err == nil && state.Role(hb.Role) == state.RolePrimary && hb.SlotWALStatus == "lost" {
+				n.inline(OpReseed, func(ctx context.Context) error {
+					return n.reseed(ctx, "the primary removed WAL this secondary still needed (max_slot_wal_keep_size was passed)")
+				})
 			}
 		}
 	}
@@ -89,12 +116,8 @@ func (n *Node) runMonitor(ctx context.Context) {
 // heartbeat asks the peer who it is; the answer also feeds failover's
 // "when did we last hear from the primary".
 func (n *Node) heartbeat(ctx context.Context, s state.State) (api.Heartbeat, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	p := n.peerOf(memberOf(s.Cluster.Peer))
-	defer p.close()
-	var hb api.Heartbeat
-	if err := p.do(ctx, http.MethodGet, "/v1/peer/heartbeat", nil, &hb); err != nil {
+	hb, err := n.askPeer(ctx, memberOf(s.Cluster.Peer), 2*time.Second)
+	if err != nil {
 		return hb, err
 	}
 	n.markHeard()
@@ -107,9 +130,13 @@ func (n *Node) Heartbeat(ctx context.Context) api.Heartbeat {
 	n.markHeard()
 	s := n.State()
 	ps := n.pg.Status(ctx)
-	hb := api.Heartbeat{Name: n.cfg.Name, Role: s.Role, Term: s.Term, Postgres: ps.State, InRecovery: ps.InRecovery}
-	if s.Operation != nil {
-		hb.Operation = s.Operation.Kind + ":" + s.Operation.Step
+	hb := api.Heartbeat{Name: n.cfg.Name, Role: string(s.Role), Term: s.Term, Postgres: ps.State, InRecovery: ps.InRecovery}
+	// The journaled operation, or else the one in flight that has not
+	// journaled yet (a promotion waiting for replay): a peer settling a
+	// switchover must not take "no operation" for "did not promote".
+	hb.Operation = opString(s.Operation)
+	if cur, _ := n.run.snapshot(); hb.Operation == "" && cur != nil {
+		hb.Operation = cur.Kind + ":" + cur.Step
 	}
 	if s.Role == state.RolePrimary && s.Cluster != nil && s.Cluster.Peer != nil {
 		_ = n.withConn(ctx, func(c *pgx.Conn) error {
@@ -266,10 +293,23 @@ func (n *Node) watchReplication(ctx context.Context, m *monitor, s state.State) 
 		}
 	}
 	if !m.syncKnown || want != m.syncOn || n.syncSettingDiffers(want, peer) {
-		n.pg.SetSettings(primarySettings(n.cfg.MaxSlotWALKeep, peer, want))
-		if err := n.pg.Reload(ctx); err != nil {
-			n.log.Error("could not change synchronous replication", "want", want, "err", err)
-			return
+		// Under the exclusion, and only if this node is still the primary
+		// the tick looked at: an operation may have changed the role (and
+		// PostgreSQL's settings) since.
+		applied := false
+		n.exclusive(func() {
+			if now := n.State(); now.Role != s.Role || now.Term != s.Term || now.Operation != nil {
+				return
+			}
+			n.pg.SetSettings(primarySettings(n.cfg.MaxSlotWALKeep, peer, want))
+			if err := n.pg.Reload(ctx); err != nil {
+				n.log.Error("could not change synchronous replication", "want", want, "err", err)
+				return
+			}
+			applied = true
+		})
+		if !applied {
+			return // the next tick looks again
 		}
 		m.syncOn, m.syncKnown = want, true
 	}
@@ -293,22 +333,26 @@ func (n *Node) watchReplication(ctx context.Context, m *monitor, s state.State) 
 // reports whether it changed this node's role.
 func (n *Node) observeTerm(ctx context.Context, s state.State, hb api.Heartbeat) bool {
 	switch {
-	case s.Role == state.RolePrimary && hb.Role == state.RolePrimary && hb.Term == s.Term:
+	case s.Role == state.RolePrimary && state.Role(hb.Role) == state.RolePrimary && hb.Term == s.Term:
 		// Cannot happen through tandem's own operations (only a promotion
 		// makes a primary, and it bumps the term); leave it to an operator
 		// rather than guess which one to stop.
 		n.log.Error("BOTH nodes claim to be primary in the same term; an operator must decide", "term", s.Term, "peer", hb.Name)
 	case s.Role == state.RolePrimary && hb.Term > s.Term:
-		if !n.opMu.TryLock() {
-			return false
-		}
-		defer n.opMu.Unlock()
-		n.fence(ctx, hb.Term, fmt.Sprintf("%s is %s at term %d", hb.Name, hb.Role, hb.Term))
-		n.rejoinLoop(ctx)
-		return true
-	case s.Role == state.RoleSecondary && hb.Role == state.RolePrimary && hb.Term > s.Term:
-		s.Term = hb.Term
-		if err := n.save(s); err != nil {
+		return n.inline(OpRejoin, func(ctx context.Context) error {
+			if now := n.State(); now.Role != state.RolePrimary || now.Term >= hb.Term {
+				return nil // an operation changed the role meanwhile
+			}
+			n.fence(ctx, hb.Term, fmt.Sprintf("%s is %s at term %d", hb.Name, hb.Role, hb.Term))
+			return n.rejoinLoop(ctx)
+		})
+	case s.Role == state.RoleSecondary && state.Role(hb.Role) == state.RolePrimary && hb.Term > s.Term:
+		err := n.set(func(now *state.State) {
+			if now.Role == state.RoleSecondary && now.Term < hb.Term {
+				now.Term = hb.Term
+			}
+		})
+		if err != nil {
 			n.log.Error("could not save the new term", "err", err)
 		}
 	}
@@ -345,41 +389,41 @@ func (n *Node) syncSettingDiffers(want bool, peer string) bool {
 
 // reseed clones this secondary afresh when the primary no longer has the
 // WAL it needs. The primary recreates the slot first, so the new copy is
-// protected from the moment it starts.
-func (n *Node) reseed(ctx context.Context, s state.State, why string) {
-	if !n.opMu.TryLock() {
-		return
+// protected from the moment it starts. A failure is retried by the monitor.
+func (n *Node) reseed(ctx context.Context, why string) error {
+	s := n.State()
+	if s.Role != state.RoleSecondary || s.Operation != nil {
+		return nil // an operation changed the role meanwhile
 	}
-	defer n.opMu.Unlock()
 	start := time.Now()
 	n.log.Warn("re-seeding this secondary", "op", OpReseed, "reason", why)
 	primary := memberOf(s.Cluster.Peer)
-	if err := n.journal(OpReseed, "slot"); err != nil {
-		return
+	if err := n.journal(OpReseed, StepSlot, 0); err != nil {
+		return err
 	}
 	defer func() {
-		st := n.State()
-		st.Operation = nil
-		_ = n.save(st)
+		if err := n.forgetOperation(); err != nil {
+			n.log.Error("could not close the journal", "err", err)
+		}
 	}()
 	p := n.peerOf(primary)
 	defer p.close()
 	if err := p.do(ctx, http.MethodPost, "/v1/peer/reseed", nil, nil); err != nil {
-		n.log.Error("the primary did not recreate the slot; will retry", "err", err)
-		return
+		return fmt.Errorf("the primary did not recreate the slot (the monitor retries): %w", err)
 	}
 	password, err := n.readReplPassword()
 	if err != nil {
-		n.log.Error("cannot re-seed", "err", err)
-		return
+		return fmt.Errorf("cannot re-seed: %w", err)
 	}
-	_ = n.journal(OpReseed, "clone")
+	if err := n.journal(OpReseed, StepClone, 0); err != nil {
+		return err
+	}
 	took, _, err := n.cloneFrom(ctx, *primary, slotName(n.cfg.Name), password)
 	if err != nil {
-		n.log.Error("re-seed failed; will retry", "err", err)
-		return
+		return fmt.Errorf("re-seed failed (the monitor retries): %w", err)
 	}
 	n.event(ctx, EventReseeded, n.cfg.Name, fmt.Sprintf("secondary %s was re-seeded with a fresh copy (%s; clone %s) because %s", n.cfg.Name, time.Since(start).Round(time.Millisecond), took.Round(time.Millisecond), why))
+	return nil
 }
 
 // RecreateSlot is the primary's side of a re-seed: a lost slot is dropped

@@ -92,17 +92,17 @@ type VIP interface {
 	Probe(ctx context.Context, p netip.Prefix) (holderMAC string, inUse bool, err error)
 }
 
-// Node is one node's cluster logic. Operations are serialised by opMu:
-// two operations never interleave on one node.
+// Node is one node's cluster logic. Every operation runs through run, the
+// node's one runner, which holds the one exclusion; the durable state
+// changes only through update.
 type Node struct {
 	cfg Config
 	log *slog.Logger
 	pg  Postgres
 	vip VIP
+	run *runner
 
-	opMu sync.Mutex // held for the whole of an operation
-
-	mu sync.Mutex
+	mu sync.Mutex // held across read, modify, save and publish of st
 	st state.State
 
 	peerMu    sync.Mutex
@@ -116,6 +116,10 @@ type Node struct {
 
 	progMu   sync.Mutex
 	progress *api.Progress
+
+	// svcMu orders role-bound services and hooks: a start after a
+	// promotion and a stop at the next demotion never interleave.
+	svcMu sync.Mutex
 }
 
 // ReplicationUser is the role the secondary streams as.
@@ -141,48 +145,62 @@ func New(cfg Config, st state.State, pg Postgres, vip VIP, log *slog.Logger) *No
 	if cfg.MaxSlotWALKeep == "" {
 		cfg.MaxSlotWALKeep = "8GB"
 	}
-	return &Node{cfg: cfg, st: st, pg: pg, vip: vip, log: log}
+	return &Node{cfg: cfg, st: st, pg: pg, vip: vip, log: log, run: newRunner()}
 }
 
 // State returns a copy of the node's durable state.
 func (n *Node) State() state.State {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	s := n.st
-	if s.Cluster != nil {
-		c := *s.Cluster
-		if c.Peer != nil {
-			p := *c.Peer
-			c.Peer = &p
-		}
-		s.Cluster = &c
-	}
-	return s
+	return n.st.Clone()
 }
 
-// save persists a new state; callers pass a modified copy of State().
-func (n *Node) save(s state.State) error {
+// update is the one writer of the durable state: fn changes a copy while
+// the lock is held; the copy is saved (fsynced) and published only when fn
+// and the save succeed, so the file and memory never disagree and two
+// writers never lose each other's change.
+func (n *Node) update(fn func(s *state.State) error) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := n.st.Clone()
+	if err := fn(&s); err != nil {
+		return err
+	}
 	if err := state.Save(n.cfg.StateDir, s); err != nil {
 		return fmt.Errorf("while saving the node state: %w", err)
 	}
-	n.mu.Lock()
 	n.st = s
-	n.mu.Unlock()
 	return nil
 }
 
-// journal records the step an operation has reached, in the state file.
-func (n *Node) journal(kind, step string) error {
-	s := n.State()
-	if s.Operation == nil || s.Operation.Kind != kind {
-		s.Operation = &state.Operation{Kind: kind, StartedAt: time.Now().UTC()}
+// set is update for a change that cannot fail by itself.
+func (n *Node) set(fn func(s *state.State)) error {
+	return n.update(func(s *state.State) error { fn(s); return nil })
+}
+
+// journal records in the state file the step an operation has reached
+// (and, when term is not 0, the term it moves to). Only steps in the
+// recovery table may be journaled: a step a restart could not finish or
+// roll back is a bug, refused here.
+func (n *Node) journal(kind state.OpKind, step state.Step, term int64) error {
+	if _, ok := recoveryFor(kind, step); !ok {
+		return fmt.Errorf("internal error: step %s:%s has no entry in the recovery table", kind, step)
 	}
-	s.Operation.Step = step
-	n.log.Info("operation step", "op", kind, "step", step)
-	if err := n.save(s); err != nil {
+	err := n.set(func(s *state.State) {
+		if s.Operation == nil || s.Operation.Kind != kind {
+			s.Operation = &state.Operation{Kind: kind, StartedAt: time.Now().UTC()}
+		}
+		s.Operation.Step = step
+		if term != 0 {
+			s.Operation.Term = term
+		}
+	})
+	if err != nil {
 		return err
 	}
-	n.crashHook(kind, step)
+	n.log.Info("operation step", "op", kind, "step", step, "term", term)
+	n.run.noteStep(step)
+	crashAt(n.log, kind, step)
 	return nil
 }
 
@@ -196,7 +214,7 @@ func (n *Node) Node(ctx context.Context) api.NodeInfo {
 		APIPort:        n.cfg.APIPort,
 		TandemdVersion: version.Version,
 		Fingerprint:    n.cfg.Fingerprint,
-		Role:           s.Role,
+		Role:           string(s.Role),
 		Term:           s.Term,
 		Postgres: api.PostgresInfo{
 			State:      ps.State,
@@ -213,9 +231,8 @@ func (n *Node) Node(ctx context.Context) api.NodeInfo {
 	if s.Cluster != nil {
 		info.Cluster = s.Cluster.Name
 	}
-	if s.Operation != nil {
-		info.Op = s.Operation.Kind + ":" + s.Operation.Step
-	}
+	info.Op = opString(s.Operation)
+	info.Running, info.Last = n.run.snapshot()
 	n.progMu.Lock()
 	if n.progress != nil {
 		p := *n.progress
@@ -289,7 +306,7 @@ type primaryContact struct {
 func (n *Node) noteContact(hb api.Heartbeat) {
 	n.peerMu.Lock()
 	defer n.peerMu.Unlock()
-	if hb.Role != state.RolePrimary || hb.FlushLSN == "" {
+	if state.Role(hb.Role) != state.RolePrimary || hb.FlushLSN == "" {
 		n.contactKnown = false
 		return
 	}
@@ -336,17 +353,6 @@ func (n *Node) event(ctx context.Context, kind, node, msg string) {
 
 func memberOf(p *state.Peer) *api.Member {
 	return &api.Member{Name: p.Name, IP: p.IP, APIPort: p.APIPort, PGPort: p.PGPort, Fingerprint: p.Fingerprint, Slot: slotName(p.Name)}
-}
-
-// crashHook is fault injection for the end-to-end tests: when the
-// environment variable TANDEMD_CRASH_AT names "op:step", tandemd exits at
-// once right after journaling that step, as if it had been killed there,
-// leaving PostgreSQL, the cluster IP and the state file as they are.
-func (n *Node) crashHook(kind, step string) {
-	if v := os.Getenv("TANDEMD_CRASH_AT"); v != "" && v == kind+":"+step {
-		n.log.Error("TANDEMD_CRASH_AT: exiting abruptly for a crash test", "op", kind, "step", step)
-		os.Exit(137)
-	}
 }
 
 // trackCopy publishes the progress of a copy into dir until the returned

@@ -2,79 +2,136 @@ package cluster
 
 import (
 	"context"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/state"
 )
 
-// StartupSettings are the settings PostgreSQL starts with, from the role
-// the state file remembers: a secondary must come back as a standby of its
-// primary, a primary with the replication mode it was assembled with.
-func (n *Node) StartupSettings() map[string]string {
-	s := n.State()
-	switch {
-	case s.Cluster == nil || s.Cluster.Peer == nil:
-		return baseSettings(n.cfg.MaxSlotWALKeep)
-	case s.Role == state.RoleSecondary:
-		pw, err := n.readReplPassword()
-		if err != nil {
-			n.log.Error("no replication password; the standby cannot connect", "err", err)
-		}
-		return standbySettings(n.cfg.MaxSlotWALKeep, *memberOf(s.Cluster.Peer), n.cfg.Name, pw, slotName(n.cfg.Name))
-	case s.Role == state.RolePrimary:
-		return primarySettings(n.cfg.MaxSlotWALKeep, s.Cluster.Peer.Name, s.Cluster.Replication != ModeAsync)
-	}
-	return baseSettings(n.cfg.MaxSlotWALKeep)
+// recovery says how a restarted tandemd settles an operation that a crash
+// interrupted at one journaled step. Each operation declares its table
+// beside its code (assembleRecovery in assemble.go, …); a step missing
+// from the table cannot be journaled (see journal), and the end-to-end
+// crash test runs every step the table lists.
+type recovery struct {
+	// how says in words what happens, for the log and the docs.
+	how string
+	// beforeStart runs before the supervisor looks at the data directory,
+	// which may be half replaced: a half-made clone must never be started,
+	// and an empty data directory must not be initialised over data that
+	// was moved aside.
+	beforeStart func(n *Node, s state.State) error
+	// atBoot runs once the supervisor runs, before the role decision; it
+	// may change the role (a switchover whose peer promoted: follow it).
+	atBoot func(n *Node, ctx context.Context)
+	// afterStart runs once PostgreSQL runs in the role the state says.
+	afterStart func(n *Node, ctx context.Context)
 }
 
-// RecoverBeforePostgres finishes or rolls back what a crash interrupted
-// while this node's data directory was being replaced, before the
-// supervisor looks at it: a half-made clone must never be started, and an
-// empty data directory must not be initialised over data moved aside.
-func (n *Node) RecoverBeforePostgres() error {
+type stepTable map[state.Step]recovery
+
+// recoveries is every operation's table. It is filled in init rather than
+// declared as one literal because the recoveries call operations that
+// journal, and journal reads the table.
+var recoveries map[state.OpKind]stepTable
+
+func init() {
+	recoveries = map[state.OpKind]stepTable{
+		OpAssemble:    assembleRecovery,
+		OpJoin:        joinRecovery,
+		OpDisassemble: disassembleRecovery,
+		OpLeave:       leaveRecovery,
+		OpReseed:      reseedRecovery,
+		OpSwitchover:  switchoverRecovery,
+		OpPromote:     promoteRecovery,
+		OpRejoin:      rejoinRecovery,
+	}
+}
+
+func recoveryFor(kind state.OpKind, step state.Step) (recovery, bool) {
+	r, ok := recoveries[kind][step]
+	return r, ok
+}
+
+// StepRef names one journaled step.
+type StepRef struct {
+	Op   state.OpKind
+	Step state.Step
+	How  string
+}
+
+// JournaledSteps lists every step an operation may journal, with how a
+// restart settles it, sorted: the end-to-end crash test needs a scenario
+// for each, so a new step without one fails the suite.
+func JournaledSteps() []StepRef {
+	var out []StepRef
+	for kind, t := range recoveries {
+		for step, r := range t {
+			out = append(out, StepRef{Op: kind, Step: step, How: r.how})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Op != out[j].Op {
+			return out[i].Op < out[j].Op
+		}
+		return out[i].Step < out[j].Step
+	})
+	return out
+}
+
+// pendingRecovery is the entry for the operation the state file says was
+// in flight, if any.
+func (n *Node) pendingRecovery() (state.State, recovery, bool) {
 	s := n.State()
 	if s.Operation == nil {
+		return s, recovery{}, false
+	}
+	r, ok := recoveryFor(s.Operation.Kind, s.Operation.Step)
+	if !ok {
+		n.log.Error("the state file names an operation step this tandemd does not know; leaving it to an operator", "op", s.Operation.Kind, "step", s.Operation.Step)
+	}
+	return s, r, ok
+}
+
+// RecoverBeforePostgres runs the before-start recovery of an interrupted
+// operation.
+func (n *Node) RecoverBeforePostgres() error {
+	s, r, ok := n.pendingRecovery()
+	if !ok || r.beforeStart == nil {
 		return nil
 	}
+	n.log.Warn("settling an interrupted operation before PostgreSQL starts", "op", s.Operation.Kind, "step", s.Operation.Step, "how", r.how)
+	return r.beforeStart(n, s)
+}
+
+func (n *Node) recoverAtBoot(ctx context.Context) {
+	if s, r, ok := n.pendingRecovery(); ok && r.atBoot != nil {
+		n.log.Warn("settling an interrupted operation", "op", s.Operation.Kind, "step", s.Operation.Step, "how", r.how)
+		r.atBoot(n, ctx)
+	}
+}
+
+func (n *Node) recoverAfterStart(ctx context.Context) {
+	if s, r, ok := n.pendingRecovery(); ok && r.afterStart != nil {
+		n.log.Warn("settling an interrupted operation now that PostgreSQL runs", "op", s.Operation.Kind, "step", s.Operation.Step, "how", r.how)
+		r.afterStart(n, ctx)
+	}
+}
+
+// restoreAside puts back the data a clone had moved aside, removing the
+// partial copy; it reports whether there was any.
+func (n *Node) restoreAside() (bool, error) {
 	dataDir := n.pg.DataDir()
-	switch s.Operation.Kind {
-	case OpJoin, OpReseed:
-		aside := newestAside(dataDir)
-		if aside == "" {
-			// The clone had finished and the old data was gone: only
-			// the journal was left open. A join is re-evaluated by the
-			// primary; keep the node as it was before the join.
-			break
-		}
-		n.log.Warn("a clone was interrupted; restoring the data it replaced", "op", s.Operation.Kind, "old_data_dir", aside)
-		if err := os.RemoveAll(dataDir); err != nil {
-			return err
-		}
-		if err := os.Rename(aside, dataDir); err != nil {
-			return err
-		}
-	case OpLeave:
-		// The replica was being removed: finish, an empty data dir is
-		// initialised by the supervisor as for a new node.
-		if err := os.RemoveAll(dataDir); err != nil {
-			return err
-		}
-		s.Role, s.Term, s.Cluster = state.RoleNone, 0, nil
-		_ = os.Remove(filepath.Join(n.cfg.StateDir, replPasswordFile))
-	default:
-		return nil // recovered once PostgreSQL runs
+	aside := newestAside(dataDir)
+	if aside == "" {
+		return false, nil
 	}
-	if s.Operation.Kind == OpJoin {
-		s.Role, s.Term, s.Cluster = state.RoleNone, 0, nil
+	n.log.Warn("a clone was interrupted; restoring the data it replaced", "old_data_dir", aside)
+	if err := os.RemoveAll(dataDir); err != nil {
+		return true, err
 	}
-	s.Operation = nil
-	return n.save(s)
+	return true, os.Rename(aside, dataDir)
 }
 
 func newestAside(dataDir string) string {
@@ -86,67 +143,7 @@ func newestAside(dataDir string) string {
 	return m[len(m)-1]
 }
 
-// recoverAfterStart finishes or rolls back an operation that needs a
-// running PostgreSQL.
-func (n *Node) recoverAfterStart(ctx context.Context) {
-	s := n.State()
-	if s.Operation == nil {
-		return
-	}
-	log := n.log.With("op", s.Operation.Kind, "step", s.Operation.Step)
-	switch s.Operation.Kind {
-	case OpAssemble:
-		// Did the secondary finish joining? Then only the last steps are
-		// missing; otherwise undo the primary's side.
-		if s.Cluster != nil && s.Cluster.Peer != nil {
-			p := n.peerOf(memberOf(s.Cluster.Peer))
-			var hb api.Heartbeat
-			err := p.do(ctx, http.MethodGet, "/v1/peer/heartbeat", nil, &hb)
-			p.close()
-			if err == nil && hb.Role == state.RoleSecondary {
-				log.Info("the secondary had joined; finishing the assembly")
-				n.event(ctx, EventAssembled, n.cfg.Name, "cluster "+s.Cluster.Name+" assembled (finished after a tandemd restart)")
-				s.Operation = nil
-				_ = n.save(s)
-				return
-			}
-		}
-		log.Warn("rolling back an assembly interrupted by a restart")
-		if s.Cluster != nil && s.Cluster.Peer != nil {
-			if err := n.dropPrimarySide(ctx, slotName(s.Cluster.Peer.Name)); err != nil {
-				log.Error("rollback incomplete", "err", err)
-			}
-		}
-		_ = n.withConn(ctx, func(c *pgx.Conn) error {
-			_, err := c.Exec(ctx, `DROP SCHEMA IF EXISTS tandem CASCADE`)
-			return err
-		})
-		_ = n.vip.Release(ctx)
-		s.Role, s.Term, s.Cluster, s.Operation = state.RoleNone, 0, nil, nil
-		_ = n.save(s)
-	case OpDisassemble:
-		log.Info("finishing a disassembly interrupted by a restart")
-		if s.Cluster != nil && s.Cluster.Peer != nil {
-			if err := n.dropPrimarySide(ctx, slotName(s.Cluster.Peer.Name)); err != nil {
-				log.Error("could not finish the disassembly", "err", err)
-				return
-			}
-		}
-		_ = n.withConn(ctx, func(c *pgx.Conn) error {
-			_, err := c.Exec(ctx, `UPDATE tandem.cluster SET state = 'standalone', synchronized = false`)
-			if err == nil {
-				_, err = c.Exec(ctx, `DELETE FROM tandem.members WHERE name <> $1`, n.cfg.Name)
-			}
-			return err
-		})
-		s.Role, s.Operation = state.RoleStandalone, nil
-		if s.Cluster != nil {
-			s.Cluster.Peer = nil
-		}
-		_ = n.save(s)
-	case OpJoin, OpLeave, OpReseed:
-		// Settled before PostgreSQL started; only a stale journal is left.
-		s.Operation = nil
-		_ = n.save(s)
-	}
+// forgetOperation closes the journal: what it recorded needs nothing more.
+func (n *Node) forgetOperation() error {
+	return n.set(func(s *state.State) { s.Operation = nil })
 }

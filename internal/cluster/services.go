@@ -21,6 +21,8 @@ const (
 // database is already primary, and one broken service must not keep the
 // rest of the server down.
 func (n *Node) startServices(ctx context.Context, term int64) {
+	n.svcMu.Lock()
+	defer n.svcMu.Unlock()
 	for _, sv := range n.cfg.Services {
 		n.runService(ctx, sv, "start", sv.Start, term)
 	}
@@ -28,6 +30,8 @@ func (n *Node) startServices(ctx context.Context, term int64) {
 
 // stopServices stops them before demotion, in reverse order.
 func (n *Node) stopServices(ctx context.Context, term int64) {
+	n.svcMu.Lock()
+	defer n.svcMu.Unlock()
 	for i := len(n.cfg.Services) - 1; i >= 0; i-- {
 		sv := n.cfg.Services[i]
 		n.runService(ctx, sv, "stop", sv.Stop, term)
@@ -59,6 +63,8 @@ func (n *Node) runHook(ctx context.Context, oldRole, newRole string, term int64)
 	if len(n.cfg.Hook) == 0 {
 		return
 	}
+	n.svcMu.Lock()
+	defer n.svcMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.HookLimit)
 	defer cancel()
 	_, err := tool.Run(ctx, n.log.With("hook", "on_role_change"), tool.Cmd{

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,37 +15,60 @@ import (
 	"github.com/tandem-ha/tandem/internal/state"
 )
 
-// Operation kinds of role changes.
+// Operation kinds of a planned change of primary.
 const (
-	OpSwitchover = "switchover"
-	OpPromote    = "promote"
-	OpFailover   = "failover"
-	OpRejoin     = "rejoin"
+	OpSwitchover state.OpKind = "switchover" // on the old primary
+	OpPromote    state.OpKind = "promote"    // on the new primary (switchover and failover)
 )
+
+// Steps of a switchover on the old primary, and of a promotion.
+const (
+	StepDemote      state.Step = "demote"       // services stopped, cluster IP dropped, PostgreSQL shutting down
+	StepPromotePeer state.Step = "promote-peer" // the peer was asked to promote
+	// StepFollow (rejoin.go) doubles as the switchover's last step: the
+	// peer promoted, this node restarts as its standby.
+	StepPromote state.Step = "promote" // pg_promote asked; the term not yet saved
+)
+
+// A switchover interrupted on the old primary is settled by asking the
+// peer how it ended: promoted → follow it (a rejoin); not promoted → stay
+// primary; no answer → stay stopped and keep asking, because two
+// primaries are worse than none for a while.
+var switchoverRecovery = stepTable{
+	StepDemote:      {how: "ask the peer whether it promoted: follow it, or carry on as primary", atBoot: (*Node).resolveSwitchover},
+	StepPromotePeer: {how: "ask the peer whether it promoted: follow it, or carry on as primary", atBoot: (*Node).resolveSwitchover},
+	StepFollow:      {how: "ask the peer whether it promoted: follow it, or carry on as primary", atBoot: (*Node).resolveSwitchover},
+}
+
+// A promotion interrupted on the new primary: PostgreSQL's own state says
+// whether it happened.
+var promoteRecovery = stepTable{
+	StepPromote: {how: "standby.signal gone → the promotion happened: primary at the new term; else stay secondary", atBoot: (*Node).resolvePromote},
+}
 
 // Event kinds of role changes.
 const (
 	EventSwitchoverStarted  = "switchover_started"
 	EventSwitchoverFinished = "switchover_finished"
 	EventSwitchoverFailed   = "switchover_failed"
-	EventFailoverStarted    = "failover_started"
-	EventFailoverFinished   = "failover_finished"
-	EventFenced             = "fenced"
-	EventRejoined           = "rejoined"
 )
 
-// steps times an operation's steps for its result and the log.
+// steps times an operation's steps for its result, the log and the
+// runner (status shows the steps of an operation in flight).
 type steps struct {
+	run  *runner
 	last time.Time
 	list []api.Step
 }
 
-func newSteps() *steps { return &steps{last: time.Now()} }
+func (n *Node) newSteps() *steps { return &steps{run: n.run, last: time.Now()} }
 
 func (s *steps) mark(name string) {
 	now := time.Now()
-	s.list = append(s.list, api.Step{Name: name, MS: float64(now.Sub(s.last).Microseconds()) / 1000})
+	took := now.Sub(s.last)
+	s.list = append(s.list, api.Step{Name: name, MS: float64(took.Microseconds()) / 1000})
 	s.last = now
+	s.run.mark(name, took)
 }
 
 // Switchover hands the primary role to the secondary with nothing lost:
@@ -59,18 +83,24 @@ func (s *steps) mark(name string) {
 //
 // A failure before the secondary promoted restarts this node as primary.
 // When the outcome is unknown (the secondary stopped answering mid-way),
-// this node stays down rather than risk two primaries.
-func (n *Node) Switchover(ctx context.Context, req api.SwitchoverRequest) (res api.SwitchoverResult, err error) {
+// this node answers its caller and stays down, settling it as soon as the
+// secondary answers, rather than risk two primaries. The operation runs on
+// the node's lifetime: a console that goes away changes nothing.
+func (n *Node) Switchover(ctx context.Context, req api.SwitchoverRequest) (api.SwitchoverResult, error) {
+	return runOp(n, ctx, OpSwitchover, byConsole, func(ctx context.Context, reply func(api.SwitchoverResult, error)) (api.SwitchoverResult, error) {
+		return n.switchover(ctx, req, reply)
+	})
+}
+
+func (n *Node) switchover(ctx context.Context, req api.SwitchoverRequest, reply func(api.SwitchoverResult, error)) (api.SwitchoverResult, error) {
 	start := time.Now()
-	defer func() { n.ops.record(OpSwitchover, err, time.Since(start)) }()
-	st := newSteps()
-	if !n.opMu.TryLock() {
-		return api.SwitchoverResult{}, conflict("another operation is in progress on %s", n.cfg.Name)
-	}
-	defer n.opMu.Unlock()
+	st := n.newSteps()
 	s := n.State()
 	if s.Role != state.RolePrimary || s.Cluster == nil || s.Cluster.Peer == nil {
 		return api.SwitchoverResult{}, conflict("%s is not the primary of a cluster (role %s); send the switchover to the primary", n.cfg.Name, s.Role)
+	}
+	if err := n.noPendingJournal(s); err != nil {
+		return api.SwitchoverResult{}, err
 	}
 	peer := memberOf(s.Cluster.Peer)
 	p := n.peerOf(peer)
@@ -81,7 +111,7 @@ func (n *Node) Switchover(ctx context.Context, req api.SwitchoverRequest) (res a
 	if err := p.do(ctx, http.MethodGet, "/v1/peer/heartbeat", nil, &hb); err != nil {
 		return api.SwitchoverResult{}, unavailable("the secondary %s does not answer (%v); nothing was changed", peer.Name, err)
 	}
-	if hb.Role != state.RoleSecondary || hb.Term != s.Term || !hb.InRecovery || hb.Postgres != "running" || hb.Operation != "" {
+	if state.Role(hb.Role) != state.RoleSecondary || hb.Term != s.Term || !hb.InRecovery || hb.Postgres != "running" || hb.Operation != "" {
 		return api.SwitchoverResult{}, conflict("the secondary %s is not ready (role %s, term %d, PostgreSQL %s, in recovery %v, operation %q); nothing was changed", peer.Name, hb.Role, hb.Term, hb.Postgres, hb.InRecovery, hb.Operation)
 	}
 	var r replStats
@@ -106,7 +136,7 @@ func (n *Node) Switchover(ctx context.Context, req api.SwitchoverRequest) (res a
 	n.event(ctx, EventSwitchoverStarted, n.cfg.Name, fmt.Sprintf("switchover from %s to %s started (term %d → %d)", n.cfg.Name, peer.Name, s.Term, newTerm))
 
 	// 2. Demote: from here on this node accepts no writes.
-	if err := n.journalTerm(OpSwitchover, "demote", newTerm); err != nil {
+	if err := n.journal(OpSwitchover, StepDemote, newTerm); err != nil {
 		return api.SwitchoverResult{}, err
 	}
 	n.stopServices(ctx, s.Term)
@@ -138,16 +168,18 @@ func (n *Node) Switchover(ctx context.Context, req api.SwitchoverRequest) (res a
 	st.mark("shutdown checkpoint read")
 
 	// 3. The secondary promotes once it has replayed our shutdown checkpoint.
-	if err := n.journalTerm(OpSwitchover, "promote-peer", newTerm); err != nil {
-		return api.SwitchoverResult{}, err
+	if err := n.journal(OpSwitchover, StepPromotePeer, newTerm); err != nil {
+		return n.switchoverRollback(ctx, s, err)
 	}
 	var pr api.PromoteResult
 	if err := p.do(ctx, http.MethodPost, "/v1/peer/promote", api.PromoteRequest{Term: newTerm, LSN: lsn}, &pr); err != nil {
 		promoted, known := n.peerOutcome(ctx, p, newTerm)
 		switch {
 		case !known:
-			go n.settleSwitchover(context.WithoutCancel(ctx))
-			return api.SwitchoverResult{}, unavailable("the secondary %s stopped answering during its promotion (%v). %s stays stopped so there can be no two primaries; it resolves this by itself when %s answers again", peer.Name, err, n.cfg.Name, peer.Name)
+			unknown := unavailable("the secondary %s stopped answering during its promotion (%v). %s stays stopped so there can be no two primaries; it resolves this by itself when %s answers again", peer.Name, err, n.cfg.Name, peer.Name)
+			reply(api.SwitchoverResult{}, unknown)
+			n.settleSwitchover(ctx)
+			return api.SwitchoverResult{}, unknown
 		case !promoted:
 			return n.switchoverRollback(ctx, s, fmt.Errorf("the secondary did not promote: %w", err))
 		}
@@ -155,45 +187,59 @@ func (n *Node) Switchover(ctx context.Context, req api.SwitchoverRequest) (res a
 	st.mark("peer promoted")
 
 	// 4. Follow the new primary.
-	s2 := n.State()
-	s2.Role, s2.Term = state.RoleSecondary, newTerm
-	s2.Operation.Step = "follow"
-	if err := n.save(s2); err != nil {
+	err = n.set(func(s *state.State) {
+		s.Role, s.Term = state.RoleSecondary, newTerm
+		s.Operation = &state.Operation{Kind: OpSwitchover, Step: StepFollow, Term: newTerm, StartedAt: s.Operation.StartedAt}
+	})
+	if err != nil {
 		return api.SwitchoverResult{}, err
 	}
-	n.crashHook(OpSwitchover, "follow")
+	n.run.noteStep(StepFollow)
+	crashAt(n.log, OpSwitchover, StepFollow)
 	if err := n.followAsStandby(ctx, peer); err != nil {
-		n.log.Error("could not restart as a standby; will retry as a rejoin", "err", err)
-		s2.Operation = &state.Operation{Kind: OpRejoin, Step: "follow", Term: newTerm, StartedAt: time.Now().UTC()}
-		_ = n.save(s2)
-		go n.rejoinLoop(context.WithoutCancel(ctx))
-		return api.SwitchoverResult{}, fmt.Errorf("the switchover happened (%s is primary at term %d) but %s could not restart as its standby: %w", peer.Name, newTerm, n.cfg.Name, err)
+		n.log.Error("could not restart as a standby; rejoining", "err", err)
+		failed := fmt.Errorf("the switchover happened (%s is primary at term %d) but %s could not restart as its standby (it keeps trying, as a rejoin): %w", peer.Name, newTerm, n.cfg.Name, err)
+		if jerr := n.journal(OpRejoin, StepFollow, newTerm); jerr != nil {
+			return api.SwitchoverResult{}, errors.Join(failed, jerr)
+		}
+		reply(api.SwitchoverResult{}, failed)
+		n.run.rename(OpRejoin)
+		return api.SwitchoverResult{}, n.rejoinLoop(ctx)
 	}
 	st.mark("restarted as standby")
-	s2 = n.State()
-	s2.Operation = nil
-	if err := n.save(s2); err != nil {
+	if err := n.forgetOperation(); err != nil {
 		return api.SwitchoverResult{}, err
 	}
-	go n.afterDemotion(context.WithoutCancel(ctx), peer, s.Term, newTerm)
+	n.run.goAttach(func(ctx context.Context) { n.afterDemotion(ctx, peer, newTerm) })
 	took := time.Since(start).Round(time.Millisecond)
 	n.event(ctx, EventSwitchoverFinished, n.cfg.Name, fmt.Sprintf("switchover from %s to %s finished in %s (term %d)", n.cfg.Name, peer.Name, took, newTerm))
 	n.log.Info("switchover finished", "op", OpSwitchover, "took", took, "term", newTerm)
 	return api.SwitchoverResult{From: n.cfg.Name, To: peer.Name, Term: newTerm, ShutdownLSN: lsn, Took: took.String(), Steps: append(st.list, pr.Steps...)}, nil
 }
 
+// noPendingJournal refuses an operation while the journal names one that a
+// restart left to settle.
+func (n *Node) noPendingJournal(s state.State) error {
+	if s.Operation != nil {
+		return conflict("%s is still settling an interrupted %s (step %s); wait for it to finish", n.cfg.Name, s.Operation.Kind, s.Operation.Step)
+	}
+	return nil
+}
+
 // afterDemotion drops the slot this node kept as primary (it would only
 // hold WAL here now) and runs the role-change hook.
-func (n *Node) afterDemotion(ctx context.Context, peer *api.Member, oldTerm, newTerm int64) {
+func (n *Node) afterDemotion(ctx context.Context, peer *api.Member, newTerm int64) {
 	if err := n.dropSlot(ctx, peer.Slot); err != nil {
 		n.log.Warn("could not drop the old slot", "slot", peer.Slot, "err", err)
 	}
-	n.runHook(ctx, state.RolePrimary, state.RoleSecondary, newTerm)
+	n.runHook(ctx, string(state.RolePrimary), string(state.RoleSecondary), newTerm)
 }
 
 // switchoverRollback restarts this node as the primary it was.
 func (n *Node) switchoverRollback(ctx context.Context, was state.State, cause error) (api.SwitchoverResult, error) {
 	n.log.Error("switchover failed before the secondary promoted; this node stays primary", "err", cause)
+	// The rollback must finish even when shutdown cancelled the operation:
+	// it is what keeps the cluster with a primary.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	if err := n.resumeAsPrimary(rctx, was); err != nil {
@@ -204,14 +250,13 @@ func (n *Node) switchoverRollback(ctx context.Context, was state.State, cause er
 }
 
 // resumeAsPrimary starts PostgreSQL read-write again with the cluster IP
-// and services, in the term it had.
+// and services, in the role and term it had.
 func (n *Node) resumeAsPrimary(ctx context.Context, was state.State) error {
-	n.pg.SetSettings(primarySettings(n.cfg.MaxSlotWALKeep, was.Cluster.Peer.Name, was.Cluster.Replication != ModeAsync))
+	n.pg.SetSettings(n.primarySettingsFor(was, was.Cluster.Replication != ModeAsync))
 	if err := n.pg.Resume(ctx, false); err != nil {
 		return err
 	}
-	was.Operation = nil
-	if err := n.save(was); err != nil {
+	if err := n.set(func(s *state.State) { s.Role, s.Term, s.Operation = was.Role, was.Term, nil }); err != nil {
 		return err
 	}
 	if err := n.vip.Acquire(ctx); err != nil {
@@ -231,43 +276,47 @@ func (n *Node) peerOutcome(ctx context.Context, p *peerClient, term int64) (prom
 		cancel()
 		if err == nil {
 			switch {
-			case hb.Role == state.RolePrimary && hb.Term >= term:
+			case state.Role(hb.Role) == state.RolePrimary && hb.Term >= term:
 				return true, true
 			case hb.Operation == "":
 				return false, true
 			}
 		}
-		time.Sleep(300 * time.Millisecond)
+		if !n.run.wait(ctx, 300*time.Millisecond) {
+			break
+		}
 	}
 	return false, false
 }
 
 // Promote is the secondary's side of a switchover: wait until the old
-// primary's shutdown checkpoint is replayed, then promote.
+// primary's shutdown checkpoint is replayed, then promote. It runs on the
+// node's lifetime: the old primary going away mid-call does not stop it.
 func (n *Node) Promote(ctx context.Context, req api.PromoteRequest) (api.PromoteResult, error) {
-	if !n.opMu.TryLock() {
-		return api.PromoteResult{}, conflict("another operation is in progress on %s", n.cfg.Name)
-	}
-	defer n.opMu.Unlock()
-	s := n.State()
-	if s.Role != state.RoleSecondary {
-		return api.PromoteResult{}, conflict("%s is not a secondary (role %s)", n.cfg.Name, s.Role)
-	}
-	if req.Term != s.Term+1 {
-		return api.PromoteResult{}, conflict("promotion to term %d asked, but %s is at term %d", req.Term, n.cfg.Name, s.Term)
-	}
-	st := newSteps()
-	if req.LSN != "" {
-		if err := n.waitReplayPast(ctx, req.LSN, 10*time.Second); err != nil {
+	return runOp(n, ctx, OpPromote, byPeer, func(ctx context.Context, _ func(api.PromoteResult, error)) (api.PromoteResult, error) {
+		s := n.State()
+		if s.Role != state.RoleSecondary {
+			return api.PromoteResult{}, conflict("%s is not a secondary (role %s)", n.cfg.Name, s.Role)
+		}
+		if err := n.noPendingJournal(s); err != nil {
 			return api.PromoteResult{}, err
 		}
-	}
-	st.mark("shutdown checkpoint replayed")
-	if err := n.becomePrimary(ctx, req.Term, true, st); err != nil {
-		return api.PromoteResult{}, err
-	}
-	go n.afterPromotion(context.WithoutCancel(ctx), req.Term, "switchover")
-	return api.PromoteResult{Term: req.Term, Steps: st.list}, nil
+		if req.Term != s.Term+1 {
+			return api.PromoteResult{}, conflict("promotion to term %d asked, but %s is at term %d", req.Term, n.cfg.Name, s.Term)
+		}
+		st := n.newSteps()
+		if req.LSN != "" {
+			if err := n.waitReplayPast(ctx, req.LSN, 10*time.Second); err != nil {
+				return api.PromoteResult{}, err
+			}
+		}
+		st.mark("shutdown checkpoint replayed")
+		if err := n.becomePrimary(ctx, req.Term, true, st); err != nil {
+			return api.PromoteResult{}, err
+		}
+		n.run.goAttach(func(ctx context.Context) { n.afterPromotion(ctx, req.Term, "switchover") })
+		return api.PromoteResult{Term: req.Term, Steps: st.list}, nil
+	})
 }
 
 // waitReplayPast waits until replay has gone past lsn (the start of the
@@ -298,7 +347,7 @@ func (n *Node) waitReplayPast(ctx context.Context, lsn string, limit time.Durati
 func (n *Node) becomePrimary(ctx context.Context, term int64, trustedVIP bool, st *steps) error {
 	s := n.State()
 	peer := s.Cluster.Peer
-	if err := n.journalTerm(OpPromote, "promote", term); err != nil {
+	if err := n.journal(OpPromote, StepPromote, term); err != nil {
 		return err
 	}
 	err := n.withConn(ctx, func(c *pgx.Conn) error {
@@ -335,8 +384,7 @@ func (n *Node) becomePrimary(ctx context.Context, term int64, trustedVIP bool, s
 		}
 	})
 	if err != nil {
-		s.Operation = nil
-		_ = n.save(s)
+		_ = n.forgetOperation()
 		return err
 	}
 	st.mark("promoted")
@@ -347,8 +395,7 @@ func (n *Node) becomePrimary(ctx context.Context, term int64, trustedVIP bool, s
 	if err := n.pg.Reload(ctx); err != nil {
 		n.log.Error("could not reload settings after promotion", "err", err)
 	}
-	s.Role, s.Term, s.Operation = state.RolePrimary, term, nil
-	if err := n.save(s); err != nil {
+	if err := n.set(func(s *state.State) { s.Role, s.Term, s.Operation = state.RolePrimary, term, nil }); err != nil {
 		return err
 	}
 	st.mark("term saved")
@@ -386,7 +433,7 @@ func (n *Node) afterPromotion(ctx context.Context, term int64, why string) {
 		n.log.Error("could not update the cluster record after promotion", "err", err)
 	}
 	n.startServices(ctx, term)
-	n.runHook(ctx, state.RoleSecondary, state.RolePrimary, term)
+	n.runHook(ctx, string(state.RoleSecondary), string(state.RolePrimary), term)
 	n.log.Info("primary", "term", term, "why", why)
 }
 
@@ -403,20 +450,6 @@ func (n *Node) followAsStandby(ctx context.Context, primary *api.Member) error {
 	return n.pg.Resume(ctx, false)
 }
 
-func (n *Node) journalTerm(kind, step string, term int64) error {
-	s := n.State()
-	if s.Operation == nil || s.Operation.Kind != kind {
-		s.Operation = &state.Operation{Kind: kind, StartedAt: time.Now().UTC()}
-	}
-	s.Operation.Step, s.Operation.Term = step, term
-	n.log.Info("operation step", "op", kind, "step", step, "term", term)
-	if err := n.save(s); err != nil {
-		return err
-	}
-	n.crashHook(kind, step)
-	return nil
-}
-
 // setVIPAddress tells the cluster IP owner which address belongs to this
 // cluster (a node learns it at assembly, after it started).
 func (n *Node) setVIPAddress() {
@@ -430,18 +463,70 @@ func (n *Node) setVIPAddress() {
 }
 
 // settleSwitchover finishes a switchover whose outcome was unknown when it
-// returned: once the peer answers, follow it or resume as primary.
+// answered its caller: once the peer answers, follow it or resume as
+// primary. It runs inside the switchover operation, holding the exclusion.
 func (n *Node) settleSwitchover(ctx context.Context) {
-	n.opMu.Lock()
-	defer n.opMu.Unlock()
 	n.resolveSwitchover(ctx)
 	s := n.State()
 	switch {
 	case s.Operation != nil && s.Operation.Kind == OpRejoin:
-		n.rejoinLoop(ctx)
+		n.run.rename(OpRejoin)
+		if err := n.rejoinLoop(ctx); err != nil {
+			n.log.Error("rejoin after the switchover did not finish", "err", err)
+		}
 	case s.Role == state.RolePrimary && s.Operation == nil:
 		if err := n.resumeAsPrimary(ctx, s); err != nil {
 			n.log.Error("could not resume as primary", "err", err)
 		}
+	}
+}
+
+// resolveSwitchover settles a switchover interrupted on the old primary:
+// if the peer promoted, follow it (the journal becomes a rejoin); if it
+// did not, stay primary; if it cannot be asked, wait (two primaries are
+// worse than none).
+func (n *Node) resolveSwitchover(ctx context.Context) {
+	s := n.State()
+	peer := memberOf(s.Cluster.Peer)
+	for {
+		hb, err := n.askPeer(ctx, peer, 2*time.Second)
+		if err == nil && hb.Operation == "" {
+			if state.Role(hb.Role) == state.RolePrimary && hb.Term >= s.Operation.Term {
+				n.log.Info("the interrupted switchover had promoted the peer; following it", "term", hb.Term)
+				if err := n.set(func(s *state.State) {
+					s.Role, s.Term = state.RoleSecondary, hb.Term
+					s.Operation = &state.Operation{Kind: OpRejoin, Step: StepFollow, Term: hb.Term, StartedAt: time.Now().UTC()}
+				}); err != nil {
+					n.log.Error("could not save the new role", "err", err)
+				}
+				return
+			}
+			n.log.Info("the interrupted switchover had not promoted the peer; staying primary")
+			if err := n.set(func(s *state.State) { s.Role, s.Operation = state.RolePrimary, nil }); err != nil {
+				n.log.Error("could not save the role", "err", err)
+			}
+			return
+		}
+		n.log.Warn("waiting for the peer to learn how the interrupted switchover ended", "err", err)
+		if !n.run.wait(ctx, time.Second) {
+			return
+		}
+	}
+}
+
+// resolvePromote settles a promotion a crash interrupted on the new
+// primary: PostgreSQL's own state says whether it happened.
+func (n *Node) resolvePromote(_ context.Context) {
+	s := n.State()
+	if _, err := n.pg.ReadDataFile("standby.signal"); errors.Is(err, os.ErrNotExist) {
+		n.log.Info("the interrupted promotion had completed; this node is primary", "term", s.Operation.Term)
+		if err := n.set(func(s *state.State) { s.Role, s.Term, s.Operation = state.RolePrimary, s.Operation.Term, nil }); err != nil {
+			n.log.Error("could not save the role", "err", err)
+		}
+		return
+	}
+	n.log.Info("the interrupted promotion had not happened; staying secondary")
+	if err := n.forgetOperation(); err != nil {
+		n.log.Error("could not close the journal", "err", err)
 	}
 }

@@ -156,7 +156,7 @@ the primary still answers, or the cluster's state forbids it; 1 otherwise.`,
 			}
 			out.Confirmed = time.Now().UTC()
 			if err := secondary.c.Post(ctx, "/v1/cluster/failover", api.FailoverRequest{Force: force}, &out.Result); err != nil {
-				return fmt.Errorf("failover: %w", err)
+				return lostOperation(ctx, "failover", nameOr(secondary), err)
 			}
 			_ = remember(tr.cache, name, probeNodes(ctx, tr, toks, cc.Nodes), time.Now())
 			if g.output == "json" {

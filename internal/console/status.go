@@ -508,9 +508,7 @@ func printStatus(w io.Writer, format string, s StatusOutput) error {
 			notes = append(notes, note)
 			continue
 		}
-		if n.Op != "" {
-			notes = append(notes, fmt.Sprintf("%s: operation in progress: %s%s", name, n.Op, progressOf(n.Progress)))
-		}
+		notes = append(notes, operationNotes(name, n.NodeInfo)...)
 		if n.Postgres.Error != "" {
 			notes = append(notes, fmt.Sprintf("%s: PostgreSQL: %s", name, n.Postgres.Error))
 		}
@@ -622,6 +620,48 @@ func dash(s string) string {
 }
 
 // progressOf renders a long operation's progress: " (clone: 1.2 GiB of 4.0 GiB, 30%, 42s)".
+// recentOperation is how long a finished operation stays in the notes.
+const recentOperation = 10 * time.Minute
+
+// operationNotes says what the node is doing (the operation in flight,
+// with its steps so far) and how its last operation ended, when that was
+// recent: a console that lost its operation finds it here.
+func operationNotes(name string, n api.NodeInfo) []string {
+	var notes []string
+	switch op := n.Running; {
+	case op != nil:
+		step := ""
+		if op.Step != "" {
+			step = ", step " + op.Step
+		}
+		notes = append(notes, fmt.Sprintf("%s: operation in progress: %s (started by %s %s ago%s)%s%s", name, op.Kind, op.By,
+			time.Since(op.StartedAt).Round(100*time.Millisecond), step, stepsOf(op.Steps), progressOf(n.Progress)))
+	case n.Op != "":
+		notes = append(notes, fmt.Sprintf("%s: interrupted operation being settled: %s%s", name, n.Op, progressOf(n.Progress)))
+	}
+	if op := n.Last; op != nil && op.FinishedAt != nil && time.Since(*op.FinishedAt) < recentOperation && op.Kind != "boot" {
+		took := op.FinishedAt.Sub(op.StartedAt).Round(time.Millisecond)
+		ago := time.Since(*op.FinishedAt).Round(time.Second)
+		if op.Outcome == api.OutcomeFailed {
+			notes = append(notes, fmt.Sprintf("%s: last operation: %s (by %s) FAILED after %s, %s ago: %s", name, op.Kind, op.By, took, ago, op.Error))
+		} else {
+			notes = append(notes, fmt.Sprintf("%s: last operation: %s (by %s) %s in %s, %s ago", name, op.Kind, op.By, op.Outcome, took, ago))
+		}
+	}
+	return notes
+}
+
+func stepsOf(steps []api.Step) string {
+	if len(steps) == 0 {
+		return ""
+	}
+	parts := make([]string, len(steps))
+	for i, s := range steps {
+		parts[i] = fmt.Sprintf("%s %.0f ms", s.Name, s.MS)
+	}
+	return "; done: " + strings.Join(parts, ", ")
+}
+
 func progressOf(p *api.Progress) string {
 	if p == nil {
 		return ""

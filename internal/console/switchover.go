@@ -105,7 +105,7 @@ cluster's state (not caught up, operation in progress); 1 anything else.`,
 			}
 			var res api.SwitchoverResult
 			if err := primary.c.Post(ctx, "/v1/cluster/switchover", api.SwitchoverRequest{AllowDataLoss: allowLoss}, &res); err != nil {
-				return fmt.Errorf("switchover: %w", err)
+				return lostOperation(ctx, "switchover", nameOr(primary), err)
 			}
 			// Refresh the cache's view of the roles.
 			_ = remember(tr.cache, name, probeNodes(ctx, tr, toks, cc.Nodes), time.Now())
@@ -134,6 +134,16 @@ func printSteps(w io.Writer, steps []api.Step) {
 	for _, s := range steps {
 		fmt.Fprintf(w, "  %-32s %8.1f ms\n", s.Name, s.MS)
 	}
+}
+
+// lostOperation explains a console that stopped waiting for an operation:
+// the node runs operations on its own lifetime, so when the console's
+// time ran out the operation carries on (or rolls back) without it.
+func lostOperation(ctx context.Context, verb, node string, err error) error {
+	if ctx.Err() != nil {
+		return &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("%s: the console stopped waiting (%v), but the %s carries on on %s by itself, to its end or its rollback: `tandem status --watch` follows it and `tandem events` has its result", verb, ctx.Err(), verb, node)}
+	}
+	return fmt.Errorf("%s: %w", verb, err)
 }
 
 // operation is what a cluster-wide command starts from.

@@ -32,6 +32,10 @@ import (
 // PasswordFile holds the PostgreSQL superuser password inside the state dir.
 const PasswordFile = "postgres-password"
 
+// operationGrace is how long a stopping tandemd waits for the operation in
+// flight before it cancels it.
+const operationGrace = 20 * time.Second
+
 // Daemon is one node's tandemd.
 type Daemon struct {
 	cfg config.Config
@@ -129,9 +133,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 		},
 	}, st, pg, vip, log.With("component", "cluster"))
 
-	if err := vip.Start(ctx); err != nil {
+	// The cluster IP's loop lives until vip.Stop below, not until the
+	// signal: an operation finishing during shutdown may still move it.
+	if err := vip.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
+	// The node takes its exclusion for the boot decision before the API
+	// answers, so no operation can start on a node that does not know its
+	// role yet; the API then answers (PostgreSQL "stopped") while it decides.
+	node.Start()
 	// The API first, so the node answers (PostgreSQL "stopped") while the
 	// cluster logic decides in which role PostgreSQL may start.
 	reg := prometheus.NewRegistry()
@@ -147,27 +157,27 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
-	if err := sdNotify("READY=1\nSTATUS=node API listening; role " + st.Role); err != nil {
+	if err := sdNotify("READY=1\nSTATUS=node API listening; role " + string(st.Role)); err != nil {
 		log.Warn("could not tell systemd tandemd is ready", "err", err)
 	}
-	runDone := make(chan struct{})
-	go func() {
-		defer close(runDone)
-		node.Run(ctx)
-	}()
 
 	<-ctx.Done()
 	log.Info("tandemd stopping")
 	_ = sdNotify("STOPPING=1")
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_ = srv.Stop(sctx)
+	cancel()
+	// An operation in flight (a switchover takes well under a second)
+	// finishes before anything it relies on stops; one that outlasts the
+	// grace is cancelled and rolls back, or resumes at the next start.
+	node.Stop(operationGrace)
 	// The cluster IP goes before PostgreSQL, so clients see a clean
 	// "nobody here" rather than connections refused by a stopping server.
+	sctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
 	if err := vip.Stop(sctx); err != nil {
 		log.Error("could not remove the cluster IP", "err", err)
 	}
 	cancel()
-	<-runDone
 	d.stopPostgres(log)
 	log.Info("tandemd stopped")
 	return nil

@@ -18,21 +18,31 @@ import (
 // FileName is the state file's name inside the state dir.
 const FileName = "state.json"
 
+// Role is what a node is in its cluster.
+type Role string
+
 // Roles a node can remember.
 const (
-	RoleNone      = "none" // not part of a cluster
-	RolePrimary   = "primary"
-	RoleSecondary = "secondary"
+	RoleNone      Role = "none" // not part of a cluster
+	RolePrimary   Role = "primary"
+	RoleSecondary Role = "secondary"
 	// RoleStandalone is a former primary after disassembly: read-write, it
 	// keeps the cluster IP, and has no peer.
-	RoleStandalone = "standalone"
+	RoleStandalone Role = "standalone"
 )
+
+// OpKind names an operation (assemble, switchover, …); the kinds are
+// declared in package cluster, beside the operations.
+type OpKind string
+
+// Step names a journaled step of an operation.
+type Step string
 
 // State is what survives restarts.
 type State struct {
 	Node      string      `json:"node"`
 	Term      int64       `json:"term"`
-	Role      string      `json:"role"`
+	Role      Role        `json:"role"`
 	Operation *Operation  `json:"operation,omitempty"`
 	Cluster   *Membership `json:"cluster,omitempty"`
 	CreatedAt time.Time   `json:"created_at"`
@@ -61,10 +71,27 @@ type Peer struct {
 // Operation is a journaled operation in flight: its kind and the last step
 // that completed, so a restarted tandemd can finish or roll it back.
 type Operation struct {
-	Kind      string    `json:"kind"`
-	Step      string    `json:"step"`
+	Kind      OpKind    `json:"kind"`
+	Step      Step      `json:"step"`
 	Term      int64     `json:"term,omitempty"` // the term the operation moves to
 	StartedAt time.Time `json:"started_at"`
+}
+
+// Clone returns a deep copy: callers may change it without touching s.
+func (s State) Clone() State {
+	if s.Cluster != nil {
+		c := *s.Cluster
+		if c.Peer != nil {
+			p := *c.Peer
+			c.Peer = &p
+		}
+		s.Cluster = &c
+	}
+	if s.Operation != nil {
+		o := *s.Operation
+		s.Operation = &o
+	}
+	return s
 }
 
 // Load reads the state file in dir. ok is false when there is none yet.

@@ -1,0 +1,184 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tandem-ha/tandem/internal/api"
+	"github.com/tandem-ha/tandem/internal/state"
+	"github.com/tandem-ha/tandem/internal/tool"
+)
+
+// OpRejoin makes a stale former primary the standby of the new one.
+const OpRejoin state.OpKind = "rejoin"
+
+// Steps of a rejoin.
+const (
+	StepFenced state.Step = "fenced" // this node fenced itself on a newer term
+	StepFollow state.Step = "follow" // a switchover's old primary could not restart as a standby
+	StepStop   state.Step = "stop"
+	StepRewind state.Step = "rewind"
+	StepClone  state.Step = "clone"
+)
+
+// Every step of a rejoin is settled the same way at boot: rejoin again
+// (the loop below). An interrupted clone first gets its old data back, so
+// a half-made copy is never started and the rewind can try again.
+var rejoinRecovery = stepTable{
+	StepFenced: {how: "rejoin: rewind (or clone) from the new primary and follow it"},
+	StepFollow: {how: "rejoin: rewind (or clone) from the new primary and follow it"},
+	StepStop:   {how: "rejoin: rewind (or clone) from the new primary and follow it"},
+	StepRewind: {how: "rejoin: rewind again (pg_rewind is restartable), or clone"},
+	StepClone: {how: "put back the data the clone moved aside, then rejoin again",
+		beforeStart: func(n *Node, _ state.State) error { _, err := n.restoreAside(); return err }},
+}
+
+// Event kinds of rejoining.
+const (
+	EventFenced   = "fenced"
+	EventRejoined = "rejoined"
+)
+
+// fence makes this node stop acting as primary at once: cluster IP
+// dropped, services stopped, PostgreSQL stopped (a hard fence: a client
+// cannot override it for its session). The journal then says "rejoin",
+// which the caller runs.
+func (n *Node) fence(ctx context.Context, newTerm int64, why string) {
+	n.log.Warn("fencing: a newer term exists in which this node is not primary", "term", newTerm, "why", why)
+	if err := n.vip.Release(ctx); err != nil {
+		n.log.Error("FENCE: could not drop the cluster IP", "err", err)
+	}
+	s := n.State()
+	n.stopServices(ctx, s.Term)
+	if err := n.pg.Halt(ctx, true); err != nil {
+		n.log.Error("FENCE: could not stop PostgreSQL", "err", err)
+	}
+	err := n.set(func(s *state.State) {
+		s.Role, s.Term = state.RoleSecondary, newTerm
+		s.Operation = &state.Operation{Kind: OpRejoin, Step: StepFenced, Term: newTerm, StartedAt: time.Now().UTC()}
+	})
+	if err != nil {
+		n.log.Error("could not save the fenced state", "err", err)
+	}
+	crashAt(n.log, OpRejoin, StepFenced)
+	n.runHook(ctx, string(s.Role), "fenced", newTerm)
+	n.event(ctx, EventFenced, n.cfg.Name, fmt.Sprintf("%s fenced itself: %s", n.cfg.Name, why))
+}
+
+// rejoinLoop makes a stale former primary a standby of the new one,
+// retrying until it works or the node stops. It runs inside an operation
+// (it holds the exclusion the whole time: nothing else may touch a node
+// that is between roles).
+func (n *Node) rejoinLoop(ctx context.Context) error {
+	for delay := time.Second; ; delay = min(delay*2, 30*time.Second) {
+		err := n.rejoin(ctx)
+		if err == nil {
+			return nil
+		}
+		n.log.Error("rejoin failed; retrying", "err", err, "in", delay)
+		if !n.run.wait(ctx, delay) {
+			return fmt.Errorf("rejoin not finished when tandemd stopped (it resumes at the next start): %w", err)
+		}
+	}
+}
+
+// rejoin: PostgreSQL stopped cleanly (crash recovery in single-user mode
+// first if it was not), pg_rewind from the new primary, then started as its
+// standby. When rewind cannot work, a fresh clone (the old data moved
+// aside until the clone streams).
+func (n *Node) rejoin(ctx context.Context) (err error) {
+	start := time.Now()
+	defer func() { n.ops.record(string(OpRejoin), err, time.Since(start)) }()
+	s := n.State()
+	peer := memberOf(s.Cluster.Peer)
+	pw, err := n.readReplPassword()
+	if err != nil {
+		return err
+	}
+	if err := n.journal(OpRejoin, StepStop, s.Term); err != nil {
+		return err
+	}
+	if err := n.pg.Halt(ctx, true); err != nil {
+		return err
+	}
+	how := "rewind"
+	if err := n.rewind(ctx, peer, pw); err != nil {
+		n.log.Warn("pg_rewind could not bring this node back; cloning instead", "err", err)
+		how = "clone"
+		if err := n.journal(OpRejoin, StepClone, s.Term); err != nil {
+			return err
+		}
+		if _, _, err := n.cloneFrom(ctx, *peer, slotName(n.cfg.Name), pw); err != nil {
+			return err
+		}
+	} else {
+		if err := n.followAsStandby(ctx, peer); err != nil {
+			return err
+		}
+		if err := n.waitStreaming(ctx, 60*time.Second); err != nil {
+			return err
+		}
+	}
+	if err := n.set(func(s *state.State) { s.Role, s.Operation = state.RoleSecondary, nil }); err != nil {
+		return err
+	}
+	took := time.Since(start).Round(time.Millisecond)
+	n.log.Info("rejoined as standby", "how", how, "took", took, "primary", peer.Name)
+	n.event(ctx, EventRejoined, n.cfg.Name, fmt.Sprintf("%s rejoined as the standby of %s by %s in %s", n.cfg.Name, peer.Name, how, took))
+	return nil
+}
+
+func (n *Node) rewind(ctx context.Context, primary *api.Member, pw string) error {
+	if err := n.journal(OpRejoin, StepRewind, n.State().Term); err != nil {
+		return err
+	}
+	cd, err := n.pg.ControlData(ctx)
+	if err != nil {
+		return err
+	}
+	switch cd["Database cluster state"] {
+	case "shut down", "shut down in recovery":
+	default:
+		// pg_rewind needs a clean shutdown; single-user mode runs crash
+		// recovery and shuts down cleanly without opening for clients.
+		n.log.Info("running crash recovery before the rewind", "state", cd["Database cluster state"])
+		cmd := n.pgTool("postgres", "--single", "-F", "-D", n.pg.DataDir(), "postgres")
+		if _, err := tool.Run(ctx, n.log, cmd); err != nil {
+			return fmt.Errorf("while running crash recovery in single-user mode: %w", err)
+		}
+	}
+	src := conninfo(map[string]string{"host": primary.IP, "port": fmt.Sprint(primary.PGPort), "user": ReplicationUser, "password": pw, "connect_timeout": "5"}) + " dbname=postgres"
+	// A just-promoted primary's control file names the new timeline only
+	// after its first checkpoint; without one pg_rewind sees "same
+	// timeline" and does nothing.
+	if err := checkpointAt(ctx, src); err != nil {
+		n.log.Warn("could not make the primary checkpoint before the rewind", "err", err)
+	}
+	src = conninfo(map[string]string{"host": primary.IP, "port": fmt.Sprint(primary.PGPort), "user": ReplicationUser, "connect_timeout": "5"}) + " dbname=postgres"
+	cmd := n.pgTool("pg_rewind", "--target-pgdata", n.pg.DataDir(), "--source-server", src, "--progress")
+	cmd.Env = append(cmd.Env, "PGPASSWORD="+pw)
+	if _, err := tool.Run(ctx, n.log, cmd); err != nil {
+		return fmt.Errorf("pg_rewind: %w", err)
+	}
+	// Files copied from the primary may include its socket lock; the data
+	// directory is ours again.
+	_ = os.Remove(filepath.Join(n.pg.DataDir(), "postmaster.pid"))
+	return nil
+}
+
+func checkpointAt(ctx context.Context, connString string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, connString)
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.Background())
+	_, err = c.Exec(ctx, "CHECKPOINT")
+	return err
+}
