@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -72,9 +71,7 @@ func (n *Node) disassemble(ctx context.Context, req api.DisassembleRequest) (api
 	res := api.DisassembleResult{}
 
 	// 1. The secondary first: while it streams, the slot cannot be dropped.
-	p := n.peerOf(peer)
-	defer p.close()
-	if err := p.do(ctx, http.MethodPost, "/v1/peer/leave", nil, nil); err != nil {
+	if err := n.peer(peer).Leave(ctx); err != nil {
 		if !req.Force {
 			return res, unavailable("the secondary %s did not leave (%v); nothing was changed. If it is gone for good, pass --force to disassemble the primary side alone", peer.Name, err)
 		}

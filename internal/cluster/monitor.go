@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -272,26 +271,12 @@ func (n *Node) watchReplication(ctx context.Context, m *monitor, s state.State) 
 		m.capNoted = false
 	}
 
-	want := false
-	switch s.Cluster.Replication {
-	case ModeStrict:
-		want = true
-	case ModeSync:
-		if !m.syncKnown {
-			// Start from what PostgreSQL has: on after a restart, off right
-			// after a promotion (until the old primary streams).
-			m.syncOn, m.syncKnown = n.syncSettingOn(), true
-		}
-		want = m.syncOn
-		if m.syncOn && !r.rowExists && now.Sub(m.lastStreaming) >= n.cfg.SyncGrace {
-			want = false
-			n.event(ctx, EventSyncDegraded, peer, fmt.Sprintf("secondary %s gone for %s: synchronous replication suspended, commits no longer wait for it; the cluster is NOT synchronized", peer, n.cfg.SyncGrace))
-		}
-		if !m.syncOn && streaming {
-			want = true
-			n.event(ctx, EventSyncRestored, peer, fmt.Sprintf("secondary %s streams and has caught up: synchronous replication restored", peer))
-		}
+	if s.Cluster.Replication == ModeSync && !m.syncKnown {
+		// Start from what PostgreSQL has: on after a restart, off right
+		// after a promotion (until the old primary streams).
+		m.syncOn, m.syncKnown = n.syncSettingOn(), true
 	}
+	want, change := syncWanted(s.Cluster.Replication, m.syncOn, r.rowExists, streaming, now.Sub(m.lastStreaming), n.cfg.SyncGrace)
 	if !m.syncKnown || want != m.syncOn || n.syncSettingDiffers(want, peer) {
 		// Under the exclusion, and only if this node is still the primary
 		// the tick looked at: an operation may have changed the role (and
@@ -312,6 +297,12 @@ func (n *Node) watchReplication(ctx context.Context, m *monitor, s state.State) 
 			return // the next tick looks again
 		}
 		m.syncOn, m.syncKnown = want, true
+		switch change {
+		case EventSyncDegraded:
+			n.event(ctx, EventSyncDegraded, peer, fmt.Sprintf("secondary %s gone for %s: synchronous replication suspended, commits no longer wait for it; the cluster is NOT synchronized", peer, n.cfg.SyncGrace))
+		case EventSyncRestored:
+			n.event(ctx, EventSyncRestored, peer, fmt.Sprintf("secondary %s streams and has caught up: synchronous replication restored", peer))
+		}
 	}
 
 	// sync and strict: the secondary confirms commits; async: it has
@@ -326,6 +317,27 @@ func (n *Node) watchReplication(ctx context.Context, m *monitor, s state.State) 
 			m.synchronized, m.syncFlagKnown = synchronized, true
 		}
 	}
+}
+
+// syncWanted is the replication mode's promise, decided from what the
+// primary sees: strict always waits for the secondary; async never does;
+// sync waits while the secondary replicates, stops waiting (degrades)
+// once it has been gone for grace, and waits again once it streams. It
+// returns whether commits should wait, and the event when that changes.
+func syncWanted(mode string, syncOn, connected, streaming bool, sinceStreaming, grace time.Duration) (want bool, change string) {
+	switch mode {
+	case ModeStrict:
+		return true, ""
+	case ModeSync:
+		switch {
+		case syncOn && !connected && sinceStreaming >= grace:
+			return false, EventSyncDegraded
+		case !syncOn && streaming:
+			return true, EventSyncRestored
+		}
+		return syncOn, ""
+	}
+	return false, ""
 }
 
 // observeTerm acts on the peer's term: a primary that learns of a newer
@@ -406,9 +418,7 @@ func (n *Node) reseed(ctx context.Context, why string) error {
 			n.log.Error("could not close the journal", "err", err)
 		}
 	}()
-	p := n.peerOf(primary)
-	defer p.close()
-	if err := p.do(ctx, http.MethodPost, "/v1/peer/reseed", nil, nil); err != nil {
+	if err := n.peer(primary).RecreateSlot(ctx); err != nil {
 		return fmt.Errorf("the primary did not recreate the slot (the monitor retries): %w", err)
 	}
 	password, err := n.readReplPassword()

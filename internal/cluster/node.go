@@ -117,6 +117,9 @@ type Node struct {
 	progMu   sync.Mutex
 	progress *api.Progress
 
+	// peerFor, when set, replaces the peer API (unit tests).
+	peerFor func(*api.Member) Peer
+
 	// svcMu orders role-bound services and hooks: a start after a
 	// promotion and a stop at the next demotion never interleave.
 	svcMu sync.Mutex
@@ -343,9 +346,7 @@ func (n *Node) event(ctx context.Context, kind, node, msg string) {
 		if s.Cluster == nil || s.Cluster.Peer == nil {
 			return
 		}
-		p := n.peerOf(memberOf(s.Cluster.Peer))
-		defer p.close()
-		if err := p.do(ctx, http.MethodPost, "/v1/peer/event", api.PeerEvent{Kind: kind, Message: msg}, nil); err != nil {
+		if err := n.peer(memberOf(s.Cluster.Peer)).PeerEvent(ctx, api.PeerEvent{Kind: kind, Message: msg}); err != nil {
 			n.log.Warn("could not have the primary record the event", "kind", kind, "err", err)
 		}
 	}

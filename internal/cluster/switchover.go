@@ -103,12 +103,11 @@ func (n *Node) switchover(ctx context.Context, req api.SwitchoverRequest, reply 
 		return api.SwitchoverResult{}, err
 	}
 	peer := memberOf(s.Cluster.Peer)
-	p := n.peerOf(peer)
-	defer p.close()
+	p := n.peer(peer)
 
 	// 1. Checks; nothing changes if one fails.
-	var hb api.Heartbeat
-	if err := p.do(ctx, http.MethodGet, "/v1/peer/heartbeat", nil, &hb); err != nil {
+	hb, err := p.Heartbeat(ctx)
+	if err != nil {
 		return api.SwitchoverResult{}, unavailable("the secondary %s does not answer (%v); nothing was changed", peer.Name, err)
 	}
 	if state.Role(hb.Role) != state.RoleSecondary || hb.Term != s.Term || !hb.InRecovery || hb.Postgres != "running" || hb.Operation != "" {
@@ -171,8 +170,8 @@ func (n *Node) switchover(ctx context.Context, req api.SwitchoverRequest, reply 
 	if err := n.journal(OpSwitchover, StepPromotePeer, newTerm); err != nil {
 		return n.switchoverRollback(ctx, s, err)
 	}
-	var pr api.PromoteResult
-	if err := p.do(ctx, http.MethodPost, "/v1/peer/promote", api.PromoteRequest{Term: newTerm, LSN: lsn}, &pr); err != nil {
+	pr, err := p.Promote(ctx, api.PromoteRequest{Term: newTerm, LSN: lsn})
+	if err != nil {
 		promoted, known := n.peerOutcome(ctx, p, newTerm)
 		switch {
 		case !known:
@@ -267,12 +266,11 @@ func (n *Node) resumeAsPrimary(ctx context.Context, was state.State) error {
 }
 
 // peerOutcome asks the peer, for up to 15 s, whether it promoted to term.
-func (n *Node) peerOutcome(ctx context.Context, p *peerClient, term int64) (promoted, known bool) {
+func (n *Node) peerOutcome(ctx context.Context, p Peer, term int64) (promoted, known bool) {
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		var hb api.Heartbeat
 		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := p.do(hctx, http.MethodGet, "/v1/peer/heartbeat", nil, &hb)
+		hb, err := p.Heartbeat(hctx)
 		cancel()
 		if err == nil {
 			switch {
