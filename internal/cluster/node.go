@@ -116,6 +116,8 @@ type Node struct {
 
 	progMu   sync.Mutex
 	progress *api.Progress
+
+	peers peerClients // the one client to the peer, kept alive (peer.go)
 }
 
 // ReplicationUser is the role the secondary streams as.
