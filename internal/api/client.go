@@ -283,7 +283,11 @@ func check[T any](ctx context.Context, c *Client, path string) (T, bool, error) 
 	if err != nil {
 		return v, false, err
 	}
-	if a.status != http.StatusOK && a.status != http.StatusServiceUnavailable {
+	switch {
+	case a.status == http.StatusOK:
+	case a.status == http.StatusServiceUnavailable && c.answerError(a).Code == "":
+		// The check's own body, saying no; not the error envelope.
+	default:
 		return v, false, c.answerError(a)
 	}
 	if err := c.decode(a, http.MethodGet, path, &v); err != nil {

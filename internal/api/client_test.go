@@ -444,3 +444,14 @@ func TestClientLoadBalancerChecks(t *testing.T) {
 		t.Error("Do on a 503 /health returned no error")
 	}
 }
+
+func TestClientCheckWithTheEnvelopeIsAnError(t *testing.T) {
+	n := startNode(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusServiceUnavailable, ErrorBody{Error: ErrorDetail{Code: CodeUnavailable, Message: "shutting down"}})
+	}), "")
+	_, err := n.client(t, ClientConfig{Fingerprint: n.fp}).Health(ctxT(t))
+	var ae *Error
+	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || ae.Message != "shutting down" || ae.Err != nil {
+		t.Fatalf("a 503 envelope on /health: %#v", err)
+	}
+}
