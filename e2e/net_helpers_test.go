@@ -6,13 +6,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -218,14 +215,9 @@ func (l *testLab) fingerprint(node string) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// apiError is a node API error as the client saw it.
-type apiError struct {
-	Status  int
-	Code    string
-	Message string
-}
-
-func (e *apiError) Error() string { return fmt.Sprintf("HTTP %d %s: %s", e.Status, e.Code, e.Message) }
+// apiError is a node API error as the client saw it (no answer at all is
+// one too: status 503, the cause in Err).
+type apiError = api.Error
 
 // call makes a node API call from the client host: method on
 // https://ip:7400/path with node's admin token, in encoded as the body,
@@ -233,8 +225,14 @@ func (e *apiError) Error() string { return fmt.Sprintf("HTTP %d %s: %s", e.Statu
 // lab's two nodes' (the cluster IP is answered by either).
 func (l *testLab) call(e labEnv, ip, node, method, path string, in, out any, timeout time.Duration) error {
 	l.t.Helper()
-	pins := []string{l.fingerprint("a"), l.fingerprint("b")}
-	tr := &http.Transport{
+	c := api.NewClient(api.ClientConfig{
+		Addr:        net.JoinHostPort(ip, "7400"),
+		Token:       e.token(node),
+		Fingerprint: l.fingerprint("a"),
+		AlsoAccept:  []string{l.fingerprint("b")},
+		// Bounded by the call's timeout alone, netem delays included.
+		DialTimeout:      timeout,
+		HandshakeTimeout: timeout,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var c net.Conn
 			err := inNetns(l.netnsOf("client"), func() error {
@@ -245,55 +243,11 @@ func (l *testLab) call(e labEnv, ip, node, method, path string, in, out any, tim
 			})
 			return c, err
 		},
-		TLSClientConfig: &tls.Config{
-			InsecureSkipVerify: true, // pinned below, as the console does
-			VerifyConnection: func(cs tls.ConnectionState) error {
-				if len(cs.PeerCertificates) == 0 {
-					return errors.New("no certificate")
-				}
-				sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
-				if !slices.Contains(pins, "sha256:"+hex.EncodeToString(sum[:])) {
-					return errors.New("not a lab node's certificate")
-				}
-				return nil
-			},
-		},
-		DisableKeepAlives: true,
-	}
-	defer tr.CloseIdleConnections()
+	})
+	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			l.t.Fatal(err)
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "https://"+net.JoinHostPort(ip, "7400")+path, body)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+e.token(node))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		var eb api.ErrorBody
-		_ = json.Unmarshal(b, &eb)
-		return &apiError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("%s %s: not the expected JSON (%v): %s", method, path, err, b)
-		}
-	}
-	return nil
+	return c.Do(ctx, method, path, in, out)
 }
 
 // view is GET /v1/cluster on a node, by its node IP.

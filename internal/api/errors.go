@@ -12,9 +12,19 @@ type Error struct {
 	Status  int
 	Code    string
 	Message string
+	// Err is why a Client call got no answer at all (the connection, the
+	// TLS pin: a *CertError); nil for an answer of the node.
+	Err error
 }
 
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
+func (e *Error) Error() string {
+	if e.Code == "" {
+		return e.Message
+	}
+	return e.Code + ": " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
 
 // Codes used by the node API.
 const (

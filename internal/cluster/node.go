@@ -123,6 +123,8 @@ type Node struct {
 	// svcMu orders role-bound services and hooks: a start after a
 	// promotion and a stop at the next demotion never interleave.
 	svcMu sync.Mutex
+
+	peers peerClients // the one client to the peer, kept alive (peer.go)
 }
 
 // ReplicationUser is the role the secondary streams as.

@@ -1,104 +1,102 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/tandem-ha/tandem/internal/api"
-	"github.com/tandem-ha/tandem/internal/identity"
 )
 
 // peerClient calls the other node's API. The server's certificate must
 // have the pinned fingerprint; the client presents this node's own
 // certificate (mutual TLS) and, while joining, the peer's admin token.
 type peerClient struct {
-	addr  string
-	token string
-	http  *http.Client
+	c      *api.Client
+	shared bool // the node's cached client: close leaves its connections open
 }
 
+func newAPIClient(addr, fingerprint, token string, cert tls.Certificate) *api.Client {
+	return api.NewClient(api.ClientConfig{
+		Addr:        addr,
+		Token:       token,
+		Fingerprint: fingerprint,
+		Cert:        &cert,
+		// A heartbeat has two seconds; a dead peer must fail it, not hang.
+		DialTimeout:      2 * time.Second,
+		HandshakeTimeout: 3 * time.Second,
+		TCPKeepAlive:     5 * time.Second,
+	})
+}
+
+// newPeerClient is a one-off client, closed after use: the assembly's
+// calls to the secondary with its admin token.
 func newPeerClient(addr, fingerprint, token string, cert tls.Certificate) *peerClient {
-	tr := &http.Transport{
-		TLSClientConfig: &tls.Config{
-			MinVersion:   tls.VersionTLS12,
-			Certificates: []tls.Certificate{cert},
-			// Pinned, not chain-verified: node certificates are self-signed.
-			InsecureSkipVerify: true, //nolint:gosec // checked in VerifyConnection
-			VerifyConnection: func(cs tls.ConnectionState) error {
-				if len(cs.PeerCertificates) == 0 {
-					return errors.New("the peer presented no certificate")
-				}
-				if got := identity.Fingerprint(cs.PeerCertificates[0].Raw); got != fingerprint {
-					return fmt.Errorf("the peer at %s presented certificate %s, not the pinned %s", addr, got, fingerprint)
-				}
-				return nil
-			},
-		},
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 5 * time.Second}).DialContext,
-		TLSHandshakeTimeout: 3 * time.Second,
-		MaxIdleConnsPerHost: 2,
-		IdleConnTimeout:     30 * time.Second,
-	}
-	return &peerClient{addr: addr, token: token, http: &http.Client{Transport: tr}}
+	return &peerClient{c: newAPIClient(addr, fingerprint, token, cert)}
 }
 
-// peerOf builds the mutual-TLS client for the pinned peer.
+// peerClients keeps the node's one client to its peer for the node's
+// lifetime, so the heartbeat every second reuses a kept-alive TLS
+// connection instead of a new handshake. It is rebuilt only when the
+// peer's address or pinned certificate changes.
+type peerClients struct {
+	mu  sync.Mutex
+	key string // addr and fingerprint
+	c   *api.Client
+}
+
+func (pc *peerClients) get(addr, fingerprint string, cert tls.Certificate) *api.Client {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	key := addr + " " + fingerprint
+	if pc.c == nil || pc.key != key {
+		if pc.c != nil {
+			// Calls still running on the old client finish; its idle
+			// connections go now, the others when they fall idle.
+			pc.c.Close()
+		}
+		pc.c, pc.key = newAPIClient(addr, fingerprint, "", cert), key
+	}
+	return pc.c
+}
+
+// peerOf is the mutual-TLS client for the pinned peer, shared by every
+// caller.
 func (n *Node) peerOf(p *Member) *peerClient {
-	return newPeerClient(net.JoinHostPort(p.IP, strconv.Itoa(p.APIPort)), p.Fingerprint, "", n.cfg.Cert)
+	addr := net.JoinHostPort(p.IP, strconv.Itoa(p.APIPort))
+	return &peerClient{c: n.peers.get(addr, p.Fingerprint, n.cfg.Cert), shared: true}
 }
 
 // do sends in (if not nil) and decodes the answer into out (if not nil).
-// Error answers come back as *api.Error with the peer's status and code.
+// Error answers come back as *api.Error with the peer's status and code,
+// the message naming the peer; no answer at all as a 503.
 func (c *peerClient) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "https://"+c.addr+path, body)
-	if err != nil {
-		return err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	res, err := c.http.Do(req)
-	if err != nil {
-		return unavailable("cannot reach the peer at %s: %v", c.addr, err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(res.Body, 8<<20))
-	if err != nil {
-		return unavailable("while reading the peer's answer: %v", err)
-	}
-	if res.StatusCode >= 400 {
-		var e api.ErrorBody
-		if json.Unmarshal(b, &e) == nil && e.Error.Code != "" {
-			return &api.Error{Status: res.StatusCode, Code: e.Error.Code, Message: "peer " + c.addr + ": " + e.Error.Message}
-		}
-		return api.Errorf(http.StatusBadGateway, api.CodeUnavailable, "peer %s answered %s", c.addr, res.Status)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("while decoding the peer's answer: %w", err)
-		}
-	}
-	return nil
+	return peerError(c.c.Addr(), c.c.Do(ctx, method, path, in, out))
 }
 
-func (c *peerClient) close() { c.http.CloseIdleConnections() }
+func peerError(addr string, err error) error {
+	var ae *api.Error
+	if !errors.As(err, &ae) {
+		return err
+	}
+	switch {
+	case ae.Err != nil:
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: "cannot reach the peer at " + addr + ": " + ae.Err.Error(), Err: ae.Err}
+	case ae.Code == "":
+		// Not the node API's envelope: whatever answered is no peer.
+		return &api.Error{Status: http.StatusBadGateway, Code: api.CodeUnavailable, Message: "peer " + ae.Message}
+	}
+	return &api.Error{Status: ae.Status, Code: ae.Code, Message: "peer " + addr + ": " + ae.Message}
+}
+
+// close ends a one-off client's connections; the shared one stays open.
+func (c *peerClient) close() {
+	if !c.shared {
+		c.c.Close()
+	}
+}

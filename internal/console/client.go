@@ -1,10 +1,7 @@
 package console
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +18,6 @@ import (
 
 	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/config"
-	"github.com/tandem-ha/tandem/internal/identity"
 )
 
 // NormalizeEndpoint turns "host", "host:port" or "https://host:port" into
@@ -84,11 +80,11 @@ func (e *changedError) Error() string {
 	return fmt.Sprintf("the certificate of %s CHANGED (pinned %s, now %s). Someone may be impersonating the node, or it was reinstalled. If you know it was reinstalled, run `tandem trust forget %s` and connect again", e.addr, e.was, e.now, e.addr)
 }
 
-// Client talks to one node API.
+// Client talks to one node API, over api.Client.
 type Client struct {
-	addr  string
-	token string
-	http  *http.Client
+	addr      string
+	api       *api.Client
+	fromCache bool // the pin came from the cache: a mismatch means it CHANGED
 }
 
 // Dial connects to a node, checking its certificate against the cache
@@ -118,6 +114,7 @@ func dialWant(ctx context.Context, endpoint, token string, t *trust, want string
 		if !accept {
 			return nil, &ExitError{Code: ExitRefused, Err: err}
 		}
+		c.api.Close()
 		c = newClient(addr, token, unk.fp, "")
 		if err := c.handshake(ctx); err != nil {
 			return nil, err
@@ -194,62 +191,51 @@ func readLine(r io.Reader) string {
 // newClient builds a client that accepts exactly the pinned certificate,
 // or when none is pinned, exactly want (if given), else reports it unknown.
 func newClient(addr, token, pinned, want string) *Client {
-	verify := func(cs tls.ConnectionState) error {
-		if len(cs.PeerCertificates) == 0 {
-			return errors.New("the node presented no certificate")
-		}
-		fp := identity.Fingerprint(cs.PeerCertificates[0].Raw)
-		switch {
-		case pinned != "" && fp == pinned:
-			return nil
-		case pinned != "":
-			return &changedError{addr: addr, was: pinned, now: fp}
-		case want != "" && fp == want:
-			return nil
-		case want != "":
-			return &ExitError{Code: ExitRefused, Err: fmt.Errorf("the certificate of %s has fingerprint %s, not the %s you gave: nothing was sent", addr, fp, want)}
-		}
-		return &untrustedError{addr: addr, fp: fp}
+	fp := pinned
+	if fp == "" {
+		fp = want
 	}
-	tr := &http.Transport{
-		TLSClientConfig: &tls.Config{
-			MinVersion: tls.VersionTLS12,
-			// Chain verification is replaced by pinning: node certificates
-			// are self-signed and trusted by fingerprint, like ssh host keys.
-			InsecureSkipVerify: true, //nolint:gosec // pinned in VerifyConnection
-			VerifyConnection:   verify,
-		},
-		DialContext:         (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
-		TLSHandshakeTimeout: 5 * time.Second,
-		MaxIdleConnsPerHost: 2,
-	}
-	return &Client{addr: addr, token: token, http: &http.Client{Transport: tr}}
+	return &Client{addr: addr, fromCache: pinned != "", api: api.NewClient(api.ClientConfig{
+		Addr:             addr,
+		Token:            token,
+		Fingerprint:      fp,
+		DialTimeout:      3 * time.Second,
+		HandshakeTimeout: 5 * time.Second,
+	})}
 }
 
 // handshake opens a TLS connection so trust is settled before any token is
 // sent.
 func (c *Client) handshake(ctx context.Context) error {
-	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 3 * time.Second}, Config: c.http.Transport.(*http.Transport).TLSClientConfig}
-	conn, err := d.DialContext(ctx, "tcp", c.addr)
-	if err != nil {
-		return classify(c.addr, err)
-	}
-	return conn.Close()
+	return c.classify(c.api.Handshake(ctx))
 }
 
-func classify(addr string, err error) error {
-	var unk *untrustedError
-	var chg *changedError
-	var ee *ExitError
-	switch {
-	case errors.As(err, &unk):
-		return unk
-	case errors.As(err, &chg):
-		return &ExitError{Code: ExitRefused, Err: chg}
-	case errors.As(err, &ee):
-		return ee
+// classify turns the api client's errors into the console's: trust
+// problems, an unreachable node, or the node's error answer, each with its
+// exit status.
+func (c *Client) classify(err error) error {
+	var ae *api.Error
+	if !errors.As(err, &ae) {
+		return err
 	}
-	return &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("cannot reach the node API at %s: %v", addr, err)}
+	if ae.Err == nil {
+		a := &APIError{Addr: c.addr, Status: ae.Status, Code: ae.Code}
+		if a.Code != "" {
+			a.Message = ae.Message
+		}
+		return &ExitError{Code: a.exitCode(), Err: a}
+	}
+	var ce *api.CertError
+	if errors.As(ae.Err, &ce) && ce.Presented != "" {
+		switch {
+		case ce.Pinned == "":
+			return &untrustedError{addr: c.addr, fp: ce.Presented}
+		case c.fromCache:
+			return &ExitError{Code: ExitRefused, Err: &changedError{addr: c.addr, was: ce.Pinned, now: ce.Presented}}
+		}
+		return &ExitError{Code: ExitRefused, Err: fmt.Errorf("the certificate of %s has fingerprint %s, not the %s you gave: nothing was sent", c.addr, ce.Presented, ce.Pinned)}
+	}
+	return &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("cannot reach the node API at %s: %v", c.addr, ae.Err)}
 }
 
 // APIError is an error answer of a node: the HTTP status and the code and
@@ -294,45 +280,7 @@ func (c *Client) Post(ctx context.Context, path string, in, out any) error {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "https://"+c.addr+path, body)
-	if err != nil {
-		return err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	res, err := c.http.Do(req)
-	if err != nil {
-		return classify(c.addr, err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(res.Body, 8<<20))
-	if err != nil {
-		return classify(c.addr, err)
-	}
-	if res.StatusCode >= 400 {
-		ae := &APIError{Addr: c.addr, Status: res.StatusCode}
-		var e api.ErrorBody
-		if json.Unmarshal(b, &e) == nil {
-			ae.Code, ae.Message = e.Error.Code, e.Error.Message
-		}
-		return &ExitError{Code: ae.exitCode(), Err: ae}
-	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("while decoding the answer of %s to %s %s: %w", c.addr, method, path, err)
-	}
-	return nil
+	return c.classify(c.api.Do(ctx, method, path, in, out))
 }
 
 // notFound reports whether err is a node saying it has no such endpoint
