@@ -188,10 +188,19 @@ func (n *Node) set(fn func(s *state.State)) error {
 // recovery table may be journaled: a step a restart could not finish or
 // roll back is a bug, refused here.
 func (n *Node) journal(kind state.OpKind, step state.Step, term int64) error {
+	return n.journalWith(kind, step, term, nil)
+}
+
+// journalWith journals a step together with a change of the rest of the
+// state (the role and term a step moves to), in one write.
+func (n *Node) journalWith(kind state.OpKind, step state.Step, term int64, change func(*state.State)) error {
 	if _, ok := recoveryFor(kind, step); !ok {
 		return fmt.Errorf("internal error: step %s:%s has no entry in the recovery table", kind, step)
 	}
 	err := n.set(func(s *state.State) {
+		if change != nil {
+			change(s)
+		}
 		if s.Operation == nil || s.Operation.Kind != kind {
 			s.Operation = &state.Operation{Kind: kind, StartedAt: time.Now().UTC()}
 		}

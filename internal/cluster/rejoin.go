@@ -58,14 +58,12 @@ func (n *Node) fence(ctx context.Context, newTerm int64, why string) {
 	if err := n.pg.Halt(ctx, true); err != nil {
 		n.log.Error("FENCE: could not stop PostgreSQL", "err", err)
 	}
-	err := n.set(func(s *state.State) {
-		s.Role, s.Term = state.RoleSecondary, newTerm
-		s.Operation = &state.Operation{Kind: OpRejoin, Step: StepFenced, Term: newTerm, StartedAt: time.Now().UTC()}
+	err := n.journalWith(OpRejoin, StepFenced, newTerm, func(s *state.State) {
+		s.Role, s.Term, s.Operation = state.RoleSecondary, newTerm, nil
 	})
 	if err != nil {
 		n.log.Error("could not save the fenced state", "err", err)
 	}
-	crashAt(n.log, OpRejoin, StepFenced)
 	n.runHook(ctx, string(s.Role), "fenced", newTerm)
 	n.event(ctx, EventFenced, n.cfg.Name, fmt.Sprintf("%s fenced itself: %s", n.cfg.Name, why))
 }

@@ -186,15 +186,10 @@ func (n *Node) switchover(ctx context.Context, req api.SwitchoverRequest, reply 
 	st.mark("peer promoted")
 
 	// 4. Follow the new primary.
-	err = n.set(func(s *state.State) {
-		s.Role, s.Term = state.RoleSecondary, newTerm
-		s.Operation = &state.Operation{Kind: OpSwitchover, Step: StepFollow, Term: newTerm, StartedAt: s.Operation.StartedAt}
-	})
+	err = n.journalWith(OpSwitchover, StepFollow, newTerm, func(s *state.State) { s.Role, s.Term = state.RoleSecondary, newTerm })
 	if err != nil {
 		return api.SwitchoverResult{}, err
 	}
-	n.run.noteStep(StepFollow)
-	crashAt(n.log, OpSwitchover, StepFollow)
 	if err := n.followAsStandby(ctx, peer); err != nil {
 		n.log.Error("could not restart as a standby; rejoining", "err", err)
 		failed := fmt.Errorf("the switchover happened (%s is primary at term %d) but %s could not restart as its standby (it keeps trying, as a rejoin): %w", peer.Name, newTerm, n.cfg.Name, err)
@@ -491,9 +486,8 @@ func (n *Node) resolveSwitchover(ctx context.Context) {
 		if err == nil && hb.Operation == "" {
 			if state.Role(hb.Role) == state.RolePrimary && hb.Term >= s.Operation.Term {
 				n.log.Info("the interrupted switchover had promoted the peer; following it", "term", hb.Term)
-				if err := n.set(func(s *state.State) {
-					s.Role, s.Term = state.RoleSecondary, hb.Term
-					s.Operation = &state.Operation{Kind: OpRejoin, Step: StepFollow, Term: hb.Term, StartedAt: time.Now().UTC()}
+				if err := n.journalWith(OpRejoin, StepFollow, hb.Term, func(s *state.State) {
+					s.Role, s.Term, s.Operation = state.RoleSecondary, hb.Term, nil
 				}); err != nil {
 					n.log.Error("could not save the new role", "err", err)
 				}
