@@ -18,6 +18,7 @@ const OpFailover state.OpKind = "failover"
 const (
 	EventFailoverStarted  = "failover_started"
 	EventFailoverFinished = "failover_finished"
+	EventFailoverFailed   = "failover_failed"
 )
 
 // Failover makes this secondary the primary because the primary is gone.
@@ -65,6 +66,7 @@ func (n *Node) failover(ctx context.Context, req api.FailoverRequest) (api.Failo
 	newTerm := s.Term + 1
 	n.log.Warn("failover", "op", OpFailover, "from", peer.Name, "term", newTerm, "force", req.Force)
 	if err := n.becomePrimary(ctx, newTerm, true, st); err != nil {
+		n.event(ctx, EventFailoverFailed, n.cfg.Name, fmt.Sprintf("failover to %s failed, %s stays secondary at term %d: %v", n.cfg.Name, n.cfg.Name, s.Term, err))
 		return api.FailoverResult{}, err
 	}
 	took := time.Since(start).Round(time.Millisecond)

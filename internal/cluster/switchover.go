@@ -470,7 +470,9 @@ func (n *Node) settleSwitchover(ctx context.Context) {
 	case s.Role == state.RolePrimary && s.Operation == nil:
 		if err := n.resumeAsPrimary(ctx, s); err != nil {
 			n.log.Error("could not resume as primary", "err", err)
+			return
 		}
+		n.event(ctx, EventSwitchoverFailed, n.cfg.Name, fmt.Sprintf("switchover did not happen: the peer answered again without having promoted; %s is primary again (term %d)", n.cfg.Name, s.Term))
 	}
 }
 

@@ -29,7 +29,7 @@ type Event struct {
 
 // DefaultEvents are the kinds that need a person.
 var DefaultEvents = []string{
-	"secondary_unavailable", "secondary_recovered", "failover_started", "failover_finished",
+	"secondary_unavailable", "secondary_recovered", "failover_started", "failover_finished", "failover_failed",
 	"fenced", "wal_cap_reached", "reseeded", "sync_degraded", "cluster_ip_conflict", "service_failed",
 }
 
