@@ -106,9 +106,9 @@ func (f *fakePG) RemoveDataFile(name string) error {
 	delete(f.files, name)
 	return nil
 }
-func (f *fakePG) MakeEmptyDataDir() error                 { return os.MkdirAll(f.dir, 0o700) }
+func (f *fakePG) MakeEmptyDataDir() error                   { return os.MkdirAll(f.dir, 0o700) }
 func (f *fakePG) Tool(name string, args ...string) tool.Cmd { return tool.Cmd{Path: "/bin/false"} }
-func (f *fakePG) StartHalted() error                      { f.call("start-halted"); return nil }
+func (f *fakePG) StartHalted() error                        { f.call("start-halted"); return nil }
 func (f *fakePG) ControlData(context.Context) (map[string]string, error) {
 	return map[string]string{"Database cluster state": "shut down"}, nil
 }
