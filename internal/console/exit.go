@@ -13,6 +13,7 @@ const (
 	ExitUnreachable = 3 // no node answered
 	ExitRefused     = 4 // certificate not trusted, or token refused
 	ExitConflict    = 5 // the nodes' state forbids the operation; nothing was changed
+	ExitDetached    = 6 // the console stopped waiting; the operation carries on on the node
 )
 
 // ExitError carries a distinct exit status with its message.

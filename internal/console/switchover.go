@@ -141,7 +141,7 @@ func printSteps(w io.Writer, steps []api.Step) {
 // time ran out the operation carries on (or rolls back) without it.
 func lostOperation(ctx context.Context, verb, node string, err error) error {
 	if ctx.Err() != nil {
-		return &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("%s: the console stopped waiting (%v), but the %s carries on on %s by itself, to its end or its rollback: `tandem status --watch` follows it and `tandem events` has its result", verb, ctx.Err(), verb, node)}
+		return &ExitError{Code: ExitDetached, Err: fmt.Errorf("%s: the console stopped waiting (%v), but the %s carries on on %s by itself, to its end or its rollback: `tandem status --watch` follows it and `tandem events` has its result", verb, ctx.Err(), verb, node)}
 	}
 	return fmt.Errorf("%s: %w", verb, err)
 }
