@@ -70,9 +70,14 @@ for when you know better (a primary that answers but must be abandoned):
 use it only if you are sure the old primary cannot accept writes any more.
 The cluster IP probe still runs.
 
+Once sent, the failover belongs to the secondary: if this console is killed
+or times out, it still runs to its end, and 'tandem status' shows how it
+ended.
+
 Exit status: 0 done; 2 bad flags or not confirmed off a terminal; 3 the
 secondary could not be reached; 4 certificate or token refused; 5 refused:
-the primary still answers, or the cluster's state forbids it; 1 otherwise.`,
+the primary still answers, or the cluster's state forbids it; 6 the console
+stopped waiting, the failover carries on on the node; 1 otherwise.`,
 		Example: `  tandem failover
   tandem failover --yes -o json`,
 		Args: cobra.NoArgs,

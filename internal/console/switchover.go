@@ -46,9 +46,14 @@ streams and has caught up. --allow-data-loss is the only way past "not
 caught up": what the secondary has not received is then lost. A failure
 before the promotion rolls back: the primary stays primary.
 
+The switchover belongs to the nodes once it is sent: if this console is
+killed or times out, it still runs to its end or rolls back, and
+'tandem status' shows it in flight and how it ended.
+
 Exit status: 0 done; 2 bad flags or not confirmed off a terminal; 3 a node
 could not be reached; 4 certificate or token refused; 5 refused by the
-cluster's state (not caught up, operation in progress); 1 anything else.`,
+cluster's state (not caught up, operation in progress); 6 the console
+stopped waiting, the switchover carries on on the node; 1 anything else.`,
 		Example: `  tandem switchover
   tandem switchover --yes -o json`,
 		Args: cobra.NoArgs,
