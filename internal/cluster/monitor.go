@@ -439,18 +439,21 @@ func (n *Node) reseed(ctx context.Context, why string) error {
 // RecreateSlot is the primary's side of a re-seed: a lost slot is dropped
 // and created again, reserving WAL from now.
 func (n *Node) RecreateSlot(ctx context.Context) error {
-	s := n.State()
-	if s.Role != state.RolePrimary || s.Cluster == nil || s.Cluster.Peer == nil {
-		return conflict("%s is not a primary with a secondary", n.cfg.Name)
-	}
-	slot := slotName(s.Cluster.Peer.Name)
-	return n.withConn(ctx, func(c *pgx.Conn) error {
-		if err := dropSlotNow(ctx, c, slot); err != nil {
-			return err
+	_, err := runOp(n, ctx, OpReseed, byPeer, func(ctx context.Context, _ func(struct{}, error)) (struct{}, error) {
+		s := n.State()
+		if s.Role != state.RolePrimary || s.Cluster == nil || s.Cluster.Peer == nil {
+			return struct{}{}, conflict("%s is not a primary with a secondary", n.cfg.Name)
 		}
-		_, err := c.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, slot)
-		return err
+		slot := slotName(s.Cluster.Peer.Name)
+		return struct{}{}, n.withConn(ctx, func(c *pgx.Conn) error {
+			if err := dropSlotNow(ctx, c, slot); err != nil {
+				return err
+			}
+			_, err := c.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, slot)
+			return err
+		})
 	})
+	return err
 }
 
 // PeerEvent records an event on behalf of the secondary.
