@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/identity"
@@ -177,5 +178,28 @@ func TestNormalizeEndpoint(t *testing.T) {
 		if err != nil || got != want {
 			t.Errorf("%q → %q, %v; want %q", in, got, err, want)
 		}
+	}
+}
+
+func TestOperationNotesShowTheOperationInFlightAndTheLastOne(t *testing.T) {
+	started := time.Now().Add(-1500 * time.Millisecond)
+	finished := time.Now().Add(-30 * time.Second)
+	n := api.NodeInfo{
+		Op: "switchover:promote-peer",
+		Running: &api.OperationInfo{Kind: "switchover", By: "console", Step: "promote-peer", StartedAt: started, Outcome: api.OutcomeRunning,
+			Steps: []api.Step{{Name: "checks", MS: 3}, {Name: "shutdown", MS: 120}}},
+		Last: &api.OperationInfo{Kind: "failover", By: "console", StartedAt: finished.Add(-200 * time.Millisecond), FinishedAt: &finished, Outcome: api.OutcomeFailed, Error: "the promotion did not finish"},
+	}
+	notes := strings.Join(operationNotes("a", n), "\n")
+	for _, want := range []string{"a: operation in progress: switchover (started by console", "step promote-peer", "checks 3 ms, shutdown 120 ms", "a: last operation: failover (by console) FAILED", "the promotion did not finish"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("notes lack %q:\n%s", want, notes)
+		}
+	}
+	// A last operation long ago, and boot, are not worth a line.
+	old := time.Now().Add(-time.Hour)
+	n = api.NodeInfo{Last: &api.OperationInfo{Kind: "switchover", StartedAt: old, FinishedAt: &old, Outcome: api.OutcomeSucceeded}}
+	if got := operationNotes("a", n); len(got) != 0 {
+		t.Errorf("notes for an operation an hour ago: %v", got)
 	}
 }
