@@ -48,23 +48,51 @@ func (s *Supervisor) currentSettings() map[string]string {
 }
 
 func (s *Supervisor) ask(ctx context.Context, r request) error {
+	_, err := s.askValue(ctx, r)
+	return err
+}
+
+// askValue sends r to the owner and waits for its answer. When ctx ends
+// first it returns at once; the owner still finishes the request, with
+// ctx cancelled (see each request for what that means).
+func (s *Supervisor) askValue(ctx context.Context, r request) (string, error) {
 	if !s.started.Load() {
-		return errors.New("the PostgreSQL supervisor is not running")
+		return "", errors.New("the PostgreSQL supervisor is not running")
 	}
-	r.reply = make(chan error, 1)
+	r.ctx = ctx
+	r.reply = make(chan response, 1)
 	select {
 	case s.reqs <- r:
 	case <-s.done:
-		return errors.New("the PostgreSQL supervisor has stopped")
+		return "", errors.New("the PostgreSQL supervisor has stopped")
 	case <-ctx.Done():
-		return ctx.Err()
+		return "", ctx.Err()
 	}
 	select {
-	case err := <-r.reply:
-		return err
+	case resp := <-r.reply:
+		return resp.value, resp.err
 	case <-ctx.Done():
-		return ctx.Err()
+		return "", ctx.Err()
 	}
+}
+
+// handle answers one request; it reports whether the owner must end.
+func (o *owner) handle(r request) (end bool) {
+	answer := func(err error) { r.reply <- response{err: err} }
+	switch r.kind {
+	case reqStop:
+		answer(o.stop())
+		return true
+	case reqHalt:
+		answer(o.halt(r.fast))
+	case reqResume:
+		o.resume(r)
+	case reqReload:
+		answer(o.reload())
+	default:
+		answer(fmt.Errorf("unknown request %d", r.kind))
+	}
+	return false
 }
 
 func (o *owner) halt(fast bool) error {
@@ -75,11 +103,19 @@ func (o *owner) halt(fast bool) error {
 
 func (o *owner) resume(r request) {
 	if o.cur != nil {
-		r.reply <- nil
+		// Join a start under way; otherwise it runs (or is being
+		// restarted after a crash, which a waiter must not turn into a
+		// failed first start).
+		if o.starting() {
+			o.waitStart(r.reply, false)
+		} else {
+			r.reply <- response{}
+		}
 		return
 	}
+	o.cancelRetry() // a crash restart was pending; this start replaces it
 	o.halted = false
-	o.first = r.reply
+	o.waitStart(r.reply, r.mayInit)
 	if err := o.bringUp(r.mayInit); err != nil {
 		o.s.log.Error("could not start PostgreSQL", "err", err.Error())
 		o.s.setState(StateStopped, 0, err.Error())

@@ -133,10 +133,21 @@ const (
 
 // request is one thing asked of the owner goroutine; it answers on reply.
 type request struct {
-	kind    requestKind
+	kind requestKind
+	// ctx is the asker's. Tools the owner runs for the request die with it
+	// (exec.CommandContext), so a cancelled request cannot leave one
+	// running; shutdowns are bounded by StopTimeout instead.
+	ctx     context.Context
 	fast    bool // reqHalt: begin with a fast shutdown instead of smart
 	mayInit bool // reqResume: an empty data dir may be initialised
-	reply   chan error
+	reply   chan response
+}
+
+// response is the owner's answer to a request. reply channels are buffered
+// (one answer each), so the owner never blocks on an asker that gave up.
+type response struct {
+	err   error
+	value string // what the request returns besides the error, if anything
 }
 
 // New checks opts and returns a Supervisor that has not started anything.
@@ -240,11 +251,11 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("the PostgreSQL supervisor was already started")
 	}
-	first := make(chan error, 1)
+	first := make(chan response, 1)
 	go s.run(first, false)
 	select {
-	case err := <-first:
-		return err
+	case r := <-first:
+		return r.err
 	case <-ctx.Done():
 		return fmt.Errorf("while waiting for PostgreSQL to start: %w", ctx.Err())
 	}
@@ -257,7 +268,7 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 	if !s.started.Load() {
 		return nil
 	}
-	r := request{kind: reqStop, reply: make(chan error, 1)}
+	r := request{kind: reqStop, ctx: ctx, reply: make(chan response, 1)}
 	select {
 	case s.reqs <- r:
 	case <-s.done:
@@ -266,9 +277,9 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 		return fmt.Errorf("while asking PostgreSQL's supervisor to stop: %w", ctx.Err())
 	}
 	select {
-	case err := <-r.reply:
+	case resp := <-r.reply:
 		<-s.done
-		return err
+		return resp.err
 	case <-ctx.Done():
 		return fmt.Errorf("while waiting for PostgreSQL to stop: %w", ctx.Err())
 	}
@@ -301,17 +312,20 @@ type owner struct {
 	retry *time.Timer // pending crash restart
 	// halted: stopped on purpose (Halt); no restart until Resume.
 	halted bool
-	first  chan error // Start's waiter, until the first attempt settled
+	// waiters are answered once the start under way settles: Start's, and
+	// those of requests that start PostgreSQL (Resume, StartPrimary…).
+	waiters []chan response
+	mayInit bool // whether the start under way may initdb
 }
 
-func (s *Supervisor) run(first chan error, halted bool) {
+func (s *Supervisor) run(first chan response, halted bool) {
 	defer close(s.done)
 	defer s.lifeCancel()
-	o := &owner{s: s, first: first, bo: backoff{min: s.backoffMin, max: s.backoffMax}}
+	o := &owner{s: s, bo: backoff{min: s.backoffMin, max: s.backoffMax}}
 	if halted {
 		o.halted = true
-		o.first = nil
 	} else {
+		o.waitStart(first, true)
 		o.firstAttempt()
 	}
 	for {
@@ -331,18 +345,8 @@ func (s *Supervisor) run(first chan error, halted bool) {
 		}
 		select {
 		case r := <-s.reqs:
-			switch r.kind {
-			case reqStop:
-				r.reply <- o.stop()
+			if o.handle(r) {
 				return
-			case reqHalt:
-				r.reply <- o.halt(r.fast)
-			case reqResume:
-				o.resume(r)
-			case reqReload:
-				r.reply <- o.reload()
-			default:
-				r.reply <- fmt.Errorf("unknown request %d", r.kind)
 			}
 		case <-gone:
 			o.exited()
@@ -360,17 +364,26 @@ func (s *Supervisor) run(first chan error, halted bool) {
 	}
 }
 
-// settle answers Start's waiter, once.
+// waitStart adds reply to those answered when the start under way settles.
+func (o *owner) waitStart(reply chan response, mayInit bool) {
+	o.waiters = append(o.waiters, reply)
+	o.mayInit = o.mayInit || mayInit
+}
+
+// starting reports whether a start has not settled yet.
+func (o *owner) starting() bool { return len(o.waiters) > 0 }
+
+// settle answers every waiter of the start under way.
 func (o *owner) settle(err error) {
-	if o.first != nil {
-		o.first <- err
-		o.first = nil
+	for _, w := range o.waiters {
+		w <- response{err: err}
 	}
+	o.waiters, o.mayInit = nil, false
 }
 
 func (o *owner) firstAttempt() {
 	s := o.s
-	err := o.bringUp(true)
+	err := o.bringUp(o.mayInit)
 	switch {
 	case err == nil:
 		return // settled when ready, exited or overdue
@@ -443,12 +456,12 @@ func (o *owner) exited() {
 	}
 	err := fmt.Errorf("postmaster (pid %d) exited unexpectedly: %s", p.pid, p.exit)
 	switch {
-	case o.first != nil && p.adopted:
+	case o.starting() && p.adopted:
 		// It was on its way out when we found it (a shutdown begun by the
 		// previous tandemd); start our own.
 		s.log.Warn("adopted PostgreSQL went away before it accepted connections; starting a new one", "pid", p.pid)
 		o.firstAttempt()
-	case o.first != nil:
+	case o.starting():
 		err = fmt.Errorf("PostgreSQL exited while starting (%s); its last log lines say why", p.exit)
 		s.log.Error("could not start PostgreSQL", "pid", p.pid, "status", p.exit)
 		s.setState(StateFailed, 0, err.Error())
@@ -495,10 +508,7 @@ func (o *owner) stop() error { return o.shutdown(false) }
 // operations that must not wait for clients to leave.
 func (o *owner) shutdown(fast bool) error {
 	s, p := o.s, o.cur
-	if o.retry != nil {
-		o.retry.Stop()
-		o.retry = nil
-	}
+	o.cancelRetry()
 	o.settle(errors.New("PostgreSQL was asked to stop before it accepted connections"))
 	if p == nil {
 		s.setState(StateStopped, 0, "")
@@ -543,6 +553,13 @@ func (o *owner) shutdown(fast bool) error {
 	err := fmt.Errorf("PostgreSQL (pid %d) is still alive after SIGKILL", p.pid)
 	s.setState(StateFailed, p.pid, err.Error())
 	return err
+}
+
+func (o *owner) cancelRetry() {
+	if o.retry != nil {
+		o.retry.Stop()
+		o.retry = nil
+	}
 }
 
 // leave lets go of the postmaster without touching it (test hook).
