@@ -1,6 +1,8 @@
 package postgres
 
 import (
+	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -262,5 +264,58 @@ func TestJudgePID(t *testing.T) {
 	_ = cmd.Wait()
 	if got := s.judgePID(cmd.Process.Pid, time.Now()); got != pidGone {
 		t.Errorf("reaped: got %v, want pidGone", got)
+	}
+}
+
+func TestSourceKeepsItsPasswordOutOfTextAndLogs(t *testing.T) {
+	src := Source{Host: "10.0.0.2", Port: 5432, User: "tandem_repl", Password: "s3cret'\\pw"}
+	ci := src.conninfo()
+	if want := `host='10.0.0.2' port='5432' user='tandem_repl' dbname='postgres' connect_timeout='5' application_name='tandemd'`; ci != want {
+		t.Errorf("conninfo:\n%s\nwant\n%s", ci, want)
+	}
+	var buf strings.Builder
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "source", src)
+	for _, text := range []string{ci, src.String(), fmt.Sprint(src), fmt.Sprintf("%+v", src), fmt.Sprintf("%#v", src), buf.String()} {
+		if strings.Contains(text, "s3cret") {
+			t.Errorf("password in %q", text)
+		}
+	}
+	if !strings.Contains(buf.String(), "source.host=10.0.0.2") {
+		t.Errorf("log line lacks the host: %s", buf.String())
+	}
+	if got := (Source{Host: "fd00::2", Port: 5433, User: "u"}).String(); got != "u@[fd00::2]:5433" {
+		t.Errorf("IPv6 source: %s", got)
+	}
+	quoted := Source{Host: "h", Port: 1, User: "we'ird"}.conninfo()
+	if !strings.Contains(quoted, `user='we\'ird'`) {
+		t.Errorf("user not quoted: %s", quoted)
+	}
+}
+
+func TestSourceCheckListsEveryProblem(t *testing.T) {
+	if err := (Source{Host: "h", Port: 5432, User: "u"}).check(); err != nil {
+		t.Errorf("valid source refused: %v", err)
+	}
+	err := Source{Port: 70000, Password: "a\x00b"}.check()
+	if err == nil {
+		t.Fatal("invalid source accepted")
+	}
+	for _, want := range []string{"host", "port 70000", "user", "NUL"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+}
+
+func TestCheckSlotName(t *testing.T) {
+	for _, ok := range []string{"tandem_b", "s1", strings.Repeat("a", 63)} {
+		if err := checkSlotName(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "Tandem", "a-b", "a b", "--slot=x", strings.Repeat("a", 64)} {
+		if err := checkSlotName(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }
