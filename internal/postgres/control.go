@@ -21,8 +21,10 @@ func (s *Supervisor) Halt(ctx context.Context, fast bool) error {
 }
 
 // Resume starts PostgreSQL after a Halt and returns once it accepts
-// connections. mayInit allows initdb of an empty data directory (a node
-// returning to "no cluster" after its replica was removed).
+// connections, in whatever role the data directory says (StartStandby and
+// StartPrimary choose it). mayInit allows initdb of an empty data
+// directory (a node returning to "no cluster" after its replica was
+// removed).
 func (s *Supervisor) Resume(ctx context.Context, mayInit bool) error {
 	return s.ask(ctx, request{kind: reqResume, mayInit: mayInit})
 }
@@ -52,9 +54,11 @@ func (s *Supervisor) ask(ctx context.Context, r request) error {
 	return err
 }
 
-// askValue sends r to the owner and waits for its answer. When ctx ends
-// first it returns at once; the owner still finishes the request, with
-// ctx cancelled (see each request for what that means).
+// askValue sends r to the owner and waits for its answer. The owner does
+// one request at a time, so a long one (a clone) makes the others wait:
+// that is what keeps them from interleaving. When ctx ends first askValue
+// returns at once; the owner still finishes the request, with ctx
+// cancelled (each request says what that means for it).
 func (s *Supervisor) askValue(ctx context.Context, r request) (string, error) {
 	if !s.started.Load() {
 		return "", errors.New("the PostgreSQL supervisor is not running")
@@ -66,13 +70,13 @@ func (s *Supervisor) askValue(ctx context.Context, r request) (string, error) {
 	case <-s.done:
 		return "", errors.New("the PostgreSQL supervisor has stopped")
 	case <-ctx.Done():
-		return "", ctx.Err()
+		return "", fmt.Errorf("while waiting for PostgreSQL's supervisor to take the request to %s: %w", r.kind, ctx.Err())
 	}
 	select {
 	case resp := <-r.reply:
 		return resp.value, resp.err
 	case <-ctx.Done():
-		return "", ctx.Err()
+		return "", fmt.Errorf("while waiting for PostgreSQL's supervisor to %s: %w", r.kind, ctx.Err())
 	}
 }
 
@@ -89,8 +93,17 @@ func (o *owner) handle(r request) (end bool) {
 		o.resume(r)
 	case reqReload:
 		answer(o.reload())
+	case reqStartStandby:
+		o.start(r, roleStandby)
+	case reqStartPrimary:
+		o.start(r, rolePrimary)
+	case reqPromote:
+		answer(o.promote(r.ctx))
+	case reqShutdownForSwitchover:
+		lsn, err := o.shutdownForSwitchover(r.ctx)
+		r.reply <- response{err: err, value: lsn}
 	default:
-		answer(fmt.Errorf("unknown request %d", r.kind))
+		answer(fmt.Errorf("unknown %s", r.kind))
 	}
 	return false
 }

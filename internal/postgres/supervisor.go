@@ -1,9 +1,9 @@
 // Package postgres supervises this node's PostgreSQL. One goroutine, the
-// owner, starts (or adopts), watches, restarts and stops the postmaster;
-// everything else in tandemd asks it through requests on one channel, or
-// reads its Status. Later actions (restart as standby, promote, fence) are
-// new request kinds handled by the same loop, so two actions on the
-// postmaster can never interleave.
+// owner, starts (or adopts), watches, restarts and stops the postmaster,
+// and is the only one to change the server's role: start as primary or
+// standby, promote, the switchover's shutdown. Everything else in tandemd
+// asks it through requests on one channel, or reads its Status, so two
+// actions on the postmaster can never interleave.
 package postgres
 
 import (
@@ -73,6 +73,11 @@ var (
 	ErrVersionMismatch = errors.New("PostgreSQL major version of the data directory differs from the binaries")
 	// ErrNotRunning is returned by Connect when there is no postmaster.
 	ErrNotRunning = errors.New("PostgreSQL is not running")
+	// ErrNotInRecovery is returned by Promote on a primary.
+	ErrNotInRecovery = errors.New("PostgreSQL is not in recovery")
+	// ErrInRecovery is returned when a primary was expected and PostgreSQL
+	// runs as a standby (StartPrimary, ShutdownForSwitchover).
+	ErrInRecovery = errors.New("PostgreSQL runs as a standby")
 )
 
 // superuser is the role initdb creates (-U) and tandemd connects as.
@@ -125,11 +130,28 @@ type target struct {
 type requestKind int
 
 const (
-	reqStop   requestKind = iota // shut down and end the owner
-	reqHalt                      // shut down, stay supervised, do not restart
-	reqResume                    // start again after a halt
-	reqReload                    // rewrite tandem.conf and signal a reload
+	reqStop                  requestKind = iota // shut down and end the owner
+	reqHalt                                     // shut down, stay supervised, do not restart
+	reqResume                                   // start again after a halt
+	reqReload                                   // rewrite tandem.conf and signal a reload
+	reqStartStandby                             // run as a standby (start, restart or reload)
+	reqStartPrimary                             // run read-write (start or reload)
+	reqPromote                                  // end recovery
+	reqShutdownForSwitchover                    // checkpoint, fast shutdown, report the checkpoint
 )
+
+var requestNames = [...]string{
+	reqStop: "stop", reqHalt: "halt", reqResume: "resume", reqReload: "reload",
+	reqStartStandby: "start as a standby", reqStartPrimary: "start as a primary",
+	reqPromote: "promote", reqShutdownForSwitchover: "shut down for a switchover",
+}
+
+func (k requestKind) String() string {
+	if int(k) < len(requestNames) && requestNames[k] != "" {
+		return requestNames[k]
+	}
+	return fmt.Sprintf("request %d", int(k))
+}
 
 // request is one thing asked of the owner goroutine; it answers on reply.
 type request struct {
@@ -137,10 +159,11 @@ type request struct {
 	// ctx is the asker's. Tools the owner runs for the request die with it
 	// (exec.CommandContext), so a cancelled request cannot leave one
 	// running; shutdowns are bounded by StopTimeout instead.
-	ctx     context.Context
-	fast    bool // reqHalt: begin with a fast shutdown instead of smart
-	mayInit bool // reqResume: an empty data dir may be initialised
-	reply   chan response
+	ctx      context.Context
+	fast     bool              // reqHalt: begin with a fast shutdown instead of smart
+	mayInit  bool              // reqResume, reqStartPrimary: an empty data dir may be initialised
+	settings map[string]string // reqStart*: the settings to run with
+	reply    chan response
 }
 
 // response is the owner's answer to a request. reply channels are buffered
