@@ -102,6 +102,26 @@ func (o *owner) handle(r request) (end bool) {
 	case reqShutdownForSwitchover:
 		lsn, err := o.shutdownForSwitchover(r.ctx)
 		r.reply <- response{err: err, value: lsn}
+	case reqRewind:
+		answer(o.rewind(r.ctx, r.src))
+	case reqClone:
+		aside, err := o.clone(r.ctx, r.src, r.slot, r.progress)
+		r.reply <- response{err: err, value: aside}
+	case reqRestoreAside:
+		answer(o.restoreAside(r.aside))
+	case reqDiscardAside:
+		trash, err := o.discardAside(r.aside)
+		r.reply <- response{err: err, value: trash}
+	case reqMoveDataAside:
+		aside, err := o.moveDataAside()
+		r.reply <- response{err: err, value: aside}
+	case reqRecoverInterruptedClone:
+		if !o.halted {
+			answer(errors.New("RecoverInterruptedClone runs only before PostgreSQL starts (before Start, or after StartHalted)"))
+			break
+		}
+		restored, err := o.recoverInterruptedClone()
+		r.reply <- response{err: err, value: restored}
 	default:
 		answer(fmt.Errorf("unknown %s", r.kind))
 	}
@@ -112,6 +132,21 @@ func (o *owner) halt(fast bool) error {
 	err := o.shutdown(fast)
 	o.halted = true
 	return err
+}
+
+// haltAll stops the postmaster, ours or one an earlier tandemd left
+// running on the data directory, and keeps it down.
+func (o *owner) haltAll() error {
+	if err := o.halt(true); err != nil {
+		return err
+	}
+	r, err := o.s.findRunning()
+	if err != nil || r == nil {
+		return err
+	}
+	o.s.log.Warn("a postmaster tandemd did not start runs on the data directory; stopping it", "pid", r.pid)
+	o.cur = o.s.adopt(r)
+	return o.halt(true)
 }
 
 func (o *owner) resume(r request) {

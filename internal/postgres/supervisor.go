@@ -1,9 +1,10 @@
 // Package postgres supervises this node's PostgreSQL. One goroutine, the
 // owner, starts (or adopts), watches, restarts and stops the postmaster,
-// and is the only one to change the server's role: start as primary or
-// standby, promote, the switchover's shutdown. Everything else in tandemd
-// asks it through requests on one channel, or reads its Status, so two
-// actions on the postmaster can never interleave.
+// and is the only one to change the server's role or its data directory:
+// start as primary or standby, promote, the switchover's shutdown, rewind,
+// clone and the copies it moves aside. Everything else in tandemd asks it
+// through requests on one channel, or reads its Status, so two actions on
+// the postmaster or the data directory can never interleave.
 package postgres
 
 import (
@@ -130,20 +131,29 @@ type target struct {
 type requestKind int
 
 const (
-	reqStop                  requestKind = iota // shut down and end the owner
-	reqHalt                                     // shut down, stay supervised, do not restart
-	reqResume                                   // start again after a halt
-	reqReload                                   // rewrite tandem.conf and signal a reload
-	reqStartStandby                             // run as a standby (start, restart or reload)
-	reqStartPrimary                             // run read-write (start or reload)
-	reqPromote                                  // end recovery
-	reqShutdownForSwitchover                    // checkpoint, fast shutdown, report the checkpoint
+	reqStop                    requestKind = iota // shut down and end the owner
+	reqHalt                                       // shut down, stay supervised, do not restart
+	reqResume                                     // start again after a halt
+	reqReload                                     // rewrite tandem.conf and signal a reload
+	reqStartStandby                               // run as a standby (start, restart or reload)
+	reqStartPrimary                               // run read-write (start or reload)
+	reqPromote                                    // end recovery
+	reqShutdownForSwitchover                      // checkpoint, fast shutdown, report the checkpoint
+	reqRewind                                     // pg_rewind from a source
+	reqClone                                      // replace the data with a pg_basebackup copy
+	reqRestoreAside                               // put data moved aside back
+	reqDiscardAside                               // give up data moved aside
+	reqMoveDataAside                              // move the whole data dir aside
+	reqRecoverInterruptedClone                    // put back what an interrupted clone moved aside
 )
 
 var requestNames = [...]string{
 	reqStop: "stop", reqHalt: "halt", reqResume: "resume", reqReload: "reload",
 	reqStartStandby: "start as a standby", reqStartPrimary: "start as a primary",
 	reqPromote: "promote", reqShutdownForSwitchover: "shut down for a switchover",
+	reqRewind: "rewind", reqClone: "clone", reqRestoreAside: "put data back",
+	reqDiscardAside: "discard data moved aside", reqMoveDataAside: "move the data aside",
+	reqRecoverInterruptedClone: "recover an interrupted clone",
 }
 
 func (k requestKind) String() string {
@@ -163,6 +173,10 @@ type request struct {
 	fast     bool              // reqHalt: begin with a fast shutdown instead of smart
 	mayInit  bool              // reqResume, reqStartPrimary: an empty data dir may be initialised
 	settings map[string]string // reqStart*: the settings to run with
+	src      Source            // reqRewind, reqClone
+	slot     string            // reqClone
+	progress func(done, total int64)
+	aside    string // reqRestoreAside, reqDiscardAside
 	reply    chan response
 }
 

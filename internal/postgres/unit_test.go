@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -267,6 +269,58 @@ func TestJudgePID(t *testing.T) {
 	}
 }
 
+func TestAsideNamesSortByAge(t *testing.T) {
+	dir := "/var/lib/tandem/pgdata"
+	t0 := time.Date(2025, 3, 9, 23, 59, 59, 999_999_000, time.FixedZone("CET", 3600))
+	got := asideName(dir+"/", asideClone, t0)
+	if want := "/var/lib/tandem/pgdata.tandem-old-20250309T225959.999999"; got != want {
+		t.Fatalf("asideName: %q, want %q (UTC, fixed width)", got, want)
+	}
+	var names []string
+	for _, d := range []time.Duration{0, time.Microsecond, time.Second, 10 * time.Hour, 24 * 400 * time.Hour} {
+		names = append(names, asideName(dir, asideClone, t0.Add(d)))
+	}
+	if !sort.StringsAreSorted(names) {
+		t.Fatalf("names do not sort by age: %v", names)
+	}
+}
+
+func TestAsidesListsOnlyItsTagOldestFirst(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "da[ta]") // a glob character in the name
+	t0 := time.Now()
+	want := []string{asideName(dir, asideClone, t0), asideName(dir, asideClone, t0.Add(time.Second))}
+	others := []string{asideName(dir, asideLeft, t0), asideName(dir, asideTrash, t0), dir, filepath.Join(parent, "other.tandem-old-1")}
+	for _, p := range append(append([]string{}, want[1], want[0]), others...) {
+		if err := os.Mkdir(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := asides(dir, asideClone); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("asides: %v, want %v", got, want)
+	}
+}
+
+func TestCheckAsideRefusesOtherPaths(t *testing.T) {
+	dir := "/srv/pg/data"
+	ok := []string{"/srv/pg/data.tandem-old-20250101T000000.000000", "/srv/pg/data.tandem-left-x"}
+	for _, p := range ok {
+		if err := checkAside(dir, p, asideClone, asideLeft); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	bad := []string{
+		"", "/srv/pg/data", "/srv/pg/data.tandem-old-", "data.tandem-old-1",
+		"/srv/pg/data.tandem-discard-1", "/srv/pg/other.tandem-old-1",
+		"/srv/pg/data.tandem-old-1/..", "/srv/data.tandem-old-1", "/srv/pg/x/data.tandem-old-1",
+	}
+	for _, p := range bad {
+		if err := checkAside(dir, p, asideClone, asideLeft); err == nil {
+			t.Errorf("%q accepted", p)
+		}
+	}
+}
+
 func TestSourceKeepsItsPasswordOutOfTextAndLogs(t *testing.T) {
 	src := Source{Host: "10.0.0.2", Port: 5432, User: "tandem_repl", Password: "s3cret'\\pw"}
 	ci := src.conninfo()
@@ -318,4 +372,34 @@ func TestCheckSlotName(t *testing.T) {
 			t.Errorf("%q accepted", bad)
 		}
 	}
+}
+
+func TestSampleProgressReportsUntilStopped(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f"), make([]byte, 1000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var calls [][2]int64
+	stop := sampleProgress(dir, func() int64 { return 5000 }, func(done, total int64) {
+		mu.Lock()
+		calls = append(calls, [2]int64{done, total})
+		mu.Unlock()
+	})
+	time.Sleep(progressEvery + progressEvery/2)
+	stop()
+	mu.Lock()
+	n := len(calls)
+	got := append([][2]int64{}, calls...)
+	mu.Unlock()
+	time.Sleep(progressEvery)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) != n {
+		t.Errorf("progress reported after stop")
+	}
+	if n < 2 || got[0] != [2]int64{0, 5000} || got[1] != [2]int64{1000, 5000} {
+		t.Errorf("reports %v, want [0 5000] then [1000 5000]", got)
+	}
+	sampleProgress(dir, func() int64 { panic("measured without a callback") }, nil)()
 }
