@@ -151,19 +151,16 @@ func (o *owner) haltAll() error {
 
 func (o *owner) resume(r request) {
 	if o.cur != nil {
-		// Join a start under way; otherwise it runs (or is being
-		// restarted after a crash, which a waiter must not turn into a
-		// failed first start).
-		if o.starting() {
-			o.waitStart(r.reply, false)
-		} else {
+		if o.cur.isReady {
 			r.reply <- response{}
+		} else {
+			o.waitReady(r.reply) // a start under way, asked for or after a crash
 		}
 		return
 	}
 	o.cancelRetry() // a crash restart was pending; this start replaces it
 	o.halted = false
-	o.waitStart(r.reply, r.mayInit)
+	o.beginStart(r.reply, r.mayInit)
 	if err := o.bringUp(r.mayInit); err != nil {
 		o.s.log.Error("could not start PostgreSQL", "err", err.Error())
 		o.s.setState(StateStopped, 0, err.Error())

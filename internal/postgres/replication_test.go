@@ -719,3 +719,30 @@ func TestStartJudgesALeftoverPostmaster(t *testing.T) {
 func slogTo(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
+
+// A start asked for while a crash restart waits out its backoff starts at
+// once and replaces it: the pending restart must not fire later and take
+// the new postmaster for someone else's.
+func TestStartAfterCrashReplacesThePendingRestart(t *testing.T) {
+	n := newNode(t, "a")
+	n.s.backoffMin, n.s.backoffMax = time.Second, time.Second
+	pid := startOK(t, n.s).PID
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxFor(t, time.Minute)
+	for st := n.s.Status(ctx); st.State != StateCrashed; st = n.s.Status(ctx) {
+		if ctx.Err() != nil {
+			t.Fatalf("not crashed: %+v", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := n.s.StartPrimary(ctx, replSettings(), false); err != nil {
+		t.Fatalf("StartPrimary after a crash: %v", err)
+	}
+	restarted := n.pid(t)
+	time.Sleep(2 * time.Second) // past the backoff
+	if n.pid(t) != restarted || n.log.contains("adopting the running PostgreSQL") {
+		t.Errorf("the crash restart fired after the start (pid %d → %d)", restarted, n.pid(t))
+	}
+}

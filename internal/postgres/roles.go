@@ -109,9 +109,12 @@ func (o *owner) start(r request, want role) {
 	s.SetSettings(r.settings)
 	if o.cur == nil && s.PostmasterRunning() {
 		// Left running by an earlier tandemd: adopt it, then judge its
-		// role as for our own.
+		// role as for our own. Explicit, so that if it was on its way out
+		// we start our own rather than count a crash.
 		o.cancelRetry()
+		o.explicit = true
 		if err := o.bringUp(false); err != nil {
+			o.settle(err)
 			fail(err)
 			return
 		}
@@ -133,7 +136,7 @@ func (o *owner) start(r request, want role) {
 			if o.cur.isReady {
 				r.reply <- response{}
 			} else {
-				o.waitStart(r.reply, false)
+				o.waitReady(r.reply)
 			}
 			return
 		case want == rolePrimary:

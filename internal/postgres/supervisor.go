@@ -349,10 +349,14 @@ type owner struct {
 	retry *time.Timer // pending crash restart
 	// halted: stopped on purpose (Halt); no restart until Resume.
 	halted bool
-	// waiters are answered once the start under way settles: Start's, and
-	// those of requests that start PostgreSQL (Resume, StartPrimary…).
+	// waiters are answered once the current postmaster accepts
+	// connections, exits, is overdue or is stopped: Start's, and those of
+	// requests that start PostgreSQL (Resume, StartPrimary…).
 	waiters []chan response
-	mayInit bool // whether the start under way may initdb
+	// explicit: the start under way was asked for (not a crash restart),
+	// so its failure is reported rather than retried.
+	explicit bool
+	mayInit  bool // whether the explicit start may initdb
 }
 
 func (s *Supervisor) run(first chan response, halted bool) {
@@ -362,7 +366,7 @@ func (s *Supervisor) run(first chan response, halted bool) {
 	if halted {
 		o.halted = true
 	} else {
-		o.waitStart(first, true)
+		o.beginStart(first, true)
 		o.firstAttempt()
 	}
 	for {
@@ -401,21 +405,23 @@ func (s *Supervisor) run(first chan response, halted bool) {
 	}
 }
 
-// waitStart adds reply to those answered when the start under way settles.
-func (o *owner) waitStart(reply chan response, mayInit bool) {
-	o.waiters = append(o.waiters, reply)
-	o.mayInit = o.mayInit || mayInit
+// beginStart marks an explicit start, answered on reply once it settles.
+func (o *owner) beginStart(reply chan response, mayInit bool) {
+	o.explicit, o.mayInit = true, mayInit
+	o.waitReady(reply)
 }
 
-// starting reports whether a start has not settled yet.
-func (o *owner) starting() bool { return len(o.waiters) > 0 }
+// waitReady answers reply once the current start settles.
+func (o *owner) waitReady(reply chan response) {
+	o.waiters = append(o.waiters, reply)
+}
 
-// settle answers every waiter of the start under way.
+// settle answers every waiter; an explicit start is over.
 func (o *owner) settle(err error) {
 	for _, w := range o.waiters {
 		w <- response{err: err}
 	}
-	o.waiters, o.mayInit = nil, false
+	o.waiters, o.explicit, o.mayInit = nil, false, false
 }
 
 func (o *owner) firstAttempt() {
@@ -493,12 +499,12 @@ func (o *owner) exited() {
 	}
 	err := fmt.Errorf("postmaster (pid %d) exited unexpectedly: %s", p.pid, p.exit)
 	switch {
-	case o.starting() && p.adopted:
+	case o.explicit && p.adopted:
 		// It was on its way out when we found it (a shutdown begun by the
 		// previous tandemd); start our own.
 		s.log.Warn("adopted PostgreSQL went away before it accepted connections; starting a new one", "pid", p.pid)
 		o.firstAttempt()
-	case o.starting():
+	case o.explicit:
 		err = fmt.Errorf("PostgreSQL exited while starting (%s); its last log lines say why", p.exit)
 		s.log.Error("could not start PostgreSQL", "pid", p.pid, "status", p.exit)
 		s.setState(StateFailed, 0, err.Error())
@@ -520,6 +526,7 @@ func (o *owner) exited() {
 }
 
 func (o *owner) scheduleRestart(cause error) {
+	o.settle(cause) // those waiting for a crash restart hear of its failure
 	d := o.bo.next()
 	o.s.setState(StateCrashed, 0, cause.Error())
 	o.s.log.Info("restarting PostgreSQL after a delay", "delay", d)
