@@ -21,8 +21,10 @@ func (s *Supervisor) Halt(ctx context.Context, fast bool) error {
 }
 
 // Resume starts PostgreSQL after a Halt and returns once it accepts
-// connections. mayInit allows initdb of an empty data directory (a node
-// returning to "no cluster" after its replica was removed).
+// connections, in whatever role the data directory says (StartStandby and
+// StartPrimary choose it). mayInit allows initdb of an empty data
+// directory (a node returning to "no cluster" after its replica was
+// removed).
 func (s *Supervisor) Resume(ctx context.Context, mayInit bool) error {
 	return s.ask(ctx, request{kind: reqResume, mayInit: mayInit})
 }
@@ -48,23 +50,82 @@ func (s *Supervisor) currentSettings() map[string]string {
 }
 
 func (s *Supervisor) ask(ctx context.Context, r request) error {
+	_, err := s.askValue(ctx, r)
+	return err
+}
+
+// askValue sends r to the owner and waits for its answer. The owner does
+// one request at a time, so a long one (a clone) makes the others wait:
+// that is what keeps them from interleaving. When ctx ends first askValue
+// returns at once; the owner still finishes the request, with ctx
+// cancelled (each request says what that means for it).
+func (s *Supervisor) askValue(ctx context.Context, r request) (string, error) {
 	if !s.started.Load() {
-		return errors.New("the PostgreSQL supervisor is not running")
+		return "", errors.New("the PostgreSQL supervisor is not running")
 	}
-	r.reply = make(chan error, 1)
+	r.ctx = ctx
+	r.reply = make(chan response, 1)
 	select {
 	case s.reqs <- r:
 	case <-s.done:
-		return errors.New("the PostgreSQL supervisor has stopped")
+		return "", errors.New("the PostgreSQL supervisor has stopped")
 	case <-ctx.Done():
-		return ctx.Err()
+		return "", fmt.Errorf("while waiting for PostgreSQL's supervisor to take the request to %s: %w", r.kind, ctx.Err())
 	}
 	select {
-	case err := <-r.reply:
-		return err
+	case resp := <-r.reply:
+		return resp.value, resp.err
 	case <-ctx.Done():
-		return ctx.Err()
+		return "", fmt.Errorf("while waiting for PostgreSQL's supervisor to %s: %w", r.kind, ctx.Err())
 	}
+}
+
+// handle answers one request; it reports whether the owner must end.
+func (o *owner) handle(r request) (end bool) {
+	answer := func(err error) { r.reply <- response{err: err} }
+	switch r.kind {
+	case reqStop:
+		answer(o.stop())
+		return true
+	case reqHalt:
+		answer(o.halt(r.fast))
+	case reqResume:
+		o.resume(r)
+	case reqReload:
+		answer(o.reload())
+	case reqStartStandby:
+		o.start(r, roleStandby)
+	case reqStartPrimary:
+		o.start(r, rolePrimary)
+	case reqPromote:
+		answer(o.promote(r.ctx))
+	case reqShutdownForSwitchover:
+		lsn, err := o.shutdownForSwitchover(r.ctx)
+		r.reply <- response{err: err, value: lsn}
+	case reqRewind:
+		answer(o.rewind(r.ctx, r.src))
+	case reqClone:
+		aside, err := o.clone(r.ctx, r.src, r.slot, r.progress)
+		r.reply <- response{err: err, value: aside}
+	case reqRestoreAside:
+		answer(o.restoreAside(r.aside))
+	case reqDiscardAside:
+		trash, err := o.discardAside(r.aside)
+		r.reply <- response{err: err, value: trash}
+	case reqMoveDataAside:
+		aside, err := o.moveDataAside()
+		r.reply <- response{err: err, value: aside}
+	case reqRecoverInterruptedClone:
+		if !o.halted {
+			answer(errors.New("RecoverInterruptedClone runs only before PostgreSQL starts (before Start, or after StartHalted)"))
+			break
+		}
+		restored, err := o.recoverInterruptedClone()
+		r.reply <- response{err: err, value: restored}
+	default:
+		answer(fmt.Errorf("unknown %s", r.kind))
+	}
+	return false
 }
 
 func (o *owner) halt(fast bool) error {
@@ -73,13 +134,33 @@ func (o *owner) halt(fast bool) error {
 	return err
 }
 
+// haltAll stops the postmaster, ours or one an earlier tandemd left
+// running on the data directory, and keeps it down.
+func (o *owner) haltAll() error {
+	if err := o.halt(true); err != nil {
+		return err
+	}
+	r, err := o.s.findRunning()
+	if err != nil || r == nil {
+		return err
+	}
+	o.s.log.Warn("a postmaster tandemd did not start runs on the data directory; stopping it", "pid", r.pid)
+	o.cur = o.s.adopt(r)
+	return o.halt(true)
+}
+
 func (o *owner) resume(r request) {
 	if o.cur != nil {
-		r.reply <- nil
+		if o.cur.isReady {
+			r.reply <- response{}
+		} else {
+			o.waitReady(r.reply) // a start under way, asked for or after a crash
+		}
 		return
 	}
+	o.cancelRetry() // a crash restart was pending; this start replaces it
 	o.halted = false
-	o.first = r.reply
+	o.beginStart(r.reply, r.mayInit)
 	if err := o.bringUp(r.mayInit); err != nil {
 		o.s.log.Error("could not start PostgreSQL", "err", err.Error())
 		o.s.setState(StateStopped, 0, err.Error())

@@ -1,9 +1,10 @@
 // Package postgres supervises this node's PostgreSQL. One goroutine, the
-// owner, starts (or adopts), watches, restarts and stops the postmaster;
-// everything else in tandemd asks it through requests on one channel, or
-// reads its Status. Later actions (restart as standby, promote, fence) are
-// new request kinds handled by the same loop, so two actions on the
-// postmaster can never interleave.
+// owner, starts (or adopts), watches, restarts and stops the postmaster,
+// and is the only one to change the server's role or its data directory:
+// start as primary or standby, promote, the switchover's shutdown, rewind,
+// clone and the copies it moves aside. Everything else in tandemd asks it
+// through requests on one channel, or reads its Status, so two actions on
+// the postmaster or the data directory can never interleave.
 package postgres
 
 import (
@@ -73,6 +74,11 @@ var (
 	ErrVersionMismatch = errors.New("PostgreSQL major version of the data directory differs from the binaries")
 	// ErrNotRunning is returned by Connect when there is no postmaster.
 	ErrNotRunning = errors.New("PostgreSQL is not running")
+	// ErrNotInRecovery is returned by Promote on a primary.
+	ErrNotInRecovery = errors.New("PostgreSQL is not in recovery")
+	// ErrInRecovery is returned when a primary was expected and PostgreSQL
+	// runs as a standby (StartPrimary, ShutdownForSwitchover).
+	ErrInRecovery = errors.New("PostgreSQL runs as a standby")
 )
 
 // superuser is the role initdb creates (-U) and tandemd connects as.
@@ -125,18 +131,60 @@ type target struct {
 type requestKind int
 
 const (
-	reqStop   requestKind = iota // shut down and end the owner
-	reqHalt                      // shut down, stay supervised, do not restart
-	reqResume                    // start again after a halt
-	reqReload                    // rewrite tandem.conf and signal a reload
+	reqStop                    requestKind = iota // shut down and end the owner
+	reqHalt                                       // shut down, stay supervised, do not restart
+	reqResume                                     // start again after a halt
+	reqReload                                     // rewrite tandem.conf and signal a reload
+	reqStartStandby                               // run as a standby (start, restart or reload)
+	reqStartPrimary                               // run read-write (start or reload)
+	reqPromote                                    // end recovery
+	reqShutdownForSwitchover                      // checkpoint, fast shutdown, report the checkpoint
+	reqRewind                                     // pg_rewind from a source
+	reqClone                                      // replace the data with a pg_basebackup copy
+	reqRestoreAside                               // put data moved aside back
+	reqDiscardAside                               // give up data moved aside
+	reqMoveDataAside                              // move the whole data dir aside
+	reqRecoverInterruptedClone                    // put back what an interrupted clone moved aside
 )
+
+var requestNames = [...]string{
+	reqStop: "stop", reqHalt: "halt", reqResume: "resume", reqReload: "reload",
+	reqStartStandby: "start as a standby", reqStartPrimary: "start as a primary",
+	reqPromote: "promote", reqShutdownForSwitchover: "shut down for a switchover",
+	reqRewind: "rewind", reqClone: "clone", reqRestoreAside: "put data back",
+	reqDiscardAside: "discard data moved aside", reqMoveDataAside: "move the data aside",
+	reqRecoverInterruptedClone: "recover an interrupted clone",
+}
+
+func (k requestKind) String() string {
+	if int(k) < len(requestNames) && requestNames[k] != "" {
+		return requestNames[k]
+	}
+	return fmt.Sprintf("request %d", int(k))
+}
 
 // request is one thing asked of the owner goroutine; it answers on reply.
 type request struct {
-	kind    requestKind
-	fast    bool // reqHalt: begin with a fast shutdown instead of smart
-	mayInit bool // reqResume: an empty data dir may be initialised
-	reply   chan error
+	kind requestKind
+	// ctx is the asker's. Tools the owner runs for the request die with it
+	// (exec.CommandContext), so a cancelled request cannot leave one
+	// running; shutdowns are bounded by StopTimeout instead.
+	ctx      context.Context
+	fast     bool              // reqHalt: begin with a fast shutdown instead of smart
+	mayInit  bool              // reqResume, reqStartPrimary: an empty data dir may be initialised
+	settings map[string]string // reqStart*: the settings to run with
+	src      Source            // reqRewind, reqClone
+	slot     string            // reqClone
+	progress func(done, total int64)
+	aside    string // reqRestoreAside, reqDiscardAside
+	reply    chan response
+}
+
+// response is the owner's answer to a request. reply channels are buffered
+// (one answer each), so the owner never blocks on an asker that gave up.
+type response struct {
+	err   error
+	value string // what the request returns besides the error, if anything
 }
 
 // New checks opts and returns a Supervisor that has not started anything.
@@ -240,11 +288,11 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("the PostgreSQL supervisor was already started")
 	}
-	first := make(chan error, 1)
+	first := make(chan response, 1)
 	go s.run(first, false)
 	select {
-	case err := <-first:
-		return err
+	case r := <-first:
+		return r.err
 	case <-ctx.Done():
 		return fmt.Errorf("while waiting for PostgreSQL to start: %w", ctx.Err())
 	}
@@ -257,7 +305,7 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 	if !s.started.Load() {
 		return nil
 	}
-	r := request{kind: reqStop, reply: make(chan error, 1)}
+	r := request{kind: reqStop, ctx: ctx, reply: make(chan response, 1)}
 	select {
 	case s.reqs <- r:
 	case <-s.done:
@@ -266,9 +314,9 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 		return fmt.Errorf("while asking PostgreSQL's supervisor to stop: %w", ctx.Err())
 	}
 	select {
-	case err := <-r.reply:
+	case resp := <-r.reply:
 		<-s.done
-		return err
+		return resp.err
 	case <-ctx.Done():
 		return fmt.Errorf("while waiting for PostgreSQL to stop: %w", ctx.Err())
 	}
@@ -301,17 +349,24 @@ type owner struct {
 	retry *time.Timer // pending crash restart
 	// halted: stopped on purpose (Halt); no restart until Resume.
 	halted bool
-	first  chan error // Start's waiter, until the first attempt settled
+	// waiters are answered once the current postmaster accepts
+	// connections, exits, is overdue or is stopped: Start's, and those of
+	// requests that start PostgreSQL (Resume, StartPrimary…).
+	waiters []chan response
+	// explicit: the start under way was asked for (not a crash restart),
+	// so its failure is reported rather than retried.
+	explicit bool
+	mayInit  bool // whether the explicit start may initdb
 }
 
-func (s *Supervisor) run(first chan error, halted bool) {
+func (s *Supervisor) run(first chan response, halted bool) {
 	defer close(s.done)
 	defer s.lifeCancel()
-	o := &owner{s: s, first: first, bo: backoff{min: s.backoffMin, max: s.backoffMax}}
+	o := &owner{s: s, bo: backoff{min: s.backoffMin, max: s.backoffMax}}
 	if halted {
 		o.halted = true
-		o.first = nil
 	} else {
+		o.beginStart(first, true)
 		o.firstAttempt()
 	}
 	for {
@@ -331,18 +386,8 @@ func (s *Supervisor) run(first chan error, halted bool) {
 		}
 		select {
 		case r := <-s.reqs:
-			switch r.kind {
-			case reqStop:
-				r.reply <- o.stop()
+			if o.handle(r) {
 				return
-			case reqHalt:
-				r.reply <- o.halt(r.fast)
-			case reqResume:
-				o.resume(r)
-			case reqReload:
-				r.reply <- o.reload()
-			default:
-				r.reply <- fmt.Errorf("unknown request %d", r.kind)
 			}
 		case <-gone:
 			o.exited()
@@ -360,17 +405,28 @@ func (s *Supervisor) run(first chan error, halted bool) {
 	}
 }
 
-// settle answers Start's waiter, once.
+// beginStart marks an explicit start, answered on reply once it settles.
+func (o *owner) beginStart(reply chan response, mayInit bool) {
+	o.explicit, o.mayInit = true, mayInit
+	o.waitReady(reply)
+}
+
+// waitReady answers reply once the current start settles.
+func (o *owner) waitReady(reply chan response) {
+	o.waiters = append(o.waiters, reply)
+}
+
+// settle answers every waiter; an explicit start is over.
 func (o *owner) settle(err error) {
-	if o.first != nil {
-		o.first <- err
-		o.first = nil
+	for _, w := range o.waiters {
+		w <- response{err: err}
 	}
+	o.waiters, o.explicit, o.mayInit = nil, false, false
 }
 
 func (o *owner) firstAttempt() {
 	s := o.s
-	err := o.bringUp(true)
+	err := o.bringUp(o.mayInit)
 	switch {
 	case err == nil:
 		return // settled when ready, exited or overdue
@@ -443,12 +499,12 @@ func (o *owner) exited() {
 	}
 	err := fmt.Errorf("postmaster (pid %d) exited unexpectedly: %s", p.pid, p.exit)
 	switch {
-	case o.first != nil && p.adopted:
+	case o.explicit && p.adopted:
 		// It was on its way out when we found it (a shutdown begun by the
 		// previous tandemd); start our own.
 		s.log.Warn("adopted PostgreSQL went away before it accepted connections; starting a new one", "pid", p.pid)
 		o.firstAttempt()
-	case o.first != nil:
+	case o.explicit:
 		err = fmt.Errorf("PostgreSQL exited while starting (%s); its last log lines say why", p.exit)
 		s.log.Error("could not start PostgreSQL", "pid", p.pid, "status", p.exit)
 		s.setState(StateFailed, 0, err.Error())
@@ -470,6 +526,7 @@ func (o *owner) exited() {
 }
 
 func (o *owner) scheduleRestart(cause error) {
+	o.settle(cause) // those waiting for a crash restart hear of its failure
 	d := o.bo.next()
 	o.s.setState(StateCrashed, 0, cause.Error())
 	o.s.log.Info("restarting PostgreSQL after a delay", "delay", d)
@@ -495,10 +552,7 @@ func (o *owner) stop() error { return o.shutdown(false) }
 // operations that must not wait for clients to leave.
 func (o *owner) shutdown(fast bool) error {
 	s, p := o.s, o.cur
-	if o.retry != nil {
-		o.retry.Stop()
-		o.retry = nil
-	}
+	o.cancelRetry()
 	o.settle(errors.New("PostgreSQL was asked to stop before it accepted connections"))
 	if p == nil {
 		s.setState(StateStopped, 0, "")
@@ -543,6 +597,13 @@ func (o *owner) shutdown(fast bool) error {
 	err := fmt.Errorf("PostgreSQL (pid %d) is still alive after SIGKILL", p.pid)
 	s.setState(StateFailed, p.pid, err.Error())
 	return err
+}
+
+func (o *owner) cancelRetry() {
+	if o.retry != nil {
+		o.retry.Stop()
+		o.retry = nil
+	}
 }
 
 // leave lets go of the postmaster without touching it (test hook).

@@ -1,10 +1,14 @@
 package postgres
 
 import (
+	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -263,4 +267,139 @@ func TestJudgePID(t *testing.T) {
 	if got := s.judgePID(cmd.Process.Pid, time.Now()); got != pidGone {
 		t.Errorf("reaped: got %v, want pidGone", got)
 	}
+}
+
+func TestAsideNamesSortByAge(t *testing.T) {
+	dir := "/var/lib/tandem/pgdata"
+	t0 := time.Date(2025, 3, 9, 23, 59, 59, 999_999_000, time.FixedZone("CET", 3600))
+	got := asideName(dir+"/", asideClone, t0)
+	if want := "/var/lib/tandem/pgdata.tandem-old-20250309T225959.999999"; got != want {
+		t.Fatalf("asideName: %q, want %q (UTC, fixed width)", got, want)
+	}
+	var names []string
+	for _, d := range []time.Duration{0, time.Microsecond, time.Second, 10 * time.Hour, 24 * 400 * time.Hour} {
+		names = append(names, asideName(dir, asideClone, t0.Add(d)))
+	}
+	if !sort.StringsAreSorted(names) {
+		t.Fatalf("names do not sort by age: %v", names)
+	}
+}
+
+func TestAsidesListsOnlyItsTagOldestFirst(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "da[ta]") // a glob character in the name
+	t0 := time.Now()
+	want := []string{asideName(dir, asideClone, t0), asideName(dir, asideClone, t0.Add(time.Second))}
+	others := []string{asideName(dir, asideLeft, t0), asideName(dir, asideTrash, t0), dir, filepath.Join(parent, "other.tandem-old-1")}
+	for _, p := range append(append([]string{}, want[1], want[0]), others...) {
+		if err := os.Mkdir(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := asides(dir, asideClone); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("asides: %v, want %v", got, want)
+	}
+}
+
+func TestCheckAsideRefusesOtherPaths(t *testing.T) {
+	dir := "/srv/pg/data"
+	ok := []string{"/srv/pg/data.tandem-old-20250101T000000.000000", "/srv/pg/data.tandem-left-x"}
+	for _, p := range ok {
+		if err := checkAside(dir, p, asideClone, asideLeft); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	bad := []string{
+		"", "/srv/pg/data", "/srv/pg/data.tandem-old-", "data.tandem-old-1",
+		"/srv/pg/data.tandem-discard-1", "/srv/pg/other.tandem-old-1",
+		"/srv/pg/data.tandem-old-1/..", "/srv/data.tandem-old-1", "/srv/pg/x/data.tandem-old-1",
+	}
+	for _, p := range bad {
+		if err := checkAside(dir, p, asideClone, asideLeft); err == nil {
+			t.Errorf("%q accepted", p)
+		}
+	}
+}
+
+func TestSourceKeepsItsPasswordOutOfTextAndLogs(t *testing.T) {
+	src := Source{Host: "10.0.0.2", Port: 5432, User: "tandem_repl", Password: "s3cret'\\pw"}
+	ci := src.conninfo()
+	if want := `host='10.0.0.2' port='5432' user='tandem_repl' dbname='postgres' connect_timeout='5' application_name='tandemd'`; ci != want {
+		t.Errorf("conninfo:\n%s\nwant\n%s", ci, want)
+	}
+	var buf strings.Builder
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "source", src)
+	for _, text := range []string{ci, src.String(), fmt.Sprint(src), fmt.Sprintf("%+v", src), fmt.Sprintf("%#v", src), buf.String()} {
+		if strings.Contains(text, "s3cret") {
+			t.Errorf("password in %q", text)
+		}
+	}
+	if !strings.Contains(buf.String(), "source.host=10.0.0.2") {
+		t.Errorf("log line lacks the host: %s", buf.String())
+	}
+	if got := (Source{Host: "fd00::2", Port: 5433, User: "u"}).String(); got != "u@[fd00::2]:5433" {
+		t.Errorf("IPv6 source: %s", got)
+	}
+	quoted := Source{Host: "h", Port: 1, User: "we'ird"}.conninfo()
+	if !strings.Contains(quoted, `user='we\'ird'`) {
+		t.Errorf("user not quoted: %s", quoted)
+	}
+}
+
+func TestSourceCheckListsEveryProblem(t *testing.T) {
+	if err := (Source{Host: "h", Port: 5432, User: "u"}).check(); err != nil {
+		t.Errorf("valid source refused: %v", err)
+	}
+	err := Source{Port: 70000, Password: "a\x00b"}.check()
+	if err == nil {
+		t.Fatal("invalid source accepted")
+	}
+	for _, want := range []string{"host", "port 70000", "user", "NUL"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+}
+
+func TestCheckSlotName(t *testing.T) {
+	for _, ok := range []string{"tandem_b", "s1", strings.Repeat("a", 63)} {
+		if err := checkSlotName(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "Tandem", "a-b", "a b", "--slot=x", strings.Repeat("a", 64)} {
+		if err := checkSlotName(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestSampleProgressReportsUntilStopped(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f"), make([]byte, 1000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var calls [][2]int64
+	stop := sampleProgress(dir, func() int64 { return 5000 }, func(done, total int64) {
+		mu.Lock()
+		calls = append(calls, [2]int64{done, total})
+		mu.Unlock()
+	})
+	time.Sleep(progressEvery + progressEvery/2)
+	stop()
+	mu.Lock()
+	n := len(calls)
+	got := append([][2]int64{}, calls...)
+	mu.Unlock()
+	time.Sleep(progressEvery)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) != n {
+		t.Errorf("progress reported after stop")
+	}
+	if n < 2 || got[0] != [2]int64{0, 5000} || got[1] != [2]int64{1000, 5000} {
+		t.Errorf("reports %v, want [0 5000] then [1000 5000]", got)
+	}
+	sampleProgress(dir, func() int64 { panic("measured without a callback") }, nil)()
 }

@@ -108,6 +108,11 @@ func Prepare(ctx context.Context, c Cmd) *exec.Cmd {
 	cmd.SysProcAttr = attr
 	cmd.Env = append(env, c.Env...)
 	cmd.Stdin = c.Stdin
+	// Cancelling kills the whole process group, not only the program:
+	// pg_basebackup forks a WAL streamer that would otherwise go on writing
+	// into a data directory the caller is about to put back, and keep the
+	// output pipes (and so Run) open.
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	return cmd
 }
 

@@ -68,6 +68,22 @@ func TestRunHonoursContext(t *testing.T) {
 	}
 }
 
+// A cancelled program's children die with it; Run does not wait for a
+// grandchild that holds the output pipes.
+func TestCancelKillsTheProcessGroup(t *testing.T) {
+	var buf bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := Run(ctx, logger(&buf), Cmd{Path: "/bin/sh", Args: []string{"-c", "sleep 30 & sleep 30 & wait"}})
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want a cancellation error, got %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Run returned after %s: the background sleeps outlived the cancellation", took)
+	}
+}
+
 func TestMissingProgram(t *testing.T) {
 	var buf bytes.Buffer
 	_, err := Run(context.Background(), logger(&buf), Cmd{Path: "/nonexistent/initdb"})
