@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -17,8 +16,8 @@ import (
 
 	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/fsutil"
+	"github.com/tandem-ha/tandem/internal/postgres"
 	"github.com/tandem-ha/tandem/internal/state"
-	"github.com/tandem-ha/tandem/internal/tool"
 )
 
 // Operation kinds of assembly.
@@ -48,7 +47,7 @@ var assembleRecovery = stepTable{
 
 var joinRecovery = stepTable{
 	StepClone: {how: "put back the data the clone moved aside; the node holds no cluster", beforeStart: func(n *Node, _ state.State) error {
-		if _, err := n.restoreAside(); err != nil {
+		if err := n.restoreAside(); err != nil {
 			return err
 		}
 		return n.set(func(s *state.State) { s.Role, s.Term, s.Cluster, s.Operation = state.RoleNone, 0, nil, nil })
@@ -210,16 +209,14 @@ func (n *Node) assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 		if err := n.setHBA(nil); err != nil {
 			return err
 		}
-		n.pg.SetSettings(baseSettings(n.cfg.MaxSlotWALKeep))
-		return n.pg.Reload(ctx)
+		return n.pg.StartPrimary(ctx, baseSettings(n.cfg.MaxSlotWALKeep), false)
 	})
 	if err := n.setHBA([]string{n.cfg.IP, secondary.IP}); err != nil {
 		return fail(err)
 	}
 	// Synchronous replication is switched on only once the secondary
 	// streams: before that, every commit (the record's too) would wait.
-	n.pg.SetSettings(primarySettings(n.cfg.MaxSlotWALKeep, secondary.Name, false))
-	if err := n.pg.Reload(ctx); err != nil {
+	if err := n.pg.StartPrimary(ctx, primarySettings(n.cfg.MaxSlotWALKeep, secondary.Name, false), false); err != nil {
 		return fail(err)
 	}
 
@@ -288,8 +285,7 @@ func (n *Node) assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 
 	// 5. Done: synchronous replication on when asked for, event, journal closed.
 	if req.Replication != ModeAsync {
-		n.pg.SetSettings(primarySettings(n.cfg.MaxSlotWALKeep, secondary.Name, true))
-		if err := n.pg.Reload(ctx); err != nil {
+		if err := n.pg.StartPrimary(ctx, primarySettings(n.cfg.MaxSlotWALKeep, secondary.Name, true), false); err != nil {
 			n.log.Error("could not switch synchronous replication on; the monitor will retry", "err", err)
 		}
 	}
@@ -355,7 +351,9 @@ func (n *Node) join(ctx context.Context, req api.JoinRequest) (api.JoinResult, e
 		restore()
 		return api.JoinResult{}, err
 	}
-	took, aside, err := n.cloneFrom(ctx, req.Primary, req.Secondary.Slot, req.ReplicationPassword)
+	took, aside, err := n.cloneFrom(ctx, req.Primary, req.Secondary.Slot, req.ReplicationPassword, func(ctx context.Context) error {
+		return n.pg.StartPrimary(ctx, baseSettings(n.cfg.MaxSlotWALKeep), false)
+	})
 	if err != nil {
 		restore()
 		return api.JoinResult{}, err
@@ -371,62 +369,48 @@ func (n *Node) join(ctx context.Context, req api.JoinRequest) (api.JoinResult, e
 }
 
 // cloneFrom replaces this node's data with a copy of the primary's, taken
-// through slot, and starts it as a streaming standby. The old data is
-// moved aside first and deleted only once the copy streams; on failure it
-// is moved back and started as it was. It returns the old data's path,
-// already removed, for the record.
-func (n *Node) cloneFrom(ctx context.Context, primary api.Member, slot, password string) (time.Duration, string, error) {
+// through slot, and starts it as a streaming standby. The supervisor moves
+// the old data aside first; it is deleted only once the copy streams. On
+// failure the old data is put back and restart (when not nil) starts it
+// again as it was. It returns the old data's path, already removed, for
+// the record.
+func (n *Node) cloneFrom(ctx context.Context, primary api.Member, slot, password string, restart func(context.Context) error) (time.Duration, string, error) {
 	start := time.Now()
-	dataDir := n.pg.DataDir()
-	aside := fmt.Sprintf("%s.tandem-old-%s", dataDir, time.Now().UTC().Format("20060102T150405"))
-	if err := n.pg.Halt(ctx, true); err != nil {
-		return 0, "", fmt.Errorf("while stopping PostgreSQL before the clone: %w", err)
-	}
-	restore := func(cause error) (time.Duration, string, error) {
-		n.log.Error("clone failed; restoring the old data", "err", cause, "old_data_dir", aside)
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-		defer cancel()
-		_ = n.pg.Halt(rctx, true)
-		if _, err := os.Stat(aside); err == nil {
-			_ = os.RemoveAll(dataDir)
-			if err := os.Rename(aside, dataDir); err != nil {
-				n.log.Error("could not move the old data back", "from", aside, "to", dataDir, "err", err)
+	src := postgres.Source{Host: primary.IP, Port: primary.PGPort, User: ReplicationUser, Password: password}
+	report, stop := n.progressOf("clone")
+	aside, err := n.pg.Clone(ctx, src, slot, report)
+	stop()
+	// The old data must go back and start even when shutdown cancelled
+	// the operation: it is this node's database.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	fail := func(cause error) (time.Duration, string, error) {
+		n.log.Error("clone failed; the old data is back", "err", cause, "old_data_dir", aside)
+		if restart != nil {
+			if err := restart(rctx); err != nil {
+				n.log.Error("could not restart PostgreSQL on the old data", "err", err)
 			}
-		}
-		n.pg.SetSettings(baseSettings(n.cfg.MaxSlotWALKeep))
-		if err := n.pg.Resume(rctx, false); err != nil {
-			n.log.Error("could not restart PostgreSQL on the old data", "err", err)
 		}
 		return 0, "", cause
 	}
-	if _, err := os.Stat(dataDir); err == nil {
-		if err := os.Rename(dataDir, aside); err != nil {
-			return restore(fmt.Errorf("while moving the old data aside: %w", err))
+	if err != nil {
+		return fail(fmt.Errorf("while cloning from %s: %w", primary.Name, err))
+	}
+	undo := func(cause error) (time.Duration, string, error) {
+		if err := n.pg.RestoreAside(rctx, aside); err != nil {
+			n.log.Error("could not put the old data back", "old_data_dir", aside, "err", err)
 		}
+		return fail(cause)
 	}
-	if err := n.pg.MakeEmptyDataDir(); err != nil {
-		return restore(err)
-	}
-	stop := n.trackCopy("clone", dataDir, primarySize(ctx, primary, password))
-	defer stop()
-	cmd := n.pgTool("pg_basebackup",
-		"--host", primary.IP, "--port", fmt.Sprint(primary.PGPort), "--username", ReplicationUser,
-		"--pgdata", dataDir, "--wal-method", "stream", "--slot", slot, "--checkpoint", "fast", "--no-password")
-	cmd.Env = append(cmd.Env, "PGPASSWORD="+password, "PGCONNECT_TIMEOUT=5")
-	if _, err := tool.Run(ctx, n.log, cmd); err != nil {
-		return restore(fmt.Errorf("while cloning from %s with pg_basebackup: %w", primary.Name, err))
-	}
-	if err := n.pg.WriteDataFile("standby.signal", nil, 0o600); err != nil {
-		return restore(err)
-	}
-	n.pg.SetSettings(standbySettings(n.cfg.MaxSlotWALKeep, primary, n.cfg.Name, password, slot))
-	if err := n.pg.Resume(ctx, false); err != nil {
-		return restore(fmt.Errorf("while starting the clone: %w", err))
+	if err := n.pg.StartStandby(ctx, standbySettings(n.cfg.MaxSlotWALKeep, primary, n.cfg.Name, password, slot)); err != nil {
+		return undo(fmt.Errorf("while starting the clone: %w", err))
 	}
 	if err := n.waitStreaming(ctx, 60*time.Second); err != nil {
-		return restore(err)
+		return undo(err)
 	}
-	if err := os.RemoveAll(aside); err != nil {
+	// Before the journal closes: a copy left aside would be taken for an
+	// interrupted clone at the next start.
+	if err := n.pg.DiscardAside(ctx, aside); err != nil {
 		n.log.Warn("could not remove the old data", "old_data_dir", aside, "err", err)
 	}
 	return time.Since(start), aside, nil
@@ -564,21 +548,6 @@ func (u *undoList) run(ctx context.Context, n *Node) {
 			n.log.Error("rollback step failed", "step", u.steps[i].what, "err", err)
 		}
 	}
-}
-
-// primarySize is the primary's total database size, the goal of a clone's
-// progress (0 when it cannot be read).
-func primarySize(ctx context.Context, primary api.Member, password string) int64 {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, conninfo(map[string]string{"host": primary.IP, "port": fmt.Sprint(primary.PGPort), "user": ReplicationUser, "password": password, "connect_timeout": "3"})+" dbname=postgres")
-	if err != nil {
-		return 0
-	}
-	defer c.Close(context.Background())
-	var size int64
-	_ = c.QueryRow(ctx, `SELECT sum(pg_database_size(oid))::bigint FROM pg_database WHERE datallowconn`).Scan(&size)
-	return size
 }
 
 // recoverAssemble settles an assembly a restart interrupted on the

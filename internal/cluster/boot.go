@@ -2,10 +2,8 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/tandem-ha/tandem/internal/state"
@@ -74,8 +72,7 @@ func (n *Node) boot(ctx context.Context) error {
 			n.log.Error("could not start as a standby", "err", err)
 		}
 	default:
-		n.pg.SetSettings(baseSettings(n.cfg.MaxSlotWALKeep))
-		if err := n.pg.Resume(ctx, true); err != nil {
+		if err := n.pg.StartPrimary(ctx, baseSettings(n.cfg.MaxSlotWALKeep), true); err != nil {
 			n.log.Error("PostgreSQL did not start", "err", err)
 		}
 		if s.Role == state.RoleStandalone {
@@ -88,16 +85,11 @@ func (n *Node) boot(ctx context.Context) error {
 	return nil
 }
 
+// bootSecondary trusts the state file: a secondary never starts
+// read-write (StartStandby writes standby.signal if it is missing).
 func (n *Node) bootSecondary(ctx context.Context) error {
 	_ = n.vip.Release(ctx)
-	s := n.State()
-	if _, err := n.pg.ReadDataFile("standby.signal"); errors.Is(err, os.ErrNotExist) {
-		// Trust the state file: a secondary never starts read-write.
-		if err := n.pg.WriteDataFile("standby.signal", nil, 0o600); err != nil {
-			return err
-		}
-	}
-	return n.followAsStandby(ctx, memberOf(s.Cluster.Peer))
+	return n.followAsStandby(ctx, memberOf(n.State().Cluster.Peer))
 }
 
 // bootPrimary asks the peer before opening for writes. It reports whether
@@ -110,8 +102,7 @@ func (n *Node) bootPrimary(ctx context.Context) (rejoin bool) {
 	// all along; adopting it changes nothing, but the cluster IP still
 	// waits for the peer's word.
 	if n.pg.PostmasterRunning() {
-		n.pg.SetSettings(n.primarySettingsFor(s, s.Cluster.Replication != ModeAsync))
-		if err := n.pg.Resume(ctx, false); err != nil {
+		if err := n.pg.StartPrimary(ctx, n.primarySettingsFor(s, s.Cluster.Replication != ModeAsync), false); err != nil {
 			n.log.Error("could not adopt the running PostgreSQL", "err", err)
 		}
 	}
@@ -168,11 +159,7 @@ func (n *Node) clusterIPFree(ctx context.Context, s state.State) bool {
 }
 
 func (n *Node) openAsPrimary(ctx context.Context, s state.State) {
-	n.pg.SetSettings(n.primarySettingsFor(s, s.Cluster.Replication != ModeAsync))
-	if err := n.pg.RemoveDataFile("standby.signal"); err != nil {
-		n.log.Error("could not remove standby.signal", "err", err)
-	}
-	if err := n.pg.Resume(ctx, false); err != nil {
+	if err := n.pg.StartPrimary(ctx, n.primarySettingsFor(s, s.Cluster.Replication != ModeAsync), false); err != nil {
 		n.log.Error("PostgreSQL did not start", "err", err)
 		return
 	}

@@ -33,8 +33,8 @@ var disassembleRecovery = stepTable{
 }
 
 var leaveRecovery = stepTable{
-	StepRemoveReplica: {how: "finish: remove the replica; an empty PostgreSQL is initialised", beforeStart: (*Node).finishLeave},
-	StepInit:          {how: "finish: remove the replica; an empty PostgreSQL is initialised", beforeStart: (*Node).finishLeave},
+	StepRemoveReplica: {how: "finish: move the replica aside (kept); an empty PostgreSQL is initialised", atBoot: (*Node).finishLeave},
+	StepInit:          {how: "finish: an empty PostgreSQL is initialised (the replica was moved aside)", atBoot: (*Node).finishLeave},
 }
 
 // Disassemble ends the cluster. On the primary: the secondary removes its
@@ -60,10 +60,13 @@ func (n *Node) disassemble(ctx context.Context, req api.DisassembleRequest) (api
 		if !req.Force {
 			return api.DisassembleResult{}, conflict("%s is the secondary: disassemble through the primary, or pass --force if the primary is gone for good", n.cfg.Name)
 		}
-		if err := n.leave(ctx); err != nil {
+		// The primary may really be gone, and this replica the last copy
+		// of the data: it is kept aside, not deleted.
+		aside, err := n.leave(ctx, true)
+		if err != nil {
 			return api.DisassembleResult{}, err
 		}
-		return api.DisassembleResult{Primary: "not contacted", Secondary: "replica removed; " + n.cfg.Name + " holds no cluster"}, nil
+		return api.DisassembleResult{Primary: "not contacted", Secondary: fmt.Sprintf("%s holds no cluster; its replica was kept at %s (remove it by hand once you no longer need it)", n.cfg.Name, aside)}, nil
 	default:
 		return api.DisassembleResult{}, conflict("%s holds no cluster (role %s): nothing to disassemble", n.cfg.Name, s.Role)
 	}
@@ -115,11 +118,10 @@ func (n *Node) disassemble(ctx context.Context, req api.DisassembleRequest) (api
 // dropPrimarySide removes what assembly added on the primary. Synchronous
 // replication goes first, so nothing after it waits for a standby.
 func (n *Node) dropPrimarySide(ctx context.Context, slot string) error {
-	n.pg.SetSettings(baseSettings(n.cfg.MaxSlotWALKeep))
 	if err := n.setHBA(nil); err != nil {
 		return err
 	}
-	if err := n.pg.Reload(ctx); err != nil {
+	if err := n.pg.StartPrimary(ctx, baseSettings(n.cfg.MaxSlotWALKeep), false); err != nil {
 		return err
 	}
 	return n.withConn(ctx, func(c *pgx.Conn) error {
@@ -146,47 +148,63 @@ func (n *Node) Leave(ctx context.Context) error {
 		if err := n.noPendingJournal(s); err != nil {
 			return struct{}{}, err
 		}
-		return struct{}{}, n.leave(ctx)
+		_, err := n.leave(ctx, false)
+		return struct{}{}, err
 	})
 	return err
 }
 
-// leave removes this secondary's replica and starts a fresh, empty
+// leave moves this secondary's replica aside and starts a fresh, empty
 // PostgreSQL: the node is back to "no cluster", ready to be assembled
-// again. The replica holds nothing of its own (it is a copy of the
-// primary), so it is deleted, not kept.
-func (n *Node) leave(ctx context.Context) error {
+// again. When the primary asked (keep false), the replica holds nothing of
+// its own — it is a copy of the primary, which carries on — and is deleted;
+// a forced leave (the primary gone) keeps it and returns where.
+func (n *Node) leave(ctx context.Context, keep bool) (string, error) {
 	if err := n.journal(OpLeave, StepRemoveReplica, 0); err != nil {
-		return err
+		return "", err
 	}
-	if err := n.pg.Halt(ctx, true); err != nil {
-		return fmt.Errorf("while stopping the replica: %w", err)
-	}
-	if err := os.RemoveAll(n.pg.DataDir()); err != nil {
-		return fmt.Errorf("while removing the replica: %w", err)
+	aside, err := n.pg.MoveDataAside(ctx)
+	if err != nil {
+		return "", fmt.Errorf("while moving the replica aside: %w", err)
 	}
 	if err := n.journal(OpLeave, StepInit, 0); err != nil {
-		return err
+		return aside, err
 	}
-	n.pg.SetSettings(baseSettings(n.cfg.MaxSlotWALKeep))
-	if err := n.pg.Resume(ctx, true); err != nil {
-		return fmt.Errorf("while starting a fresh PostgreSQL: %w", err)
+	if !keep {
+		if err := n.pg.DiscardAside(ctx, aside); err != nil {
+			n.log.Warn("could not remove the old replica", "old_data_dir", aside, "err", err)
+		}
 	}
-	if err := n.set(func(s *state.State) { s.Role, s.Term, s.Cluster, s.Operation = state.RoleNone, 0, nil, nil }); err != nil {
-		return err
+	if err := n.pg.StartPrimary(ctx, baseSettings(n.cfg.MaxSlotWALKeep), true); err != nil {
+		return aside, fmt.Errorf("while starting a fresh PostgreSQL: %w", err)
 	}
-	_ = os.Remove(filepath.Join(n.cfg.StateDir, replPasswordFile))
-	n.log.Info("left the cluster; fresh PostgreSQL running", "op", OpLeave)
-	return nil
+	if err := n.forgetCluster(); err != nil {
+		return aside, err
+	}
+	n.log.Info("left the cluster; fresh PostgreSQL running", "op", OpLeave, "kept", keep, "old_data_dir", aside)
+	return aside, nil
 }
 
-// finishLeave completes leaving after a restart, before PostgreSQL starts:
-// the replica is removed, and the supervisor initialises an empty data
-// directory as for a new node.
-func (n *Node) finishLeave(_ state.State) error {
-	if err := os.RemoveAll(n.pg.DataDir()); err != nil {
-		return err
+// finishLeave completes leaving after a restart, before the role decision:
+// the replica is moved aside if it is still in place (and kept: a restart
+// cannot tell whether the primary still has the data), and the node holds
+// no cluster, so boot initialises an empty data directory as for a new
+// node.
+func (n *Node) finishLeave(ctx context.Context) {
+	if s := n.State(); s.Operation.Step == StepRemoveReplica {
+		if aside, err := n.pg.MoveDataAside(ctx); err != nil {
+			n.log.Error("could not move the replica aside; PostgreSQL starts on it, as a node with no cluster", "err", err)
+		} else {
+			n.log.Warn("the interrupted leave kept the replica aside; remove it by hand once you no longer need it", "old_data_dir", aside)
+		}
 	}
+	if err := n.forgetCluster(); err != nil {
+		n.log.Error("could not save the state", "err", err)
+	}
+}
+
+// forgetCluster returns the node to "no cluster".
+func (n *Node) forgetCluster() error {
 	if err := n.set(func(s *state.State) { s.Role, s.Term, s.Cluster, s.Operation = state.RoleNone, 0, nil, nil }); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"testing"
 
@@ -17,7 +18,6 @@ import (
 	"github.com/tandem-ha/tandem/internal/clusterip"
 	"github.com/tandem-ha/tandem/internal/postgres"
 	"github.com/tandem-ha/tandem/internal/state"
-	"github.com/tandem-ha/tandem/internal/tool"
 )
 
 // fakePG stands in for the PostgreSQL supervisor: it records what the
@@ -68,21 +68,71 @@ func (f *fakePG) Halt(context.Context, bool) error {
 	f.running = false
 	return f.haltErr
 }
-func (f *fakePG) Resume(context.Context, bool) error {
-	f.call("resume")
+func (f *fakePG) start(settings map[string]string, standby bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.running = true
-	_, f.recovery = f.files["standby.signal"]
+	f.settings = settings
+	if standby {
+		f.files["standby.signal"] = nil
+	} else {
+		delete(f.files, "standby.signal")
+	}
+	f.running, f.recovery = true, standby
+}
+func (f *fakePG) StartPrimary(_ context.Context, settings map[string]string, _ bool) error {
+	f.call("start-primary")
+	f.start(settings, false)
 	return nil
 }
-func (f *fakePG) Reload(context.Context) error { f.call("reload"); return nil }
-func (f *fakePG) SetSettings(m map[string]string) {
+func (f *fakePG) StartStandby(_ context.Context, settings map[string]string) error {
+	f.call("start-standby")
+	f.start(settings, true)
+	return nil
+}
+func (f *fakePG) Promote(context.Context) error {
+	f.call("promote")
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.settings = m
+	f.recovery = false
+	delete(f.files, "standby.signal")
+	return nil
 }
-func (f *fakePG) DataDir() string { return f.dir }
+func (f *fakePG) ShutdownForSwitchover(context.Context) (string, error) {
+	f.call("shutdown-for-switchover")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.running = false
+	return "0/3000028", nil
+}
+func (f *fakePG) Rewind(context.Context, postgres.Source) error {
+	f.call("rewind")
+	return errors.New("fake PostgreSQL cannot rewind")
+}
+func (f *fakePG) Clone(context.Context, postgres.Source, string, func(int64, int64)) (string, error) {
+	f.call("clone")
+	return "", errors.New("fake PostgreSQL cannot clone")
+}
+func (f *fakePG) RestoreAside(context.Context, string) error { f.call("restore-aside"); return nil }
+func (f *fakePG) DiscardAside(context.Context, string) error { f.call("discard-aside"); return nil }
+func (f *fakePG) MoveDataAside(context.Context) (string, error) {
+	f.call("move-aside")
+	return f.dir + ".tandem-left-x", nil
+}
+
+// RecoverInterruptedClone does what the supervisor does, on the fake's
+// directory: the newest copy aside goes back in place of the partial one.
+func (f *fakePG) RecoverInterruptedClone(context.Context) (string, error) {
+	m, _ := filepath.Glob(f.dir + ".tandem-old-*")
+	if len(m) == 0 {
+		return "", nil
+	}
+	sort.Strings(m)
+	aside := m[len(m)-1]
+	if err := os.RemoveAll(f.dir); err != nil {
+		return "", err
+	}
+	return aside, os.Rename(aside, f.dir)
+}
 func (f *fakePG) WriteDataFile(name string, data []byte, _ os.FileMode) error {
 	f.call("write " + name)
 	f.mu.Lock()
@@ -99,19 +149,7 @@ func (f *fakePG) ReadDataFile(name string) ([]byte, error) {
 	}
 	return b, nil
 }
-func (f *fakePG) RemoveDataFile(name string) error {
-	f.call("remove " + name)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.files, name)
-	return nil
-}
-func (f *fakePG) MakeEmptyDataDir() error                   { return os.MkdirAll(f.dir, 0o700) }
-func (f *fakePG) Tool(name string, args ...string) tool.Cmd { return tool.Cmd{Path: "/bin/false"} }
-func (f *fakePG) StartHalted() error                        { f.call("start-halted"); return nil }
-func (f *fakePG) ControlData(context.Context) (map[string]string, error) {
-	return map[string]string{"Database cluster state": "shut down"}, nil
-}
+func (f *fakePG) StartHalted() error      { f.call("start-halted"); return nil }
 func (f *fakePG) PostmasterRunning() bool { return false }
 
 // fakeVIP stands in for the cluster IP owner.

@@ -43,7 +43,7 @@ const (
 var reseedRecovery = stepTable{
 	StepSlot: {how: "nothing changed yet: close the journal", beforeStart: func(n *Node, _ state.State) error { return n.forgetOperation() }},
 	StepClone: {how: "put back the data the clone moved aside; the monitor re-seeds again", beforeStart: func(n *Node, _ state.State) error {
-		if _, err := n.restoreAside(); err != nil {
+		if err := n.restoreAside(); err != nil {
 			return err
 		}
 		return n.forgetOperation()
@@ -286,8 +286,7 @@ func (n *Node) watchReplication(ctx context.Context, m *monitor, s state.State) 
 			if now := n.State(); now.Role != s.Role || now.Term != s.Term || now.Operation != nil {
 				return
 			}
-			n.pg.SetSettings(primarySettings(n.cfg.MaxSlotWALKeep, peer, want))
-			if err := n.pg.Reload(ctx); err != nil {
+			if err := n.pg.StartPrimary(ctx, primarySettings(n.cfg.MaxSlotWALKeep, peer, want), false); err != nil {
 				n.log.Error("could not change synchronous replication", "want", want, "err", err)
 				return
 			}
@@ -428,7 +427,9 @@ func (n *Node) reseed(ctx context.Context, why string) error {
 	if err := n.journal(OpReseed, StepClone, 0); err != nil {
 		return err
 	}
-	took, _, err := n.cloneFrom(ctx, *primary, slotName(n.cfg.Name), password)
+	took, _, err := n.cloneFrom(ctx, *primary, slotName(n.cfg.Name), password, func(ctx context.Context) error {
+		return n.followAsStandby(ctx, primary)
+	})
 	if err != nil {
 		return fmt.Errorf("re-seed failed (the monitor retries): %w", err)
 	}

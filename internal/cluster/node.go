@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -20,7 +19,6 @@ import (
 	"github.com/tandem-ha/tandem/internal/clusterip"
 	"github.com/tandem-ha/tandem/internal/postgres"
 	"github.com/tandem-ha/tandem/internal/state"
-	"github.com/tandem-ha/tandem/internal/tool"
 	"github.com/tandem-ha/tandem/internal/version"
 )
 
@@ -62,23 +60,35 @@ type Service struct {
 	Timeout time.Duration
 }
 
-// Postgres is what the cluster logic needs from the supervisor.
+// Postgres is what the cluster logic asks of the one goroutine that owns
+// the postmaster (postgres.Supervisor): intents, each a request the owner
+// carries out whole, so two actions on the postmaster or the data
+// directory never interleave.
 type Postgres interface {
 	Status(ctx context.Context) postgres.Status
 	Connect(ctx context.Context) (*pgx.Conn, error)
-	Halt(ctx context.Context, fast bool) error
-	Resume(ctx context.Context, mayInit bool) error
-	Reload(ctx context.Context) error
-	SetSettings(map[string]string)
-	DataDir() string
-	WriteDataFile(name string, data []byte, perm os.FileMode) error
-	ReadDataFile(name string) ([]byte, error)
-	RemoveDataFile(name string) error
-	MakeEmptyDataDir() error
-	Tool(name string, args ...string) tool.Cmd
 	StartHalted() error
-	ControlData(ctx context.Context) (map[string]string, error)
 	PostmasterRunning() bool
+	// Roles: start (or reload) read-write, start (or restart) in recovery,
+	// stop and stay stopped (a fence, a leave).
+	StartPrimary(ctx context.Context, settings map[string]string, mayInit bool) error
+	StartStandby(ctx context.Context, settings map[string]string) error
+	Halt(ctx context.Context, fast bool) error
+	// Role changes.
+	Promote(ctx context.Context) error
+	ShutdownForSwitchover(ctx context.Context) (checkpointLSN string, err error)
+	Rewind(ctx context.Context, src postgres.Source) error
+	// The data directory: a clone with the old data aside until the copy
+	// works, moves aside, and their recovery after a crash.
+	Clone(ctx context.Context, src postgres.Source, slot string, progress func(done, total int64)) (aside string, err error)
+	RestoreAside(ctx context.Context, aside string) error
+	DiscardAside(ctx context.Context, aside string) error
+	MoveDataAside(ctx context.Context) (aside string, err error)
+	RecoverInterruptedClone(ctx context.Context) (restored string, err error)
+	// Files tandem keeps in the data directory (pg_hba.conf's block) and
+	// reads (standby.signal).
+	ReadDataFile(name string) ([]byte, error)
+	WriteDataFile(name string, data []byte, perm os.FileMode) error
 }
 
 // VIP is what the cluster logic needs from the cluster IP owner
@@ -299,8 +309,6 @@ func unavailable(format string, a ...any) error {
 	return api.Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, format, a...)
 }
 
-func (n *Node) pgTool(name string, args ...string) tool.Cmd { return n.pg.Tool(name, args...) }
-
 func (n *Node) markHeard() {
 	n.peerMu.Lock()
 	n.lastHeard = time.Now()
@@ -367,47 +375,23 @@ func memberOf(p *state.Peer) *api.Member {
 	return &api.Member{Name: p.Name, IP: p.IP, APIPort: p.APIPort, PGPort: p.PGPort, Fingerprint: p.Fingerprint, Slot: slotName(p.Name)}
 }
 
-// trackCopy publishes the progress of a copy into dir until the returned
-// stop is called: the bytes in dir against total.
-func (n *Node) trackCopy(phase, dir string, total int64) (stop func()) {
-	done := make(chan struct{})
+// progressOf publishes the progress of a copy (a clone) until the
+// returned stop is called; report is the copy's progress callback.
+func (n *Node) progressOf(phase string) (report func(done, total int64), stop func()) {
 	n.progMu.Lock()
-	n.progress = &api.Progress{Phase: phase, TotalBytes: total, Since: time.Now().UTC()}
+	n.progress = &api.Progress{Phase: phase, Since: time.Now().UTC()}
 	n.progMu.Unlock()
-	go func() {
-		t := time.NewTicker(500 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-			size := dirSize(dir)
-			n.progMu.Lock()
-			if n.progress != nil {
-				n.progress.DoneBytes = size
-			}
-			n.progMu.Unlock()
+	report = func(done, total int64) {
+		n.progMu.Lock()
+		defer n.progMu.Unlock()
+		if n.progress != nil {
+			n.progress.DoneBytes, n.progress.TotalBytes = done, total
 		}
-	}()
-	return func() {
-		close(done)
+	}
+	stop = func() {
 		n.progMu.Lock()
 		n.progress = nil
 		n.progMu.Unlock()
 	}
-}
-
-func dirSize(dir string) int64 {
-	var total int64
-	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			if fi, err := d.Info(); err == nil {
-				total += fi.Size()
-			}
-		}
-		return nil
-	})
-	return total
+	return report, stop
 }

@@ -2,8 +2,6 @@ package cluster
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"sort"
 
 	"github.com/tandem-ha/tandem/internal/state"
@@ -119,28 +117,14 @@ func (n *Node) recoverAfterStart(ctx context.Context) {
 	}
 }
 
-// restoreAside puts back the data a clone had moved aside, removing the
-// partial copy; it reports whether there was any.
-func (n *Node) restoreAside() (bool, error) {
-	dataDir := n.pg.DataDir()
-	aside := newestAside(dataDir)
-	if aside == "" {
-		return false, nil
+// restoreAside puts back the data an interrupted clone had moved aside
+// (the supervisor removes the partial copy), before PostgreSQL starts.
+func (n *Node) restoreAside() error {
+	restored, err := n.pg.RecoverInterruptedClone(context.Background())
+	if restored != "" {
+		n.log.Warn("a clone was interrupted; the data it replaced is back", "old_data_dir", restored)
 	}
-	n.log.Warn("a clone was interrupted; restoring the data it replaced", "old_data_dir", aside)
-	if err := os.RemoveAll(dataDir); err != nil {
-		return true, err
-	}
-	return true, os.Rename(aside, dataDir)
-}
-
-func newestAside(dataDir string) string {
-	m, _ := filepath.Glob(dataDir + ".tandem-old-*")
-	if len(m) == 0 {
-		return ""
-	}
-	sort.Strings(m)
-	return m[len(m)-1]
+	return err
 }
 
 // forgetOperation closes the journal: what it recorded needs nothing more.

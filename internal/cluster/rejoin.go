@@ -3,15 +3,11 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/tandem-ha/tandem/internal/api"
+	"github.com/tandem-ha/tandem/internal/postgres"
 	"github.com/tandem-ha/tandem/internal/state"
-	"github.com/tandem-ha/tandem/internal/tool"
 )
 
 // OpRejoin makes a stale former primary the standby of the new one.
@@ -35,7 +31,7 @@ var rejoinRecovery = stepTable{
 	StepStop:   {how: "rejoin: rewind (or clone) from the new primary and follow it"},
 	StepRewind: {how: "rejoin: rewind again (pg_rewind is restartable), or clone"},
 	StepClone: {how: "put back the data the clone moved aside, then rejoin again",
-		beforeStart: func(n *Node, _ state.State) error { _, err := n.restoreAside(); return err }},
+		beforeStart: func(n *Node, _ state.State) error { return n.restoreAside() }},
 }
 
 // Event kinds of rejoining.
@@ -104,6 +100,9 @@ func (n *Node) rejoin(ctx context.Context) (err error) {
 	if err := n.pg.Halt(ctx, true); err != nil {
 		return err
 	}
+	// Rewind: crash recovery in single-user mode first if PostgreSQL did
+	// not stop cleanly, a checkpoint on the new primary (its control file
+	// names the new timeline only after one), then pg_rewind.
 	how := "rewind"
 	if err := n.rewind(ctx, peer, pw); err != nil {
 		n.log.Warn("pg_rewind could not bring this node back; cloning instead", "err", err)
@@ -111,7 +110,7 @@ func (n *Node) rejoin(ctx context.Context) (err error) {
 		if err := n.journal(OpRejoin, StepClone, s.Term); err != nil {
 			return err
 		}
-		if _, _, err := n.cloneFrom(ctx, *peer, slotName(n.cfg.Name), pw); err != nil {
+		if _, _, err := n.cloneFrom(ctx, *peer, slotName(n.cfg.Name), pw, nil); err != nil {
 			return err
 		}
 	} else {
@@ -135,48 +134,5 @@ func (n *Node) rewind(ctx context.Context, primary *api.Member, pw string) error
 	if err := n.journal(OpRejoin, StepRewind, n.State().Term); err != nil {
 		return err
 	}
-	cd, err := n.pg.ControlData(ctx)
-	if err != nil {
-		return err
-	}
-	switch cd["Database cluster state"] {
-	case "shut down", "shut down in recovery":
-	default:
-		// pg_rewind needs a clean shutdown; single-user mode runs crash
-		// recovery and shuts down cleanly without opening for clients.
-		n.log.Info("running crash recovery before the rewind", "state", cd["Database cluster state"])
-		cmd := n.pgTool("postgres", "--single", "-F", "-D", n.pg.DataDir(), "postgres")
-		if _, err := tool.Run(ctx, n.log, cmd); err != nil {
-			return fmt.Errorf("while running crash recovery in single-user mode: %w", err)
-		}
-	}
-	src := conninfo(map[string]string{"host": primary.IP, "port": fmt.Sprint(primary.PGPort), "user": ReplicationUser, "password": pw, "connect_timeout": "5"}) + " dbname=postgres"
-	// A just-promoted primary's control file names the new timeline only
-	// after its first checkpoint; without one pg_rewind sees "same
-	// timeline" and does nothing.
-	if err := checkpointAt(ctx, src); err != nil {
-		n.log.Warn("could not make the primary checkpoint before the rewind", "err", err)
-	}
-	src = conninfo(map[string]string{"host": primary.IP, "port": fmt.Sprint(primary.PGPort), "user": ReplicationUser, "connect_timeout": "5"}) + " dbname=postgres"
-	cmd := n.pgTool("pg_rewind", "--target-pgdata", n.pg.DataDir(), "--source-server", src, "--progress")
-	cmd.Env = append(cmd.Env, "PGPASSWORD="+pw)
-	if _, err := tool.Run(ctx, n.log, cmd); err != nil {
-		return fmt.Errorf("pg_rewind: %w", err)
-	}
-	// Files copied from the primary may include its socket lock; the data
-	// directory is ours again.
-	_ = os.Remove(filepath.Join(n.pg.DataDir(), "postmaster.pid"))
-	return nil
-}
-
-func checkpointAt(ctx context.Context, connString string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, connString)
-	if err != nil {
-		return err
-	}
-	defer c.Close(context.Background())
-	_, err = c.Exec(ctx, "CHECKPOINT")
-	return err
+	return n.pg.Rewind(ctx, postgres.Source{Host: primary.IP, Port: primary.PGPort, User: ReplicationUser, Password: pw})
 }

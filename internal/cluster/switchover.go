@@ -144,27 +144,16 @@ func (n *Node) switchover(ctx context.Context, req api.SwitchoverRequest, reply 
 		return n.switchoverRollback(ctx, s, fmt.Errorf("while releasing the cluster IP: %w", err))
 	}
 	st.mark("cluster IP released")
-	_ = n.withConn(ctx, func(c *pgx.Conn) error {
-		_, err := c.Exec(ctx, "CHECKPOINT")
-		return err
-	})
-	st.mark("checkpoint")
-	if err := n.pg.Halt(ctx, true); err != nil {
+	// CHECKPOINT first (so the shutdown checkpoint is short), fast
+	// shutdown, and the control file must say "shut down".
+	lsn, err := n.pg.ShutdownForSwitchover(ctx)
+	if err != nil {
 		return n.switchoverRollback(ctx, s, fmt.Errorf("while shutting PostgreSQL down: %w", err))
 	}
-	st.mark("shutdown")
-	cd, err := n.pg.ControlData(ctx)
-	if err != nil {
-		return n.switchoverRollback(ctx, s, err)
-	}
-	if cd["Database cluster state"] != "shut down" {
-		return n.switchoverRollback(ctx, s, fmt.Errorf("PostgreSQL did not shut down cleanly (%q)", cd["Database cluster state"]))
-	}
-	lsn := cd["Latest checkpoint location"]
 	if req.AllowDataLoss && r.State == "disconnected" {
 		lsn = "" // nothing will arrive; do not wait for it
 	}
-	st.mark("shutdown checkpoint read")
+	st.mark("checkpoint and shutdown")
 
 	// 3. The secondary promotes once it has replayed our shutdown checkpoint.
 	if err := n.journal(OpSwitchover, StepPromotePeer, newTerm); err != nil {
@@ -246,8 +235,7 @@ func (n *Node) switchoverRollback(ctx context.Context, was state.State, cause er
 // resumeAsPrimary starts PostgreSQL read-write again with the cluster IP
 // and services, in the role and term it had.
 func (n *Node) resumeAsPrimary(ctx context.Context, was state.State) error {
-	n.pg.SetSettings(n.primarySettingsFor(was, was.Cluster.Replication != ModeAsync))
-	if err := n.pg.Resume(ctx, false); err != nil {
+	if err := n.pg.StartPrimary(ctx, n.primarySettingsFor(was, was.Cluster.Replication != ModeAsync), false); err != nil {
 		return err
 	}
 	if err := n.set(func(s *state.State) { s.Role, s.Term, s.Operation = was.Role, was.Term, nil }); err != nil {
@@ -351,31 +339,17 @@ func (n *Node) becomePrimary(ctx context.Context, term int64, trustedVIP bool, s
 		if _, err := c.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, slot); err != nil {
 			return fmt.Errorf("while creating slot %s for %s: %w", slot, peer.Name, err)
 		}
-		// pg_promote(wait => true) checks for the end of recovery only every
-		// 100 ms; asking without waiting and polling every few
-		// milliseconds takes that off every switchover and failover.
-		var ok bool
-		if err := c.QueryRow(ctx, `SELECT pg_promote(false)`).Scan(&ok); err != nil {
-			return fmt.Errorf("while promoting: %w", err)
-		}
-		if !ok {
-			return errors.New("PostgreSQL refused to promote (pg_promote returned false)")
-		}
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			var inRecovery bool
-			if err := c.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&inRecovery); err != nil {
-				return fmt.Errorf("while waiting for the promotion: %w", err)
-			}
-			if !inRecovery {
-				return nil
-			}
-			if time.Now().After(deadline) {
-				return errors.New("the promotion did not finish within 30 s")
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
+		return nil
 	})
+	if err == nil {
+		err = n.pg.Promote(ctx)
+		// An error after PostgreSQL began the promotion (a timeout while
+		// waiting) does not undo it: what PostgreSQL is decides.
+		if ps := n.pg.Status(ctx); err != nil && ps.State == "running" && !ps.InRecovery {
+			n.log.Warn("the promotion reported an error, but PostgreSQL is read-write: carrying on as primary", "err", err)
+			err = nil
+		}
+	}
 	if err != nil {
 		_ = n.forgetOperation()
 		return err
@@ -384,8 +358,7 @@ func (n *Node) becomePrimary(ctx context.Context, term int64, trustedVIP bool, s
 	// In sync mode the new primary starts unsynchronized and the monitor
 	// restores synchronous commit as soon as the old primary streams; in
 	// strict mode commits wait for it from the first one.
-	n.pg.SetSettings(primarySettings(n.cfg.MaxSlotWALKeep, peer.Name, s.Cluster.Replication == ModeStrict))
-	if err := n.pg.Reload(ctx); err != nil {
+	if err := n.pg.StartPrimary(ctx, primarySettings(n.cfg.MaxSlotWALKeep, peer.Name, s.Cluster.Replication == ModeStrict), false); err != nil {
 		n.log.Error("could not reload settings after promotion", "err", err)
 	}
 	if err := n.set(func(s *state.State) { s.Role, s.Term, s.Operation = state.RolePrimary, term, nil }); err != nil {
@@ -436,11 +409,7 @@ func (n *Node) followAsStandby(ctx context.Context, primary *api.Member) error {
 	if err != nil {
 		return err
 	}
-	if err := n.pg.WriteDataFile("standby.signal", nil, 0o600); err != nil {
-		return err
-	}
-	n.pg.SetSettings(standbySettings(n.cfg.MaxSlotWALKeep, *primary, n.cfg.Name, pw, slotName(n.cfg.Name)))
-	return n.pg.Resume(ctx, false)
+	return n.pg.StartStandby(ctx, standbySettings(n.cfg.MaxSlotWALKeep, *primary, n.cfg.Name, pw, slotName(n.cfg.Name)))
 }
 
 // setVIPAddress tells the cluster IP owner which address belongs to this
