@@ -630,12 +630,12 @@ func operationNotes(name string, n api.NodeInfo) []string {
 	var notes []string
 	switch op := n.Running; {
 	case op != nil:
-		step := ""
+		what := op.Kind
 		if op.Step != "" {
-			step = ", step " + op.Step
+			what += ":" + op.Step
 		}
-		notes = append(notes, fmt.Sprintf("%s: operation in progress: %s (started by %s %s ago%s)%s%s", name, op.Kind, op.By,
-			time.Since(op.StartedAt).Round(100*time.Millisecond), step, stepsOf(op.Steps), progressOf(n.Progress)))
+		notes = append(notes, fmt.Sprintf("%s: operation in progress: %s%s, started by %s %s ago%s", name, what, progressOf(n.Progress),
+			op.By, time.Since(op.StartedAt).Round(100*time.Millisecond), stepsOf(op.Steps)))
 	case n.Op != "":
 		notes = append(notes, fmt.Sprintf("%s: interrupted operation being settled: %s%s", name, n.Op, progressOf(n.Progress)))
 	}

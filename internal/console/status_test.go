@@ -191,7 +191,7 @@ func TestOperationNotesShowTheOperationInFlightAndTheLastOne(t *testing.T) {
 		Last: &api.OperationInfo{Kind: "failover", By: "console", StartedAt: finished.Add(-200 * time.Millisecond), FinishedAt: &finished, Outcome: api.OutcomeFailed, Error: "the promotion did not finish"},
 	}
 	notes := strings.Join(operationNotes("a", n), "\n")
-	for _, want := range []string{"a: operation in progress: switchover (started by console", "step promote-peer", "checks 3 ms, shutdown 120 ms", "a: last operation: failover (by console) FAILED", "the promotion did not finish"} {
+	for _, want := range []string{"a: operation in progress: switchover:promote-peer, started by console 1.5s ago", "; done: checks 3 ms, shutdown 120 ms", "a: last operation: failover (by console) FAILED", "the promotion did not finish"} {
 		if !strings.Contains(notes, want) {
 			t.Errorf("notes lack %q:\n%s", want, notes)
 		}
