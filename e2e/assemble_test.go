@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -24,10 +25,10 @@ import (
 func TestAssemble(t *testing.T) {
 	needRoot(t)
 	t.Parallel()
-	p := upPair(t, pairOpts{})
+	p := upCluster(t, clusterOpts{})
 
-	var st consoleStatus
-	p.eventually(30*time.Second, "status shows the cluster synchronized", func() (bool, string) {
+	var st labStatus
+	eventually(t, "status shows the cluster synchronized", 30*time.Second, func() (bool, string) {
 		var err error
 		if st, err = p.statusErr(); err != nil {
 			return false, err.Error()
@@ -54,8 +55,8 @@ func TestAssemble(t *testing.T) {
 	if a.ClusterIP == nil || !a.ClusterIP.Held || b.ClusterIP == nil || b.ClusterIP.Held {
 		t.Errorf("cluster IP as the nodes report it: %s; want held by a only", st)
 	}
-	if !p.clusterIPOn("a") || p.clusterIPOn("b") {
-		t.Errorf("cluster IP %s in the namespaces: a %v, b %v; want a only", p.env.ClusterIP, p.clusterIPOn("a"), p.clusterIPOn("b"))
+	if !p.holdsClusterIP("a") || p.holdsClusterIP("b") {
+		t.Errorf("cluster IP %s in the namespaces: a %v, b %v; want a only", p.env.ClusterIP, p.holdsClusterIP("a"), p.holdsClusterIP("b"))
 	}
 
 	// Replication: a row written through the cluster DNS name is read on b.
@@ -85,7 +86,7 @@ func TestAssemble(t *testing.T) {
 		t.Errorf("slots on a: %q, want one active physical slot tandem_b", got)
 	}
 	hba := p.mustSQL("a", `select address || '/' || netmask from pg_hba_file_rules where 'tandem_replication' = any(user_name) and 'replication' = any(database) order by address`)
-	wantHBA := []string{p.nodeIP("a") + "/255.255.255.255", p.nodeIP("b") + "/255.255.255.255"}
+	wantHBA := []string{p.env.nodeIP("a") + "/255.255.255.255", p.env.nodeIP("b") + "/255.255.255.255"}
 	slices.Sort(wantHBA)
 	if got := strings.Fields(hba); !slices.Equal(got, wantHBA) {
 		t.Errorf("pg_hba replication entries on a: %v, want exactly %v (the node IPs)", got, wantHBA)
@@ -114,10 +115,10 @@ func TestAssemble(t *testing.T) {
 func TestAssembleRefused(t *testing.T) {
 	needRoot(t)
 	t.Parallel()
-	p := upPair(t, pairOpts{noAssemble: true})
+	p := upLab(t)
 	// b's own database, which an accepted assembly would replace.
 	p.mustSQL("b", `create table b_own_data (note text); insert into b_own_data values ('b was here')`)
-	untouched := func(t *testing.T, q *pairLab) {
+	untouched := func(t *testing.T, q *testLab) {
 		t.Helper()
 		for _, node := range []string{"a", "b"} {
 			n, err := q.nodeStatusErr(node)
@@ -129,7 +130,7 @@ func TestAssembleRefused(t *testing.T) {
 				t.Errorf("%s after the refusal: role %q term %d cluster %q operation %q PostgreSQL %s (recovery %v); want role none, no cluster, read-write PostgreSQL running",
 					node, n.Role, n.Term, n.Cluster, n.Operation, n.Postgres.State, n.Postgres.InRecovery)
 			}
-			if q.clusterIPOn(node) {
+			if q.holdsClusterIP(node) {
 				t.Errorf("%s holds the cluster IP after a refused assembly", node)
 			}
 		}
@@ -143,22 +144,22 @@ func TestAssembleRefused(t *testing.T) {
 	}
 	untouched(t, p)
 
-	refused := func(t *testing.T, q *pairLab, env []string, wantCode int, wantMsg string, args ...string) {
+	refused := func(t *testing.T, q *testLab, env []string, wantCode int, wantMsg string, args ...string) {
 		t.Helper()
-		out, errOut, code := q.console(env, 2*time.Minute, args...)
+		out, errOut, code := q.consoleWith(env, 2*time.Minute, args...)
 		if code != wantCode || !strings.Contains(errOut, wantMsg) {
 			t.Errorf("tandem %s: exit %d, want %d with %q in the message\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, wantCode, wantMsg, out, errOut)
 		}
 	}
 	t.Run("wrong-secondary-token", func(t *testing.T) {
 		q := p.sub(t)
-		env := []string{"TANDEM_PRIMARY_TOKEN=" + q.token("a"), "TANDEM_SECONDARY_TOKEN=not-" + q.token("b")}
+		env := []string{"TANDEM_PRIMARY_TOKEN=" + q.env.token("a"), "TANDEM_SECONDARY_TOKEN=not-" + q.env.token("b")}
 		refused(t, q, env, 4, "token", q.assembleArgs("--yes")...)
 		untouched(t, q)
 	})
 	t.Run("wrong-primary-token", func(t *testing.T) {
 		q := p.sub(t)
-		env := []string{"TANDEM_PRIMARY_TOKEN=not-" + q.token("a"), "TANDEM_SECONDARY_TOKEN=" + q.token("b")}
+		env := []string{"TANDEM_PRIMARY_TOKEN=not-" + q.env.token("a"), "TANDEM_SECONDARY_TOKEN=" + q.env.token("b")}
 		refused(t, q, env, 4, "token", q.assembleArgs("--yes")...)
 		untouched(t, q)
 	})
@@ -172,7 +173,7 @@ func TestAssembleRefused(t *testing.T) {
 			t.Errorf("assemble without --yes, stdin a pipe: exit %d, want 2 with a hint at --yes\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 		}
 		untouched(t, q)
-		out, errOut, code = q.console(q.assembleEnv(), 2*time.Minute, q.assembleArgs()...)
+		out, errOut, code = q.consoleWith(q.assembleEnv(), 2*time.Minute, q.assembleArgs()...)
 		if code != 2 || !strings.Contains(errOut, "--yes") {
 			t.Errorf("assemble without --yes, stdin /dev/null: exit %d, want 2 with a hint at --yes (the console must not take /dev/null, a character device, for a terminal)\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 		}
@@ -184,7 +185,8 @@ func TestAssembleRefused(t *testing.T) {
 	t.Run("already-assembled", func(t *testing.T) {
 		q := p.sub(t)
 		// Nothing was left half done by the refusals: assembly now works.
-		q.assembleOK("")
+		q.assemble("")
+		q.waitStreaming("after assembly", time.Minute)
 		q.mustSQL("db", `create table after_assembly (x int); insert into after_assembly values (42)`)
 		q.waitSQL("b", `select x from after_assembly`, "42", 10*time.Second)
 		if got, err := q.sql("b", `select count(*) from pg_tables where tablename = 'b_own_data'`); err != nil || got != "0" {
@@ -194,8 +196,8 @@ func TestAssembleRefused(t *testing.T) {
 		refused(t, q, q.assembleEnv(), 5, "already", q.assembleArgs("--yes")...)
 		// The same nodes the other way round.
 		swapped := []string{"assemble", "--trust-new", "--yes", "--primary", q.fqdn("b"), "--secondary", q.fqdn("a"),
-			"--cluster-ip", q.clusterPrefix(), "--dns-name", q.env.DNSName}
-		refused(t, q, []string{"TANDEM_PRIMARY_TOKEN=" + q.token("b"), "TANDEM_SECONDARY_TOKEN=" + q.token("a")}, 5, "already", swapped...)
+			"--cluster-ip", q.env.ClusterPrefix, "--dns-name", q.env.DNSName}
+		refused(t, q, []string{"TANDEM_PRIMARY_TOKEN=" + q.env.token("b"), "TANDEM_SECONDARY_TOKEN=" + q.env.token("a")}, 5, "already", swapped...)
 
 		after := q.status()
 		ac, bc := before.Cluster, after.Cluster
@@ -223,13 +225,13 @@ func TestSecondaryAway(t *testing.T) {
 	needRoot(t)
 	t.Parallel()
 	// A short grace, so the write below does not wait long for b.
-	p := upPair(t, pairOpts{settings: map[string]string{"replication.sync_grace": "2s"}})
+	p := upCluster(t, clusterOpts{settings: map[string]map[string]any{"a": {"replication.sync_grace": "2s"}}})
 	p.mustSQL("db", `create table before_away (x int); insert into before_away values (1)`)
 	p.waitSQL("b", `select count(*) from before_away`, "1", 10*time.Second)
 
 	p.stopTandemd("b")
 	var base int64
-	p.eventually(20*time.Second, "a sees b disconnected", func() (bool, string) {
+	eventually(t, "a sees b disconnected", 20*time.Second, func() (bool, string) {
 		n, err := p.nodeStatusErr("a")
 		if err != nil {
 			return false, err.Error()
@@ -246,7 +248,7 @@ func TestSecondaryAway(t *testing.T) {
 	p.mustSQL("db", `checkpoint`) // a checkpoint removes what no slot holds: the slot's WAL stays
 	t.Logf("wrote ~100 MB on a in %s", time.Since(start).Round(10*time.Millisecond))
 	const wrote = 80 << 20
-	p.eventually(20*time.Second, "status shows the slot retaining the WAL written while b is away", func() (bool, string) {
+	eventually(t, "status shows the slot retaining the WAL written while b is away", 20*time.Second, func() (bool, string) {
 		n, err := p.nodeStatusErr("a")
 		if err != nil {
 			return false, err.Error()
@@ -277,6 +279,7 @@ func TestSecondaryAway(t *testing.T) {
 	// b comes back and catches up by itself.
 	back := time.Now()
 	p.startTandemd("b")
+	p.waitReady("b", 90*time.Second)
 	p.waitSQL("b", `select count(*) from big`, want, 2*time.Minute)
 	p.waitStreaming("after its return", time.Minute)
 	t.Logf("b caught up %s rows in %s after its tandemd started", want, time.Since(back).Round(10*time.Millisecond))
@@ -298,10 +301,10 @@ func TestSecondaryAway(t *testing.T) {
 func TestWALCapReseed(t *testing.T) {
 	needRoot(t)
 	t.Parallel()
-	p := upPair(t, pairOpts{settings: map[string]string{
+	p := upCluster(t, clusterOpts{settings: map[string]map[string]any{"a": {
 		"replication.max_slot_wal_keep_size": "32MB",
 		"replication.sync_grace":             "2s",
-	}})
+	}}})
 	if got := p.mustSQL("a", `show max_slot_wal_keep_size`); got != "32MB" {
 		t.Fatalf("a: max_slot_wal_keep_size = %s, want 32MB from replication.max_slot_wal_keep_size", got)
 	}
@@ -310,7 +313,7 @@ func TestWALCapReseed(t *testing.T) {
 
 	p.stopTandemd("b")
 	p.mustSQL("db", `create table big as select g, repeat('x', 1000) as pad from generate_series(1, 100000) g`)
-	p.eventually(60*time.Second, "the slot for b passes the cap and is lost", func() (bool, string) {
+	eventually(t, "the slot for b passes the cap and is lost", 60*time.Second, func() (bool, string) {
 		p.mustSQL("a", `select pg_switch_wal()`)
 		p.mustSQL("a", `checkpoint`)
 		out := p.mustSQL("a", `select coalesce(wal_status, '-') from pg_replication_slots where slot_name = 'tandem_b'`)
@@ -325,6 +328,7 @@ func TestWALCapReseed(t *testing.T) {
 
 	back := time.Now()
 	p.startTandemd("b")
+	p.waitReady("b", 90*time.Second)
 	ev := p.waitEvent("reseeded", 3*time.Minute)
 	p.waitStreaming("after the re-seed", time.Minute)
 	p.waitSQL("b", `select count(*) from big`, want, time.Minute)
@@ -352,17 +356,17 @@ func TestSync(t *testing.T) {
 	needRoot(t)
 	t.Parallel()
 	const grace = 5 * time.Second
-	p := upPair(t, pairOpts{settings: map[string]string{"replication.sync_grace": "5s"}})
-	p.eventually(30*time.Second, "a reports b as its synchronous standby", func() (bool, string) {
+	p := upCluster(t, clusterOpts{settings: map[string]map[string]any{"a": {"replication.sync_grace": "5s"}}})
+	eventually(t, "a reports b as its synchronous standby", 30*time.Second, func() (bool, string) {
 		out, err := p.sql("a", `select application_name || ' ' || sync_state from pg_stat_replication`)
 		return err == nil && out == "b sync", fmt.Sprint(out, err)
 	})
 	p.mustSQL("db", `create table sync_check (id int primary key)`)
 
 	// 1. Freeze b's WAL receiver: a commit waits for it.
-	resume := p.pauseWALReceiver()
+	_, resume := p.pauseWALReceiver("b")
 	res := p.sqlAsync("db", `insert into sync_check values (1)`)
-	p.eventually(3*time.Second, "the commit waits for b (SyncRep)", func() (bool, string) { return p.waitingOnSyncRep("insert into sync_check") })
+	eventually(t, "the commit waits for b (SyncRep)", 3*time.Second, func() (bool, string) { return p.waitingOnSyncRep("insert into sync_check") })
 	select {
 	case r := <-res:
 		resume()
@@ -383,13 +387,13 @@ func TestSync(t *testing.T) {
 	p.waitSQL("b", `select count(*) from sync_check`, "1", 5*time.Second)
 
 	// 2. b goes away: commits wait for the grace, then sync degrades.
-	pid := p.signalTandemd("b")
-	p.eventually(20*time.Second, "a loses b's replication connection", func() (bool, string) {
+	pid := p.signalTandemd("b", syscall.SIGTERM)
+	eventually(t, "a loses b's replication connection", 20*time.Second, func() (bool, string) {
 		out, err := p.sql("a", `select count(*) from pg_stat_replication`)
 		return err == nil && out == "0", fmt.Sprint(out, err)
 	})
 	res = p.sqlAsync("db", `insert into sync_check values (2)`)
-	p.eventually(3*time.Second, "a commit waits for the absent b", func() (bool, string) { return p.waitingOnSyncRep("insert into sync_check") })
+	eventually(t, "a commit waits for the absent b", 3*time.Second, func() (bool, string) { return p.waitingOnSyncRep("insert into sync_check") })
 	select {
 	case r := <-res:
 		t.Fatalf("a commit returned at once after b left, before the grace: %+v", r)
@@ -406,7 +410,7 @@ func TestSync(t *testing.T) {
 	}
 	p.waitTandemdGone("b", pid)
 	p.waitEvent("sync_degraded", 20*time.Second)
-	p.eventually(20*time.Second, "status shows the cluster not synchronized", func() (bool, string) {
+	eventually(t, "status shows the cluster not synchronized", 20*time.Second, func() (bool, string) {
 		st, err := p.statusErr()
 		if err != nil {
 			return false, err.Error()
@@ -422,8 +426,9 @@ func TestSync(t *testing.T) {
 
 	// 3. b returns: synchronous again.
 	p.startTandemd("b")
+	p.waitReady("b", 90*time.Second)
 	p.waitEvent("sync_restored", time.Minute)
-	p.eventually(30*time.Second, "status shows the cluster synchronized again", func() (bool, string) {
+	eventually(t, "status shows the cluster synchronized again", 30*time.Second, func() (bool, string) {
 		st, err := p.statusErr()
 		if err != nil {
 			return false, err.Error()
@@ -440,8 +445,8 @@ func TestStrict(t *testing.T) {
 	needRoot(t)
 	t.Parallel()
 	const grace = 2 * time.Second
-	p := upPair(t, pairOpts{replication: "strict", settings: map[string]string{"replication.sync_grace": "2s"}})
-	p.eventually(30*time.Second, "a reports b as its synchronous standby", func() (bool, string) {
+	p := upCluster(t, clusterOpts{mode: "strict", settings: map[string]map[string]any{"a": {"replication.sync_grace": "2s"}}})
+	eventually(t, "a reports b as its synchronous standby", 30*time.Second, func() (bool, string) {
 		out, err := p.sql("a", `select application_name || ' ' || sync_state from pg_stat_replication`)
 		return err == nil && out == "b sync", fmt.Sprint(out, err)
 	})
@@ -449,7 +454,7 @@ func TestStrict(t *testing.T) {
 	p.stopTandemd("b")
 
 	res := p.sqlAsync("db", `insert into strict_check values (1)`)
-	p.eventually(5*time.Second, "the commit waits for b (SyncRep)", func() (bool, string) { return p.waitingOnSyncRep("insert into strict_check") })
+	eventually(t, "the commit waits for b (SyncRep)", 5*time.Second, func() (bool, string) { return p.waitingOnSyncRep("insert into strict_check") })
 	hold := 4*grace + 2*time.Second
 	select {
 	case r := <-res:
@@ -471,6 +476,7 @@ func TestStrict(t *testing.T) {
 	}
 
 	p.startTandemd("b")
+	p.waitReady("b", 90*time.Second)
 	select {
 	case r := <-res:
 		if r.err != nil {
@@ -488,8 +494,8 @@ func TestStrict(t *testing.T) {
 func TestAsync(t *testing.T) {
 	needRoot(t)
 	t.Parallel()
-	p := upPair(t, pairOpts{replication: "async"})
-	p.eventually(30*time.Second, "a streams to b asynchronously", func() (bool, string) {
+	p := upCluster(t, clusterOpts{mode: "async"})
+	eventually(t, "a streams to b asynchronously", 30*time.Second, func() (bool, string) {
 		out, err := p.sql("a", `select application_name || ' ' || sync_state from pg_stat_replication`)
 		return err == nil && out == "b async", fmt.Sprint(out, err)
 	})
@@ -506,7 +512,7 @@ func TestAsync(t *testing.T) {
 		}
 	}
 
-	resume := p.pauseWALReceiver()
+	_, resume := p.pauseWALReceiver("b")
 	timed("with b's WAL receiver frozen", `insert into async_check values (1)`)
 	if ok, why := p.waitingOnSyncRep("insert into async_check"); ok {
 		t.Errorf("a commit waits for b in async mode: %s", why)
@@ -523,6 +529,7 @@ func TestAsync(t *testing.T) {
 		t.Errorf("events: %v; async has nothing to degrade", eventKinds(ev))
 	}
 	p.startTandemd("b")
+	p.waitReady("b", 90*time.Second)
 	p.waitSQL("b", `select count(*) from async_check`, "2", time.Minute)
 }
 
@@ -534,18 +541,18 @@ func TestAsync(t *testing.T) {
 func TestDisassemble(t *testing.T) {
 	needRoot(t)
 	t.Parallel()
-	p := upPair(t, pairOpts{})
+	p := upCluster(t, clusterOpts{})
 	p.mustSQL("db", `create table kept (note text); insert into kept values ('before disassembly')`)
 	p.waitSQL("b", `select count(*) from kept`, "1", 10*time.Second)
 
-	standaloneA := func(t *testing.T, q *pairLab, rows string) {
+	standaloneA := func(t *testing.T, q *testLab, rows string) {
 		t.Helper()
 		n, err := q.nodeStatusErr("a")
 		if err != nil || n.Role != "standalone" || n.Postgres.InRecovery || n.Postgres.State != "running" {
 			t.Errorf("a after disassembly: %+v %v; want standalone, read-write", n, err)
 		}
-		if !q.clusterIPOn("a") || q.clusterIPOn("b") {
-			t.Errorf("cluster IP after disassembly: on a %v, on b %v; want a keeps it", q.clusterIPOn("a"), q.clusterIPOn("b"))
+		if !q.holdsClusterIP("a") || q.holdsClusterIP("b") {
+			t.Errorf("cluster IP after disassembly: on a %v, on b %v; want a keeps it", q.holdsClusterIP("a"), q.holdsClusterIP("b"))
 		}
 		// a keeps its data and takes writes through the cluster IP.
 		if got, err := q.sql("db", `select count(*) from kept`); err != nil || got != rows {
@@ -556,7 +563,7 @@ func TestDisassemble(t *testing.T) {
 		}
 		q.noReplicationLeftOn(t, "a")
 	}
-	freshB := func(t *testing.T, q *pairLab) {
+	freshB := func(t *testing.T, q *testLab) {
 		t.Helper()
 		n, err := q.nodeStatusErr("b")
 		if err != nil || n.Role != "none" || n.Cluster != "" || n.Postgres.State != "running" || n.Postgres.InRecovery {
@@ -581,7 +588,7 @@ func TestDisassemble(t *testing.T) {
 			t.Errorf("a's events after disassembly: %v %v; want disassembled", eventKinds(ev), err)
 		}
 		// The console forgot the cluster.
-		if _, errOut, code := q.console(nil, 30*time.Second, "status"); code == 0 {
+		if _, errOut, code := q.consoleWith(nil, 30*time.Second, "status"); code == 0 {
 			t.Errorf("tandem status still finds a cluster after disassembly: %s", errOut)
 		}
 	})
@@ -592,19 +599,20 @@ func TestDisassemble(t *testing.T) {
 	t.Run("force-with-b-gone", func(t *testing.T) {
 		q := p.sub(t)
 		// A standalone a assembles again with the fresh b.
-		q.assembleOK("")
+		q.assemble("")
+		q.waitStreaming("after assembly", time.Minute)
 		q.mustSQL("db", `insert into kept values ('second cluster')`)
 		q.waitSQL("b", `select count(*) from kept`, "2", 10*time.Second)
 
 		q.stopTandemd("b")
 		// Without --force the console refuses: it cannot tell b.
-		if out, errOut, code := q.console(nil, time.Minute, "disassemble", "--yes"); code != 3 || !strings.Contains(errOut, "--force") {
+		if out, errOut, code := q.consoleWith(nil, time.Minute, "disassemble", "--yes"); code != 3 || !strings.Contains(errOut, "--force") {
 			t.Errorf("disassemble with b gone, without --force: exit %d, want 3 and a hint at --force\n%s%s", code, out, errOut)
 		}
 		if n := q.nodeStatus("a"); n.Role != "primary" {
 			t.Errorf("a after the refused disassembly: role %s, want primary still", n.Role)
 		}
-		out, errOut, code := q.console(nil, 3*time.Minute, "disassemble", "--yes", "--force")
+		out, errOut, code := q.consoleWith(nil, 3*time.Minute, "disassemble", "--yes", "--force")
 		if code != 0 {
 			t.Fatalf("disassemble --force with b gone: exit %d\n%s%s", code, out, errOut)
 		}
@@ -615,10 +623,11 @@ func TestDisassemble(t *testing.T) {
 
 		// b comes back still believing it is a secondary; --force --endpoint cleans it.
 		q.startTandemd("b")
+		q.waitReady("b", 90*time.Second)
 		if n := q.nodeStatus("b"); n.Role != "secondary" {
 			t.Errorf("b back after the forced disassembly: role %s; want secondary until cleaned", n.Role)
 		}
-		out = q.consoleOK([]string{"TANDEM_TOKEN=" + q.token("b")}, 3*time.Minute, "disassemble", "--yes", "--force", "--endpoint", q.fqdn("b"))
+		out = q.consoleOK([]string{"TANDEM_TOKEN=" + q.env.token("b")}, 3*time.Minute, "disassemble", "--yes", "--force", "--endpoint", q.fqdn("b"))
 		t.Logf("disassemble --force --endpoint b:\n%s", out)
 		freshB(t, q)
 		standaloneA(t, q, "2")

@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -37,19 +36,18 @@ func TestBenchmark(t *testing.T) {
 
 	// Switchover and failover outages, status latency, memory and CPU, in
 	// one lab with a writer running.
-	c := assembledLab(t, "sync", nil)
+	c := upCluster(t, clusterOpts{mode: "sync", synchronized: true})
 	var sw, fo, stUp, stDown []float64
 	for i := 0; i < runs; i++ {
 		w := c.startWitness()
 		time.Sleep(time.Second)
-		if out, errOut, err := c.console("switchover", "--yes"); err != nil {
-			t.Fatalf("switchover: %v\n%s\n%s", err, out, errOut)
+		if out, errOut, code := c.console("switchover", "--yes"); code != 0 {
+			t.Fatalf("switchover: exit %d\n%s\n%s", code, out, errOut)
 		}
 		time.Sleep(time.Second)
 		gap := w.stop(true)
 		sw = append(sw, ms(gap))
-		c.waitFor("synchronized again", 60*time.Second, func() bool {
-			s := c.status()
+		c.waitStatus("synchronized again", 60*time.Second, func(s labStatus) bool {
 			return s.Cluster != nil && s.Cluster.Synchronized
 		})
 	}
@@ -64,16 +62,16 @@ func TestBenchmark(t *testing.T) {
 	rows = append(rows, benchRow{what: "tandemd CPU over 30 s idle (primary)", unit: "% of a core", med: cpu, min: cpu, max: cpu, n: 1, target: "≤ 0.5 %"})
 
 	for i := 0; i < runs; i++ {
-		primary := c.primaryName()
+		primary := c.primary()
 		secondary := other(primary)
 		w := c.startWitness()
 		time.Sleep(time.Second)
 		c.powerOff(primary)
 		time.Sleep(3 * time.Second)
 		stDown = append(stDown, ms(c.timeStatus()))
-		out, errOut, err := c.console("failover", "--yes", "-o", "json")
-		if err != nil {
-			t.Fatalf("failover: %v\n%s\n%s", err, out, errOut)
+		out, errOut, code := c.console("failover", "--yes", "-o", "json")
+		if code != 0 {
+			t.Fatalf("failover: exit %d\n%s\n%s", code, out, errOut)
 		}
 		var fout struct {
 			Confirmed time.Time `json:"confirmed_at"`
@@ -81,12 +79,13 @@ func TestBenchmark(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &fout); err != nil {
 			t.Fatalf("failover -o json: %v\n%s", err, out)
 		}
-		c.waitFor("writes on the new primary", 30*time.Second, func() bool { return w.firstAckAfter(fout.Confirmed) > 0 })
+		eventually(t, "writes on the new primary", 30*time.Second, func() (bool, string) {
+			return w.firstAckAfter(fout.Confirmed) > 0, w.summary()
+		})
 		fo = append(fo, ms(w.firstAckAfter(fout.Confirmed)))
-		c.powerOn(primary, nil)
-		c.waitFor("the old primary rejoined", 120*time.Second, func() bool {
-			s := c.status()
-			r := c.roles()
+		c.powerOn(primary)
+		c.waitStatus("the old primary rejoined", 120*time.Second, func(s labStatus) bool {
+			r := s.roles()
 			return r[primary] == "secondary" && r[secondary] == "primary" && s.Cluster != nil && s.Cluster.Synchronized
 		})
 		w.stop(true)
@@ -97,44 +96,44 @@ func TestBenchmark(t *testing.T) {
 	c.Down()
 
 	// Rejoin, clone and catch-up on a database of dbMB.
-	big := assembledLab(t, "async", nil)
+	big := upCluster(t, clusterOpts{mode: "async", synchronized: true})
 	big.fill(dbMB)
 	var rewind, clone, catchup []float64
 	for i := 0; i < bigRuns; i++ {
-		primary := big.primaryName()
+		primary := big.primary()
 		big.powerOff(primary)
 		time.Sleep(3 * time.Second)
-		if out, errOut, err := big.console("failover", "--yes"); err != nil {
-			t.Fatalf("failover: %v\n%s\n%s", err, out, errOut)
+		if out, errOut, code := big.console("failover", "--yes"); code != 0 {
+			t.Fatalf("failover: exit %d\n%s\n%s", code, out, errOut)
 		}
-		big.psqlLong(big.e.DNSName, "UPDATE bench_fill SET v = v WHERE id % 100 = 0")
+		big.psqlLong(big.env.DNSName, "UPDATE bench_fill SET v = v WHERE id % 100 = 0")
 		start := time.Now()
-		big.powerOn(primary, nil)
-		big.waitFor("rejoined", 10*time.Minute, func() bool { return big.roles()[primary] == "secondary" && big.streaming(big.status()) })
+		big.powerOn(primary)
+		big.waitStatus("rejoined", 10*time.Minute, func(s labStatus) bool { return s.roles()[primary] == "secondary" && s.streaming() })
 		rewind = append(rewind, ms(time.Since(start)))
 	}
 	for i := 0; i < bigRuns; i++ {
-		primary := big.primaryName()
+		primary := big.primary()
 		big.powerOff(primary)
 		time.Sleep(3 * time.Second)
-		if out, errOut, err := big.console("failover", "--yes"); err != nil {
-			t.Fatalf("failover: %v\n%s\n%s", err, out, errOut)
+		if out, errOut, code := big.console("failover", "--yes"); code != 0 {
+			t.Fatalf("failover: exit %d\n%s\n%s", code, out, errOut)
 		}
 		// Rewind made impossible: a fresh clone is the only way back.
 		_ = os.Remove(filepath.Join(big.nodeDir(primary), "pgdata", "global", "pg_control"))
 		start := time.Now()
-		big.powerOn(primary, nil)
-		big.waitFor("rejoined by clone", 20*time.Minute, func() bool { return big.roles()[primary] == "secondary" && big.streaming(big.status()) })
+		big.powerOn(primary)
+		big.waitStatus("rejoined by clone", 20*time.Minute, func(s labStatus) bool { return s.roles()[primary] == "secondary" && s.streaming() })
 		clone = append(clone, ms(time.Since(start)))
 	}
 	for i := 0; i < bigRuns; i++ {
-		secondary := other(big.primaryName())
-		big.stopTandemd(secondary, syscall.SIGTERM)
+		secondary := other(big.primary())
+		big.stopTandemd(secondary)
 		big.fillMore(dbMB)
 		start := time.Now()
-		big.startTandemd(secondary, nil)
-		big.waitFor("caught up", 20*time.Minute, func() bool {
-			for _, n := range big.status().Nodes {
+		big.startTandemd(secondary)
+		big.waitStatus("caught up", 20*time.Minute, func(s labStatus) bool {
+			for _, n := range s.Nodes {
 				if n.Role == "primary" && n.Replication != nil && n.Replication.State == "streaming" && n.Replication.LagBytes == 0 {
 					return true
 				}
@@ -220,24 +219,15 @@ func (w *witness) firstAckAfter(t time.Time) time.Duration {
 	return 0
 }
 
-func (c *cluster) primaryName() string {
-	for n, r := range c.roles() {
-		if r == "primary" {
-			return n
-		}
-	}
-	c.t.Fatal("no primary")
-	return ""
-}
-
-func (c *cluster) timeStatus() time.Duration {
+// timeStatus is how long `tandem status` takes.
+func (c *testLab) timeStatus() time.Duration {
 	start := time.Now()
 	c.console("status")
 	return time.Since(start)
 }
 
 // idleFootprint reads tandemd's resident memory and its CPU use over d.
-func (c *cluster) idleFootprint(node string, d time.Duration) (rssMiB, cpuPct float64) {
+func (c *testLab) idleFootprint(node string, d time.Duration) (rssMiB, cpuPct float64) {
 	pid := c.tandemdPid(node)
 	ticks := func() float64 {
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -261,24 +251,24 @@ func (c *cluster) idleFootprint(node string, d time.Duration) (rssMiB, cpuPct fl
 }
 
 // fill makes a table of about mb MiB on the primary.
-func (c *cluster) fill(mb int) {
+func (c *testLab) fill(mb int) {
 	c.t.Helper()
 	rows := mb * 1024 * 1024 / 1100
-	c.psqlLong(c.e.DNSName, fmt.Sprintf("CREATE TABLE bench_fill AS SELECT g AS id, repeat('x', 1000) AS v FROM generate_series(1, %d) g; ALTER TABLE bench_fill ADD PRIMARY KEY (id)", rows))
+	c.psqlLong(c.env.DNSName, fmt.Sprintf("CREATE TABLE bench_fill AS SELECT g AS id, repeat('x', 1000) AS v FROM generate_series(1, %d) g; ALTER TABLE bench_fill ADD PRIMARY KEY (id)", rows))
 }
 
 // fillMore writes about mb MiB more.
-func (c *cluster) fillMore(mb int) {
+func (c *testLab) fillMore(mb int) {
 	c.t.Helper()
 	rows := mb * 1024 * 1024 / 1100
-	c.psqlLong(c.e.DNSName, fmt.Sprintf("INSERT INTO bench_fill SELECT g + (SELECT max(id) FROM bench_fill), repeat('y', 1000) FROM generate_series(1, %d) g", rows))
+	c.psqlLong(c.env.DNSName, fmt.Sprintf("INSERT INTO bench_fill SELECT g + (SELECT max(id) FROM bench_fill), repeat('y', 1000) FROM generate_series(1, %d) g", rows))
 }
 
 // psqlLong runs SQL that may take many minutes (bulk loads).
-func (c *cluster) psqlLong(host, sql string) {
+func (c *testLab) psqlLong(host, sql string) {
 	c.t.Helper()
 	out, errOut, err := c.tandem(nil, 60*time.Minute, "lab", "exec", "--name", c.name, "client", "--",
-		"psql", fmt.Sprintf("host=%s user=postgres password=%s connect_timeout=3", host, c.e.Postgres.Password), "-v", "ON_ERROR_STOP=1", "-Atc", sql)
+		"psql", fmt.Sprintf("host=%s user=postgres password=%s connect_timeout=3", host, c.env.Postgres.Password), "-v", "ON_ERROR_STOP=1", "-Atc", sql)
 	if err != nil {
 		c.t.Fatalf("psql: %v\n%s\n%s", err, out, errOut)
 	}

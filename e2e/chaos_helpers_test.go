@@ -15,11 +15,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/tandem-ha/tandem/internal/console"
 )
 
 // The fault suite's machinery: one chaosRun per run of a scenario, with
@@ -86,7 +83,7 @@ type chaosRun struct {
 	rng         *rand.Rand
 	res         *chaosResult
 	start       time.Time
-	c           *cluster
+	l           *testLab
 	w           *witness
 	witnessDone bool
 	keep        string
@@ -143,17 +140,17 @@ func runChaos(t *testing.T, sc chaosScenario, res *chaosResult) {
 			x.afterLab[i]()
 		}
 	})
-	x.c = assembledLab(t, mode, nil)
-	x.logf("lab %s assembled (%s)", x.c.name, mode)
+	x.l = upCluster(t, clusterOpts{mode: mode, synchronized: true})
+	x.logf("lab %s assembled (%s)", x.l.name, mode)
 	// Registered after the lab, so it runs before `lab down`.
 	t.Cleanup(x.keepLab)
 	if x.sc.prepare != nil {
 		x.sc.prepare(x)
 	}
-	x.w = x.c.startWitness()
+	x.w = x.l.startWitness()
 	// Registered after the witness's directory, so it runs before that goes.
 	t.Cleanup(x.keepWitness)
-	x.logf("witness running: writer through %s, sampler every 50ms, cluster IP sampler", x.c.e.DNSName)
+	x.logf("witness running: writer through %s, sampler every 50ms, cluster IP sampler", x.l.env.DNSName)
 	x.sc.run(x)
 	x.converge(chaosBound)
 	// The cluster takes writes through its name again (and the witness's
@@ -202,59 +199,21 @@ func (x *chaosRun) lab(verb string, args ...string) {
 	case "heal", "power-on", "resume":
 		x.markHealed()
 	}
-	out := x.c.labCommand(verb, args...)
+	out := x.l.labCommand(verb, args...)
 	x.logf("lab %s %s: %s", verb, strings.Join(args, " "), firstLine(out))
 }
 
 // markHealed notes that a healing step begins now.
 func (x *chaosRun) markHealed() { x.healed = time.Now() }
 
-// status is `tandem status -o json` from the client, without failing.
-func (x *chaosRun) status() (console.StatusOutput, error) {
-	out, errOut, err := x.c.console("status", "-o", "json")
-	var s console.StatusOutput
-	if jerr := json.Unmarshal([]byte(out), &s); jerr != nil {
-		return s, fmt.Errorf("tandem status: %v (%v): %s", err, jerr, strings.TrimSpace(errOut))
-	}
-	return s, nil
-}
-
-// nodeStatus asks one node directly (by its name, with its token).
-func (x *chaosRun) nodeStatus(node string) (console.NodeStatus, error) {
-	out, errOut, err := x.c.execErr("client", append(x.c.consoleEnv(), "TANDEM_TOKEN="+x.c.token(node)),
-		filepath.Join(x.c.bin, "tandem"), "status", "--trust-new", "--endpoint", node+"."+x.c.e.Domain, "-o", "json")
-	var s console.StatusOutput
-	if jerr := json.Unmarshal([]byte(out), &s); jerr != nil {
-		return console.NodeStatus{}, fmt.Errorf("tandem status --endpoint %s: %v (%v): %s", node, err, jerr, strings.TrimSpace(errOut))
-	}
-	for _, n := range s.Nodes {
-		if n.Name == node {
-			if !n.Reachable {
-				return n, fmt.Errorf("%s does not answer: %s", node, n.Error)
-			}
-			return n, nil
-		}
-	}
-	return console.NodeStatus{}, fmt.Errorf("tandem status --endpoint %s lists no node %s", node, node)
-}
-
-// role is what a node says it is, or "unreachable".
-func (x *chaosRun) role(node string) string {
-	n, err := x.nodeStatus(node)
-	if err != nil {
-		return "unreachable"
-	}
-	return n.Role
-}
-
 // failover runs `tandem failover --yes` on the client and expects it to
 // succeed; it returns the console's stdout and stderr (the warnings).
 func (x *chaosRun) failover() (string, string) {
 	x.t.Helper()
 	start := time.Now()
-	out, errOut, err := x.c.console("failover", "--yes")
-	if err != nil {
-		x.t.Fatalf("tandem failover: %v (exit %d)\nstdout:\n%s\nstderr:\n%s", err, exitCode(err), out, errOut)
+	out, errOut, code := x.l.console("failover", "--yes")
+	if code != 0 {
+		x.t.Fatalf("tandem failover: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 	x.logf("tandem failover done in %s: %s", time.Since(start).Round(time.Millisecond), firstLine(out))
 	return out, errOut
@@ -265,11 +224,11 @@ func (x *chaosRun) failover() (string, string) {
 // nothing. It returns the console's stderr.
 func (x *chaosRun) expectFailoverRefused(why string) string {
 	x.t.Helper()
-	out, errOut, err := x.c.console("failover", "--yes")
-	if err == nil {
+	out, errOut, code := x.l.console("failover", "--yes")
+	if code == 0 {
 		x.t.Fatalf("ONE WRITER: tandem failover was accepted while %s:\n%s\n%s", why, out, errOut)
 	}
-	if code := exitCode(err); code != 5 {
+	if code != 5 {
 		x.t.Errorf("tandem failover while %s: exit %d, want 5 (refused)\nstdout:\n%s\nstderr:\n%s", why, code, out, errOut)
 	}
 	x.logf("tandem failover refused (%s): %s", why, lastLine(errOut))
@@ -292,12 +251,8 @@ func lastLine(s string) string {
 // PostgreSQL and node holds the cluster IP.
 func (x *chaosRun) waitWritesOn(node string, limit time.Duration) {
 	x.t.Helper()
-	start := time.Now()
-	x.c.waitFor("writes through "+x.c.e.DNSName+" on "+node, limit, func() bool {
-		out, err := x.c.psql(x.c.e.DNSName, "SELECT pg_is_in_recovery()")
-		return err == nil && out == "f" && x.c.holdsClusterIP(node)
-	})
-	x.logf("%s accepts writes through %s (%s)", node, x.c.e.DNSName, time.Since(start).Round(10*time.Millisecond))
+	took := x.l.waitWrites(node, limit)
+	x.logf("%s accepts writes through %s (%s)", node, x.l.env.DNSName, took.Round(10*time.Millisecond))
 }
 
 // waitAckedGrowth waits until the witness has n more acknowledged writes
@@ -305,35 +260,11 @@ func (x *chaosRun) waitWritesOn(node string, limit time.Duration) {
 func (x *chaosRun) waitAckedGrowth(n int, limit time.Duration, what string) time.Duration {
 	x.t.Helper()
 	base := x.w.acked()
-	start := time.Now()
-	x.c.waitFor(what, limit, func() bool { return x.w.acked() >= base+n })
-	d := time.Since(start)
+	d := eventually(x.t, what, limit, func() (bool, string) {
+		return x.w.acked() >= base+n, fmt.Sprintf("%d more acknowledged writes of %d; %s", x.w.acked()-base, n, x.w.summary())
+	})
 	x.logf("%s: %d more acknowledged writes within %s", what, n, d.Round(10*time.Millisecond))
 	return d
-}
-
-// nsPids lists the processes in node's namespace whose command line
-// contains match.
-func (x *chaosRun) nsPids(node, match string) []int {
-	out, err := exec.Command("ip", "netns", "pids", x.c.name+"-"+node).Output()
-	if err != nil {
-		x.t.Fatalf("ip netns pids: %v", err)
-	}
-	var pids []int
-	for _, f := range strings.Fields(string(out)) {
-		pid, err := strconv.Atoi(f)
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil || isZombie(pid) {
-			continue
-		}
-		if strings.Contains(strings.ReplaceAll(string(b), "\x00", " "), match) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
 
 // converge waits, within limit, for one primary (x.wantPrimary when set)
@@ -346,24 +277,18 @@ func (x *chaosRun) converge(limit time.Duration) {
 		start = x.healed
 	}
 	var why string
-	for {
+	eventually(x.t, fmt.Sprintf("CONVERGENCE: the cluster converges within %s after healing", limit), limit-time.Since(start), func() (bool, string) {
 		ok, w := x.convergedNow()
-		if ok {
-			took := time.Since(start)
-			x.res.Converged = took.Seconds()
-			x.logf("converged %s after the last healing step: %s primary, term %d", took.Round(10*time.Millisecond), x.wantPrimaryOr(), x.termNow())
-			x.healed = time.Time{}
-			return
-		}
-		if w != why {
+		if !ok && w != why {
 			x.logf("not converged yet: %s", w)
 			why = w
 		}
-		if time.Since(start) > limit {
-			x.t.Fatalf("CONVERGENCE: the cluster did not converge within %s after healing: %s", limit, why)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return ok, w
+	})
+	took := time.Since(start)
+	x.res.Converged = took.Seconds()
+	x.logf("converged %s after the last healing step: %s primary, term %d", took.Round(10*time.Millisecond), x.wantPrimaryOr(), x.termNow())
+	x.healed = time.Time{}
 }
 
 func (x *chaosRun) wantPrimaryOr() string {
@@ -374,21 +299,21 @@ func (x *chaosRun) wantPrimaryOr() string {
 }
 
 func (x *chaosRun) termNow() int64 {
-	if s, err := x.status(); err == nil && s.Cluster != nil {
+	if s, err := x.l.statusErr(); err == nil && s.Cluster != nil {
 		return s.Cluster.Term
 	}
 	return 0
 }
 
 func (x *chaosRun) convergedNow() (bool, string) {
-	s, err := x.status()
+	s, err := x.l.statusErr()
 	if err != nil {
 		return false, err.Error()
 	}
 	if s.Cluster == nil {
 		return false, "the console's status has no cluster"
 	}
-	var primary, secondary *console.NodeStatus
+	var primary, secondary *labNode
 	for i := range s.Nodes {
 		n := &s.Nodes[i]
 		if !n.Reachable {
@@ -403,7 +328,7 @@ func (x *chaosRun) convergedNow() (bool, string) {
 		case "secondary":
 			secondary = n
 		default:
-			return false, fmt.Sprintf("%s is %s (operation %q)", n.Name, n.Role, n.Op)
+			return false, fmt.Sprintf("%s is %s (operation %q)", n.Name, n.Role, n.Operation)
 		}
 	}
 	if primary == nil || secondary == nil {
@@ -412,8 +337,8 @@ func (x *chaosRun) convergedNow() (bool, string) {
 	if x.wantPrimary != "" && primary.Name != x.wantPrimary {
 		return false, fmt.Sprintf("%s is primary, want %s", primary.Name, x.wantPrimary)
 	}
-	if primary.Op != "" || secondary.Op != "" {
-		return false, fmt.Sprintf("operation in flight: %s %q, %s %q", primary.Name, primary.Op, secondary.Name, secondary.Op)
+	if primary.Operation != "" || secondary.Operation != "" {
+		return false, fmt.Sprintf("operation in flight: %s %q, %s %q", primary.Name, primary.Operation, secondary.Name, secondary.Operation)
 	}
 	if primary.Postgres.State != "running" || secondary.Postgres.State != "running" {
 		return false, fmt.Sprintf("PostgreSQL %s on %s, %s on %s", primary.Postgres.State, primary.Name, secondary.Postgres.State, secondary.Name)
@@ -434,8 +359,8 @@ func (x *chaosRun) convergedNow() (bool, string) {
 	if x.wantTerm != 0 && s.Cluster.Term != x.wantTerm {
 		return false, fmt.Sprintf("term %d, want %d (a change of primary that should not have happened)", s.Cluster.Term, x.wantTerm)
 	}
-	if !x.c.holdsClusterIP(primary.Name) || x.c.holdsClusterIP(secondary.Name) {
-		return false, fmt.Sprintf("cluster IP held by %s %v, %s %v", primary.Name, x.c.holdsClusterIP(primary.Name), secondary.Name, x.c.holdsClusterIP(secondary.Name))
+	if !x.l.holdsClusterIP(primary.Name) || x.l.holdsClusterIP(secondary.Name) {
+		return false, fmt.Sprintf("cluster IP held by %s %v, %s %v", primary.Name, x.l.holdsClusterIP(primary.Name), secondary.Name, x.l.holdsClusterIP(secondary.Name))
 	}
 	x.wantPrimary = primary.Name
 	return true, ""
@@ -481,7 +406,7 @@ func (x *chaosRun) finishWitness() {
 		}
 	}
 	x.res.Acked = len(acked)
-	have, err := x.c.psql(x.c.e.DNSName, "SELECT string_agg(id::text, ',') FROM probe_writes")
+	have, err := x.l.sql(x.l.env.DNSName, "SELECT string_agg(id::text, ',') FROM probe_writes")
 	if err != nil {
 		x.t.Errorf("reading the witness's rows back: %v", err)
 	} else {
@@ -513,29 +438,26 @@ func (x *chaosRun) replicasAgree() {
 	primary := x.wantPrimary
 	secondary := other(primary)
 	const q = "SELECT count(*) || ' rows, id sum ' || coalesce(sum(id), 0) FROM probe_writes"
-	want, err := x.c.psql(primary+"."+x.c.e.Domain, q)
+	want, err := x.l.sql(primary, q)
 	if err != nil {
 		x.t.Fatalf("reading the witness rows on the primary %s: %v", primary, err)
 	}
-	var got string
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		got, err = x.c.psql(secondary+"."+x.c.e.Domain, q)
-		if err == nil && got == want {
-			x.logf("the secondary %s holds what the primary %s holds: %s", secondary, primary, want)
-			return
+	eventually(x.t, fmt.Sprintf("REPLICAS: the secondary %s holds what the primary %s holds (%s)", secondary, primary, want), 60*time.Second, func() (bool, string) {
+		got, err := x.l.sql(secondary, q)
+		if err != nil {
+			return false, err.Error()
 		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	x.t.Errorf("REPLICAS: the secondary %s has %q (%v), the primary %s %q", secondary, got, err, primary, want)
+		return got == want, "the secondary has " + got
+	})
+	x.logf("the secondary %s holds what the primary %s holds: %s", secondary, primary, want)
 }
 
 // eventsHave checks that `tandem events` lists each of the words.
 func (x *chaosRun) eventsHave(words ...string) {
 	x.t.Helper()
-	ev, errOut, err := x.c.console("events")
-	if err != nil {
-		x.t.Errorf("tandem events: %v\n%s", err, errOut)
+	ev, errOut, code := x.l.console("events")
+	if code != 0 {
+		x.t.Errorf("tandem events: exit %d\n%s", code, errOut)
 		return
 	}
 	for _, w := range words {
@@ -561,12 +483,7 @@ func (x *chaosRun) keepDir() string {
 // witness first if the run failed before it did).
 func (x *chaosRun) keepWitness() {
 	if !x.witnessDone {
-		for _, cmd := range []*exec.Cmd{x.w.writer, x.w.sampler} {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			_ = cmd.Wait()
-		}
-		close(x.w.vipStop)
-		<-x.w.vipDone
+		x.w.halt()
 		x.witnessDone = true
 	}
 	if !x.t.Failed() {
@@ -592,7 +509,7 @@ func (x *chaosRun) keepLab() {
 		return
 	}
 	dir := x.keepDir()
-	lab := filepath.Join(labBase, x.c.name)
+	lab := filepath.Join(labBase, x.l.name)
 	for _, f := range []string{"a/tandemd.log", "b/tandemd.log", "a/tandemd.yaml", "b/tandemd.yaml",
 		"a/state/state.json", "b/state/state.json", "dnsmasq.log", "faults.json", "layout.json"} {
 		copyFile(filepath.Join(lab, f), filepath.Join(dir, strings.ReplaceAll(f, "/", "-")))
@@ -602,8 +519,8 @@ func (x *chaosRun) keepLab() {
 		"status.json": {"status", "-o", "json"},
 		"events.txt":  {"events"},
 	} {
-		out, errOut, err := x.c.console(args...)
-		_ = os.WriteFile(filepath.Join(dir, name), []byte(fmt.Sprintf("%s\n--- stderr (err %v)\n%s", out, err, errOut)), 0o644)
+		out, errOut, code := x.l.console(args...)
+		_ = os.WriteFile(filepath.Join(dir, name), []byte(fmt.Sprintf("%s\n--- stderr (exit %d)\n%s", out, code, errOut)), 0o644)
 	}
 	if os.Getenv("TANDEM_CHAOS_KEEP_DATA") != "0" {
 		for _, node := range []string{"a", "b"} {

@@ -118,7 +118,7 @@ func chaosPrimaryPowerOff(x *chaosRun) {
 func chaosPostmasterKill(x *chaosRun) {
 	x.wantPrimary, x.wantTerm = "a", x.termNow()
 	x.pause(time.Second, 4*time.Second, "writes flow before the fault")
-	pm := postmasterPid(x.t, x.c, "a")
+	pm := x.l.postmasterPid("a")
 	if err := syscall.Kill(pm, syscall.SIGKILL); err != nil {
 		x.t.Fatalf("kill -9 %d: %v", pm, err)
 	}
@@ -126,11 +126,15 @@ func chaosPostmasterKill(x *chaosRun) {
 	x.markHealed() // tandemd heals this one itself: convergence is timed from the kill
 	x.pause(0, 1500*time.Millisecond, "before the operator tries a failover")
 	x.expectFailoverRefused("a's postmaster was killed but its tandemd answers")
-	x.c.waitFor("tandemd on a restarted PostgreSQL", 60*time.Second, func() bool {
-		n, err := x.nodeStatus("a")
-		return err == nil && n.Role == "primary" && n.Postgres.State == "running" && n.Postgres.PID != 0 && n.Postgres.PID != pm
+	eventually(x.t, "tandemd on a restarted PostgreSQL", 60*time.Second, func() (bool, string) {
+		n, err := x.l.nodeStatusErr("a")
+		if err != nil {
+			return false, err.Error()
+		}
+		return n.Role == "primary" && n.Postgres.State == "running" && n.Postgres.PID != 0 && n.Postgres.PID != pm,
+			fmt.Sprintf("a is %s with PostgreSQL %s (pid %d)", n.Role, n.Postgres.State, n.Postgres.PID)
 	})
-	n, _ := x.nodeStatus("a")
+	n, _ := x.l.nodeStatusErr("a")
 	x.logf("a runs PostgreSQL again (pid %d, %d crash restarts counted by tandemd)", n.Postgres.PID, n.Postgres.Restarts)
 }
 
@@ -141,8 +145,8 @@ func chaosTandemdKill(x *chaosRun) {
 	x.wantPrimary, x.wantTerm = "a", x.termNow()
 	for _, node := range []string{"a", "b"} {
 		x.pause(time.Second, 3*time.Second, "writes flow before the fault")
-		pm := postmasterPid(x.t, x.c, node)
-		x.c.stopTandemd(node, syscall.SIGKILL)
+		pm := x.l.postmasterPid(node)
+		x.l.killTandemd(node)
 		x.logf("kill -9 of tandemd on %s; its postmaster (pid %d) is left running", node, pm)
 		if syscall.Kill(pm, 0) != nil {
 			x.t.Fatalf("the postmaster of %s (pid %d) died with its tandemd", node, pm)
@@ -153,13 +157,16 @@ func chaosTandemdKill(x *chaosRun) {
 		x.waitAckedGrowth(20, 20*time.Second, "writes acknowledged while tandemd on "+node+" is dead")
 		x.pause(time.Second, 6*time.Second, "before tandemd on "+node+" starts again")
 		x.markHealed()
-		x.c.startTandemd(node, nil)
+		x.l.startTandemd(node)
 		want := map[string]string{"a": "primary", "b": "secondary"}[node]
-		x.c.waitFor("tandemd on "+node+" answers as "+want+" with PostgreSQL running", 60*time.Second, func() bool {
-			n, err := x.nodeStatus(node)
-			return err == nil && n.Role == want && n.Postgres.State == "running"
+		eventually(x.t, "tandemd on "+node+" answers as "+want+" with PostgreSQL running", 60*time.Second, func() (bool, string) {
+			n, err := x.l.nodeStatusErr(node)
+			if err != nil {
+				return false, err.Error()
+			}
+			return n.Role == want && n.Postgres.State == "running", fmt.Sprintf("%s is %s with PostgreSQL %s", node, n.Role, n.Postgres.State)
 		})
-		if now := postmasterPid(x.t, x.c, node); now != pm {
+		if now := x.l.postmasterPid(node); now != pm {
 			x.t.Errorf("tandemd on %s did not adopt the running PostgreSQL: postmaster %d was replaced by %d", node, pm, now)
 		} else {
 			x.logf("tandemd on %s adopted the running postmaster (pid %d)", node, pm)
@@ -179,7 +186,7 @@ func chaosPostgresStop(x *chaosRun) {
 	end := time.Now().Add(hold)
 	x.pause(2*time.Second, 5*time.Second, "the operator sees writes hang, then tries a failover")
 	x.expectFailoverRefused("a's PostgreSQL is frozen but its tandemd answers")
-	if r := x.role("b"); r != "secondary" {
+	if r := x.l.role("b"); r != "secondary" {
 		x.t.Fatalf("b is %s while a's PostgreSQL is frozen", r)
 	}
 	x.sleepUntil(end)
@@ -216,11 +223,10 @@ func chaosPartitionNodes(x *chaosRun) {
 	x.expectFailoverRefused("the nodes cannot see each other but the client reaches the primary")
 	x.waitAckedGrowth(10, 30*time.Second, "writes acknowledged again once sync mode degraded")
 	x.logf("sync commits resumed %s after the partition began", time.Since(start).Round(100*time.Millisecond))
-	x.c.waitFor("the console shows the cluster not synchronized", 10*time.Second, func() bool {
-		s, err := x.status()
-		return err == nil && s.Cluster != nil && !s.Cluster.Synchronized
+	x.l.waitStatus("the console shows the cluster not synchronized", 10*time.Second, func(s labStatus) bool {
+		return s.Cluster != nil && !s.Cluster.Synchronized
 	})
-	if x.c.holdsClusterIP("b") {
+	if x.l.holdsClusterIP("b") {
 		x.t.Fatalf("b took the cluster IP during the partition")
 	}
 	x.sleepUntil(end)
@@ -242,7 +248,7 @@ func chaosPartitionClient(x *chaosRun) {
 	if !strings.Contains(errOut, "answers b") && !strings.Contains(errOut, "still answered by") {
 		x.t.Errorf("the refusal does not come from the secondary hearing a:\n%s", errOut)
 	}
-	if r := x.role("b"); r != "secondary" {
+	if r := x.l.role("b"); r != "secondary" {
 		x.t.Fatalf("b is %s after the refused failover", r)
 	}
 	x.pause(5*time.Second, 10*time.Second, "the partition lasts")
@@ -252,15 +258,15 @@ func chaosPartitionClient(x *chaosRun) {
 // 8. b's link goes down and up 5 times at random 1–3 s intervals.
 func chaosFlappingLink(x *chaosRun) {
 	x.wantPrimary, x.wantTerm = "a", x.termNow()
-	ns := x.c.name + "-b"
+	ns := x.l.netnsOf("b")
 	x.t.Cleanup(func() { _ = exec.Command("ip", "-n", ns, "link", "set", "eth0", "up").Run() })
 	for i := 1; i <= 5; i++ {
 		x.pause(time.Second, 3*time.Second, fmt.Sprintf("link of b up (flap %d/5)", i))
-		x.c.ipRun("b", "link", "set", "eth0", "down")
+		x.l.ipRun("b", "link", "set", "eth0", "down")
 		x.logf("b's eth0 down")
 		x.pause(time.Second, 3*time.Second, fmt.Sprintf("link of b down (flap %d/5)", i))
 		x.markHealed()
-		x.c.ipRun("b", "link", "set", "eth0", "up")
+		x.l.ipRun("b", "link", "set", "eth0", "up")
 		x.logf("b's eth0 up")
 	}
 }
@@ -274,7 +280,7 @@ func netemSkip() string { return netemMissing }
 func chaosNetem(x *chaosRun) {
 	x.wantPrimary, x.wantTerm = "a", x.termNow()
 	x.pause(time.Second, 3*time.Second, "writes flow before the fault")
-	out, errOut, err := x.c.tandem(nil, time.Minute, "lab", "netem", "--name", x.c.name, "a", "b", "--delay", "300ms", "--loss", "20%")
+	out, errOut, err := x.l.tandem(nil, time.Minute, "lab", "netem", "--name", x.l.name, "a", "b", "--delay", "300ms", "--loss", "20%")
 	if err != nil {
 		if strings.Contains(errOut, "netem") && strings.Contains(errOut, "kernel") {
 			netemMissing = "this kernel has no netem qdisc (sch_netem), and `tandem lab netem` says so: " + strings.TrimSpace(errOut)
@@ -295,12 +301,12 @@ func chaosSecondaryAway(x *chaosRun) {
 	x.pause(time.Second, 3*time.Second, "writes flow before the fault")
 	x.lab("power-off", "b")
 	start := time.Now()
-	if _, err := x.c.psql(x.c.e.DNSName, `CREATE TABLE chaos_fill (id int PRIMARY KEY, pad text);
+	if _, err := x.l.sql(x.l.env.DNSName, `CREATE TABLE chaos_fill (id int PRIMARY KEY, pad text);
 INSERT INTO chaos_fill SELECT g, repeat(md5(g::text), 32) FROM generate_series(1, 20000) g`); err != nil {
 		x.t.Fatalf("writing 20 MB with b away: %v", err)
 	}
 	x.logf("20 MB written with b away (the commit waited %s: the sync grace)", time.Since(start).Round(100*time.Millisecond))
-	n, err := x.nodeStatus("a")
+	n, err := x.l.nodeStatusErr("a")
 	if err != nil {
 		x.t.Fatal(err)
 	}
@@ -312,7 +318,7 @@ INSERT INTO chaos_fill SELECT g, repeat(md5(g::text), 32) FROM generate_series(1
 	x.pause(2*time.Second, 6*time.Second, "b stays off")
 	x.lab("power-on", "b")
 	x.sc.after = func(x *chaosRun) {
-		if got, err := x.c.psql("b."+x.c.e.Domain, "SELECT count(*) FROM chaos_fill"); err != nil || got != "20000" {
+		if got, err := x.l.sql("b", "SELECT count(*) FROM chaos_fill"); err != nil || got != "20000" {
 			x.t.Errorf("b has %q rows of the 20 MB written while it was away (%v), want 20000", got, err)
 		}
 		x.eventsHave("sync_degraded", "sync_restored")
@@ -328,7 +334,7 @@ func chaosOldPrimaryReturns(x *chaosRun) {
 	x.pause(2*time.Second, 5*time.Second, "the operator notices the outage, then fails over")
 	x.failoverSynchronized()
 	x.waitWritesOn("b", 30*time.Second)
-	if _, err := x.c.psql(x.c.e.DNSName, "CREATE TABLE chaos_new_timeline AS SELECT g FROM generate_series(1, 5000) g"); err != nil {
+	if _, err := x.l.sql(x.l.env.DNSName, "CREATE TABLE chaos_new_timeline AS SELECT g FROM generate_series(1, 5000) g"); err != nil {
 		x.t.Fatalf("writing on the new primary: %v", err)
 	}
 	x.pause(3*time.Second, 8*time.Second, "writes on the new primary while a is away")
@@ -336,7 +342,7 @@ func chaosOldPrimaryReturns(x *chaosRun) {
 	x.wantPrimary = "b"
 	x.sc.after = func(x *chaosRun) {
 		x.eventsHave("failover_finished", "rejoined", "by rewind")
-		if got, err := x.c.psql("a."+x.c.e.Domain, "SELECT count(*) FROM chaos_new_timeline"); err != nil || got != "5000" {
+		if got, err := x.l.sql("a", "SELECT count(*) FROM chaos_new_timeline"); err != nil || got != "5000" {
 			x.t.Errorf("a, rejoined, has %q rows written on the new timeline (%v), want 5000", got, err)
 		}
 	}
@@ -345,16 +351,16 @@ func chaosOldPrimaryReturns(x *chaosRun) {
 // 12. A switchover in the middle of pgbench -c 8 through the cluster IP.
 func chaosSwitchoverUnderLoad(x *chaosRun) {
 	pgbench := findPgbench(x.t)
-	dsn := fmt.Sprintf("host=%s user=postgres password=%s dbname=postgres connect_timeout=2", x.c.e.DNSName, x.c.e.Postgres.Password)
+	dsn := fmt.Sprintf("host=%s user=postgres password=%s dbname=postgres connect_timeout=2", x.l.env.DNSName, x.l.env.Postgres.Password)
 	start := time.Now()
-	if out, errOut, err := x.c.execErr("client", nil, pgbench, "-i", "-q", "-s", "2", dsn); err != nil {
+	if out, errOut, err := x.l.execErr("client", nil, pgbench, "-i", "-q", "-s", "2", dsn); err != nil {
 		x.t.Fatalf("pgbench -i: %v\n%s\n%s", err, out, errOut)
 	}
-	x.logf("pgbench -i -s 2 through %s in %s", x.c.e.DNSName, time.Since(start).Round(100*time.Millisecond))
+	x.logf("pgbench -i -s 2 through %s in %s", x.l.env.DNSName, time.Since(start).Round(100*time.Millisecond))
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", x.c.name+"-client", pgbench, "-n", "-c", "8", "-j", "2", "-T", "15", "-P", "1", dsn)
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", x.l.netnsOf("client"), pgbench, "-n", "-c", "8", "-j", "2", "-T", "15", "-P", "1", dsn)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		x.t.Fatal(err)
@@ -365,13 +371,13 @@ func chaosSwitchoverUnderLoad(x *chaosRun) {
 	x.pause(3*time.Second, 6*time.Second, "pgbench -c 8 at full tilt")
 	for attempt := 1; ; attempt++ {
 		t0 := time.Now()
-		so, se, err := x.c.console("switchover", "--yes")
-		if err == nil {
+		so, se, code := x.l.console("switchover", "--yes")
+		if code == 0 {
 			x.logf("switchover under load done in %s: %s", time.Since(t0).Round(time.Millisecond), firstLine(so))
 			break
 		}
-		if exitCode(err) != 5 || attempt == 8 {
-			x.t.Fatalf("switchover under load (attempt %d): %v (exit %d)\n%s\n%s", attempt, err, exitCode(err), so, se)
+		if code != 5 || attempt == 8 {
+			x.t.Fatalf("switchover under load (attempt %d): exit %d\n%s\n%s", attempt, code, so, se)
 		}
 		x.logf("switchover refused (attempt %d): %s", attempt, lastLine(se))
 		time.Sleep(time.Second)
@@ -417,11 +423,11 @@ func tail(s string, n int) string {
 // tmpfs to the last byte, forces WAL to grow, then frees the space as an
 // operator would.
 func walOnTmpfs(x *chaosRun) {
-	dir := filepath.Join("/var/tmp", "tandem-chaos-wal-"+x.c.name)
+	dir := filepath.Join("/var/tmp", "tandem-chaos-wal-"+x.l.name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		x.t.Fatal(err)
 	}
-	walDir := filepath.Join(x.c.nodeDir("a"), "pgdata", "pg_wal")
+	walDir := filepath.Join(x.l.nodeDir("a"), "pgdata", "pg_wal")
 	size := dirSize(walDir) + 48<<20
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tandem-chaos-wal", dir).CombinedOutput(); err != nil {
 		_ = os.Remove(dir)
@@ -434,8 +440,7 @@ func walOnTmpfs(x *chaosRun) {
 		}
 		_ = os.Remove(dir)
 	})
-	x.c.stopTandemd("a", syscall.SIGTERM)
-	x.c.waitFor("a's PostgreSQL shut down", 60*time.Second, func() bool { return len(x.nsPids("a", "postgres")) == 0 })
+	x.l.stopTandemd("a") // and a's PostgreSQL, shut down cleanly
 	steps := [][]string{
 		{"cp", "-a", walDir, filepath.Join(dir, "pg_wal")},
 		{"rm", "-rf", walDir},
@@ -449,7 +454,7 @@ func walOnTmpfs(x *chaosRun) {
 		}
 	}
 	x.markHealed()
-	x.c.startTandemd("a", nil)
+	x.l.startTandemd("a")
 	x.wantPrimary = "a"
 	x.converge(chaosBound)
 	x.wantTerm = x.termNow()
@@ -482,7 +487,7 @@ func chaosWALDiskFullOn(x *chaosRun, dir string) {
 	// segments at once.
 	big := make(chan error, 1)
 	go func() {
-		_, err := x.c.psql(x.c.e.DNSName, "CREATE TABLE chaos_big AS SELECT g, repeat(md5(g::text), 32) AS pad FROM generate_series(1, 300000) g")
+		_, err := x.l.sql(x.l.env.DNSName, "CREATE TABLE chaos_big AS SELECT g, repeat(md5(g::text), 32) AS pad FROM generate_series(1, 300000) g")
 		big <- err
 	}()
 	var bigErr error
@@ -497,7 +502,7 @@ func chaosWALDiskFullOn(x *chaosRun, dir string) {
 	x.logf("the big write failed: %s", firstLine(bigErr.Error()))
 	x.pause(time.Second, 3*time.Second, "the operator looks")
 	x.expectFailoverRefused("a's WAL disk is full but a's tandemd answers")
-	if r := x.role("b"); r != "secondary" {
+	if r := x.l.role("b"); r != "secondary" {
 		x.t.Fatalf("b is %s while a's WAL disk is full", r)
 	}
 	x.pause(2*time.Second, 6*time.Second, "before the operator frees space")
@@ -507,7 +512,7 @@ func chaosWALDiskFullOn(x *chaosRun, dir string) {
 	}
 	x.logf("space freed on a's WAL file system")
 	x.sc.after = func(x *chaosRun) {
-		n, _ := x.nodeStatus("a")
+		n, _ := x.l.nodeStatusErr("a")
 		x.logf("a's PostgreSQL: %d crash restarts counted by tandemd", n.Postgres.Restarts)
 	}
 }
@@ -531,24 +536,14 @@ func dirSize(dir string) int64 {
 // writes are lost (async allows it), but never two writers.
 func chaosFailoverBehind(x *chaosRun) {
 	x.pause(time.Second, 3*time.Second, "writes flow before the fault")
-	pids := x.nsPids("b", "walreceiver")
-	if len(pids) != 1 {
-		x.t.Fatalf("want one WAL receiver on b, found %v", pids)
-	}
-	wr := pids[0]
-	if err := syscall.Kill(wr, syscall.SIGSTOP); err != nil {
-		x.t.Fatal(err)
-	}
-	var once sync.Once
-	cont := func() { once.Do(func() { _ = syscall.Kill(wr, syscall.SIGCONT) }) }
-	x.t.Cleanup(cont)
+	wr, cont := x.l.pauseWALReceiver("b")
 	x.logf("b's WAL receiver (pid %d) frozen", wr)
-	if _, err := x.c.psql(x.c.e.DNSName, "CREATE TABLE chaos_unreplicated AS SELECT g, repeat(md5(g::text), 32) AS pad FROM generate_series(1, 64000) g"); err != nil {
+	if _, err := x.l.sql(x.l.env.DNSName, "CREATE TABLE chaos_unreplicated AS SELECT g, repeat(md5(g::text), 32) AS pad FROM generate_series(1, 64000) g"); err != nil {
 		x.t.Fatalf("writing 64 MB on a while b is behind: %v", err)
 	}
 	x.logf("64 MB committed on a (async: acknowledged at once)")
 	x.pause(2*time.Second, 5*time.Second, "writes acknowledged by a alone")
-	if n, err := x.nodeStatus("a"); err == nil && n.Replication != nil {
+	if n, err := x.l.nodeStatusErr("a"); err == nil && n.Replication != nil {
 		x.logf("a sees b %s, %d MB behind", n.Replication.State, n.Replication.LagBytes>>20)
 	}
 	x.lab("power-off", "a")
@@ -561,7 +556,7 @@ func chaosFailoverBehind(x *chaosRun) {
 		x.logf("the console warned: %s", grepLine(errOut, "NOT synchronized"))
 	}
 	x.waitWritesOn("b", 30*time.Second)
-	lost, err := x.c.psql(x.c.e.DNSName, "SELECT to_regclass('chaos_unreplicated') IS NULL")
+	lost, err := x.l.sql(x.l.env.DNSName, "SELECT to_regclass('chaos_unreplicated') IS NULL")
 	if err != nil {
 		x.t.Fatal(err)
 	}

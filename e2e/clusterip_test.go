@@ -5,13 +5,12 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -45,7 +44,7 @@ func watchHolder(l *testLab, e labEnv, holder string) *holderWatch {
 				return
 			case <-time.After(20 * time.Millisecond):
 			}
-			if w.addrAt.IsZero() && quietHasAddr(l.netnsOf(holder), e.ClusterIP) {
+			if held, _ := hasAddrUp(l.netnsOf(holder), e.ClusterIP); w.addrAt.IsZero() && held {
 				w.addrAt = time.Now()
 			}
 			if mac := quietNeigh(l.netnsOf("client"), e.ClusterIP); mac != "" {
@@ -61,13 +60,7 @@ func watchHolder(l *testLab, e labEnv, holder string) *holderWatch {
 
 func (w *holderWatch) finish() { close(w.stop); <-w.done }
 
-// quietHasAddr and quietNeigh are addrsOf and neighOf for a goroutine:
-// they never fail the test.
-func quietHasAddr(ns, ip string) bool {
-	out, _ := exec.Command("ip", "-n", ns, "-o", "addr", "show", "dev", "eth0").Output()
-	return strings.Contains(string(out), " "+ip+"/")
-}
-
+// quietNeigh is neighOf for a goroutine: it never fails the test.
 func quietNeigh(ns, ip string) string {
 	out, _ := exec.Command("ip", "-n", ns, "-j", "neigh", "show", ip, "dev", "eth0").Output()
 	var ents []struct {
@@ -87,7 +80,7 @@ func quietNeigh(ns, ip string) string {
 func TestClusterIP(t *testing.T) {
 	needRoot(t)
 	l := upLab(t)
-	e := l.env()
+	e := l.env
 	cip := e.ClusterIP
 
 	// A stale entry for the cluster IP, as a client that talked to a former
@@ -163,11 +156,10 @@ func TestClusterIP(t *testing.T) {
 	// that its reconcile loop (cluster IP absent on a secondary) leaves the
 	// hand-made address alone, the address is added on b and announced.
 	t.Run("move", func(t *testing.T) {
-		pid := tandemdPid(t, l, "a")
-		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		waitUntil(t, 60*time.Second, "tandemd on a to exit after SIGTERM", func() bool { return !processAlive(pid) })
+		pid := l.sub(t).signalTandemd("a", syscall.SIGTERM)
+		eventually(t, "tandemd on a to exit after SIGTERM", 60*time.Second, func() (bool, string) {
+			return !pidLive(pid), fmt.Sprintf("pid %d still runs", pid)
+		})
 		if l.hasAddr("a", cip) {
 			t.Fatalf("tandemd on a stopped but left the cluster IP behind: %v", l.addrsOf("a"))
 		}
@@ -175,9 +167,9 @@ func TestClusterIP(t *testing.T) {
 		l.ipRun("b", "addr", "add", e.ClusterPrefix, "dev", "eth0")
 		garp := make(chan error, 1)
 		go func() { garp <- l.sendGARP("b", netip.MustParseAddr(cip), 5, 300*time.Millisecond) }()
-		took := waitUntil(t, 5*time.Second, "the client's neighbour entry to name b", func() bool {
-			mac, _ := l.neighOf("client", cip)
-			return mac == e.macOf("b")
+		took := eventually(t, "the client's neighbour entry to name b", 5*time.Second, func() (bool, string) {
+			mac, state := l.neighOf("client", cip)
+			return mac == e.macOf("b"), fmt.Sprintf("the entry names %q %v", mac, state)
 		})
 		t.Logf("the client's entry named b %s after the move", took.Round(time.Millisecond))
 		if took > time.Second {
@@ -193,32 +185,11 @@ func TestClusterIP(t *testing.T) {
 		// b is a secondary: once its tandemd runs again, it removes the
 		// address it must not hold.
 		l.labCommand("resume", "b")
-		waitUntil(t, 10*time.Second, "b's tandemd to remove the cluster IP it does not own", func() bool { return !l.hasAddr("b", cip) })
+		eventually(t, "b's tandemd to remove the cluster IP it does not own", 10*time.Second, func() (bool, string) {
+			addrs := l.addrsOf("b")
+			return !slices.Contains(addrs, cip), fmt.Sprintf("b's eth0 has %v", addrs)
+		})
 	})
-}
-
-// tandemdPid is the pid of tandemd on a node, from the lab's pid file.
-func tandemdPid(t *testing.T, l *testLab, node string) int {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(labBase, l.name, node, "tandemd.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || !processAlive(pid) {
-		t.Fatalf("no tandemd running on %s (pid file %q)", node, b)
-	}
-	return pid
-}
-
-// processAlive tells whether pid runs (a zombie does not).
-func processAlive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	return i > 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
 }
 
 // TestClusterIPProbeRefuses puts the cluster IP on a stranger (the client)
@@ -227,7 +198,7 @@ func processAlive(pid int) bool {
 func TestClusterIPProbeRefuses(t *testing.T) {
 	needRoot(t)
 	l := upLab(t)
-	e := l.env()
+	e := l.env
 	cip := e.ClusterIP
 	sysid := func() string {
 		t.Helper()
@@ -283,7 +254,7 @@ func TestClusterIPProbeRefuses(t *testing.T) {
 func TestClusterIPv6(t *testing.T) {
 	needRoot(t)
 	l := upLab(t, "--ipv6")
-	e := l.env()
+	e := l.env
 	cip := e.ClusterIP
 	if e.Family != "ipv6" || !strings.HasSuffix(e.ClusterPrefix, "/64") || net.ParseIP(cip).To4() != nil {
 		t.Fatalf("lab env of an IPv6 lab: family %s cluster %s", e.Family, e.ClusterPrefix)
@@ -316,11 +287,11 @@ func TestClusterIPv6(t *testing.T) {
 	// addresses vanish with the link, so power-on adds it back, nodad).
 	t.Run("faults", func(t *testing.T) {
 		bAPI := net.JoinHostPort(e.nodeIP("b"), "7400")
-		l.labCommand("partition", "a", "b")
+		l.partition("a", "b")
 		if err := l.reaches("a", bAPI, time.Second); err == nil {
 			t.Error("a reaches b across the partition")
 		}
-		l.labCommand("heal")
+		l.heal()
 		if err := l.reaches("a", bAPI, 2*time.Second); err != nil {
 			t.Errorf("a cannot reach b after heal: %v", err)
 		}

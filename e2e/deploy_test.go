@@ -178,7 +178,7 @@ func newDeployment(t *testing.T, deb, variant string) *deployment {
 	}
 
 	d.lab = upLab(t, "--no-tandemd")
-	d.env = d.lab.env()
+	d.env = d.lab.env
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, n := range []string{"a", "b"} {
@@ -397,21 +397,27 @@ func (d *deployment) runBlock(b deployBlock, host string) string {
 		r.argv = []string{"script", "-qec", "bash " + shellQuote(script), "/dev/null"}
 		r.answer = a
 	}
-	check := d.retryCheck(b)
-	deadline := time.Now().Add(20 * time.Second)
-	var out, errOut string
-	var code int
-	for {
+	var out string
+	once := func() {
 		start := time.Now()
+		var errOut string
+		var code int
 		out, errOut, code = d.run(r)
 		t.Logf("%s on %s (%s, exit %d):\n%s\n%s", b, host, time.Since(start).Round(time.Millisecond), code, indent(text), indent(out+errOut))
 		if code != 0 {
 			t.Fatalf("%s failed on %s (exit %d): the document's commands do not work as written", b, host, code)
 		}
-		if check == nil || check(out) == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(250 * time.Millisecond)
+	}
+	if check := d.retryCheck(b); check != nil {
+		eventually(t, fmt.Sprintf("%s on %s shows what it reads", b, host), 20*time.Second, func() (bool, string) {
+			once()
+			if err := check(out); err != nil {
+				return false, err.Error()
+			}
+			return true, ""
+		})
+	} else {
+		once()
 	}
 	if save := b.attrs["save"]; save != "" {
 		name := os.Expand(save, func(k string) string { return d.hostEnv(host)[k] })
@@ -522,25 +528,15 @@ func (d *deployment) check() {
 
 	// Step 9's promise, from the console's JSON (synchronized may take a
 	// moment after assembly, as the document says).
-	var why string
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	eventually(t, "the cluster step 9 promises", 20*time.Second, func() (bool, string) {
 		out, errOut, code := d.run(deployRun{host: "client", env: d.hostEnv("client"), argv: []string{"tandem", "status", "-o", "json"}, timeout: time.Minute})
 		s, err := parseDeployStatus(out)
-		switch {
-		case code != 0 || err != nil:
-			why = fmt.Sprintf("tandem status -o json: exit %d, %v\n%s%s", code, err, out, errOut)
-		default:
-			why = s.healthy(d.vars["CLUSTER_NAME"])
+		if code != 0 || err != nil {
+			return false, fmt.Sprintf("tandem status -o json: exit %d, %v\n%s%s", code, err, out, errOut)
 		}
-		if why == "" || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	if why != "" {
-		t.Errorf("the cluster is not what step 9 promises: %s", why)
-	}
+		why := s.healthy(d.vars["CLUSTER_NAME"])
+		return why == "", why
+	})
 
 	// Step 10: the application's write through the cluster name landed on
 	// the primary, read-write, and is on the secondary.

@@ -16,7 +16,7 @@ import (
 func TestLabFaults(t *testing.T) {
 	needRoot(t)
 	l := upLab(t)
-	e := l.env()
+	e := l.env
 	bAPI := net.JoinHostPort(e.nodeIP("b"), "7400")
 	aAPI := net.JoinHostPort(e.nodeIP("a"), "7400")
 	const quick = 2 * time.Second
@@ -32,13 +32,13 @@ func TestLabFaults(t *testing.T) {
 			t.Errorf("%s still reaches %s", from, addr)
 		}
 	}
-	faults := func() []string { return l.env().Faults }
+	faults := func() []string { return l.readEnv().Faults }
 	mustReach(t, "a", bAPI)
 
 	t.Run("power-off", func(t *testing.T) {
-		pid := tandemdPid(t, l, "b")
+		pid := l.sub(t).tandemdPid("b")
 		l.labCommand("power-off", "b")
-		if processAlive(pid) {
+		if pidLive(pid) {
 			t.Errorf("tandemd on b (pid %d) survived the power-off", pid)
 		}
 		if out, _ := exec.Command("ip", "netns", "pids", l.netnsOf("b")).Output(); len(strings.Fields(string(out))) != 0 {
@@ -82,7 +82,7 @@ func TestLabFaults(t *testing.T) {
 	})
 
 	t.Run("partition", func(t *testing.T) {
-		l.labCommand("partition", "a", "b")
+		l.partition("a", "b")
 		mustNotReach(t, "a", bAPI)
 		mustNotReach(t, "b", aAPI)
 		mustReach(t, "client", aAPI)
@@ -91,7 +91,7 @@ func TestLabFaults(t *testing.T) {
 		if f := faults(); !slices.Contains(f, "partition between a and b") {
 			t.Errorf("lab env faults %q", f)
 		}
-		l.labCommand("heal", "a", "b")
+		l.heal("a", "b")
 		mustReach(t, "a", bAPI)
 		mustReach(t, "b", aAPI)
 	})
@@ -99,11 +99,11 @@ func TestLabFaults(t *testing.T) {
 	t.Run("partition-oneway", func(t *testing.T) {
 		// What client sends a is lost: the client cannot reach a; a's
 		// packets reach the client, but the answers do not come back.
-		l.labCommand("partition", "client", "a", "--oneway")
+		l.partition("client", "a", "--oneway")
 		mustNotReach(t, "client", aAPI)
 		mustReach(t, "client", bAPI)
 		mustReach(t, "b", aAPI)
-		l.labCommand("heal")
+		l.heal()
 		mustReach(t, "client", aAPI)
 		if f := faults(); len(f) != 0 {
 			t.Errorf("lab env faults after heal %q", f)

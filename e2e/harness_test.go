@@ -2,6 +2,11 @@
 
 package e2e
 
+// The end-to-end fixture: the binaries the tests drive, the one lab type
+// (testLab) every test brings up, and eventually, the one way they wait.
+// The fixture's console, node and network helpers are in
+// console_helpers_test.go, node_helpers_test.go and net_helpers_test.go.
+
 import (
 	"bufio"
 	"bytes"
@@ -53,8 +58,10 @@ func needRoot(t *testing.T) {
 }
 
 // binDir returns a directory holding tandem, tandemd and the test tool
-// labprobe: TANDEM_BIN_DIR, or
-// a fresh build of this tree.
+// labprobe: TANDEM_BIN_DIR, or a fresh build of this tree. The build has
+// the crashhook tag, which compiles in the crash-injection hook
+// (TANDEMD_CRASH_AT) that TestCrashAtEachStep uses; prebuilt binaries in
+// TANDEM_BIN_DIR need it too.
 func binDir(t *testing.T) string {
 	t.Helper()
 	bins.once.Do(func() {
@@ -75,7 +82,7 @@ func binDir(t *testing.T) string {
 		cmd := exec.Command(goTool, "build", "-tags", "crashhook", "-o", dir, "./cmd/tandem", "./cmd/tandemd", "./e2e/labprobe")
 		cmd.Dir = ".." // the module root
 		if out, err := cmd.CombinedOutput(); err != nil {
-			bins.err = fmt.Errorf("go build: %v\n%s", err, out)
+			bins.err = fmt.Errorf("go build -tags crashhook: %v\n%s", err, out)
 		}
 	})
 	if bins.err != nil {
@@ -87,6 +94,36 @@ func binDir(t *testing.T) string {
 		}
 	}
 	return bins.dir
+}
+
+// eventually looks at check until it reports ok, and returns how long that
+// took. When timeout passes first, it fails the test with what it waited
+// for and what check observed last (the roles, an excerpt of the status),
+// so that a failed run says what the cluster looked like.
+//
+// It looks again after four times as long as the last look took, between
+// 20 ms and 250 ms: a cheap look (an address, a neighbour entry, a file)
+// is timed to tens of milliseconds, and a console call is not made more
+// than about four times a second.
+func eventually(t testing.TB, what string, timeout time.Duration, check func() (ok bool, observed string)) time.Duration {
+	t.Helper()
+	start := time.Now()
+	deadline := start.Add(timeout)
+	for looks := 1; ; looks++ {
+		began := time.Now()
+		ok, observed := check()
+		if ok {
+			return time.Since(start)
+		}
+		if !time.Now().Before(deadline) {
+			if observed == "" {
+				observed = "(nothing)"
+			}
+			t.Fatalf("%s: not within %s (%d looks); last observed: %s", what, timeout, looks, observed)
+		}
+		pause := min(max(4*time.Since(began), 20*time.Millisecond), 250*time.Millisecond)
+		time.Sleep(min(pause, time.Until(deadline)))
+	}
 }
 
 // uniqueName is a lab name no other run is using: "e" and 5 random characters.
@@ -103,49 +140,123 @@ func uniqueName(t *testing.T) string {
 	return "e" + string(b)
 }
 
-// testLab is one lab brought up by a test, torn down and checked at the end.
+// testLab is the lab of one test, and everything the test does with it:
+// `tandem lab` commands, the console on the client host (with a cache of
+// the test's own, so that later commands know the cluster the test made),
+// the nodes' tandemd, their power, PostgreSQL and the cluster IP. upLab
+// and upCluster make one; its cleanup prints the logs of a failed test,
+// brings the lab down and fails the test if anything of it is left.
 type testLab struct {
-	t    *testing.T
-	name string
-	bin  string
-	down bool
+	t     *testing.T
+	name  string
+	bin   string // tandem, tandemd and labprobe
+	env   labEnv // `tandem lab env --json` once the lab was up (readEnv reads it anew)
+	cache string // TANDEM_CACHE_DIR of every console call on the client
+	down  *bool  // shared with the copies sub makes
 }
 
-// upLab runs `tandem lab up --name <unique> args…` and registers its
-// teardown: on failure the logs are printed first, then `lab down` runs
-// and the test checks that nothing of the lab is left.
-func upLab(t *testing.T, args ...string) *testLab {
+// upLab brings up a lab whose nodes run tandemd but form no cluster yet
+// (`tandem lab up --no-assemble`), with more flags of `lab up` (--ipv6,
+// --no-tandemd).
+func upLab(t *testing.T, flags ...string) *testLab {
 	t.Helper()
-	// Most tests assemble on their own terms (mode, settings, console
-	// cache); TestLabUpAssembles checks what `lab up` does by default.
-	return upLabAssembled(t, false, args...)
+	return upLabFlags(t, append([]string{"--no-assemble"}, flags...)...)
 }
 
-// upLabAssembled is upLab that lets `lab up` assemble the cluster.
-func upLabAssembled(t *testing.T, assemble bool, args ...string) *testLab {
+// upLabFlags runs `tandem lab up --name <unique>` with exactly flags
+// (without --no-assemble, `lab up` assembles the cluster itself) and
+// registers the teardown: on failure the logs are printed first, then
+// `lab down` runs and the test checks that nothing of the lab is left.
+func upLabFlags(t *testing.T, flags ...string) *testLab {
 	t.Helper()
-	if !assemble {
-		args = append([]string{"--no-assemble"}, args...)
-	}
-	l := &testLab{t: t, name: uniqueName(t), bin: binDir(t)}
+	l := &testLab{t: t, name: uniqueName(t), bin: binDir(t), cache: t.TempDir(), down: new(bool)}
 	t.Cleanup(func() {
 		if t.Failed() {
 			l.dumpLogs()
 		}
-		if !l.down {
+		if !*l.down {
 			l.Down()
 		}
 	})
 	start := time.Now()
-	out, errOut, err := l.tandem(nil, 3*time.Minute, append([]string{"lab", "up", "--name", l.name}, args...)...)
+	out, errOut, err := l.tandem(nil, 3*time.Minute, append([]string{"lab", "up", "--name", l.name}, flags...)...)
 	if err != nil {
-		t.Fatalf("lab up --name %s: %v\nstdout:\n%s\nstderr:\n%s", l.name, err, out, errOut)
+		t.Fatalf("lab up --name %s %s: %v\nstdout:\n%s\nstderr:\n%s", l.name, strings.Join(flags, " "), err, out, errOut)
 	}
 	t.Logf("lab %s up in %s:\n%s", l.name, time.Since(start).Round(100*time.Millisecond), out)
+	l.env = l.readEnv()
 	return l
 }
 
-// tandem runs the tandem console with extra environment and a time limit.
+// clusterOpts says how upCluster sets a cluster up.
+type clusterOpts struct {
+	// mode is the replication mode given to assemble ("" = its default, sync).
+	mode string
+	// settings are tandemd settings by node and dotted path
+	// (replication.sync_grace: 5s), written to the node's config and
+	// applied by restarting its tandemd before the assembly.
+	settings map[string]map[string]any
+	// env is more environment for a node's tandemd (TANDEMD_* settings,
+	// the crash hook), given by restarting it before the assembly.
+	env map[string][]string
+	// prepare runs on the lab before the assembly, after settings and env.
+	prepare func(l *testLab)
+	// synchronized makes upCluster wait, after the assembly, until the
+	// console shows the cluster synchronized (in async mode: the secondary
+	// streaming) within 30 s; otherwise it waits until a sees b streaming,
+	// within a minute.
+	synchronized bool
+}
+
+// upCluster brings up a lab, checks that its nodes form no cluster yet,
+// applies o, and assembles a (primary) and b (secondary) with the console
+// on the client.
+func upCluster(t *testing.T, o clusterOpts) *testLab {
+	t.Helper()
+	l := upLab(t)
+	if len(l.env.Nodes) != 2 || l.env.Nodes[0].Name != "a" || l.env.Nodes[1].Name != "b" || l.env.Postgres.Password == "" {
+		t.Fatalf("lab env: want nodes a and b and a PostgreSQL password, got %+v", l.env)
+	}
+	for _, n := range []string{"a", "b"} {
+		if r := l.role(n); r != "none" {
+			t.Fatalf("after lab up --no-assemble node %s has role %q, want none", n, r)
+		}
+	}
+	for _, n := range []string{"a", "b"} {
+		_, set := o.settings[n]
+		env, extra := o.env[n]
+		if !set && !extra {
+			continue
+		}
+		if set {
+			l.configure(n, o.settings[n])
+		}
+		l.restartTandemd(n, env...)
+		l.waitReady(n, 60*time.Second)
+	}
+	if o.prepare != nil {
+		o.prepare(l)
+	}
+	l.assemble(o.mode)
+	if !o.synchronized {
+		l.waitStreaming("after assembly", time.Minute)
+		return l
+	}
+	l.waitStatus("the cluster synchronized after assembly", 30*time.Second, func(s labStatus) bool {
+		return s.Cluster != nil && (s.Cluster.Synchronized || o.mode == "async" && s.streaming())
+	})
+	return l
+}
+
+// sub is l for a subtest: failures go to t.
+func (l *testLab) sub(t *testing.T) *testLab {
+	c := *l
+	c.t = t
+	return &c
+}
+
+// tandem runs the tandem console on this machine (not in the lab) with
+// extra environment and a time limit.
 func (l *testLab) tandem(env []string, timeout time.Duration, args ...string) (string, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -183,6 +294,7 @@ func (l *testLab) exec(host string, env []string, argv ...string) string {
 	return out
 }
 
+// execErr runs argv on a lab host with `tandem lab exec`, within a minute.
 func (l *testLab) execErr(host string, env []string, argv ...string) (string, string, error) {
 	args := append([]string{"lab", "exec", "--name", l.name, host, "--"}, argv...)
 	return l.tandem(env, time.Minute, args...)
@@ -218,7 +330,8 @@ type labEnv struct {
 	} `json:"postgres"`
 }
 
-func (l *testLab) env() labEnv {
+// readEnv is `tandem lab env --json` now (faults in force included).
+func (l *testLab) readEnv() labEnv {
 	l.t.Helper()
 	out, errOut, err := l.tandem(nil, 30*time.Second, "lab", "env", "--name", l.name, "--json")
 	if err != nil {
@@ -231,10 +344,13 @@ func (l *testLab) env() labEnv {
 	return e
 }
 
+// fqdn is a lab host's name in the lab's domain.
+func (l *testLab) fqdn(host string) string { return host + "." + l.env.Domain }
+
 // Down runs `tandem lab down` and checks that nothing of the lab is left.
 func (l *testLab) Down() {
 	l.t.Helper()
-	l.down = true
+	*l.down = true
 	out, errOut, err := l.tandem(nil, 3*time.Minute, "lab", "down", "--name", l.name)
 	if err != nil {
 		l.t.Errorf("lab down --name %s: %v\nstdout:\n%s\nstderr:\n%s", l.name, err, out, errOut)
@@ -305,6 +421,12 @@ func (l *testLab) dumpLogs() {
 		}
 		l.t.Logf("=== %s/%s\n%s", dir, f, b)
 	}
+}
+
+// logHas reports whether node's tandemd log holds s.
+func (l *testLab) logHas(node, s string) bool {
+	b, _ := os.ReadFile(filepath.Join(l.nodeDir(node), "tandemd.log"))
+	return strings.Contains(string(b), s)
 }
 
 // rootNetwork is a fingerprint of the root namespace's links and

@@ -5,14 +5,13 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/tandem-ha/tandem/internal/console"
 )
 
 // TestLab brings up a full lab and checks what a newcomer relies on: DNS
@@ -24,7 +23,7 @@ func TestLab(t *testing.T) {
 	before := rootNetwork(t)
 	l := upLab(t)
 	checkRootNetworkUnchanged(t, before)
-	e := l.env()
+	e := l.env
 	domain := l.name + ".test"
 
 	if e.DNSName != "db."+domain || e.Domain != domain || len(e.Nodes) != 2 || e.ClientIP == "" || e.DNSServer == "" {
@@ -113,7 +112,7 @@ func TestTwoLabs(t *testing.T) {
 	one := upLab(t)
 	two := upLab(t)
 	checkRootNetworkUnchanged(t, before)
-	e1, e2 := one.env(), two.env()
+	e1, e2 := one.env, two.env
 	if e1.ClusterIP != e2.ClusterIP {
 		t.Fatalf("the labs should share the default subnet: %s %s", e1.ClusterIP, e2.ClusterIP)
 	}
@@ -152,7 +151,7 @@ func TestLabUpClearsLeftovers(t *testing.T) {
 	if out, errOut, err := l.tandem(nil, 3*time.Minute, "lab", "up", "--name", l.name, "--no-tandemd"); err != nil {
 		t.Fatalf("lab up over leftovers: %v\n%s%s", err, out, errOut)
 	}
-	if ip, _, ok := l.resolve("client", "b"); !ok || ip != l.env().Nodes[1].IP {
+	if ip, _, ok := l.resolve("client", "b"); !ok || ip != l.readEnv().Nodes[1].IP {
 		t.Errorf("after up over leftovers: b = %q (ok %v)", ip, ok)
 	}
 	l.Down()
@@ -210,31 +209,25 @@ func (l *testLab) checkStatus(t *testing.T, e labEnv, i int, cache string) {
 // and the console on the client knows it without any flag or token.
 func TestLabUpAssembles(t *testing.T) {
 	needRoot(t)
-	l := upLabAssembled(t, true)
-	e := l.env()
-	var s console.StatusOutput
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	l := upLabFlags(t)
+	e := l.env
+	// The console as `lab exec` sets it up: the lab's own cache, which
+	// `lab up` filled, not the test's.
+	var s labStatus
+	eventually(t, "the lab's cluster assembled and synchronized", 30*time.Second, func() (bool, string) {
 		out, errOut, err := l.execErr("client", nil, filepath.Join(l.bin, "tandem"), "status", "-o", "json")
-		s = console.StatusOutput{}
+		s = labStatus{}
 		jerr := json.Unmarshal([]byte(out), &s)
-		if err == nil && jerr == nil && s.Cluster != nil && s.Cluster.Synchronized {
-			break
+		if err != nil || jerr != nil {
+			return false, fmt.Sprintf("tandem status: %v %v\n%s\n%s", err, jerr, out, errOut)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the lab's cluster is not assembled and synchronized: %v %v\n%s\n%s", err, jerr, out, errOut)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return s.Cluster != nil && s.Cluster.Synchronized, s.String()
+	})
 	if s.Cluster.Name != e.DNSName || s.Cluster.Term != 1 || s.Cluster.Primary != "a" || s.Cluster.ClusterIP != e.ClusterIP+"/24" {
-		t.Fatalf("unexpected cluster %+v", *s.Cluster)
+		t.Fatalf("unexpected cluster: %s", s)
 	}
-	roles := map[string]string{}
-	for _, n := range s.Nodes {
-		roles[n.Name] = n.Role
-	}
-	if roles["a"] != "primary" || roles["b"] != "secondary" {
-		t.Fatalf("roles %v", roles)
+	if r := s.roles(); r["a"] != "primary" || r["b"] != "secondary" {
+		t.Fatalf("roles %v", r)
 	}
 	out := l.exec("client", nil, "psql", "host="+e.DNSName+" user=postgres password="+e.Postgres.Password+" connect_timeout=3", "-Atc", "SELECT NOT pg_is_in_recovery()")
 	if strings.TrimSpace(out) != "t" {

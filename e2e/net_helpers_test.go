@@ -20,7 +20,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -291,29 +290,13 @@ func (l *testLab) assembleAPI(e labEnv, req api.AssembleRequest) (api.AssembleRe
 	return res, err
 }
 
-var consoleAssemble struct {
-	once sync.Once
-	ok   bool
-}
-
 // assemble makes the lab a cluster (a primary, b secondary, the lab's
-// cluster IP and DNS name) from the client: with `tandem assemble` when
-// the console has it, else with the node API directly. It fails the test
-// if the assembly fails, and says which way it went.
+// cluster IP and DNS name) with `tandem assemble` from the client, the
+// nodes' certificates pinned by their fingerprints, and fails the test if
+// the assembly fails.
 func assemble(t *testing.T, l *testLab, e labEnv) {
 	t.Helper()
-	consoleAssemble.once.Do(func() {
-		_, _, err := l.tandem(nil, 30*time.Second, "assemble", "--help")
-		consoleAssemble.ok = err == nil
-	})
 	start := time.Now()
-	if !consoleAssemble.ok {
-		if _, err := l.assembleAPI(e, l.assembleRequest(e)); err != nil {
-			t.Fatalf("POST /v1/cluster/assemble: %v", err)
-		}
-		t.Logf("assembled through the node API in %s", time.Since(start).Round(time.Millisecond))
-		return
-	}
 	env := []string{
 		"TANDEM_PRIMARY_TOKEN=" + e.token("a"),
 		"TANDEM_SECONDARY_TOKEN=" + e.token("b"),
@@ -430,18 +413,4 @@ func (l *testLab) sendGARP(host string, ip netip.Addr, count int, gap time.Durat
 		}
 		return nil
 	})
-}
-
-// waitUntil polls cond every 20ms until it holds or limit passes, and
-// returns how long it took; it fails the test on timeout.
-func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > limit {
-			t.Fatalf("not within %s: %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return time.Since(start)
 }

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,17 +20,11 @@ import (
 // replication.
 func TestHealthChecksAndMetrics(t *testing.T) {
 	needRoot(t)
-	c := assembledLab(t, "sync", nil)
+	c := upCluster(t, clusterOpts{mode: "sync", synchronized: true})
 	probe := filepath.Join(c.bin, "labprobe")
 	get := func(node, path string) (string, string) {
 		t.Helper()
-		ip := ""
-		for _, n := range c.e.Nodes {
-			if n.Name == node {
-				ip = n.IP
-			}
-		}
-		out := c.exec("client", nil, probe, "-mode", "get", "-url", "https://"+net.JoinHostPort(ip, "7400")+path)
+		out := c.exec("client", nil, probe, "-mode", "get", "-url", "https://"+net.JoinHostPort(c.env.nodeIP(node), "7400")+path)
 		code, body, _ := strings.Cut(out, "\n")
 		return code, body
 	}
@@ -41,7 +36,7 @@ func TestHealthChecksAndMetrics(t *testing.T) {
 			t.Errorf("GET /replica on %s: %s, want %s (%s)", node, code, want[1], body)
 		}
 	}
-	c.waitFor("metrics on the primary", 20*time.Second, func() bool {
+	eventually(t, "metrics on the primary", 20*time.Second, func() (bool, string) {
 		code, body := get("a", "/metrics")
 		return code == "200" &&
 			strings.Contains(body, `tandem_role{role="primary"} 1`) &&
@@ -51,20 +46,21 @@ func TestHealthChecksAndMetrics(t *testing.T) {
 			strings.Contains(body, "tandem_peer_reachable 1") &&
 			strings.Contains(body, "tandem_wal_retained_bytes") &&
 			strings.Contains(body, "tandem_synchronized 1") &&
-			strings.Contains(body, "process_resident_memory_bytes")
+			strings.Contains(body, "process_resident_memory_bytes"), code + "\n" + body
 	})
 	if _, body := get("b", "/metrics"); !strings.Contains(body, `tandem_role{role="secondary"} 1`) || !strings.Contains(body, "tandem_cluster_ip_held 0") {
 		t.Errorf("metrics on b:\n%s", body)
 	}
-	if out, errOut, err := c.console("switchover", "--yes"); err != nil {
-		t.Fatalf("switchover: %v\n%s\n%s", err, out, errOut)
+	if out, errOut, code := c.console("switchover", "--yes"); code != 0 {
+		t.Fatalf("switchover: exit %d\n%s\n%s", code, out, errOut)
 	}
-	c.waitFor("the checks follow the switchover", 20*time.Second, func() bool {
+	eventually(t, "the checks follow the switchover", 20*time.Second, func() (bool, string) {
 		pa, _ := get("a", "/primary")
 		pb, _ := get("b", "/primary")
 		ra, _ := get("a", "/replica")
 		_, mb := get("b", "/metrics")
-		return pa == "503" && pb == "200" && ra == "200" && strings.Contains(mb, "tandem_term 2")
+		return pa == "503" && pb == "200" && ra == "200" && strings.Contains(mb, "tandem_term 2"),
+			fmt.Sprintf("GET /primary: a %s, b %s; GET /replica on a %s; b's metrics with tandem_term 2: %v", pa, pb, ra, strings.Contains(mb, "tandem_term 2"))
 	})
 	if _, ma := get("a", "/metrics"); !strings.Contains(ma, `tandem_operations_total{operation="switchover",outcome="ok"} 1`) || !strings.Contains(ma, `tandem_last_operation_duration_seconds{operation="switchover"}`) {
 		t.Errorf("a's metrics lack the switchover count and duration:\n%s", ma)
@@ -75,22 +71,22 @@ func TestHealthChecksAndMetrics(t *testing.T) {
 // the failover from the new primary and the fencing from the old one.
 func TestNotificationsDuringFailover(t *testing.T) {
 	needRoot(t)
-	var hook []string
-	c := assembledLabWith(t, "sync", func(c *cluster) {
-		hook = []string{"TANDEMD_NOTIFY_WEBHOOK=http://" + net.JoinHostPort(c.e.ClientIP, "9099") + "/tandem"}
+	var hook string
+	c := upCluster(t, clusterOpts{mode: "sync", synchronized: true, prepare: func(c *testLab) {
+		hook = "TANDEMD_NOTIFY_WEBHOOK=http://" + net.JoinHostPort(c.env.ClientIP, "9099") + "/tandem"
 		for _, node := range []string{"a", "b"} {
 			c.restartTandemd(node, hook)
-			c.waitFor(node+" runs PostgreSQL", 60*time.Second, func() bool { return c.node(node).Postgres.State == "running" })
+			c.waitReady(node, 60*time.Second)
 		}
-	})
+	}})
 	got := filepath.Join(t.TempDir(), "notifications.jsonl")
-	recv := c.labCmd("client", filepath.Join(c.bin, "labprobe"), "-mode", "webhook", "-listen", net.JoinHostPort(c.e.ClientIP, "9099"), "-out", got)
+	recv := c.startIn("client", nil, filepath.Join(c.bin, "labprobe"), "-mode", "webhook", "-listen", net.JoinHostPort(c.env.ClientIP, "9099"), "-out", got)
 	t.Cleanup(func() { _ = recv.Process.Signal(syscall.SIGTERM); _ = recv.Wait() })
 
 	c.powerOff("a")
 	time.Sleep(3 * time.Second)
-	if out, errOut, err := c.console("failover", "--yes"); err != nil {
-		t.Fatalf("failover: %v\n%s\n%s", err, out, errOut)
+	if out, errOut, code := c.console("failover", "--yes"); code != 0 {
+		t.Fatalf("failover: exit %d\n%s\n%s", code, out, errOut)
 	}
 	c.powerOn("a", hook)
 	kinds := func() map[string]string {
@@ -109,12 +105,12 @@ func TestNotificationsDuringFailover(t *testing.T) {
 		}
 		return out
 	}
-	c.waitFor("failover and fencing notifications", 90*time.Second, func() bool {
+	eventually(t, "failover and fencing notifications", 90*time.Second, func() (bool, string) {
 		k := kinds()
-		return strings.HasPrefix(k["failover_started"], "b@") && strings.HasPrefix(k["failover_finished"], "b@") && strings.HasPrefix(k["fenced"], "a@")
+		return strings.HasPrefix(k["failover_started"], "b@") && strings.HasPrefix(k["failover_finished"], "b@") && strings.HasPrefix(k["fenced"], "a@"), fmt.Sprintf("notifications received, by kind: %v", k)
 	})
-	if k := kinds(); k["failover_finished"] != "b@"+c.e.DNSName {
-		t.Errorf("notification names node@cluster %q, want b@%s", k["failover_finished"], c.e.DNSName)
+	if k := kinds(); k["failover_finished"] != "b@"+c.env.DNSName {
+		t.Errorf("notification names node@cluster %q, want b@%s", k["failover_finished"], c.env.DNSName)
 	}
 }
 
@@ -123,32 +119,23 @@ func TestNotificationsDuringFailover(t *testing.T) {
 // a second console's `status --watch`.
 func TestProgressDuringClone(t *testing.T) {
 	needRoot(t)
-	l := upLab(t)
-	c := &cluster{testLab: l, e: l.env(), cache: t.TempDir()}
-	pw := ""
-	for _, n := range c.e.Nodes {
-		if n.Name == "a" {
-			pw = n.PostgresPassword
-		}
-	}
+	c := upLab(t)
 	out, errOut, err := c.tandem(nil, 20*time.Minute, "lab", "exec", "--name", c.name, "client", "--", "psql",
-		"host=a."+c.e.Domain+" user=postgres password="+pw+" connect_timeout=3", "-v", "ON_ERROR_STOP=1", "-Atc",
+		"host="+c.fqdn("a")+" user=postgres password="+c.env.pgPassword("a")+" connect_timeout=3", "-v", "ON_ERROR_STOP=1", "-Atc",
 		"CREATE TABLE filler AS SELECT g, repeat('x', 1000) AS v FROM generate_series(1, 900000) g")
 	if err != nil {
 		t.Fatalf("filling a: %v\n%s\n%s", err, out, errOut)
 	}
 	watch := filepath.Join(t.TempDir(), "watch.txt")
 	wf, _ := os.Create(watch)
-	watcher := c.labCmdOut("client", wf, "env", "TANDEM_CACHE_DIR="+c.cache, "TANDEM_TOKEN="+c.token("b"),
-		filepath.Join(c.bin, "tandem"), "status", "--watch", "--interval", "500ms", "--trust-new", "--endpoint", "b."+c.e.Domain)
-	env := append(c.consoleEnv(), "TANDEM_PRIMARY_TOKEN="+c.token("a"), "TANDEM_SECONDARY_TOKEN="+c.token("b"))
-	out, errOut, err = c.execErr("client", env, filepath.Join(c.bin, "tandem"), "assemble", "--yes", "--trust-new",
-		"--primary", "a."+c.e.Domain, "--secondary", "b."+c.e.Domain, "--cluster-ip", c.e.ClusterIP+"/24", "--dns-name", c.e.DNSName)
+	watcher := c.startIn("client", wf, "env", "TANDEM_CACHE_DIR="+c.cache, "TANDEM_TOKEN="+c.env.token("b"),
+		filepath.Join(c.bin, "tandem"), "status", "--watch", "--interval", "500ms", "--trust-new", "--endpoint", c.fqdn("b"))
+	out, errOut, code := c.consoleWith(c.assembleEnv(), time.Minute, c.assembleArgs("--yes")...)
 	_ = watcher.Process.Signal(syscall.SIGTERM)
 	_ = watcher.Wait()
 	wf.Close()
-	if err != nil {
-		t.Fatalf("assemble: %v\n%s\n%s", err, out, errOut)
+	if code != 0 {
+		t.Fatalf("assemble: exit %d\n%s\n%s", code, out, errOut)
 	}
 	if !strings.Contains(errOut, "clone:") || !strings.Contains(errOut, " of ") {
 		t.Errorf("the assembling console showed no clone progress:\n%s", errOut)

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/miekg/dns"
 )
@@ -26,12 +25,12 @@ func reverseName(t *testing.T, ip string) string {
 
 // TestPreflight breaks the lab on purpose, one way at a time, with the
 // lab's DNS edits and addresses, and checks that the network preflight
-// (POST /v1/preflight, and `tandem preflight` when the console has it)
+// (POST /v1/preflight, and `tandem preflight`)
 // names each problem by its check ID, and passes on the healthy lab.
 func TestPreflight(t *testing.T) {
 	needRoot(t)
 	l := upLab(t)
-	e := l.env()
+	e := l.env
 	subnet := netip.MustParsePrefix(e.ClusterPrefix).Masked()
 	at := func(host byte) string { // an address of the lab's /24, by its last byte
 		b := subnet.Addr().As4()
@@ -117,9 +116,6 @@ func TestPreflight(t *testing.T) {
 	t.Run("healthy-again", clean)
 
 	t.Run("console", func(t *testing.T) {
-		if _, _, err := l.tandem(nil, 30*time.Second, "preflight", "--help"); err != nil {
-			t.Skip("the console has no `tandem preflight` yet; the node API is checked above")
-		}
 		run := func() (int, map[string][]string) {
 			t.Helper()
 			out, errOut, err := l.execErr("client", []string{

@@ -3,8 +3,8 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -17,34 +17,30 @@ import (
 // never two cluster-IP holders.
 func TestSwitchoverBackAndForth(t *testing.T) {
 	needRoot(t)
-	c := assembledLab(t, "sync", nil)
+	c := upCluster(t, clusterOpts{mode: "sync", synchronized: true})
 	w := c.startWitness()
 	want := []string{"b", "a", "b", "a"}
 	for i, to := range want {
-		out, errOut, err := c.console("switchover", "--yes")
-		if err != nil {
-			t.Fatalf("switchover %d: %v\n%s\n%s", i+1, err, out, errOut)
+		out, errOut, code := c.console("switchover", "--yes")
+		if code != 0 {
+			t.Fatalf("switchover %d: exit %d\n%s\n%s", i+1, code, out, errOut)
 		}
 		// The writer keeps the client's neighbour entry for the cluster IP
 		// fresh; the announcements must move it to the new holder at once.
-		moved := time.Now()
-		for time.Since(moved) < time.Second && c.clientNeighbour() != c.mac(to) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		if got := c.clientNeighbour(); got != c.mac(to) {
-			t.Errorf("switchover %d: a second after the move the client's neighbour entry is %q, not %s's MAC %s", i+1, got, to, c.mac(to))
-		}
+		eventually(t, fmt.Sprintf("switchover %d: the client's neighbour entry for the cluster IP names %s's MAC %s within a second of the move", i+1, to, c.env.macOf(to)), time.Second, func() (bool, string) {
+			mac, state := c.neighOf("client", c.env.ClusterIP)
+			return mac == c.env.macOf(to), fmt.Sprintf("the entry names %q %v", mac, state)
+		})
 		t.Logf("switchover %d: %s", i+1, firstLine(out))
-		c.waitFor("roles after switchover to "+to, 30*time.Second, func() bool {
-			r := c.roles()
+		c.waitStatus("roles after switchover to "+to, 30*time.Second, func(s labStatus) bool {
+			r := s.roles()
 			return r[to] == "primary" && r[other(to)] == "secondary"
 		})
-		c.waitFor("the cluster synchronized again", 30*time.Second, func() bool {
-			s := c.status()
+		c.waitStatus("the cluster synchronized again", 30*time.Second, func(s labStatus) bool {
 			return s.Cluster != nil && s.Cluster.Synchronized && s.Cluster.Term == int64(i+2)
 		})
 		if !c.holdsClusterIP(to) || c.holdsClusterIP(other(to)) {
-			t.Fatalf("after switchover to %s the cluster IP is on the wrong node", to)
+			t.Fatalf("after switchover to %s the cluster IP is on the wrong node: held by %v", to, c.clusterIPHolders())
 		}
 
 		time.Sleep(300 * time.Millisecond) // let some writes land in each term
@@ -63,19 +59,19 @@ func TestSwitchoverBackAndForth(t *testing.T) {
 // secondary does not stream.
 func TestSwitchoverRefusedWhenSecondaryAway(t *testing.T) {
 	needRoot(t)
-	c := assembledLab(t, "async", nil)
-	c.stopTandemd("b", syscall.SIGTERM)
-	out, errOut, err := c.console("switchover", "--yes")
-	if err == nil {
+	c := upCluster(t, clusterOpts{mode: "async", synchronized: true})
+	c.stopTandemd("b")
+	out, errOut, code := c.console("switchover", "--yes")
+	if code == 0 {
 		t.Fatalf("switchover with the secondary away succeeded:\n%s", out)
 	}
-	if code := exitCode(err); code != 3 && code != 5 {
+	if code != 3 && code != 5 {
 		t.Errorf("exit %d, want 3 or 5: %s", code, errOut)
 	}
-	if r := c.nodeRole("a"); r != "primary" || !c.holdsClusterIP("a") {
+	if r := c.role("a"); r != "primary" || !c.holdsClusterIP("a") {
 		t.Fatalf("a is %s (cluster IP held %v) after a refused switchover", r, c.holdsClusterIP("a"))
 	}
-	if _, err := c.psql(c.e.DNSName, "CREATE TABLE still_writable (x int)"); err != nil {
+	if _, err := c.sql(c.env.DNSName, "CREATE TABLE still_writable (x int)"); err != nil {
 		t.Fatalf("a no longer accepts writes after a refused switchover: %v", err)
 	}
 }
@@ -85,27 +81,23 @@ func TestSwitchoverRefusedWhenSecondaryAway(t *testing.T) {
 // the old primary, powered on, rejoins as standby by itself (rewind).
 func TestFailoverAfterPowerOff(t *testing.T) {
 	needRoot(t)
-	c := assembledLab(t, "sync", nil)
+	c := upCluster(t, clusterOpts{mode: "sync", synchronized: true})
 	w := c.startWitness()
 	time.Sleep(500 * time.Millisecond)
 	c.powerOff("a")
 	// The secondary learns the primary is silent within a few seconds.
 	time.Sleep(3 * time.Second)
 	start := time.Now()
-	out, errOut, err := c.console("failover", "--yes")
-	if err != nil {
-		t.Fatalf("failover: %v\n%s\n%s", err, out, errOut)
+	out, errOut, code := c.console("failover", "--yes")
+	if code != 0 {
+		t.Fatalf("failover: exit %d\n%s\n%s", code, out, errOut)
 	}
 	t.Logf("failover (checks included) took %s: %s", time.Since(start).Round(time.Millisecond), firstLine(out))
-	c.waitFor("writes through the cluster IP on b", 20*time.Second, func() bool {
-		_, err := c.psql(c.e.DNSName, "SELECT 1 WHERE NOT pg_is_in_recovery()")
-		return err == nil && c.holdsClusterIP("b")
-	})
+	c.waitWrites("b", 20*time.Second)
 	time.Sleep(time.Second)
-	c.powerOn("a", nil)
-	c.waitFor("a rejoined as secondary and streams", 90*time.Second, func() bool {
-		r := c.roles()
-		s := c.status()
+	c.powerOn("a")
+	c.waitStatus("a rejoined as secondary and streams", 90*time.Second, func(s labStatus) bool {
+		r := s.roles()
 		return r["a"] == "secondary" && r["b"] == "primary" && s.Cluster != nil && s.Cluster.Synchronized
 	})
 	w.stop(true)
@@ -125,15 +117,15 @@ func TestFailoverAfterPowerOff(t *testing.T) {
 // and nothing changes.
 func TestFailoverRefused(t *testing.T) {
 	needRoot(t)
-	c := assembledLab(t, "sync", nil)
+	c := upCluster(t, clusterOpts{mode: "sync", synchronized: true})
 	refuse := func(why string) {
 		t.Helper()
-		out, errOut, err := c.console("failover", "--yes")
-		if err == nil || exitCode(err) != 5 {
-			t.Fatalf("%s: failover not refused (err %v):\n%s\n%s", why, err, out, errOut)
+		out, errOut, code := c.console("failover", "--yes")
+		if code != 5 {
+			t.Fatalf("%s: failover not refused (exit %d):\n%s\n%s", why, code, out, errOut)
 		}
-		if r := c.roles(); r["b"] != "secondary" {
-			t.Fatalf("%s: b became %s", why, r["b"])
+		if st := c.status(); st.roles()["b"] != "secondary" {
+			t.Fatalf("%s: b became %s: %s", why, st.roles()["b"], st)
 		}
 		t.Logf("%s: refused: %s", why, strings.TrimSpace(errOut))
 	}
@@ -141,14 +133,14 @@ func TestFailoverRefused(t *testing.T) {
 
 	// Only PostgreSQL down: stop it under tandemd's feet by SIGSTOP of
 	// the postmaster (tandemd would restart a killed one at once).
-	pm := postmasterPid(t, c, "a")
+	pm := c.postmasterPid("a")
 	_ = syscall.Kill(pm, syscall.SIGSTOP)
 	refuse("primary's PostgreSQL stopped")
 	_ = syscall.Kill(pm, syscall.SIGCONT)
 
 	// Only the cluster IP path cut: the address removed by hand (the
 	// reconcile loop puts it back within seconds).
-	_ = runIP(c, "a", "addr", "del", c.e.ClusterIP+"/24", "dev", "eth0")
+	c.ipRun("a", "addr", "del", c.env.ClusterPrefix, "dev", "eth0")
 	refuse("cluster IP path cut")
 }
 
@@ -156,21 +148,19 @@ func TestFailoverRefused(t *testing.T) {
 // cloned afresh, its old data moved aside until the clone streams.
 func TestRejoinByClone(t *testing.T) {
 	needRoot(t)
-	c := assembledLab(t, "sync", nil)
+	c := upCluster(t, clusterOpts{mode: "sync", synchronized: true})
 	c.powerOff("a")
 	time.Sleep(3 * time.Second)
-	if out, errOut, err := c.console("failover", "--yes"); err != nil {
-		t.Fatalf("failover: %v\n%s\n%s", err, out, errOut)
+	if out, errOut, code := c.console("failover", "--yes"); code != 0 {
+		t.Fatalf("failover: exit %d\n%s\n%s", code, out, errOut)
 	}
 	// Make rewind impossible: the control file is gone.
 	if err := os.Remove(filepath.Join(c.nodeDir("a"), "pgdata", "global", "pg_control")); err != nil {
 		t.Fatal(err)
 	}
-	c.powerOn("a", nil)
-	c.waitFor("a rejoined by clone", 90*time.Second, func() bool {
-		r := c.roles()
-		s := c.status()
-		return r["a"] == "secondary" && s.Cluster != nil && s.Cluster.Synchronized
+	c.powerOn("a")
+	c.waitStatus("a rejoined by clone", 90*time.Second, func(s labStatus) bool {
+		return s.roles()["a"] == "secondary" && s.Cluster != nil && s.Cluster.Synchronized
 	})
 	ev, _, _ := c.console("events")
 	if !strings.Contains(ev, "by clone") {
@@ -188,38 +178,42 @@ func TestRejoinByClone(t *testing.T) {
 func TestRestartedPrimaryWithoutPeer(t *testing.T) {
 	needRoot(t)
 	grace := []string{"TANDEMD_REJOIN_PEER_GRACE=6s"}
-	c := assembledLab(t, "async", map[string][]string{"a": grace})
+	c := upCluster(t, clusterOpts{mode: "async", env: map[string][]string{"a": grace}, synchronized: true})
 	c.powerOff("b")
-	c.stopTandemd("a", syscall.SIGTERM)
+	c.stopTandemd("a")
 	if c.holdsClusterIP("a") {
 		t.Fatal("tandemd stopping as primary left the cluster IP behind")
 	}
-	c.startTandemd("a", grace)
+	c.startTandemd("a", grace...)
 	start := time.Now()
 	time.Sleep(3 * time.Second)
 	if c.holdsClusterIP("a") {
 		t.Fatal("a took the cluster IP before its peer answered or the grace passed")
 	}
-	if _, err := c.psql("a."+c.e.Domain, "SELECT 1"); err == nil {
+	if _, err := c.sql(c.fqdn("a"), "SELECT 1"); err == nil {
 		t.Fatal("a opened PostgreSQL before its peer answered or the grace passed")
 	}
-	c.waitFor("a back as primary after the grace", 30*time.Second, func() bool { return c.holdsClusterIP("a") })
+	eventually(t, "a back as primary after the grace", 30*time.Second, func() (bool, string) {
+		return c.holdsClusterIP("a"), fmt.Sprintf("cluster IP held by %v", c.clusterIPHolders())
+	})
 	if took := time.Since(start); took < 5*time.Second {
 		t.Errorf("a took the cluster IP after %s, before the 6s grace", took)
 	}
-	if _, err := c.psql(c.e.DNSName, "CREATE TABLE after_grace (x int)"); err != nil {
+	if _, err := c.sql(c.env.DNSName, "CREATE TABLE after_grace (x int)"); err != nil {
 		t.Fatalf("a does not accept writes after the grace: %v", err)
 	}
 
 	// Strict: never self-elect.
-	c.restartTandemd("a", append(grace, "TANDEMD_REJOIN_SELF_ELECT=false"))
+	c.restartTandemd("a", append(grace, "TANDEMD_REJOIN_SELF_ELECT=false")...)
 	time.Sleep(10 * time.Second)
 	if c.holdsClusterIP("a") {
 		t.Fatal("with self_elect: false, a took the cluster IP without hearing from its peer")
 	}
 	// The peer comes back: a carries on as primary.
-	c.powerOn("b", nil)
-	c.waitFor("a primary again once b answers", 60*time.Second, func() bool { return c.holdsClusterIP("a") && c.roles()["b"] == "secondary" })
+	c.powerOn("b")
+	c.waitStatus("a primary again once b answers", 60*time.Second, func(s labStatus) bool {
+		return c.holdsClusterIP("a") && s.roles()["b"] == "secondary"
+	})
 }
 
 // TestCrashAtEachStep kills tandemd at each journaled step of switchover
@@ -239,75 +233,46 @@ func TestCrashAtEachStep(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(strings.ReplaceAll(tc.node+"-"+tc.at+"-"+tc.op, ":", "-"), func(t *testing.T) {
-			c := assembledLab(t, "sync", map[string][]string{tc.node: {"TANDEMD_CRASH_AT=" + tc.at}})
+			hook := "TANDEMD_CRASH_AT=" + tc.at
+			c := upCluster(t, clusterOpts{mode: "sync", env: map[string][]string{tc.node: {hook}}, synchronized: true})
 			w := c.startWitness()
 			switch tc.op {
 			case "switchover":
-				out, errOut, err := c.console("switchover", "--yes")
-				t.Logf("switchover with %s crashing at %s: err=%v\n%s%s", tc.node, tc.at, err, out, errOut)
+				out, errOut, code := c.console("switchover", "--yes")
+				t.Logf("switchover with %s crashing at %s: exit %d\n%s%s", tc.node, tc.at, code, out, errOut)
 			case "failover":
 				c.powerOff("a")
 				time.Sleep(3 * time.Second)
-				out, errOut, err := c.console("failover", "--yes")
-				t.Logf("failover with %s crashing at %s: err=%v\n%s%s", tc.node, tc.at, err, out, errOut)
+				out, errOut, code := c.console("failover", "--yes")
+				t.Logf("failover with %s crashing at %s: exit %d\n%s%s", tc.node, tc.at, code, out, errOut)
 				if tc.node == "a" {
-					c.powerOn("a", []string{"TANDEMD_CRASH_AT=" + tc.at})
+					c.powerOn("a", hook)
 				}
 			}
 			// The crashed tandemd is started again, without the hook.
-			c.waitFor("the crash hook to fire on "+tc.node, 30*time.Second, func() bool {
-				return c.logHas(tc.node, "exiting abruptly for a crash test")
+			eventually(t, "the crash hook to fire on "+tc.node, 30*time.Second, func() (bool, string) {
+				return c.logHas(tc.node, "exiting abruptly for a crash test"), "no crash in " + filepath.Join(c.nodeDir(tc.node), "tandemd.log")
 			})
-			c.startTandemd(tc.node, nil)
+			c.startTandemd(tc.node)
 			if tc.op == "failover" {
 				if tc.node == "b" {
-					c.waitFor("b back as secondary", 30*time.Second, func() bool { return c.nodeRole("b") == "secondary" })
+					eventually(t, "b back as secondary", 30*time.Second, func() (bool, string) {
+						r := c.role("b")
+						return r == "secondary", "b is " + r
+					})
 					// The failover died with b; the operator runs it again.
-					if out, errOut, err := c.console("failover", "--yes"); err != nil {
-						t.Fatalf("second failover: %v\n%s\n%s", err, out, errOut)
+					if out, errOut, code := c.console("failover", "--yes"); code != 0 {
+						t.Fatalf("second failover: exit %d\n%s\n%s", code, out, errOut)
 					}
-					c.powerOn("a", nil)
+					c.powerOn("a")
 				}
 			}
-			c.waitFor("one primary, one streaming secondary, synchronized", 120*time.Second, func() bool {
-				r := c.roles()
-				s := c.status()
-				primaries := 0
-				for _, role := range r {
-					if role == "primary" {
-						primaries++
-					}
-				}
-				return primaries == 1 && s.Cluster != nil && s.Cluster.Synchronized && !s.Cluster.Degraded
+			c.waitStatus("one primary, one streaming secondary, synchronized", 120*time.Second, func(s labStatus) bool {
+				return len(s.primaries()) == 1 && s.Cluster != nil && s.Cluster.Synchronized && !s.Cluster.Degraded
 			})
 			w.stop(true)
 		})
 	}
-}
-
-func (c *cluster) logHas(node, s string) bool {
-	b, _ := os.ReadFile(filepath.Join(c.nodeDir(node), "tandemd.log"))
-	return strings.Contains(string(b), s)
-}
-
-func postmasterPid(t *testing.T, c *cluster, node string) int {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(c.nodeDir(node), "pgdata", "postmaster.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pid int
-	for _, f := range strings.SplitN(string(b), "\n", 2)[:1] {
-		for _, ch := range f {
-			pid = pid*10 + int(ch-'0')
-		}
-	}
-	return pid
-}
-
-func runIP(c *cluster, node string, args ...string) error {
-	_, _, err := c.execErr(node, nil, append([]string{"ip"}, args...)...)
-	return err
 }
 
 func other(n string) string {
@@ -323,26 +288,4 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
-}
-
-// clientNeighbour is the MAC the client's neighbour table has for the
-// cluster IP now ("" when it has none).
-func (c *cluster) clientNeighbour() string {
-	out, _ := exec.Command("ip", "-n", c.name+"-client", "neigh", "show", c.e.ClusterIP).Output()
-	f := strings.Fields(string(out))
-	for i := range f {
-		if f[i] == "lladdr" && i+1 < len(f) {
-			return strings.ToLower(f[i+1])
-		}
-	}
-	return ""
-}
-
-func (c *cluster) mac(host string) string {
-	for _, h := range c.e.Hosts {
-		if h.Name == host {
-			return strings.ToLower(h.MAC)
-		}
-	}
-	return ""
 }

@@ -3,13 +3,12 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // TestRoleBoundServices: a service runs only on the primary, started
@@ -18,10 +17,10 @@ import (
 // term.
 func TestRoleBoundServices(t *testing.T) {
 	needRoot(t)
-	c := assembledLabWith(t, "sync", func(c *cluster) {
+	c := upCluster(t, clusterOpts{mode: "sync", synchronized: true, prepare: func(c *testLab) {
 		for _, node := range []string{"a", "b"} {
 			dir := c.nodeDir(node)
-			c.setConfig(node, map[string]any{
+			c.configure(node, map[string]any{
 				"services": []map[string]any{{
 					"name":    "marker",
 					"start":   []string{"/bin/sh", "-c", "echo $TANDEM_TERM > " + filepath.Join(dir, "service-running")},
@@ -32,20 +31,21 @@ func TestRoleBoundServices(t *testing.T) {
 					"on_role_change": []string{"/bin/sh", "-c", "echo $TANDEM_ROLE $TANDEM_NEW_ROLE $TANDEM_TERM >> " + filepath.Join(dir, "hook.log")},
 				},
 			})
-			c.restartTandemd(node, nil)
-			c.waitFor(node+" runs PostgreSQL after its restart", 60*time.Second, func() bool { return c.node(node).Postgres.State == "running" })
+			c.restartTandemd(node)
+			c.waitReady(node, 60*time.Second)
 		}
-	})
+	}})
 	running := func(node string) bool {
 		_, err := os.Stat(filepath.Join(c.nodeDir(node), "service-running"))
 		return err == nil
 	}
-	c.waitFor("the service on the primary only", 20*time.Second, func() bool { return running("a") && !running("b") })
+	where := func() string { return fmt.Sprintf("the service runs on a %v, on b %v", running("a"), running("b")) }
+	eventually(t, "the service on the primary only", 20*time.Second, func() (bool, string) { return running("a") && !running("b"), where() })
 
-	if out, errOut, err := c.console("switchover", "--yes"); err != nil {
-		t.Fatalf("switchover: %v\n%s\n%s", err, out, errOut)
+	if out, errOut, code := c.console("switchover", "--yes"); code != 0 {
+		t.Fatalf("switchover: exit %d\n%s\n%s", code, out, errOut)
 	}
-	c.waitFor("the service moved with the primary role", 20*time.Second, func() bool { return running("b") && !running("a") })
+	eventually(t, "the service moved with the primary role", 20*time.Second, func() (bool, string) { return running("b") && !running("a"), where() })
 	if b, _ := os.ReadFile(filepath.Join(c.nodeDir("b"), "service-running")); strings.TrimSpace(string(b)) != "2" {
 		t.Errorf("the service on b saw TANDEM_TERM %q, want 2", b)
 	}
@@ -57,32 +57,8 @@ func TestRoleBoundServices(t *testing.T) {
 	if !strings.Contains(string(hookB), "none secondary 1") || !strings.Contains(string(hookB), "secondary primary 2") {
 		t.Errorf("b's hook log:\n%s", hookB)
 	}
-	c.waitFor("service events", 20*time.Second, func() bool {
+	eventually(t, "service events", 20*time.Second, func() (bool, string) {
 		ev, _, _ := c.console("events")
-		return strings.Contains(ev, "service marker stopped") && strings.Count(ev, "service marker started") >= 2
+		return strings.Contains(ev, "service marker stopped") && strings.Count(ev, "service marker started") >= 2, ev
 	})
-}
-
-// setConfig sets top-level settings in a node's tandemd.yaml.
-func (c *cluster) setConfig(node string, settings map[string]any) {
-	c.t.Helper()
-	path := filepath.Join(c.nodeDir(node), "tandemd.yaml")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	var doc map[string]any
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		c.t.Fatal(err)
-	}
-	for k, v := range settings {
-		doc[k] = v
-	}
-	out, err := yaml.Marshal(doc)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if err := os.WriteFile(path, out, 0o644); err != nil {
-		c.t.Fatal(err)
-	}
 }
