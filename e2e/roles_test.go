@@ -216,65 +216,6 @@ func TestRestartedPrimaryWithoutPeer(t *testing.T) {
 	})
 }
 
-// TestCrashAtEachStep kills tandemd at each journaled step of switchover
-// and failover (TANDEMD_CRASH_AT), starts it again, and checks that the
-// cluster ends with one primary, the other streaming, nothing lost.
-func TestCrashAtEachStep(t *testing.T) {
-	needRoot(t)
-	cases := []struct {
-		node, at, op string
-	}{
-		{"a", "switchover:demote", "switchover"},
-		{"a", "switchover:promote-peer", "switchover"},
-		{"a", "switchover:follow", "switchover"},
-		{"b", "promote:promote", "switchover"},
-		{"b", "promote:promote", "failover"},
-		{"a", "rejoin:rewind", "failover"},
-	}
-	for _, tc := range cases {
-		t.Run(strings.ReplaceAll(tc.node+"-"+tc.at+"-"+tc.op, ":", "-"), func(t *testing.T) {
-			hook := "TANDEMD_CRASH_AT=" + tc.at
-			c := upCluster(t, clusterOpts{mode: "sync", env: map[string][]string{tc.node: {hook}}, synchronized: true})
-			w := c.startWitness()
-			switch tc.op {
-			case "switchover":
-				out, errOut, code := c.console("switchover", "--yes")
-				t.Logf("switchover with %s crashing at %s: exit %d\n%s%s", tc.node, tc.at, code, out, errOut)
-			case "failover":
-				c.powerOff("a")
-				time.Sleep(3 * time.Second)
-				out, errOut, code := c.console("failover", "--yes")
-				t.Logf("failover with %s crashing at %s: exit %d\n%s%s", tc.node, tc.at, code, out, errOut)
-				if tc.node == "a" {
-					c.powerOn("a", hook)
-				}
-			}
-			// The crashed tandemd is started again, without the hook.
-			eventually(t, "the crash hook to fire on "+tc.node, 30*time.Second, func() (bool, string) {
-				return c.logHas(tc.node, "exiting abruptly for a crash test"), "no crash in " + filepath.Join(c.nodeDir(tc.node), "tandemd.log")
-			})
-			c.startTandemd(tc.node)
-			if tc.op == "failover" {
-				if tc.node == "b" {
-					eventually(t, "b back as secondary", 30*time.Second, func() (bool, string) {
-						r := c.role("b")
-						return r == "secondary", "b is " + r
-					})
-					// The failover died with b; the operator runs it again.
-					if out, errOut, code := c.console("failover", "--yes"); code != 0 {
-						t.Fatalf("second failover: exit %d\n%s\n%s", code, out, errOut)
-					}
-					c.powerOn("a")
-				}
-			}
-			c.waitStatus("one primary, one streaming secondary, synchronized", 120*time.Second, func(s labStatus) bool {
-				return len(s.primaries()) == 1 && s.Cluster != nil && s.Cluster.Synchronized && !s.Cluster.Degraded
-			})
-			w.stop(true)
-		})
-	}
-}
-
 func other(n string) string {
 	if n == "a" {
 		return "b"
