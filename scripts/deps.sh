@@ -1,8 +1,24 @@
 #!/bin/sh
 # Installs what tandem's lab and tests need on a fresh Debian machine:
 # PostgreSQL server binaries, dnsmasq (the lab's DNS server) and iproute2.
+# With --test, also what only the test command needs: a C compiler and the
+# C library headers (the race detector needs cgo) and staticcheck, pinned.
 # Runs apt-get update once, and only when something is missing.
 set -eu
+export PATH="/usr/local/go/bin:$PATH"
+
+# The linter's version; scripts/test.sh runs the binary this installs.
+STATICCHECK_VERSION=0.8.2
+
+test=false
+case "${1:-}" in
+"") ;;
+--test) test=true ;;
+*)
+	echo "usage: $0 [--test]" >&2
+	exit 2
+	;;
+esac
 
 need=""
 have_pg=false
@@ -18,23 +34,40 @@ command -v getent >/dev/null 2>&1 || need="$need libc-bin"
 command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
 command -v script >/dev/null 2>&1 || need="$need bsdutils"
+if $test; then
+	# `go test -race` builds with cgo; without gcc Go turns cgo off and
+	# -race refuses to run. gcc alone (no recommends) lacks libc6-dev.
+	command -v gcc >/dev/null 2>&1 || need="$need gcc"
+	[ -e /usr/include/stdlib.h ] || need="$need libc6-dev"
+fi
 
 if [ -z "$need" ]; then
-	echo "deps: everything needed is installed"
-	exit 0
-fi
-if [ "$(id -u)" != 0 ]; then
+	echo "deps: every package needed is installed"
+elif [ "$(id -u)" != 0 ]; then
 	echo "deps: missing:$need — run as root (sudo) to install them" >&2
 	exit 1
+else
+	# tandemd initialises and runs its own PostgreSQL instances; stop
+	# Debian's package from creating and starting a default cluster on
+	# port 5432.
+	if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+		mkdir -p /etc/postgresql-common
+		echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
+	fi
+	echo "deps: installing:$need"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update
+	# shellcheck disable=SC2086
+	apt-get install -y --no-install-recommends $need
 fi
-# tandemd initialises and runs its own PostgreSQL instances; stop Debian's
-# package from creating and starting a default cluster on port 5432.
-if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
-	mkdir -p /etc/postgresql-common
-	echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+
+if $test; then
+	bin="$(go env GOBIN)"
+	[ -n "$bin" ] || bin="$(go env GOPATH | cut -d: -f1)/bin"
+	if "$bin/staticcheck" -version 2>/dev/null | grep -qF "($STATICCHECK_VERSION)"; then
+		echo "deps: staticcheck $STATICCHECK_VERSION is installed in $bin"
+	else
+		echo "deps: installing staticcheck $STATICCHECK_VERSION into $bin"
+		go install "honnef.co/go/tools/cmd/staticcheck@v$STATICCHECK_VERSION"
+	fi
 fi
-echo "deps: installing:$need"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update
-# shellcheck disable=SC2086
-apt-get install -y --no-install-recommends $need

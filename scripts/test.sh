@@ -1,21 +1,29 @@
 #!/bin/sh
-# The README's second command: install what is missing, then run every test
-# tier. As root it includes the end-to-end tier in the lab; otherwise that
-# tier is skipped with a message (and under CI=true, not being root fails).
+# The README's second command: install what is missing, then vet, lint
+# (staticcheck) and run every test tier, the unit and integration tiers
+# under the race detector. As root it includes the end-to-end tier in the
+# lab; otherwise that tier is skipped with a message (and under CI=true, not
+# being root fails).
 set -eu
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
 
-./scripts/deps.sh
-echo "== vet and build"
+./scripts/deps.sh --test
+gobin="$(go env GOBIN)"
+[ -n "$gobin" ] || gobin="$(go env GOPATH | cut -d: -f1)/bin"
+echo "== vet and staticcheck"
 go vet ./...
 go vet -tags e2e ./...
+# Every package, those of the e2e build tag too; nothing is excluded.
+"$gobin/staticcheck" ./...
+"$gobin/staticcheck" -tags e2e ./...
+echo "== build"
 go build ./...
 echo "== console cross-compiles for Windows and macOS"
 GOOS=windows GOARCH=amd64 go build -o /dev/null ./cmd/tandem
 GOOS=darwin GOARCH=arm64 go build -o /dev/null ./cmd/tandem
-echo "== unit and integration tests"
-go test -count=1 ./...
+echo "== unit and integration tests, with the race detector"
+CGO_ENABLED=1 go test -race -count=1 ./...
 if [ "$(id -u)" = 0 ]; then
 	echo "== end-to-end tests in the lab"
 	go test -count=1 -tags e2e -timeout 75m -v ./e2e/...

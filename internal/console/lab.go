@@ -140,8 +140,9 @@ func newLabUpCommand(name *string, check func() error, logger func(*cobra.Comman
 		Long: `Build the lab: namespaces, bridge, addresses, the DNS server, and tandemd
 on nodes a and b (each initialises its own PostgreSQL). Once both nodes
 answer GET /health, the console on the client assembles the cluster, as an
-operator would: a primary, b its hot standby, the cluster IP on a. Then it
-prints the hosts and what to do next. 'tandem lab exec client -- tandem
+operator would: a primary, b its hot standby, the cluster IP on a. In sync
+and strict mode it then waits (at most 1m) until the primary's cluster
+record says synchronized. Then it prints the hosts and what to do next. 'tandem lab exec client -- tandem
 status' shows the cluster (the client's console keeps its cache in the
 lab's directory). --no-assemble stops before the assembly.
 

@@ -59,8 +59,11 @@ type pair struct {
 	primaryAddr, secondaryAddr   string
 	primaryToken, secondaryToken string
 	primaryFP, secondaryFP       string
-	clusterIP                    netip.Prefix
-	dnsName                      string
+	// Set when a node's token is one the console kept under another
+	// spelling of that node: it goes only to the certificate pinned there.
+	primaryKept, secondaryKept keptToken
+	clusterIP                  netip.Prefix
+	dnsName                    string
 }
 
 var (
@@ -123,12 +126,18 @@ func (p *pairFlags) resolve() (pair, []string) {
 		probs = append(probs, err.Error())
 		toks = &Tokens{ByAddress: map[string]string{}}
 	}
+	// The cache knows each assembled node's name, IP and address, so a
+	// token kept under one spelling is found under another.
+	cache, err := LoadCache()
+	if err != nil {
+		probs = append(probs, err.Error())
+	}
 	var prob string
-	r.primaryToken, prob = pairToken("primary", p.primaryTokenFile, "TANDEM_PRIMARY_TOKEN", toks.ByAddress[r.primaryAddr])
+	r.primaryToken, r.primaryKept, prob = pairToken("primary", p.primaryTokenFile, "TANDEM_PRIMARY_TOKEN", toks.lookup(cache, r.primaryAddr))
 	if prob != "" {
 		probs = append(probs, prob)
 	}
-	r.secondaryToken, prob = pairToken("secondary", p.secondaryTokenFile, "TANDEM_SECONDARY_TOKEN", toks.ByAddress[r.secondaryAddr])
+	r.secondaryToken, r.secondaryKept, prob = pairToken("secondary", p.secondaryTokenFile, "TANDEM_SECONDARY_TOKEN", toks.lookup(cache, r.secondaryAddr))
 	if prob != "" {
 		probs = append(probs, prob)
 	}
@@ -136,25 +145,26 @@ func (p *pairFlags) resolve() (pair, []string) {
 }
 
 // pairToken reads one node's token: its file, else its variable, else what
-// the console kept from an earlier assembly.
-func pairToken(which, file, env, stored string) (string, string) {
+// the console kept from an earlier assembly (then also returned, to say
+// where it was kept).
+func pairToken(which, file, env string, kept keptToken) (string, keptToken, string) {
 	if file != "" {
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return "", fmt.Sprintf("while reading --%s-token-file: %v", which, err)
+			return "", keptToken{}, fmt.Sprintf("while reading --%s-token-file: %v", which, err)
 		}
 		if t := strings.TrimSpace(string(b)); t != "" {
-			return t, ""
+			return t, keptToken{}, ""
 		}
-		return "", fmt.Sprintf("--%s-token-file %s is empty", which, file)
+		return "", keptToken{}, fmt.Sprintf("--%s-token-file %s is empty", which, file)
 	}
 	if t := strings.TrimSpace(os.Getenv(env)); t != "" {
-		return t, ""
+		return t, keptToken{}, ""
 	}
-	if stored != "" {
-		return stored, ""
+	if kept.token != "" {
+		return kept.token, kept, ""
 	}
-	return "", fmt.Sprintf("no admin token for the %s: pass --%s-token-file or set %s (the token is in that node's state dir, file admin-token)", which, which, env)
+	return "", keptToken{}, fmt.Sprintf("no admin token for the %s: pass --%s-token-file or set %s (the token is in that node's state dir, file admin-token)", which, which, env)
 }
 
 func parseClusterIP(s string) (netip.Prefix, error) {
@@ -196,19 +206,30 @@ type pairClients struct {
 // dialPair reaches both nodes, one after the other so that trust questions
 // do not interleave, and asks each who it is.
 func dialPair(ctx context.Context, tr *trust, r pair) (*pairClients, error) {
-	want := func(fp string) string {
-		if fp != "" {
-			return fp
+	dial := func(which, addr, token, fp string, kept keptToken) (*Client, error) {
+		want := fp
+		if want == "" {
+			want = tr.fingerprint
 		}
-		return tr.fingerprint
+		if want == "" {
+			want = kept.pin
+		}
+		c, err := dialWant(ctx, addr, token, tr, want)
+		switch {
+		case err == nil:
+			return c, nil
+		case kept.under != "" && want == kept.pin && ExitCode(err) == ExitRefused:
+			return nil, fmt.Errorf("%s: the console kept this node's token under %s, so %s must present the certificate pinned there: %w", which, kept.under, addr, err)
+		}
+		return nil, fmt.Errorf("%s: %w", which, err)
 	}
 	var pc pairClients
 	var err error
-	if pc.p, err = dialWant(ctx, r.primaryAddr, r.primaryToken, tr, want(r.primaryFP)); err != nil {
-		return nil, fmt.Errorf("primary: %w", err)
+	if pc.p, err = dial("primary", r.primaryAddr, r.primaryToken, r.primaryFP, r.primaryKept); err != nil {
+		return nil, err
 	}
-	if pc.s, err = dialWant(ctx, r.secondaryAddr, r.secondaryToken, tr, want(r.secondaryFP)); err != nil {
-		return nil, fmt.Errorf("secondary: %w", err)
+	if pc.s, err = dial("secondary", r.secondaryAddr, r.secondaryToken, r.secondaryFP, r.secondaryKept); err != nil {
+		return nil, err
 	}
 	if err := pc.p.Get(ctx, "/v1/node", &pc.pInfo); err != nil {
 		return nil, fmt.Errorf("primary: %w", err)

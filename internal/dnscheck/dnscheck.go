@@ -191,13 +191,12 @@ func internalError(id string, p any) Result {
 // node is a Node after validation.
 type node struct {
 	Node
-	id     string // used in check IDs
-	label  string // "node a", "this node"...
-	ipOK   bool   // IP usable
-	ipWhy  string // why not: "see input.node.a"
-	apiOK  bool
-	pgOK   bool
-	inputs []string // IDs of input problems about this node
+	id    string // used in check IDs
+	label string // "node a", "this node"...
+	ipOK  bool   // IP usable
+	ipWhy string // why not: "see input.node.a"
+	apiOK bool
+	pgOK  bool
 }
 
 func (n *node) reverseID() string { return IDReverseNode + n.id }

@@ -5,6 +5,7 @@ package lab
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/tandem-ha/tandem/internal/api"
 )
 
 // ConsoleDir is where the lab's console on the client keeps its cache and
@@ -52,5 +55,32 @@ func assemble(ctx context.Context, log *slog.Logger, l *Layout, mode string, out
 	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
 		fmt.Fprintf(out, "  %s\n", line)
 	}
+	return nil
+}
+
+// waitSynchronized returns once the primary a's cluster record, asked from
+// the client as the console there would ask it, says synchronized, so that
+// `tandem status` right after `lab up` does not show a cluster still
+// becoming synchronized.
+func waitSynchronized(ctx context.Context, l *Layout, out io.Writer) error {
+	a, _ := l.Host("a")
+	client, _ := l.Host("client")
+	cert, token := filepath.Join(l.StateDir(a.Name), CertFile), l.secret(a.Name, TokenFile)
+	view := func(ctx context.Context) (*api.ClusterView, error) {
+		body, err := getNode(ctx, client.Netns, a, cert, token, "/v1/cluster")
+		if err != nil {
+			return nil, err
+		}
+		var v api.ClusterView
+		if err := json.Unmarshal(body, &v); err != nil {
+			return nil, fmt.Errorf("GET /v1/cluster: %w", err)
+		}
+		return &v, nil
+	}
+	start := time.Now()
+	if err := awaitSynchronized(ctx, view, syncTimeout, 200*time.Millisecond); err != nil {
+		return fmt.Errorf("lab %s: the cluster is assembled, but on node %s %w; the lab stays up for inspection (`tandem lab down --name %s` removes it)", l.Name, a.Name, err, l.Name)
+	}
+	fmt.Fprintf(out, "lab %s: cluster synchronized %s after the assembly\n", l.Name, time.Since(start).Round(100*time.Millisecond))
 	return nil
 }

@@ -22,8 +22,9 @@ import (
 )
 
 // Up builds the lab described by o, after clearing any leftovers of a lab
-// with the same name, and returns once both nodes answer /health. It
-// reports progress to out. On failure the lab is left as it is, for
+// with the same name, and returns once both nodes answer /health and,
+// unless o.NoAssemble, once the cluster is assembled (in sync and strict
+// mode: and synchronized). It reports progress to out. On failure the lab is left as it is, for
 // inspection; `lab down` removes it.
 func Up(ctx context.Context, log *slog.Logger, o UpOptions, out io.Writer) (*Layout, error) {
 	if err := CheckHost(); err != nil {
@@ -101,6 +102,11 @@ func Up(ctx context.Context, log *slog.Logger, o UpOptions, out io.Writer) (*Lay
 	if !o.NoAssemble {
 		if err := assemble(ctx, log, l, o.Replication, out); err != nil {
 			return l, err
+		}
+		if waitsForSync(o.Replication) {
+			if err := waitSynchronized(ctx, l, out); err != nil {
+				return l, err
+			}
 		}
 	}
 	printSummary(out, l, true)
@@ -238,9 +244,17 @@ func waitHealthy(ctx context.Context, l *Layout, hosts []Host, pids map[string]i
 // checkHealth asks one node's /health from namespace ns. The node's
 // certificate must be the one tandemd wrote to its state dir.
 func checkHealth(ctx context.Context, ns string, h Host, certPath string) error {
+	_, err := getNode(ctx, ns, h, certPath, "", "/health")
+	return err
+}
+
+// getNode sends GET path to node h from namespace ns, with token if not
+// empty, and returns the body of a 200 answer. The node's certificate must
+// be the one tandemd wrote to certPath, its state dir.
+func getNode(ctx context.Context, ns string, h Host, certPath, token, path string) ([]byte, error) {
 	want, err := readCert(certPath)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	tr := &http.Transport{
 		DialContext: dialerIn(ns),
@@ -259,20 +273,23 @@ func checkHealth(ctx context.Context, ns string, h Host, certPath string) error 
 	defer tr.CloseIdleConnections()
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodGet, APIURL(h)+"/health", nil)
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, APIURL(h)+path, nil)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET /health: %s %s", resp.Status, bytes.TrimSpace(body))
+		return nil, fmt.Errorf("GET %s: %s %s", path, resp.Status, bytes.TrimSpace(body))
 	}
-	return nil
+	return body, err
 }
 
 func readCert(path string) (*x509.Certificate, error) {
