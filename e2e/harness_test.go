@@ -423,12 +423,6 @@ func (l *testLab) dumpLogs() {
 	}
 }
 
-// logHas reports whether node's tandemd log holds s.
-func (l *testLab) logHas(node, s string) bool {
-	b, _ := os.ReadFile(filepath.Join(l.nodeDir(node), "tandemd.log"))
-	return strings.Contains(string(b), s)
-}
-
 // rootNetwork is a fingerprint of the root namespace's links and
 // addresses; the lab must not change it.
 func rootNetwork(t *testing.T) []string {

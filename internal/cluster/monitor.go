@@ -52,19 +52,18 @@ var reseedRecovery = stepTable{
 
 // monitor is the state of the watch loop; only its goroutine touches it.
 type monitor struct {
-	role           state.Role
-	term           int64
-	peerUp         bool
-	peerDownSince  time.Time
-	offlineNoted   bool
-	lastStreaming  time.Time
-	awayNoted      bool
-	syncOn         bool
-	syncKnown      bool
-	synchronized   bool
-	syncFlagKnown  bool
-	capNoted       bool
-	lastSlotStatus string
+	role          state.Role
+	term          int64
+	peerUp        bool
+	peerDownSince time.Time
+	offlineNoted  bool
+	lastStreaming time.Time
+	awayNoted     bool
+	syncOn        bool
+	syncKnown     bool
+	synchronized  bool
+	syncFlagKnown bool
+	capNoted      bool
 }
 
 // monitorEvery is how often the monitor looks.
