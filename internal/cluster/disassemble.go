@@ -74,7 +74,10 @@ func (n *Node) disassemble(ctx context.Context, req api.DisassembleRequest) (api
 	res := api.DisassembleResult{}
 
 	// 1. The secondary first: while it streams, the slot cannot be dropped.
-	if err := n.peer(peer).Leave(ctx); err != nil {
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	err := n.peer(peer).Leave(lctx)
+	cancel()
+	if err != nil {
 		if !req.Force {
 			return res, unavailable("the secondary %s did not leave (%v); nothing was changed. If it is gone for good, pass --force to disassemble the primary side alone", peer.Name, err)
 		}
@@ -91,7 +94,7 @@ func (n *Node) disassemble(ctx context.Context, req api.DisassembleRequest) (api
 	if err := n.dropPrimarySide(ctx, peer.Slot); err != nil {
 		return res, err
 	}
-	err := n.withConn(ctx, func(c *pgx.Conn) error {
+	err = n.withConn(ctx, func(c *pgx.Conn) error {
 		rec, err := ReadRecord(ctx, c)
 		if err != nil {
 			return err

@@ -416,7 +416,10 @@ func (n *Node) reseed(ctx context.Context, why string) error {
 			n.log.Error("could not close the journal", "err", err)
 		}
 	}()
-	if err := n.peer(primary).RecreateSlot(ctx); err != nil {
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := n.peer(primary).RecreateSlot(rctx)
+	cancel()
+	if err != nil {
 		return fmt.Errorf("the primary did not recreate the slot (the monitor retries): %w", err)
 	}
 	password, err := n.readReplPassword()

@@ -105,8 +105,9 @@ func (n *Node) switchover(ctx context.Context, req api.SwitchoverRequest, reply 
 	peer := memberOf(s.Cluster.Peer)
 	p := n.peer(peer)
 
-	// 1. Checks; nothing changes if one fails.
-	hb, err := p.Heartbeat(ctx)
+	// 1. Checks; nothing changes if one fails. The operation runs on the
+	// node's lifetime, so every call to the peer carries its own bound.
+	hb, err := n.askPeer(ctx, peer, 5*time.Second)
 	if err != nil {
 		return api.SwitchoverResult{}, unavailable("the secondary %s does not answer (%v); nothing was changed", peer.Name, err)
 	}
@@ -159,7 +160,11 @@ func (n *Node) switchover(ctx context.Context, req api.SwitchoverRequest, reply 
 	if err := n.journal(OpSwitchover, StepPromotePeer, newTerm); err != nil {
 		return n.switchoverRollback(ctx, s, err)
 	}
-	pr, err := p.Promote(ctx, api.PromoteRequest{Term: newTerm, LSN: lsn})
+	// The peer waits up to 10 s for the replay, then promotes (bounded at
+	// 30 s): past that, its answer is not coming and peerOutcome asks.
+	pctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	pr, err := p.Promote(pctx, api.PromoteRequest{Term: newTerm, LSN: lsn})
+	cancel()
 	if err != nil {
 		promoted, known := n.peerOutcome(ctx, p, newTerm)
 		switch {
