@@ -22,9 +22,10 @@ type crashScenario struct {
 	setup func(t *testing.T, node string, env []string) *testLab
 	// trigger starts what reaches the step.
 	trigger func(l *testLab, node, hook string)
-	// rearm, when set, is the hook the crashed tandemd is started with
-	// again, for a step that only a recovery journals.
-	rearm string
+	// first, when set, is where the hook is armed at setup instead, and
+	// the step under test is armed when the crashed tandemd is started
+	// again: for a step that only a recovery journals.
+	first string
 	// settle is what the operator does after the restart, if anything, and
 	// check what must hold at the end.
 	settle func(l *testLab)
@@ -71,10 +72,11 @@ var crashScenarios = map[string][]crashScenario{
 		l.powerOn("a", hook)
 	}, check: oneSynchronizedPrimary}},
 	// Only a recovery journals this one: a switchover interrupted on the
-	// old primary after the peer promoted, settled at the restart.
+	// old primary after the peer promoted (at its follow step) is settled
+	// at the restart by following the peer, as a rejoin.
 	"rejoin:follow": {{node: "a", setup: assembledWith, trigger: func(l *testLab, node, hook string) {
 		l.console("switchover", "--yes")
-	}, rearm: "rejoin:follow", check: oneSynchronizedPrimary}},
+	}, first: "switchover:follow", check: oneSynchronizedPrimary}},
 }
 
 // TestCrashAtEveryStep kills tandemd right after each journaled step of
@@ -117,6 +119,9 @@ func TestCrashAtEveryStep(t *testing.T) {
 
 func runCrashScenario(t *testing.T, sc crashScenario, at string) {
 	hook := "TANDEMD_CRASH_AT=" + at
+	if sc.first != "" {
+		hook = "TANDEMD_CRASH_AT=" + sc.first
+	}
 	l := sc.setup(t, sc.node, []string{hook})
 	var w *witness
 	if !sc.ends && l.role("a") == "primary" {
@@ -124,8 +129,8 @@ func runCrashScenario(t *testing.T, sc crashScenario, at string) {
 	}
 	sc.trigger(l, sc.node, hook)
 	l.waitCrash(sc.node, 1)
-	if sc.rearm != "" {
-		l.startTandemd(sc.node, "TANDEMD_CRASH_AT="+sc.rearm)
+	if sc.first != "" {
+		l.startTandemd(sc.node, "TANDEMD_CRASH_AT="+at)
 		l.waitCrash(sc.node, 2)
 	}
 	l.startTandemd(sc.node)

@@ -30,8 +30,9 @@ func (n *Node) Start() {
 		n.ops.record(string(OpBoot), err, time.Since(start))
 		n.run.end(op, err)
 		if err != nil {
+			// The monitor still runs: it reports, and carries on what it
+			// can (a pending re-seed, the term).
 			n.log.Error("boot failed", "err", err)
-			return
 		}
 		n.runMonitor(ctx)
 	})

@@ -37,18 +37,19 @@ const (
 	// StepClone (rejoin.go): the fresh copy is being made.
 )
 
-// A re-seed interrupted before its clone needs nothing; one interrupted in
-// its clone gets the old data back and stays the secondary it was (the
-// monitor starts the re-seed again).
+// A re-seed stays journaled until it has succeeded: once the primary
+// recreated the slot, the old data can no longer stream, and nothing else
+// would say it needs a re-seed. The node starts as the secondary it was
+// (with the old data back, if the clone was cut short) and the monitor
+// carries the re-seed on.
 var reseedRecovery = stepTable{
-	StepSlot: {how: "nothing changed yet: close the journal", beforeStart: func(n *Node, _ state.State) error { return n.forgetOperation() }},
-	StepClone: {how: "put back the data the clone moved aside; the monitor re-seeds again", beforeStart: func(n *Node, _ state.State) error {
-		if err := n.restoreAside(); err != nil {
-			return err
-		}
-		return n.forgetOperation()
-	}},
+	StepSlot: {how: "start as the secondary it was; the monitor re-seeds again", resumedBy: "the monitor"},
+	StepClone: {how: "put back the data the clone moved aside, start as the secondary it was; the monitor re-seeds again", resumedBy: "the monitor",
+		beforeStart: func(n *Node, _ state.State) error { return n.restoreAside() }},
 }
+
+// reseedRetry spaces the monitor's attempts at a pending re-seed.
+const reseedRetry = 10 * time.Second
 
 // monitor is the state of the watch loop; only its goroutine touches it.
 type monitor struct {
@@ -64,6 +65,7 @@ type monitor struct {
 	synchronized  bool
 	syncFlagKnown bool
 	capNoted      bool
+	lastReseed    time.Time // the last attempt at a pending re-seed
 }
 
 // monitorEvery is how often the monitor looks.
@@ -86,7 +88,18 @@ func (n *Node) runMonitor(ctx context.Context) {
 		case <-t.C:
 		}
 		s := n.State()
-		if s.Cluster == nil || s.Cluster.Peer == nil || s.Operation != nil {
+		if s.Cluster == nil || s.Cluster.Peer == nil {
+			continue
+		}
+		if s.Operation != nil {
+			// The one journaled operation the monitor carries on: a re-seed
+			// that failed or was interrupted.
+			if s.Operation.Kind == OpReseed && s.Role == state.RoleSecondary && time.Since(m.lastReseed) >= reseedRetry {
+				m.lastReseed = time.Now()
+				n.inline(OpReseed, func(ctx context.Context) error {
+					return n.reseed(ctx, "a re-seed was left unfinished (a failure or a restart); trying again")
+				})
+			}
 			continue
 		}
 		if s.Role != m.role || s.Term != m.term {
@@ -402,7 +415,7 @@ func (n *Node) syncSettingDiffers(want bool, peer string) bool {
 // protected from the moment it starts. A failure is retried by the monitor.
 func (n *Node) reseed(ctx context.Context, why string) error {
 	s := n.State()
-	if s.Role != state.RoleSecondary || s.Operation != nil {
+	if s.Role != state.RoleSecondary || (s.Operation != nil && s.Operation.Kind != OpReseed) {
 		return nil // an operation changed the role meanwhile
 	}
 	start := time.Now()
@@ -411,11 +424,6 @@ func (n *Node) reseed(ctx context.Context, why string) error {
 	if err := n.journal(OpReseed, StepSlot, 0); err != nil {
 		return err
 	}
-	defer func() {
-		if err := n.forgetOperation(); err != nil {
-			n.log.Error("could not close the journal", "err", err)
-		}
-	}()
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err := n.peer(primary).RecreateSlot(rctx)
 	cancel()
@@ -434,6 +442,9 @@ func (n *Node) reseed(ctx context.Context, why string) error {
 	})
 	if err != nil {
 		return fmt.Errorf("re-seed failed (the monitor retries): %w", err)
+	}
+	if err := n.forgetOperation(); err != nil {
+		return err
 	}
 	n.event(ctx, EventReseeded, n.cfg.Name, fmt.Sprintf("secondary %s was re-seeded with a fresh copy (%s; clone %s) because %s", n.cfg.Name, time.Since(start).Round(time.Millisecond), took.Round(time.Millisecond), why))
 	return nil

@@ -25,6 +25,10 @@ type recovery struct {
 	atBoot func(n *Node, ctx context.Context)
 	// afterStart runs once PostgreSQL runs in the role the state says.
 	afterStart func(n *Node, ctx context.Context)
+	// resumedBy names what carries the operation on after the restart
+	// instead of a function here: the boot decision (a rejoin), the
+	// monitor (a re-seed).
+	resumedBy string
 }
 
 type stepTable map[state.Step]recovery

@@ -26,11 +26,11 @@ const (
 // (the loop below). An interrupted clone first gets its old data back, so
 // a half-made copy is never started and the rewind can try again.
 var rejoinRecovery = stepTable{
-	StepFenced: {how: "rejoin: rewind (or clone) from the new primary and follow it"},
-	StepFollow: {how: "rejoin: rewind (or clone) from the new primary and follow it"},
-	StepStop:   {how: "rejoin: rewind (or clone) from the new primary and follow it"},
-	StepRewind: {how: "rejoin: rewind again (pg_rewind is restartable), or clone"},
-	StepClone: {how: "put back the data the clone moved aside, then rejoin again",
+	StepFenced: {how: "rejoin: rewind (or clone) from the new primary and follow it", resumedBy: "boot"},
+	StepFollow: {how: "rejoin: rewind (or clone) from the new primary and follow it", resumedBy: "boot"},
+	StepStop:   {how: "rejoin: rewind (or clone) from the new primary and follow it", resumedBy: "boot"},
+	StepRewind: {how: "rejoin: rewind again (pg_rewind is restartable), or clone", resumedBy: "boot"},
+	StepClone: {how: "put back the data the clone moved aside, then rejoin again", resumedBy: "boot",
 		beforeStart: func(n *Node, _ state.State) error { return n.restoreAside() }},
 }
 
