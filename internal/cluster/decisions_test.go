@@ -289,3 +289,23 @@ func TestRecoveryBeforeStartRestoresAnInterruptedClone(t *testing.T) {
 		t.Fatalf("state %+v after an interrupted join, want no cluster", st)
 	}
 }
+
+func TestMonitorCarriesOnAPendingReseed(t *testing.T) {
+	s := clusterState(state.RoleSecondary, 3)
+	s.Operation = &state.Operation{Kind: OpReseed, Step: StepClone}
+	tn := newTestNode(t, s)
+	tn.pg.running, tn.pg.recovery = true, true
+	tn.peer.answer(api.Heartbeat{Name: "b", Role: "primary", Term: 3, SlotWALStatus: "reserved"})
+	go tn.runMonitor(context.Background())
+	waitFor(t, "the monitor to retry the re-seed (the primary asked to recreate the slot)", func() bool {
+		tn.peer.mu.Lock()
+		defer tn.peer.mu.Unlock()
+		return tn.peer.slotsRecreated > 0
+	})
+	// The clone cannot work here (the fake has no data to copy): the
+	// re-seed stays journaled for the next attempt.
+	waitFor(t, "the failed attempt to end", func() bool { cur, _ := tn.run.snapshot(); return cur == nil })
+	if op := tn.saved(t).Operation; op == nil || op.Kind != OpReseed {
+		t.Fatalf("journal after a failed re-seed: %+v; it must stay until the re-seed succeeds", op)
+	}
+}

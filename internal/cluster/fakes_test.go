@@ -201,6 +201,8 @@ type fakePeer struct {
 	hb      func() (api.Heartbeat, error)
 	promote func(api.PromoteRequest) (api.PromoteResult, error)
 	events  []api.PeerEvent
+
+	slotsRecreated int
 }
 
 var errSilent = errors.New("peer silent")
@@ -221,7 +223,12 @@ func (p *fakePeer) Promote(_ context.Context, r api.PromoteRequest) (api.Promote
 	return p.promote(r)
 }
 func (p *fakePeer) Leave(context.Context) error        { return nil }
-func (p *fakePeer) RecreateSlot(context.Context) error { return nil }
+func (p *fakePeer) RecreateSlot(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.slotsRecreated++
+	return nil
+}
 func (p *fakePeer) PeerEvent(_ context.Context, e api.PeerEvent) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
