@@ -1,10 +1,12 @@
 #!/bin/sh
 # The benchmark: switchover and failover write outages through the cluster
 # IP, rejoin and clone times, catch-up rate, console latency, tandemd memory
-# and idle CPU, in the lab. Prints a table of medians (min, max) with the
-# machine named; the full log goes to $TANDEM_BENCH_LOG (default
-# /tmp/tandem-bench.log). Environment: TANDEM_BENCH_RUNS (5),
-# TANDEM_BENCH_DB_MB (1024), TANDEM_BENCH_BIG_RUNS (3).
+# and idle CPU, in the lab. Prints a table (median, 95th percentile, worst,
+# best) with the machine named; the full log goes to $TANDEM_BENCH_LOG
+# (default /tmp/tandem-bench.log). Environment: TANDEM_BENCH_SWITCHOVERS
+# (20), TANDEM_BENCH_RUNS (5, the other short measurements),
+# TANDEM_BENCH_DB_MB (1024), TANDEM_BENCH_BIG_RUNS (3). Run it on a quiet
+# machine: a build alongside doubles the switchover gap on 2 cores.
 set -eu
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
