@@ -94,6 +94,23 @@ func TestBenchmark(t *testing.T) {
 	rows = append(rows, summarize("manual failover: confirmed console command → first acknowledged write", "ms", fo, "≤ 500 ms"))
 	rows = append(rows, summarize("console `status`, primary powered off", "ms", stDown, "—"))
 
+	// Streaming after a partition between the nodes heals, from the heal
+	// to the primary seeing its secondary stream again.
+	var resume []float64
+	for i := 0; i < runs; i++ {
+		p := c.primary()
+		c.partition("a", "b")
+		time.Sleep(12 * time.Second) // past wal_receiver_timeout: the receiver reconnects into the cut
+		healed := time.Now()
+		c.heal()
+		eventually(t, "streaming again after the heal", 2*time.Minute, func() (bool, string) {
+			out, _ := c.sql(p, `select count(*) from pg_stat_replication where state = 'streaming'`)
+			return out == "1", "streaming standbys on " + p + ": " + out
+		})
+		resume = append(resume, ms(time.Since(healed)))
+	}
+	rows = append(rows, summarize("streaming resumes after a partition between the nodes heals", "ms", resume, "≤ 2 s"))
+
 	c.Down()
 
 	// Rejoin, clone and catch-up on a database of dbMB.

@@ -66,6 +66,7 @@ type monitor struct {
 	syncFlagKnown bool
 	capNoted      bool
 	lastReseed    time.Time // the last attempt at a pending re-seed
+	receiver      receiverWatch
 }
 
 // monitorEvery is how often the monitor looks.
@@ -115,6 +116,9 @@ func (n *Node) runMonitor(ctx context.Context) {
 		case state.RolePrimary:
 			n.watchReplication(ctx, m, s)
 		case state.RoleSecondary:
+			if err == nil && state.Role(hb.Role) == state.RolePrimary {
+				n.kickStuckReceiver(ctx, &m.receiver)
+			}
 			if err == nil && state.Role(hb.Role) == state.RolePrimary && hb.SlotWALStatus == "lost" {
 				n.inline(OpReseed, func(ctx context.Context) error {
 					return n.reseed(ctx, "the primary removed WAL this secondary still needed (max_slot_wal_keep_size was passed)")
