@@ -222,7 +222,7 @@ func (p *fakePeer) Promote(_ context.Context, r api.PromoteRequest) (api.Promote
 	}
 	return p.promote(r)
 }
-func (p *fakePeer) Leave(context.Context) error        { return nil }
+func (p *fakePeer) Leave(context.Context) error { return nil }
 func (p *fakePeer) RecreateSlot(context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
