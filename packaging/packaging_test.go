@@ -25,6 +25,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tandem-ha/tandem/internal/config"
+	"github.com/tandem-ha/tandem/internal/daemon"
 )
 
 // testVersion is a pre-release on purpose: Debian orders 1.2.3~rc1 before
@@ -453,14 +454,15 @@ func TestUnitDecisions(t *testing.T) {
 		t.Errorf("StateDirectoryMode=%s, want 0711 (traversable by postgres.os_user, not listable)", m)
 	}
 
-	// tandemd stops PostgreSQL in three stages of postgres.stop_timeout,
-	// then needs a few seconds of its own (API, cluster IP, reap).
+	// tandemd waits for the operation in flight, stops PostgreSQL in three
+	// stages of postgres.stop_timeout, then needs a few seconds of its own
+	// (API, cluster IP, reap).
 	stop, err := time.ParseDuration(one("TimeoutStopSec"))
 	if err != nil {
 		t.Fatalf("TimeoutStopSec: %v", err)
 	}
-	if min := 3*d.Postgres.StopTimeout.D() + 15*time.Second; stop < min {
-		t.Errorf("TimeoutStopSec=%s is shorter than 3 x postgres.stop_timeout + slack (%s)", stop, min)
+	if min := daemon.OperationGrace + 3*d.Postgres.StopTimeout.D() + 15*time.Second; stop < min {
+		t.Errorf("TimeoutStopSec=%s is shorter than the operation grace + 3 x postgres.stop_timeout + slack (%s)", stop, min)
 	}
 
 	caps := strings.Fields(one("CapabilityBoundingSet"))

@@ -32,9 +32,9 @@ import (
 // PasswordFile holds the PostgreSQL superuser password inside the state dir.
 const PasswordFile = "postgres-password"
 
-// operationGrace is how long a stopping tandemd waits for the operation in
-// flight before it cancels it.
-const operationGrace = 20 * time.Second
+// OperationGrace is how long a stopping tandemd waits for the operation in
+// flight before it cancels it (the unit's TimeoutStopSec counts it).
+const OperationGrace = 20 * time.Second
 
 // Daemon is one node's tandemd.
 type Daemon struct {
@@ -170,7 +170,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// An operation in flight (a switchover takes well under a second)
 	// finishes before anything it relies on stops; one that outlasts the
 	// grace is cancelled and rolls back, or resumes at the next start.
-	node.Stop(operationGrace)
+	node.Stop(OperationGrace)
 	// The cluster IP goes before PostgreSQL, so clients see a clean
 	// "nobody here" rather than connections refused by a stopping server.
 	sctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
