@@ -158,7 +158,15 @@ func (o *owner) resume(r request) {
 		}
 		return
 	}
-	o.cancelRetry() // a crash restart was pending; this start replaces it
+	if o.retry != nil {
+		// A crash restart waits out its backoff: the crashed postmaster's
+		// children may still hold its shared memory, and a start now would
+		// fail on it ("pre-existing shared memory block is still in use").
+		// This start is that restart: it is answered when it settles.
+		o.halted = false
+		o.waitReady(r.reply)
+		return
+	}
 	o.halted = false
 	o.beginStart(r.reply, r.mayInit)
 	if err := o.bringUp(r.mayInit); err != nil {

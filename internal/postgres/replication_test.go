@@ -720,10 +720,12 @@ func slogTo(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// A start asked for while a crash restart waits out its backoff starts at
-// once and replaces it: the pending restart must not fire later and take
-// the new postmaster for someone else's.
-func TestStartAfterCrashReplacesThePendingRestart(t *testing.T) {
+// A start asked for while a crash restart waits out its backoff is that
+// restart: it is answered once the restart settles (starting at once would
+// meet the crashed postmaster's children still holding its shared
+// memory), and nothing starts twice or takes the new postmaster for
+// someone else's.
+func TestStartAfterCrashJoinsThePendingRestart(t *testing.T) {
 	n := newNode(t, "a")
 	n.s.backoffMin, n.s.backoffMax = time.Second, time.Second
 	pid := startOK(t, n.s).PID
