@@ -27,6 +27,7 @@ type witness struct {
 	vipDone         chan struct{}
 	vipSamples      [][]string
 	halted          sync.Once
+	stopped         bool
 }
 
 func (l *testLab) startWitness() *witness {
@@ -61,8 +62,16 @@ func (l *testLab) startWitness() *witness {
 			w.vipSamples = append(w.vipSamples, holders)
 		}
 	}()
-	// A test that stops early leaves no writer behind for the next.
-	l.t.Cleanup(w.halt)
+	// A test that ends before it stopped the witness leaves no writer
+	// behind for the next, and still hears of two writers.
+	l.t.Cleanup(func() {
+		if w.stopped {
+			return
+		}
+		w.halt()
+		l.t.Logf("witness: the test ended before it stopped the witness; checking its samples for two writers and two cluster-IP holders")
+		w.checkOneWriter()
+	})
 	// Let the writer get going.
 	eventually(l.t, "the writer's first acknowledged write", 20*time.Second, func() (bool, string) {
 		return w.acked() > 0, w.summary()
@@ -154,6 +163,41 @@ func (w *witness) samples() []probeSample {
 	return out
 }
 
+// checkOneWriter fails the test for every sample that saw two nodes
+// accepting writes or two cluster-IP holders, and returns how many
+// samples of writable nodes there are.
+func (w *witness) checkOneWriter() int {
+	l := w.l
+	l.t.Helper()
+	ss := w.samples()
+	two := 0
+	for _, s := range ss {
+		if len(s.Writable) > 1 {
+			if two++; two <= 10 {
+				l.t.Errorf("INVARIANT: two nodes accepted writes at %s: %v", time.Unix(0, s.At).Format(time.RFC3339Nano), s.Writable)
+			}
+		}
+	}
+	if two > 10 {
+		l.t.Errorf("INVARIANT: %d samples of %d saw two nodes accepting writes", two, len(ss))
+	}
+	holders := 0
+	for i, h := range w.vipSamples {
+		if len(h) > 1 {
+			if holders++; holders <= 10 {
+				l.t.Errorf("INVARIANT: two cluster-IP holders at sample %d: %v", i, h)
+			}
+		}
+	}
+	if holders > 10 {
+		l.t.Errorf("INVARIANT: %d samples of %d saw two cluster-IP holders", holders, len(w.vipSamples))
+	}
+	if len(ss) == 0 || len(w.vipSamples) == 0 {
+		l.t.Errorf("the witness recorded no samples")
+	}
+	return len(ss)
+}
+
 // stop ends the witness and checks the invariants: never two nodes
 // accepting writes, never two cluster-IP holders, and (when noLoss) every
 // acknowledged write present on the primary afterwards. It returns the
@@ -161,26 +205,12 @@ func (w *witness) samples() []probeSample {
 func (w *witness) stop(noLoss bool) time.Duration {
 	l := w.l
 	l.t.Helper()
+	w.stopped = true
 	w.halt()
-
 	if _, err := os.Stat(filepath.Join(w.dir, "samples.jsonl")); err != nil {
 		l.t.Fatal(err)
 	}
-	ss := w.samples()
-	samples := len(ss)
-	for _, s := range ss {
-		if len(s.Writable) > 1 {
-			l.t.Errorf("INVARIANT: two nodes accepted writes at %s: %v", time.Unix(0, s.At).Format(time.RFC3339Nano), s.Writable)
-		}
-	}
-	for i, h := range w.vipSamples {
-		if len(h) > 1 {
-			l.t.Errorf("INVARIANT: two cluster-IP holders at sample %d: %v", i, h)
-		}
-	}
-	if samples == 0 || len(w.vipSamples) == 0 {
-		l.t.Errorf("the witness recorded no samples")
-	}
+	samples := w.checkOneWriter()
 
 	ws := w.writes()
 	var ok []int64
