@@ -13,14 +13,17 @@ import (
 // connect_timeout does not apply to the receiver's asynchronous connect,
 // so it waits for the kernel's next SYN retransmission (seconds to a
 // minute, doubling). The secondary's monitor knows better: when the
-// primary answers heartbeats but the receiver has heard nothing from it
-// for longer than a live connection allows (wal_receiver_timeout, 5 s,
-// after which the receiver gives up by itself), it ends the receiver's
-// attempt, and the startup process starts a fresh one within
+// primary answers heartbeats but the receiver has been connecting for
+// longer than a connection takes (pg_stat_activity lists it,
+// pg_stat_wal_receiver does not until it is connected), or has heard
+// nothing for longer than a live connection allows (wal_receiver_timeout,
+// 5 s, after which the receiver gives up by itself), it ends the
+// receiver, and the startup process starts a fresh one within
 // wal_retrieve_retry_interval (1 s), whose SYN now gets through.
 const (
-	receiverSilentAfter = 6 * time.Second
-	receiverKickEvery   = 3 * time.Second // at most one kick per this
+	receiverConnectingAfter = 2 * time.Second
+	receiverSilentAfter     = 6 * time.Second
+	receiverKickEvery       = 3 * time.Second // at most one kick per this
 )
 
 // receiverWatch is the monitor's memory of the WAL receiver.
@@ -35,18 +38,27 @@ func (n *Node) kickStuckReceiver(ctx context.Context, w *receiverWatch) {
 		return
 	}
 	var pid int
-	var silent float64
+	var connecting bool
+	var age float64
 	err := n.withConn(ctx, func(c *pgx.Conn) error {
-		return c.QueryRow(ctx, `SELECT pid, extract(epoch FROM now() - coalesce(last_msg_receipt_time, 'epoch'))::float8 FROM pg_stat_wal_receiver`).Scan(&pid, &silent)
+		return c.QueryRow(ctx, `SELECT a.pid, r.pid IS NULL,
+	extract(epoch FROM now() - CASE WHEN r.pid IS NULL THEN a.backend_start ELSE coalesce(r.last_msg_receipt_time, 'epoch') END)::float8
+FROM pg_stat_activity a LEFT JOIN pg_stat_wal_receiver r ON r.pid = a.pid
+WHERE a.backend_type = 'walreceiver'`).Scan(&pid, &connecting, &age)
 	})
 	if errors.Is(err, pgx.ErrNoRows) || err != nil || pid == 0 {
 		return // between attempts (the startup process starts one soon), or PostgreSQL is not up
 	}
-	if time.Duration(silent*float64(time.Second)) < receiverSilentAfter {
+	limit, what := receiverSilentAfter, "has heard nothing from it"
+	if connecting {
+		limit, what = receiverConnectingAfter, "is still connecting to it"
+	}
+	for_ := time.Duration(age * float64(time.Second))
+	if for_ < limit {
 		return
 	}
 	w.lastKick = time.Now()
-	n.log.Warn("the primary answers, but the WAL receiver has heard nothing from it; restarting its connection", "pid", pid, "silent_for", time.Duration(silent*float64(time.Second)).Round(100*time.Millisecond))
+	n.log.Warn("the primary answers, but the WAL receiver "+what+"; restarting it", "pid", pid, "for", for_.Round(100*time.Millisecond))
 	_ = n.withConn(ctx, func(c *pgx.Conn) error {
 		_, err := c.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid)
 		return err
