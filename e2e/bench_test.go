@@ -113,6 +113,10 @@ func TestBenchmark(t *testing.T) {
 
 	c.Down()
 
+	if bigRuns == 0 {
+		fmt.Printf("\n%s\n%s", machine(), table(rows))
+		return
+	}
 	// Rejoin, clone and catch-up on a database of dbMB.
 	big := upCluster(t, clusterOpts{mode: "async", synchronized: true})
 	big.fill(dbMB)

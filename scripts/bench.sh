@@ -5,7 +5,8 @@
 # best) with the machine named; the full log goes to $TANDEM_BENCH_LOG
 # (default /tmp/tandem-bench.log). Environment: TANDEM_BENCH_SWITCHOVERS
 # (20), TANDEM_BENCH_RUNS (5, the other short measurements),
-# TANDEM_BENCH_DB_MB (1024), TANDEM_BENCH_BIG_RUNS (3). Run it on a quiet
+# TANDEM_BENCH_DB_MB (1024), TANDEM_BENCH_BIG_RUNS (3; 0 leaves the 1 GiB
+# measurements out). Run it on a quiet
 # machine: a build alongside doubles the switchover gap on 2 cores.
 set -eu
 cd "$(dirname "$0")/.."
