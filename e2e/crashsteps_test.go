@@ -3,9 +3,9 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -151,9 +151,10 @@ func (l *testLab) waitCrash(node string, n int) {
 	eventually(l.t, "the crash hook to fire on "+node, 60*time.Second, func() (bool, string) {
 		b, _ := os.ReadFile(log)
 		got := strings.Count(string(b), "exiting abruptly for a crash test")
-		pid, _ := os.ReadFile(filepath.Join(l.nodeDir(node), "tandemd.pid"))
-		p, _ := strconv.Atoi(strings.TrimSpace(string(pid)))
-		return got >= n && !pidLive(p), "crashes so far in " + log + ": " + strconv.Itoa(got)
+		// Gone for good: no tandemd of the node left in its namespace (the
+		// next one would find the state dir still locked).
+		left := l.processesIn(node, "tandemd")
+		return got >= n && len(left) == 0, fmt.Sprintf("crashes so far in %s: %d; tandemd processes on %s: %v", log, got, node, left)
 	})
 }
 
