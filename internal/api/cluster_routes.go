@@ -2,9 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"strconv"
 
@@ -140,25 +137,4 @@ func peerAuthorized(r *http.Request, cb ClusterBackend) bool {
 		return false
 	}
 	return identity.Fingerprint(r.TLS.PeerCertificates[0].Raw) == want
-}
-
-// decode reads a JSON body, refusing unknown fields and trailing data, so
-// a misspelt field is an error rather than silently ignored.
-func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return Errorf(http.StatusRequestEntityTooLarge, CodeBadRequest, "request body larger than %d bytes", mbe.Limit)
-		}
-		if errors.Is(err, io.EOF) {
-			return Errorf(http.StatusBadRequest, CodeBadRequest, "request body is empty; send a JSON object")
-		}
-		return Errorf(http.StatusBadRequest, CodeBadRequest, "request body is not valid JSON for this endpoint: %v", err)
-	}
-	if dec.More() {
-		return Errorf(http.StatusBadRequest, CodeBadRequest, "request body has data after the JSON object")
-	}
-	return nil
 }
