@@ -138,3 +138,31 @@ func peerAuthorized(r *http.Request, cb ClusterBackend) bool {
 	}
 	return identity.Fingerprint(r.TLS.PeerCertificates[0].Raw) == want
 }
+
+type clientFingerprintKey struct{}
+
+// WithClientFingerprint returns ctx carrying the fingerprint of the TLS
+// client certificate its request presented. The server sets it on every
+// request that presented one; tests set it by hand.
+func WithClientFingerprint(ctx context.Context, fp string) context.Context {
+	return context.WithValue(ctx, clientFingerprintKey{}, fp)
+}
+
+// ClientFingerprint is the fingerprint (sha256:…) of the TLS client
+// certificate the request behind ctx presented, "" when it presented none.
+// The handshake proved the caller holds the certificate's key; whether
+// that certificate is anyone in particular is the backend's to decide
+// (Join: the primary the request names).
+func ClientFingerprint(ctx context.Context) string {
+	fp, _ := ctx.Value(clientFingerprintKey{}).(string)
+	return fp
+}
+
+// withClientCertificate puts the client certificate's fingerprint into
+// r's context, when it presented one.
+func withClientCertificate(r *http.Request) *http.Request {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return r
+	}
+	return r.WithContext(WithClientFingerprint(r.Context(), identity.Fingerprint(r.TLS.PeerCertificates[0].Raw)))
+}

@@ -118,7 +118,7 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-		v, status, err := rt.h(r)
+		v, status, err := rt.h(withClientCertificate(r))
 		if err != nil {
 			s.writeError(w, r, err)
 			return
