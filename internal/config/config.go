@@ -607,9 +607,20 @@ func versionOf(path string) int {
 	return n
 }
 
-// YAML renders the merged configuration for --print-config. It holds no
-// secrets today; the admin token and passwords live in the state dir.
+// YAML renders the merged configuration for --print-config, with secrets
+// masked: the webhook URL shows only its scheme and host (MaskURL). The
+// admin token and passwords are not settings; they live in the state dir.
 func (c *Config) YAML() string {
+	shown := *c
+	if shown.Notify.Webhook != "" {
+		shown.Notify.Webhook = MaskURL(shown.Notify.Webhook)
+	}
+	return shown.FileYAML()
+}
+
+// FileYAML renders the configuration as a file tandemd reads back, with
+// nothing masked (the lab writes its nodes' files with it).
+func (c *Config) FileYAML() string {
 	b, _ := yaml.Marshal(c)
 	return string(b)
 }
