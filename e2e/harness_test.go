@@ -170,6 +170,11 @@ func upLab(t *testing.T, flags ...string) *testLab {
 func upLabFlags(t *testing.T, flags ...string) *testLab {
 	t.Helper()
 	l := &testLab{t: t, name: uniqueName(t), bin: binDir(t), cache: t.TempDir(), down: new(bool)}
+	// 0700, as the console wants its directory (t.TempDir is 0755, which
+	// the console would tighten with a warning on stderr).
+	if err := os.Chmod(l.cache, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			l.dumpLogs()

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The README's second command: install what is missing, then vet, lint
 # (staticcheck) and run every test tier, the unit and integration tiers
-# under the race detector. As root it includes the end-to-end tier in the
+# under the race detector, then each fuzz target briefly. As root it includes the end-to-end tier in the
 # lab; otherwise that tier is skipped with a message (and under CI=true, not
 # being root fails).
 set -eu
@@ -25,6 +25,19 @@ GOOS=windows GOARCH=amd64 go build -o /dev/null ./cmd/tandem
 GOOS=darwin GOARCH=arm64 go build -o /dev/null ./cmd/tandem
 echo "== unit and integration tests, with the race detector"
 CGO_ENABLED=1 go test -race -count=1 ./...
+echo "== fuzz targets, ${FUZZTIME:-8s} each"
+# The unit tests above already ran every seed corpus (and any crash kept in
+# testdata/fuzz); this explores further for a short while. A failure leaves
+# the input in the package's testdata/fuzz/: commit it as a regression test.
+# Minimizing a new input is capped, or it stalls the run for up to a minute.
+fuzz() {
+	go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-8s}" -fuzzminimizetime 1s "$2"
+}
+fuzz FuzzParse ./internal/config
+fuzz FuzzEnv ./internal/config
+fuzz FuzzDecode ./internal/api
+fuzz FuzzConninfo ./internal/cluster
+fuzz FuzzWithHBA ./internal/cluster
 if [ "$(id -u)" = 0 ]; then
 	echo "== end-to-end tests in the lab"
 	go test -count=1 -tags e2e -timeout 75m -v ./e2e/...

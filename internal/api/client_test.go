@@ -23,9 +23,10 @@ type fakeCluster struct {
 	fakeBackend
 	peerFP string
 
-	mu    sync.Mutex
-	calls []string
-	fail  error // returned by Switchover
+	mu       sync.Mutex
+	calls    []string
+	fail     error  // returned by Switchover
+	joinFrom string // the client certificate Join saw
 }
 
 func (f *fakeCluster) record(format string, a ...any) {
@@ -61,8 +62,11 @@ func (f *fakeCluster) Assemble(_ context.Context, req AssembleRequest) (Assemble
 	return AssembleResult{Record: Record{Name: req.Name}}, nil
 }
 
-func (f *fakeCluster) Join(_ context.Context, req JoinRequest) (JoinResult, error) {
+func (f *fakeCluster) Join(ctx context.Context, req JoinRequest) (JoinResult, error) {
 	f.record("join")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.joinFrom = ClientFingerprint(ctx)
 	return JoinResult{}, nil
 }
 
@@ -237,6 +241,31 @@ func TestClientPresentsItsCertificate(t *testing.T) {
 		if !errors.As(err, &ae) || ae.Status != http.StatusForbidden || ae.Code != CodeForbidden || ae.Err != nil {
 			t.Errorf("%s: %v; want 403 forbidden", name, err)
 		}
+	}
+}
+
+// The backend learns which certificate the caller presented (Join binds
+// to it); a caller without one leaves it empty.
+func TestTheClientCertificateReachesTheBackend(t *testing.T) {
+	cert, fp := newCert(t, "b")
+	n := startNode(t, nil, "")
+	ctx := ctxT(t)
+	joinFrom := func() string {
+		n.backend.mu.Lock()
+		defer n.backend.mu.Unlock()
+		return n.backend.joinFrom
+	}
+	if _, err := n.client(t, ClientConfig{Fingerprint: n.fp, Token: clientToken, Cert: &cert}).Join(ctx, JoinRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := joinFrom(); got != fp {
+		t.Fatalf("Join saw client certificate %q, want %s", got, fp)
+	}
+	if _, err := n.client(t, ClientConfig{Fingerprint: n.fp, Token: clientToken}).Join(ctx, JoinRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := joinFrom(); got != "" {
+		t.Fatalf("Join without a client certificate saw %q", got)
 	}
 }
 

@@ -2,9 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"strconv"
 
@@ -142,23 +139,30 @@ func peerAuthorized(r *http.Request, cb ClusterBackend) bool {
 	return identity.Fingerprint(r.TLS.PeerCertificates[0].Raw) == want
 }
 
-// decode reads a JSON body, refusing unknown fields and trailing data, so
-// a misspelt field is an error rather than silently ignored.
-func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return Errorf(http.StatusRequestEntityTooLarge, CodeBadRequest, "request body larger than %d bytes", mbe.Limit)
-		}
-		if errors.Is(err, io.EOF) {
-			return Errorf(http.StatusBadRequest, CodeBadRequest, "request body is empty; send a JSON object")
-		}
-		return Errorf(http.StatusBadRequest, CodeBadRequest, "request body is not valid JSON for this endpoint: %v", err)
+type clientFingerprintKey struct{}
+
+// WithClientFingerprint returns ctx carrying the fingerprint of the TLS
+// client certificate its request presented. The server sets it on every
+// request that presented one; tests set it by hand.
+func WithClientFingerprint(ctx context.Context, fp string) context.Context {
+	return context.WithValue(ctx, clientFingerprintKey{}, fp)
+}
+
+// ClientFingerprint is the fingerprint (sha256:…) of the TLS client
+// certificate the request behind ctx presented, "" when it presented none.
+// The handshake proved the caller holds the certificate's key; whether
+// that certificate is anyone in particular is the backend's to decide
+// (Join: the primary the request names).
+func ClientFingerprint(ctx context.Context) string {
+	fp, _ := ctx.Value(clientFingerprintKey{}).(string)
+	return fp
+}
+
+// withClientCertificate puts the client certificate's fingerprint into
+// r's context, when it presented one.
+func withClientCertificate(r *http.Request) *http.Request {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return r
 	}
-	if dec.More() {
-		return Errorf(http.StatusBadRequest, CodeBadRequest, "request body has data after the JSON object")
-	}
-	return nil
+	return r.WithContext(WithClientFingerprint(r.Context(), identity.Fingerprint(r.TLS.PeerCertificates[0].Raw)))
 }

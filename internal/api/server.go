@@ -66,6 +66,9 @@ func NewServer(cfg Config) *Server {
 	return s
 }
 
+// maxBody caps a request body.
+const maxBody = 1 << 20
+
 // route is one endpoint: its method, whether it needs the admin token, and
 // the handler that returns a value to encode or an error.
 type route struct {
@@ -114,8 +117,8 @@ func (s *Server) Handler() http.Handler {
 			s.writeError(w, r, Errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "%s does not accept %s; use %s", r.URL.Path, r.Method, rt.method))
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
-		v, status, err := rt.h(r)
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		v, status, err := rt.h(withClientCertificate(r))
 		if err != nil {
 			s.writeError(w, r, err)
 			return

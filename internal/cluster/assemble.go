@@ -84,6 +84,9 @@ func ValidateSpec(req *api.AssembleRequest) error {
 	if req.Name == "" {
 		req.Name = req.DNSName
 	}
+	if req.Name != "" && !clusterNameRE.MatchString(req.Name) {
+		p = append(p, fmt.Sprintf("cluster name %q must be letters, digits, '.', '_' and '-', starting with a letter or digit, at most 253 characters", req.Name))
+	}
 	if req.Secondary.Address == "" {
 		p = append(p, "the secondary's API address is missing")
 	}
@@ -144,6 +147,10 @@ func (n *Node) assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 	switch {
 	case state.Role(info.Role) != state.RoleNone:
 		return api.AssembleResult{}, conflict("the secondary %s already holds a cluster (%q, role %s): disassemble it there first", info.Name, info.Cluster, info.Role)
+	case !nodeNameRE.MatchString(info.Name):
+		return api.AssembleResult{}, badRequest("the secondary calls itself %q: a node name is lowercase letters, digits and '-', at most 63 characters", info.Name)
+	case checkNodeIP(info.IP) != nil:
+		return api.AssembleResult{}, badRequest("the secondary's IP %v", checkNodeIP(info.IP))
 	case info.Name == n.cfg.Name:
 		return api.AssembleResult{}, badRequest("both nodes are named %q: give each node its own node.name", info.Name)
 	case info.IP == n.cfg.IP:
@@ -312,10 +319,18 @@ func (n *Node) assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 // Join makes this node the hot standby of the primary that asks: its own
 // data is moved aside, a fresh copy is cloned through the slot, and the old
 // data is deleted only once the copy streams. Called by the primary with
-// this node's admin token.
+// this node's admin token, presenting its node certificate: the one the
+// request names as the primary's, which this node then pins.
 func (n *Node) Join(ctx context.Context, req api.JoinRequest) (api.JoinResult, error) {
 	if err := validateJoin(req, n.cfg.Name); err != nil {
 		return api.JoinResult{}, err
+	}
+	if got := api.ClientFingerprint(ctx); got != req.Primary.Fingerprint {
+		if got == "" {
+			got = "no client certificate"
+		}
+		return api.JoinResult{}, api.Errorf(http.StatusForbidden, api.CodeForbidden,
+			"the join request names the primary's certificate %s, but its caller presented %s: only the primary itself may ask a node to join it", req.Primary.Fingerprint, got)
 	}
 	return runOp(n, ctx, OpJoin, byPeer, func(ctx context.Context, _ func(api.JoinResult, error)) (api.JoinResult, error) {
 		return n.join(ctx, req)
@@ -436,28 +451,58 @@ func (n *Node) waitStreaming(ctx context.Context, limit time.Duration) error {
 	return fmt.Errorf("the clone did not start streaming within %s (WAL receiver: %s)", limit, last)
 }
 
+// validateJoin checks a join request where it enters: every field ends
+// up in the state file, tandem.conf (primary_conninfo, primary_slot_name,
+// synchronous_standby_names once this node is primary), the password file
+// or a PostgreSQL tool's arguments, so each must be of its own narrow
+// kind; a refusal names the field.
 func validateJoin(r api.JoinRequest, self string) error {
 	var p []string
 	if r.Secondary.Name != self {
 		p = append(p, fmt.Sprintf("the join request is for node %q, but this is %q", r.Secondary.Name, self))
 	}
-	if _, err := netip.ParseAddr(r.Primary.IP); err != nil {
-		p = append(p, "the primary's IP is invalid")
+	if !nodeNameRE.MatchString(r.Primary.Name) {
+		p = append(p, fmt.Sprintf("the primary's name %q must be lowercase letters, digits and '-', at most 63 characters", r.Primary.Name))
+	} else if r.Primary.Name == self {
+		p = append(p, fmt.Sprintf("the primary is named %q, like this node", r.Primary.Name))
+	}
+	if err := checkNodeIP(r.Primary.IP); err != nil {
+		p = append(p, "the primary's IP "+err.Error())
+	}
+	if err := checkNodeIP(r.Secondary.IP); err != nil {
+		p = append(p, "the secondary's IP "+err.Error())
 	}
 	if r.Primary.PGPort < 1 || r.Primary.PGPort > 65535 || r.Primary.APIPort < 1 || r.Primary.APIPort > 65535 {
 		p = append(p, "the primary's ports are invalid")
 	}
-	if !strings.HasPrefix(r.Primary.Fingerprint, "sha256:") {
-		p = append(p, "the primary's certificate fingerprint is missing")
+	if !fingerprintRE.MatchString(r.Primary.Fingerprint) {
+		p = append(p, fmt.Sprintf("the primary's certificate fingerprint %q must be sha256: and 64 lowercase hex digits", r.Primary.Fingerprint))
+	}
+	if !clusterNameRE.MatchString(r.Name) {
+		p = append(p, fmt.Sprintf("the cluster name %q must be letters, digits, '.', '_' and '-', starting with a letter or digit, at most 253 characters", r.Name))
+	}
+	if _, err := netip.ParsePrefix(r.ClusterIP); err != nil {
+		p = append(p, fmt.Sprintf("the cluster IP %q must be an address with its prefix length", r.ClusterIP))
+	}
+	if len(r.DNSName) > 253 || !dnsNameRE.MatchString(r.DNSName) {
+		p = append(p, fmt.Sprintf("the DNS name %q is not a valid host name", r.DNSName))
+	}
+	switch r.Replication {
+	case ModeAsync, ModeSync, ModeStrict:
+	default:
+		p = append(p, fmt.Sprintf("the replication mode %q must be async, sync or strict", r.Replication))
 	}
 	if r.Term < 1 {
 		p = append(p, "the term must be at least 1")
 	}
-	if r.ReplicationPassword == "" || r.ReplicationUser != ReplicationUser {
-		p = append(p, "the replication credentials are missing")
+	if r.ReplicationUser != ReplicationUser {
+		p = append(p, fmt.Sprintf("the replication user %q must be %s", r.ReplicationUser, ReplicationUser))
 	}
-	if r.Secondary.Slot == "" {
-		p = append(p, "the slot name is missing")
+	if err := checkReplicationPassword(r.ReplicationPassword); err != nil {
+		p = append(p, err.Error())
+	}
+	if !slotRE.MatchString(r.Secondary.Slot) {
+		p = append(p, fmt.Sprintf("the slot name %q must be 1 to 63 lowercase letters, digits and '_'", r.Secondary.Slot))
 	}
 	if len(p) > 0 {
 		return badRequest("%s", strings.Join(p, "; "))

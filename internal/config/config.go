@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -321,21 +322,38 @@ func (c *Config) Validate() error {
 	var p []string
 	add := func(format string, a ...any) { p = append(p, fmt.Sprintf(format, a...)) }
 
+	// Strings go into tandem.conf, PostgreSQL's arguments, file names and
+	// log lines: none may hold a control character (a newline would start
+	// a line of tandem.conf of the writer's choosing). A setting refused
+	// here is not checked further.
+	garbled := map[string]bool{}
+	for _, s := range Settings(c) {
+		if v, ok := s.Value.Interface().(string); ok {
+			if err := checkPrintable(v); err != nil {
+				add("%s %q: %v", s.Key, v, err)
+				garbled[s.Key] = true
+			}
+		}
+	}
+
 	switch {
+	case garbled["node.name"]:
 	case c.Node.Name == "":
 		add("node.name is required: a short lowercase name such as \"a\" or \"db1\"")
 	case !nodeNameRE.MatchString(c.Node.Name):
 		add("node.name %q must be lowercase letters, digits and '-', at most 63 characters", c.Node.Name)
 	}
 	var nodeIP netip.Addr
-	if c.Node.IP == "" {
-		add("node.ip is required: this node's static IP in the cluster subnet")
-	} else if a, err := netip.ParseAddr(c.Node.IP); err != nil || a.Zone() != "" {
-		add("node.ip %q is not an IP address", c.Node.IP)
-	} else if a.IsUnspecified() || a.IsMulticast() {
-		add("node.ip %q must be a unicast address of this node", c.Node.IP)
-	} else {
-		nodeIP = a
+	if !garbled["node.ip"] {
+		if c.Node.IP == "" {
+			add("node.ip is required: this node's static IP in the cluster subnet")
+		} else if a, err := netip.ParseAddr(c.Node.IP); err != nil || a.Zone() != "" {
+			add("node.ip %q is not an IP address", c.Node.IP)
+		} else if a.IsUnspecified() || a.IsMulticast() {
+			add("node.ip %q must be a unicast address of this node", c.Node.IP)
+		} else {
+			nodeIP = a
+		}
 	}
 
 	if c.API.Listen == "" {
@@ -355,9 +373,11 @@ func (c *Config) Validate() error {
 	}
 
 	checkAbs := func(key, v string) {
-		if v == "" {
+		switch {
+		case garbled[key]:
+		case v == "":
 			add("%s is required: an absolute path", key)
-		} else if !filepath.IsAbs(v) {
+		case !filepath.IsAbs(v):
 			add("%s %q must be an absolute path", key, v)
 		}
 	}
@@ -367,6 +387,16 @@ func (c *Config) Validate() error {
 	if c.Postgres.Port < 1 || c.Postgres.Port > 65535 {
 		add("postgres.port %d must be 1-65535", c.Postgres.Port)
 	}
+	if sd := c.Postgres.SocketDir; !garbled["postgres.socket_dir"] && filepath.IsAbs(sd) {
+		// unix_socket_directories is a comma-separated list that honours
+		// double quotes; the kernel caps a socket's path at 107 bytes.
+		if strings.ContainsAny(sd, ",\"") {
+			add("postgres.socket_dir %q must not contain a comma or a double quote (PostgreSQL would read it as a list)", sd)
+		}
+		if sock := filepath.Join(sd, ".s.PGSQL."+strconv.Itoa(c.Postgres.Port)); len(sock) > 107 {
+			add("postgres.socket_dir %q is too long: the socket path %s exceeds the kernel's 107 bytes; choose a shorter directory", sd, sock)
+		}
+	}
 	switch c.Postgres.Init {
 	case "auto", "never":
 	default:
@@ -375,27 +405,35 @@ func (c *Config) Validate() error {
 	if c.Postgres.StopTimeout.D() <= 0 {
 		add("postgres.stop_timeout must be a positive duration such as 30s")
 	}
-	if c.Postgres.ListenAddresses == "" {
-		add("postgres.listen_addresses is required: \"*\" or a comma-separated list of addresses")
+	if !garbled["postgres.listen_addresses"] {
+		if c.Postgres.ListenAddresses == "" {
+			add("postgres.listen_addresses is required: \"*\" or a comma-separated list of addresses")
+		} else if err := checkListenAddresses(c.Postgres.ListenAddresses); err != nil {
+			add("postgres.listen_addresses %q: %v", c.Postgres.ListenAddresses, err)
+		}
 	}
-	if c.Postgres.OSUser == "" {
-		add("postgres.os_user is required: the unprivileged OS user PostgreSQL runs as (PostgreSQL refuses root)")
-	} else if u, err := user.Lookup(c.Postgres.OSUser); err != nil {
-		add("postgres.os_user %q does not exist on this machine: create it or name an existing user", c.Postgres.OSUser)
-	} else if u.Uid == "0" {
-		add("postgres.os_user %q is root; PostgreSQL refuses to run as root: name an unprivileged user", c.Postgres.OSUser)
-	} else if os.Geteuid() != 0 && strconv.Itoa(os.Geteuid()) != u.Uid {
-		add("postgres.os_user %q differs from the user tandemd runs as: run tandemd as root or set postgres.os_user to your own user", c.Postgres.OSUser)
+	if !garbled["postgres.os_user"] {
+		if c.Postgres.OSUser == "" {
+			add("postgres.os_user is required: the unprivileged OS user PostgreSQL runs as (PostgreSQL refuses root)")
+		} else if u, err := user.Lookup(c.Postgres.OSUser); err != nil {
+			add("postgres.os_user %q does not exist on this machine: create it or name an existing user", c.Postgres.OSUser)
+		} else if u.Uid == "0" {
+			add("postgres.os_user %q is root; PostgreSQL refuses to run as root: name an unprivileged user", c.Postgres.OSUser)
+		} else if os.Geteuid() != 0 && strconv.Itoa(os.Geteuid()) != u.Uid {
+			add("postgres.os_user %q differs from the user tandemd runs as: run tandemd as root or set postgres.os_user to your own user", c.Postgres.OSUser)
+		}
 	}
 
-	if c.Postgres.BinDir == "" {
-		if dir, err := FindPostgresBinDir(); err != nil {
-			add("postgres.bin_dir: %v", err)
-		} else {
-			c.Postgres.BinDir = dir
+	if !garbled["postgres.bin_dir"] {
+		if c.Postgres.BinDir == "" {
+			if dir, err := FindPostgresBinDir(); err != nil {
+				add("postgres.bin_dir: %v", err)
+			} else {
+				c.Postgres.BinDir = dir
+			}
+		} else if err := checkBinDir(c.Postgres.BinDir); err != nil {
+			add("postgres.bin_dir %q: %v", c.Postgres.BinDir, err)
 		}
-	} else if err := checkBinDir(c.Postgres.BinDir); err != nil {
-		add("postgres.bin_dir %q: %v", c.Postgres.BinDir, err)
 	}
 
 	if !walSizeRE.MatchString(c.Replication.MaxSlotWALKeep) {
@@ -473,6 +511,43 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// checkPrintable refuses invalid UTF-8 and control characters (C0, DEL
+// and C1), naming the first one.
+func checkPrintable(v string) error {
+	for i, r := range v {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(v[i:], "\uFFFD"):
+			return fmt.Errorf("is not valid UTF-8 at byte %d", i)
+		case r < 0x20 || (r >= 0x7f && r < 0xa0):
+			return fmt.Errorf("holds the control character %U at byte %d: settings are one line of printable text", r, i)
+		}
+	}
+	return nil
+}
+
+// checkListenAddresses accepts what PostgreSQL's listen_addresses means:
+// "*", or a comma-separated list of IP addresses and host names.
+func checkListenAddresses(v string) error {
+	for _, part := range strings.Split(v, ",") {
+		a := strings.TrimSpace(part)
+		switch {
+		case a == "*":
+		case a == "":
+			return errors.New("has an empty entry: write \"*\" or addresses separated by single commas")
+		default:
+			if _, err := netip.ParseAddr(a); err == nil {
+				continue
+			}
+			if len(a) > 253 || !hostNameRE.MatchString(a) {
+				return fmt.Errorf("entry %q is neither \"*\", an IP address nor a host name", a)
+			}
+		}
+	}
+	return nil
+}
+
+var hostNameRE = regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
+
 func orDefault(a netip.Addr) string {
 	if a.IsValid() {
 		return a.String()
@@ -532,9 +607,20 @@ func versionOf(path string) int {
 	return n
 }
 
-// YAML renders the merged configuration for --print-config. It holds no
-// secrets today; the admin token and passwords live in the state dir.
+// YAML renders the merged configuration for --print-config, with secrets
+// masked: the webhook URL shows only its scheme and host (MaskURL). The
+// admin token and passwords are not settings; they live in the state dir.
 func (c *Config) YAML() string {
+	shown := *c
+	if shown.Notify.Webhook != "" {
+		shown.Notify.Webhook = MaskURL(shown.Notify.Webhook)
+	}
+	return shown.FileYAML()
+}
+
+// FileYAML renders the configuration as a file tandemd reads back, with
+// nothing masked (the lab writes its nodes' files with it).
+func (c *Config) FileYAML() string {
 	b, _ := yaml.Marshal(c)
 	return string(b)
 }

@@ -180,3 +180,58 @@ func TestFindPostgresBinDirPrefersNewest(t *testing.T) {
 		t.Fatal("version ordering wrong")
 	}
 }
+
+// Strings that reach tandem.conf, postgresql.conf or a PostgreSQL
+// program's arguments are refused where they enter, naming the setting: a
+// newline in listen_addresses would start a new line of tandem.conf (a
+// setting of the writer's choosing, or a file PostgreSQL refuses to start
+// with).
+func TestStringsBoundForPostgresAreChecked(t *testing.T) {
+	bin := fakeBinDir(t)
+	cases := []struct {
+		key, value string
+	}{
+		{"postgres.listen_addresses", "*\nshared_preload_libraries = 'evil'"},
+		{"postgres.listen_addresses", "10.0.0.1\r"},
+		{"postgres.listen_addresses", "10.0.0.1,,10.0.0.2"},
+		{"postgres.listen_addresses", "10.0.0.1; DROP"},
+		{"postgres.listen_addresses", "'*'"},
+		{"postgres.socket_dir", "/run/tandem/a\nport = 1"},
+		{"postgres.socket_dir", "/run/tandem/a,/tmp"},
+		{"postgres.socket_dir", `/run/tandem/"a"`},
+		{"postgres.socket_dir", "/" + strings.Repeat("s", 100)},
+		{"postgres.data_dir", "/var/lib/tandem/pg\ndata"},
+		{"postgres.data_dir", "/var/lib/tandem/pg\x00data"},
+		{"postgres.bin_dir", bin + "\t"},
+		{"state_dir", "/var/lib/tandem/st\x7fate"},
+		{"postgres.os_user", "postgres\n"},
+	}
+	for _, c := range cases {
+		env := "TANDEMD_" + strings.ToUpper(strings.ReplaceAll(c.key, ".", "_")) + "=" + c.value
+		_, err := load(t, validYAML(bin), env)
+		var p *Problems
+		if !errors.As(err, &p) {
+			t.Errorf("%s %q accepted (%v)", c.key, c.value, err)
+			continue
+		}
+		named := false
+		for _, line := range p.List {
+			if strings.HasPrefix(line, c.key+" ") || strings.HasPrefix(line, c.key+":") {
+				named = true
+			}
+		}
+		if !named {
+			t.Errorf("%s %q: no problem names the setting:\n%v", c.key, c.value, err)
+		}
+	}
+}
+
+func TestListenAddressesForms(t *testing.T) {
+	bin := fakeBinDir(t)
+	for _, v := range []string{"*", "10.77.0.11", "10.77.0.11, 127.0.0.1", "localhost,::1", "db-a.example.net", "fe80::1%eth0", "0.0.0.0,::"} {
+		_, err := load(t, validYAML(bin), "TANDEMD_POSTGRES_LISTEN_ADDRESSES="+v)
+		if err != nil && strings.Contains(err.Error(), "listen_addresses") {
+			t.Errorf("listen_addresses %q refused: %v", v, err)
+		}
+	}
+}

@@ -16,7 +16,7 @@ import (
 // cluster, and puts their tokens in the variables assemble reads.
 func twoNodes(t *testing.T) (a, b *fakeNode) {
 	t.Helper()
-	t.Setenv("TANDEM_CACHE_DIR", t.TempDir())
+	useCacheDir(t)
 	t.Setenv("TANDEM_TOKEN", "")
 	a = newFakeNode(t, "a", "10.77.0.11", 160004)
 	b = newFakeNode(t, "b", "10.77.0.12", 160002)
@@ -298,7 +298,7 @@ func TestParseClusterIP(t *testing.T) {
 }
 
 func TestJSONTokensFileShape(t *testing.T) {
-	t.Setenv("TANDEM_CACHE_DIR", t.TempDir())
+	useCacheDir(t)
 	toks, _ := LoadTokens()
 	toks.ByAddress["10.0.0.1:7400"] = "secret"
 	if err := toks.Save(); err != nil {

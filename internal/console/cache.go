@@ -81,6 +81,9 @@ func LoadCache() (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkPrivateDir(dir); err != nil {
+		return nil, err
+	}
 	c := &Cache{Pins: map[string]string{}, Clusters: map[string]CachedCluster{}, path: filepath.Join(dir, cacheFile)}
 	b, err := os.ReadFile(c.path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -105,6 +108,9 @@ func LoadCache() (*Cache, error) {
 func (c *Cache) Save() error {
 	if err := os.MkdirAll(filepath.Dir(c.path), 0o700); err != nil {
 		return fmt.Errorf("while creating the console cache directory: %w", err)
+	}
+	if err := checkPrivateDir(filepath.Dir(c.path)); err != nil {
+		return err
 	}
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 // look at them reaches a.
 func assembled(t *testing.T) (a, b *fakeNode) {
 	t.Helper()
-	t.Setenv("TANDEM_CACHE_DIR", t.TempDir())
+	useCacheDir(t)
 	t.Setenv("TANDEM_TOKEN", "")
 	t.Setenv("TANDEM_ENDPOINT", "")
 	a = newFakeNode(t, "a", "10.77.0.11", 160004)
@@ -247,7 +247,7 @@ func TestStatusEndpointShowsPeerWithCachedToken(t *testing.T) {
 }
 
 func TestStatusNeedsAClusterOrEndpoint(t *testing.T) {
-	t.Setenv("TANDEM_CACHE_DIR", t.TempDir())
+	useCacheDir(t)
 	t.Setenv("TANDEM_ENDPOINT", "")
 	code, _, stderr := runIn(t, "", "status")
 	if code != ExitUsage || !strings.Contains(stderr, "--endpoint") {

@@ -102,7 +102,7 @@ func startRealNode(t *testing.T, name, ip string) (*clusterBackend, string, stri
 // TestAgainstTheRealNodeAPI checks paths, methods and bodies against the
 // node API's own router and strict JSON decoding.
 func TestAgainstTheRealNodeAPI(t *testing.T) {
-	t.Setenv("TANDEM_CACHE_DIR", t.TempDir())
+	useCacheDir(t)
 	t.Setenv("TANDEM_TOKEN", "")
 	t.Setenv("TANDEM_ENDPOINT", "")
 	pa, addrA, tokA := startRealNode(t, "a", "10.77.0.11")

@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -200,4 +201,16 @@ func decode[T any](t *testing.T, s string) T {
 		t.Fatalf("not the expected JSON (%v):\n%s", err, s)
 	}
 	return v
+}
+
+// useCacheDir gives the console a cache directory of the test's own, 0700
+// as the console wants it (t.TempDir is 0755).
+func useCacheDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TANDEM_CACHE_DIR", dir)
+	return dir
 }

@@ -49,6 +49,9 @@ machine; start there.`,
 		Version:       version.Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Before any command: the directory that keeps the tokens must be
+		// private, whatever made it.
+		PersistentPreRun: func(cmd *cobra.Command, _ []string) { tightenCacheDir(cmd.ErrOrStderr()) },
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.endpoint, "endpoint", os.Getenv("TANDEM_ENDPOINT"), "node API address: host, host:port or https://host:port (env TANDEM_ENDPOINT)")

@@ -49,7 +49,7 @@ func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 }
 
 func TestStatusPinsOnFirstContactOnlyWhenAllowed(t *testing.T) {
-	t.Setenv("TANDEM_CACHE_DIR", t.TempDir())
+	useCacheDir(t)
 	addr, token := startNode(t, t.TempDir())
 	t.Setenv("TANDEM_TOKEN", token)
 
@@ -89,7 +89,7 @@ func TestStatusPinsOnFirstContactOnlyWhenAllowed(t *testing.T) {
 }
 
 func TestStatusFingerprintFlag(t *testing.T) {
-	t.Setenv("TANDEM_CACHE_DIR", t.TempDir())
+	useCacheDir(t)
 	dir := t.TempDir()
 	addr, token := startNode(t, dir)
 	t.Setenv("TANDEM_TOKEN", token)
@@ -107,7 +107,7 @@ func TestStatusFingerprintFlag(t *testing.T) {
 }
 
 func TestChangedCertificateIsRefused(t *testing.T) {
-	t.Setenv("TANDEM_CACHE_DIR", t.TempDir())
+	useCacheDir(t)
 	addr, token := startNode(t, t.TempDir())
 	t.Setenv("TANDEM_TOKEN", token)
 	c, _ := LoadCache()
@@ -128,7 +128,7 @@ func TestChangedCertificateIsRefused(t *testing.T) {
 }
 
 func TestWrongTokenIsRefused(t *testing.T) {
-	t.Setenv("TANDEM_CACHE_DIR", t.TempDir())
+	useCacheDir(t)
 	addr, _ := startNode(t, t.TempDir())
 	t.Setenv("TANDEM_TOKEN", "not-the-token-but-long-enough-to-look-real")
 	code, _, stderr := run(t, "status", "--endpoint", addr, "--trust-new")
@@ -138,7 +138,7 @@ func TestWrongTokenIsRefused(t *testing.T) {
 }
 
 func TestUnreachableAndUsageErrors(t *testing.T) {
-	t.Setenv("TANDEM_CACHE_DIR", t.TempDir())
+	useCacheDir(t)
 	t.Setenv("TANDEM_TOKEN", "x")
 	code, stdout, _ := run(t, "status", "--endpoint", "127.0.0.1:1", "-o", "json")
 	if code != ExitUnreachable {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -34,11 +35,26 @@ func LoadTokens() (*Tokens, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkPrivateDir(dir); err != nil {
+		return nil, err
+	}
 	t := &Tokens{ByAddress: map[string]string{}, path: filepath.Join(dir, tokensFile)}
-	b, err := os.ReadFile(t.path)
+	f, err := os.Open(t.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return t, nil
 	}
+	if err != nil {
+		return nil, fmt.Errorf("while reading the console's tokens: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("while reading the console's tokens: %w", err)
+	}
+	if err := checkTokenFile(t.path, fi); err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(f)
 	if err != nil {
 		return nil, fmt.Errorf("while reading the console's tokens: %w", err)
 	}
@@ -55,6 +71,9 @@ func LoadTokens() (*Tokens, error) {
 func (t *Tokens) Save() error {
 	if err := os.MkdirAll(filepath.Dir(t.path), 0o700); err != nil {
 		return fmt.Errorf("while creating the console cache directory: %w", err)
+	}
+	if err := checkPrivateDir(filepath.Dir(t.path)); err != nil {
+		return err
 	}
 	b, err := json.MarshalIndent(t, "", "  ")
 	if err != nil {

@@ -46,7 +46,7 @@ func (l *Layout) NodeConfig(h Host) config.Config {
 // NodeConfigYAML renders NodeConfig as the file tandemd reads.
 func (l *Layout) NodeConfigYAML(h Host) string {
 	c := l.NodeConfig(h)
-	return fmt.Sprintf("# tandemd configuration of node %s in tandem lab %s; written by `tandem lab up`.\n%s", h.Name, l.Name, c.YAML())
+	return fmt.Sprintf("# tandemd configuration of node %s in tandem lab %s; written by `tandem lab up`.\n%s", h.Name, l.Name, c.FileYAML())
 }
 
 // APIURL is the node API's address.

@@ -7,12 +7,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"time"
 
+	"github.com/tandem-ha/tandem/internal/config"
 	"github.com/tandem-ha/tandem/internal/tool"
 )
 
@@ -66,9 +69,16 @@ func New(cfg Config, log *slog.Logger) *Notifier {
 	}
 	return &Notifier{
 		cfg: cfg, log: log, queue: make(chan Event, queueSize),
-		http:    &http.Client{Timeout: cfg.Timeout},
+		http:    &http.Client{Timeout: cfg.Timeout, CheckRedirect: refuseRedirect},
 		backoff: func(i int) time.Duration { return time.Duration(1<<i) * time.Second },
 	}
+}
+
+// refuseRedirect follows no redirect. A 307 or 308 re-posts the event, to
+// wherever the receiver says (another host, https to http); a webhook's
+// URL is configured, so the final one can be.
+func refuseRedirect(req *http.Request, _ []*http.Request) error {
+	return fmt.Errorf("the webhook answered with a redirect to %s; tandemd follows none: configure the final URL in notify.webhook", config.MaskURL(req.URL.String()))
 }
 
 // Enabled says whether anything is configured.
@@ -147,6 +157,11 @@ func (n *Notifier) post(ctx context.Context, body []byte) error {
 	req.Header.Set("User-Agent", "tandemd")
 	res, err := n.http.Do(req)
 	if err != nil {
+		// A *url.Error quotes the whole URL, secret and all.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return fmt.Errorf("%s %s: %w", ue.Op, config.MaskURL(n.cfg.Webhook), ue.Err)
+		}
 		return err
 	}
 	res.Body.Close()

@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -100,4 +101,82 @@ func TestDisabledIsANoop(t *testing.T) {
 		t.Fatal("enabled without a command or webhook")
 	}
 	n.Notify(Event{Kind: "fenced"})
+}
+
+// postOnce delivers one event to the webhook at url with no retries and
+// returns what the notifier logged. client, when set, is the transport to
+// use (a test TLS server's).
+func postOnce(t *testing.T, url string, client *http.Client) string {
+	t.Helper()
+	var logs bytes.Buffer
+	n := New(Config{Webhook: url, Events: []string{"fenced"}}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if client != nil {
+		n.http.Transport = client.Transport
+	}
+	n.deliver(context.Background(), Event{Kind: "fenced", Node: "a"})
+	return logs.String()
+}
+
+// A webhook that redirects is not followed: not across schemes and hosts
+// (an https receiver sending the event, re-posted, to a plain-http host),
+// and, more simply, not at all.
+func TestWebhookFollowsNoRedirect(t *testing.T) {
+	var mu sync.Mutex
+	var leaked []string
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		leaked = append(leaked, r.Method+" "+r.URL.Path+" "+string(b))
+		mu.Unlock()
+	}))
+	defer plain.Close()
+	// Another host for the same machine: localhost rather than 127.0.0.1.
+	elsewhere := strings.Replace(plain.URL, "127.0.0.1", "localhost", 1)
+	secure := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/hook":
+			http.Redirect(w, r, elsewhere+"/stolen", http.StatusTemporaryRedirect)
+		case "/moved":
+			http.Redirect(w, r, "/hook-here", http.StatusPermanentRedirect)
+		case "/hook-here":
+			mu.Lock()
+			leaked = append(leaked, "same host "+r.URL.Path)
+			mu.Unlock()
+		}
+	}))
+	defer secure.Close()
+
+	for _, path := range []string{"/hook", "/moved"} {
+		logs := postOnce(t, secure.URL+path, secure.Client())
+		if !strings.Contains(logs, "notification not delivered") || !strings.Contains(logs, "redirect") {
+			t.Errorf("%s: the redirect was not refused as such:\n%s", path, logs)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(leaked) > 0 {
+		t.Fatalf("the webhook followed redirects: %q", leaked)
+	}
+}
+
+// Webhook URLs carry their secret in the path, the query or the userinfo;
+// none of it reaches the log.
+func TestWebhookURLIsMaskedInLogs(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/next/SECRET-C?k=SECRET-D", http.StatusFound)
+	}))
+	defer srv.Close()
+	u := strings.Replace(srv.URL, "http://", "http://user:SECRET-P@", 1)
+	for _, url := range []string{
+		u + "/services/SECRET-A?token=SECRET-B",
+		"http://user:SECRET-P@127.0.0.1:1/services/SECRET-A?token=SECRET-B", // nothing listens
+	} {
+		logs := postOnce(t, url, nil)
+		if !strings.Contains(logs, "notification not delivered") {
+			t.Fatalf("%s: not even tried:\n%s", url, logs)
+		}
+		if strings.Contains(logs, "SECRET") {
+			t.Errorf("a secret of the webhook URL reached the log:\n%s", logs)
+		}
+	}
 }
