@@ -1,0 +1,299 @@
+package quorum
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// ErrNotLeader: the leader key is not (or no longer) this holder's.
+var ErrNotLeader = errors.New("not the holder of the leader key")
+
+// LeaderKey is the key under prefix whose holder may be primary.
+func LeaderKey(prefix string) string { return prefix + "/leader" }
+
+// Leadership is this node's hold on the leader key. It renews the lease
+// itself (KeepAliveOnce, one at a time) so that each renewal's send time is
+// known: the fence deadline is measured from it.
+type Leadership struct {
+	cli    *clientv3.Client
+	prefix string
+	name   string
+	cfg    LeaseConfig
+	clock  Clock
+	log    *slog.Logger
+
+	lease clientv3.LeaseID
+	rev   int64 // create revision of the leader key we put
+	dl    deadlineTracker
+
+	lostOnce sync.Once
+	lost     chan struct{}
+	reason   string // why lost; written before lost closes
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+}
+
+// Campaign waits until the leader key is vacant (absent: never taken,
+// resigned, or its lease expired or was revoked), then takes it for name
+// under a new lease, and keeps renewing it until Resign or Close, or until
+// the deadline passes without a successful renewal (Lost). It returns
+// when the key is held, or with ctx's error.
+func Campaign(ctx context.Context, cli *clientv3.Client, prefix, name string, cfg LeaseConfig, log *slog.Logger) (*Leadership, error) {
+	return campaign(ctx, cli, prefix, name, cfg, realClock{}, log)
+}
+
+func campaign(ctx context.Context, cli *clientv3.Client, prefix, name string, cfg LeaseConfig, clock Clock, log *slog.Logger) (*Leadership, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.withDefaults()
+	key := LeaderKey(prefix)
+	for {
+		if err := WaitVacant(ctx, cli, prefix); err != nil {
+			return nil, err
+		}
+		sent := clock.Now()
+		g, err := cli.Grant(ctx, int64(cfg.TTL/time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("while granting the leader lease: %w", err)
+		}
+		tr, err := cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, name, clientv3.WithLease(g.ID))).
+			Commit()
+		if err != nil {
+			revokeQuietly(cli, g.ID)
+			return nil, fmt.Errorf("while taking the leader key: %w", err)
+		}
+		if !tr.Succeeded {
+			// Someone else took it between our look and our put.
+			revokeQuietly(cli, g.ID)
+			continue
+		}
+		l := &Leadership{
+			cli: cli, prefix: prefix, name: name, cfg: cfg, clock: clock,
+			log:   log.With("lease", fmt.Sprintf("%x", int64(g.ID))),
+			lease: g.ID, rev: tr.Header.Revision,
+			dl:   deadlineTracker{cfg: cfg},
+			lost: make(chan struct{}), stop: make(chan struct{}),
+		}
+		l.dl.renewed(sent, time.Duration(g.TTL)*time.Second)
+		l.log.Info("leader key taken", "node", name, "revision", l.rev, "deadline_in", time.Until(l.Deadline()).Round(time.Millisecond))
+		l.wg.Add(2)
+		go l.renewLoop()
+		go l.watchDeadline()
+		return l, nil
+	}
+}
+
+func revokeQuietly(cli *clientv3.Client, id clientv3.LeaseID) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, _ = cli.Revoke(ctx, id)
+}
+
+func (l *Leadership) renewLoop() {
+	defer l.wg.Done()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-l.lost:
+			return
+		case <-l.clock.After(l.cfg.RenewEvery):
+		}
+		sent := l.clock.Now()
+		left := l.Deadline().Sub(sent)
+		if left <= 0 {
+			return // watchDeadline reports it
+		}
+		// No answer is worth waiting for past the deadline.
+		ctx, cancel := context.WithTimeout(context.Background(), left)
+		go func() {
+			select {
+			case <-l.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		resp, err := l.cli.KeepAliveOnce(ctx, l.lease)
+		cancel()
+		switch {
+		case err == nil && resp.TTL > 0:
+			l.dl.renewed(sent, time.Duration(resp.TTL)*time.Second)
+		case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && resp.TTL <= 0):
+			// Expired or revoked (a forced failover): the key is gone.
+			l.lose("the lease is gone (expired or revoked)")
+			return
+		default:
+			select {
+			case <-l.stop:
+				return
+			default:
+			}
+			l.log.Warn("leader lease renewal failed", "err", err, "deadline_in", l.Deadline().Sub(l.clock.Now()).Round(time.Millisecond))
+		}
+	}
+}
+
+// watchDeadline closes Lost at the deadline unless a renewal moved it on.
+// The deadline only moves later, so sleeping until the one last seen and
+// looking again is enough.
+func (l *Leadership) watchDeadline() {
+	defer l.wg.Done()
+	for {
+		d := l.Deadline().Sub(l.clock.Now())
+		if d <= 0 {
+			l.lose("no renewal succeeded before the fence deadline")
+			return
+		}
+		select {
+		case <-l.stop:
+			return
+		case <-l.lost:
+			return
+		case <-l.clock.After(d):
+		}
+	}
+}
+
+func (l *Leadership) lose(reason string) {
+	l.lostOnce.Do(func() {
+		l.reason = reason
+		close(l.lost)
+		l.log.Warn("leader key lost", "node", l.name, "reason", reason)
+	})
+}
+
+// Deadline is the moment after which this node must be fenced unless a
+// renewal succeeds first (see FenceDeadline).
+func (l *Leadership) Deadline() time.Time { return l.dl.deadline() }
+
+// Lost is closed when this node no longer holds the key: at the deadline
+// without a successful renewal, when etcd says the lease is gone, or after
+// Resign. The caller fences (it must not act as primary after this).
+func (l *Leadership) Lost() <-chan struct{} { return l.lost }
+
+// LostReason says why Lost closed ("" while held).
+func (l *Leadership) LostReason() string {
+	select {
+	case <-l.lost:
+		return l.reason
+	default:
+		return ""
+	}
+}
+
+// Held says whether this node may act as primary now: Lost has not closed
+// and the deadline has not passed.
+func (l *Leadership) Held() bool {
+	select {
+	case <-l.lost:
+		return false
+	default:
+		return !l.dl.passed(l.clock.Now())
+	}
+}
+
+// Revision is the leader key's create revision: it names this tenure, and
+// the sync record's writes are conditioned on it.
+func (l *Leadership) Revision() int64 { return l.rev }
+
+// LeaseID is the lease the key is held under (a forced failover revokes it).
+func (l *Leadership) LeaseID() clientv3.LeaseID { return l.lease }
+
+// Resign hands the key over: renewals stop, Lost closes, then the lease is
+// revoked, which deletes the key at once so the other node may take it.
+// The caller demotes before it resigns.
+func (l *Leadership) Resign(ctx context.Context) error {
+	l.halt()
+	l.lose("resigned")
+	if _, err := l.cli.Revoke(ctx, l.lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return fmt.Errorf("while revoking the leader lease (it expires by itself within %s): %w", l.cfg.TTL, err)
+	}
+	return nil
+}
+
+// Close stops renewing without revoking (the lease then expires by
+// itself); Lost closes.
+func (l *Leadership) Close() {
+	l.halt()
+	l.lose("closed")
+}
+
+func (l *Leadership) halt() {
+	l.stopOnce.Do(func() { close(l.stop) })
+	l.wg.Wait()
+}
+
+// Holder is who holds the leader key, as etcd sees it.
+type Holder struct {
+	Name     string
+	Lease    clientv3.LeaseID
+	Revision int64 // create revision
+}
+
+// CurrentHolder reads the leader key (linearizably: through the etcd
+// leader). ok is false when the key is vacant.
+func CurrentHolder(ctx context.Context, cli *clientv3.Client, prefix string) (h Holder, ok bool, err error) {
+	r, err := cli.Get(ctx, LeaderKey(prefix))
+	if err != nil {
+		return Holder{}, false, fmt.Errorf("while reading the leader key: %w", err)
+	}
+	if len(r.Kvs) == 0 {
+		return Holder{}, false, nil
+	}
+	kv := r.Kvs[0]
+	return Holder{Name: string(kv.Value), Lease: clientv3.LeaseID(kv.Lease), Revision: kv.CreateRevision}, true, nil
+}
+
+// WaitVacant returns once the leader key is absent: its holder resigned,
+// or its lease expired or was revoked. This is the standby's wait before it
+// may take the key.
+func WaitVacant(ctx context.Context, cli *clientv3.Client, prefix string) error {
+	key := LeaderKey(prefix)
+	for {
+		r, err := cli.Get(ctx, key)
+		if err != nil {
+			return fmt.Errorf("while reading the leader key: %w", err)
+		}
+		if len(r.Kvs) == 0 {
+			return nil
+		}
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		wch := cli.Watch(wctx, key, clientv3.WithRev(r.Header.Revision+1))
+		deleted := false
+		for wr := range wch {
+			if wr.Err() != nil {
+				break // compacted or lost the leader: look again
+			}
+			for _, ev := range wr.Events {
+				if ev.Type == mvccpb.DELETE {
+					deleted = true
+				}
+			}
+			if deleted {
+				break
+			}
+		}
+		cancel()
+		if deleted {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("while waiting for the leader key to be vacant: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond): // no tight loop while etcd has no leader
+		}
+	}
+}
