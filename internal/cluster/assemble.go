@@ -183,8 +183,8 @@ func (n *Node) assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 		return fail(err)
 	}
 	err = n.withConn(ctx, func(c *pgx.Conn) error {
-		if _, err := c.Exec(ctx, roleSQL(password)); err != nil {
-			return fmt.Errorf("while creating the replication role: %w", err)
+		if err := createReplicationRole(ctx, c, password); err != nil {
+			return err
 		}
 		undo.add("drop the replication role", func(ctx context.Context) error {
 			return n.withConn(ctx, func(c *pgx.Conn) error {
@@ -465,10 +465,25 @@ func validateJoin(r api.JoinRequest, self string) error {
 	return nil
 }
 
-// roleSQL creates or updates the replication role. The password is random
-// alphanumeric, and quoted anyway.
-func roleSQL(password string) string {
-	lit := "'" + strings.ReplaceAll(password, "'", "''") + "'"
+// createReplicationRole creates or updates the replication role. Its
+// password goes to PostgreSQL only as a SCRAM verifier computed here (as
+// psql's \password does), so the statement, which PostgreSQL may log
+// (log_statement, a failed statement's error line), holds no password.
+func createReplicationRole(ctx context.Context, c *pgx.Conn, password string) error {
+	verifier, err := postgres.SCRAMVerifier(password)
+	if err != nil {
+		return fmt.Errorf("while preparing the replication role's password: %w", err)
+	}
+	if _, err := c.Exec(ctx, roleSQL(verifier)); err != nil {
+		return fmt.Errorf("while creating the replication role: %w", err)
+	}
+	return nil
+}
+
+// roleSQL creates or updates the replication role with a password given
+// as a SCRAM verifier (base64 and '$:', quoted anyway).
+func roleSQL(verifier string) string {
+	lit := "'" + strings.ReplaceAll(verifier, "'", "''") + "'"
 	return `DO $$BEGIN
 IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '` + ReplicationUser + `') THEN
 	ALTER ROLE ` + ReplicationUser + ` WITH REPLICATION LOGIN PASSWORD ` + lit + `;
