@@ -29,8 +29,9 @@ type Config struct {
 	Token   string
 	Backend Backend
 	Log     *slog.Logger
-	// Metrics, when set, serves GET /metrics (no token).
-	Metrics http.Handler
+	// Metrics, when set, serves GET /metrics, to whom MetricsAccess says.
+	Metrics       http.Handler
+	MetricsAccess MetricsAccess
 }
 
 // Server is the node API component.
@@ -41,11 +42,17 @@ type Server struct {
 	done chan struct{}
 	err  error
 	once sync.Once
+
+	metricsSlots chan struct{} // scrapes of /metrics in flight
 }
 
 // NewServer returns a server that is not yet listening.
 func NewServer(cfg Config) *Server {
-	s := &Server{cfg: cfg, done: make(chan struct{})}
+	inFlight := cfg.MetricsAccess.InFlight
+	if inFlight <= 0 {
+		inFlight = DefaultMetricsInFlight
+	}
+	s := &Server{cfg: cfg, done: make(chan struct{}), metricsSlots: make(chan struct{}, inFlight)}
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -74,9 +81,10 @@ type route struct {
 	h      func(r *http.Request) (any, int, error)
 }
 
-// Handler returns the API's routes. Load-balancer checks (/health) answer
-// without a token, as HAProxy and friends cannot send one and they reveal
-// only up/down; everything under /v1 needs the admin token.
+// Handler returns the API's routes. Load-balancer checks (/health,
+// /primary, /replica) answer without a token, as HAProxy and friends
+// cannot send one and they reveal only up/down; /metrics answers whom
+// MetricsAccess admits; everything under /v1 needs the admin token.
 func (s *Server) Handler() http.Handler {
 	routes := map[string]route{
 		"/health":  {method: http.MethodGet, auth: authNone, h: s.health},
@@ -92,9 +100,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/metrics" && s.cfg.Metrics != nil {
-			// Prometheus scrapes without a token, as it does everywhere;
-			// the metrics reveal state, not data or secrets.
-			s.cfg.Metrics.ServeHTTP(w, r)
+			s.serveMetrics(w, r)
 			return
 		}
 		rt, ok := routes[r.URL.Path]
@@ -124,10 +130,11 @@ func (s *Server) Handler() http.Handler {
 	})
 }
 
-func (s *Server) authorized(r *http.Request) bool {
-	h := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	return ok && identity.TokenMatches(strings.TrimSpace(tok), s.cfg.Token)
+func (s *Server) authorized(r *http.Request) bool { return bearerMatches(r, s.cfg.Token) }
+
+func bearerMatches(r *http.Request, want string) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && identity.TokenMatches(strings.TrimSpace(tok), want)
 }
 
 func (s *Server) health(r *http.Request) (any, int, error) {

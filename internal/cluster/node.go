@@ -124,6 +124,9 @@ type Node struct {
 
 	ops opStats
 
+	metricsMu sync.Mutex
+	pgMetrics pgMetrics // the collector's last reading (metrics.go)
+
 	progMu   sync.Mutex
 	progress *api.Progress
 

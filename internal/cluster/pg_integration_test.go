@@ -8,8 +8,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -19,7 +22,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/config"
 	"github.com/tandem-ha/tandem/internal/postgres"
 	"github.com/tandem-ha/tandem/internal/state"
@@ -47,6 +53,18 @@ func (b *logBuffer) String() string {
 // realPG starts a real PostgreSQL (initdb on first start) with tandem's
 // base settings plus extra, and stops it when the test ends.
 func realPG(t *testing.T, extra map[string]string, logs *logBuffer) (*postgres.Supervisor, postgres.Options) {
+	t.Helper()
+	s, opts, w := newRealPG(t, extra, logs)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := s.Start(ctx); err != nil {
+		t.Fatalf("PostgreSQL did not start: %v\n%s", err, w.String())
+	}
+	return s, opts
+}
+
+// newRealPG is realPG without the start: for a node that boots it.
+func newRealPG(t *testing.T, extra map[string]string, logs *logBuffer) (*postgres.Supervisor, postgres.Options, *logBuffer) {
 	t.Helper()
 	bin, err := config.FindPostgresBinDir()
 	if err != nil {
@@ -93,7 +111,7 @@ func realPG(t *testing.T, extra map[string]string, logs *logBuffer) (*postgres.S
 		PasswordFile:    filepath.Join(dir, "state", "pgpass"),
 		Settings:        settings,
 	}
-	var w = logs
+	w := logs
 	if w == nil {
 		w = &logBuffer{}
 	}
@@ -111,12 +129,7 @@ func realPG(t *testing.T, extra map[string]string, logs *logBuffer) (*postgres.S
 			t.Logf("log of the test:\n%s", w.String())
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	if err := s.Start(ctx); err != nil {
-		t.Fatalf("PostgreSQL did not start: %v\n%s", err, w.String())
-	}
-	return s, opts
+	return s, opts, w
 }
 
 // realNode is a node without a cluster over a real PostgreSQL; it is not
@@ -128,7 +141,7 @@ func realNode(t *testing.T, pg *postgres.Supervisor, opts postgres.Options, logs
 	if err := state.Save(dir, st); err != nil {
 		t.Fatal(err)
 	}
-	var w = logs
+	w := logs
 	if w == nil {
 		w = &logBuffer{}
 	}
@@ -202,5 +215,121 @@ func TestReplicationRolePasswordNeverReachesPostgres(t *testing.T) {
 	}
 	if strings.Contains(roleSQL(stored), password) {
 		t.Errorf("the statement holds the password")
+	}
+}
+
+// TestScrapesOpenNoConnections: a node over a real PostgreSQL, hit by 200
+// scrapes of /metrics at once and then 200 load-balancer checks at once,
+// opens no PostgreSQL connection for any of them: the connections counted
+// in pg_stat_activity do not grow.
+func TestScrapesOpenNoConnections(t *testing.T) {
+	logs := &logBuffer{}
+	pg, opts, _ := newRealPG(t, nil, logs)
+	n := realNode(t, pg, opts, logs)
+	n.Start() // boot (initdb, start), the monitor and the metrics collector
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(n)
+	srv := api.NewServer(api.Config{Backend: n, Log: slog.New(slog.NewTextHandler(logs, nil)), Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})})
+	web := httptest.NewServer(srv.Handler())
+	defer web.Close()
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 0, MaxIdleConnsPerHost: 256}, Timeout: 30 * time.Second}
+	get := func(path string) (int, string) {
+		res, err := client.Get(web.URL + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, body := get("/metrics")
+		if code == 200 && strings.Contains(body, "\ntandem_postgres_up 1\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the node's metrics never showed PostgreSQL up: %d\n%s", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	counter, err := pg.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer counter.Close(context.Background())
+	// count samples the client connections every 5 ms until stop, and
+	// returns the most it saw (this counting connection among them).
+	count := func(stop <-chan struct{}) int {
+		most := 0
+		for {
+			var c int
+			if err := counter.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'`).Scan(&c); err != nil {
+				t.Errorf("counting connections: %v", err)
+				return most
+			}
+			most = max(most, c)
+			select {
+			case <-stop:
+				return most
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	quiet := func(d time.Duration) int {
+		stop := make(chan struct{})
+		time.AfterFunc(d, func() { close(stop) })
+		return count(stop)
+	}
+	storm := func(path string) (most int, codes map[int]int) {
+		stop, got := make(chan struct{}), make(chan int, 1)
+		go func() { got <- count(stop) }()
+		codes = map[int]int{}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for range 200 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				code, body := get(path)
+				mu.Lock()
+				defer mu.Unlock()
+				codes[code]++
+				if path == "/metrics" && code == 200 && !strings.Contains(body, "\ntandem_postgres_up 1\n") {
+					t.Errorf("a scrape served stale or empty metrics:\n%s", body)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		close(stop)
+		return <-got, codes
+	}
+
+	before := quiet(2 * time.Second) // the collector's own connection, once a second, included
+	during, codes := storm("/metrics")
+	after := quiet(time.Second)
+	t.Logf("client connections: at most %d before, %d during 200 parallel scrapes of /metrics (answers %v), %d after", before, during, codes, after)
+	if during > before+1 || after > before+1 {
+		t.Errorf("scrapes of /metrics opened PostgreSQL connections: at most %d before, %d during, %d after", before, during, after)
+	}
+	if codes[200] == 0 || codes[200]+codes[503] != 200 {
+		t.Errorf("answers to 200 parallel scrapes: %v; want 200 (served) or 503 (over the bound) only", codes)
+	}
+
+	during, codes = storm("/health")
+	after = quiet(time.Second)
+	t.Logf("client connections: at most %d during 200 parallel GET /health (answers %v), %d after", during, codes, after)
+	if during > before+1 || after > before+1 {
+		t.Errorf("GET /health opened PostgreSQL connections: at most %d before, %d during, %d after", before, during, after)
+	}
+	if codes[200] != 200 {
+		t.Errorf("answers to 200 parallel GET /health: %v", codes)
 	}
 }

@@ -42,7 +42,9 @@ type Config struct {
 	Services []Service `yaml:"services"`
 	Hooks    Hooks     `yaml:"hooks"`
 	Notify   Notify    `yaml:"notify"`
-	Log      Log       `yaml:"log"`
+	// Metrics says who may scrape GET /metrics (metrics.go).
+	Metrics Metrics `yaml:"metrics"`
+	Log     Log     `yaml:"log"`
 }
 
 // Notify says whom to tell about events that need a person.
@@ -457,6 +459,7 @@ func (c *Config) Validate() error {
 			add("%s.timeout must be positive", where)
 		}
 	}
+	p = append(p, c.metricsProblems()...)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

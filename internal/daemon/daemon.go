@@ -80,6 +80,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 
+	metricsAccess := api.MetricsAccess{Allow: d.cfg.MetricsAllow()}
+	if d.cfg.Metrics.TokenFile != "" {
+		if metricsAccess.Token, err = config.ReadMetricsToken(d.cfg.Metrics.TokenFile); err != nil {
+			return fmt.Errorf("metrics.token_file: %w", err)
+		}
+	}
+
 	fingerprint := identity.Fingerprint(cert.Certificate[0])
 	log.Info("node certificate", "fingerprint", fingerprint)
 
@@ -147,12 +154,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(node, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv := api.NewServer(api.Config{
-		Listen:  d.cfg.API.Listen,
-		Cert:    cert,
-		Token:   token,
-		Backend: node,
-		Log:     log.With("component", "api"),
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Listen:        d.cfg.API.Listen,
+		Cert:          cert,
+		Token:         token,
+		Backend:       node,
+		Log:           log.With("component", "api"),
+		Metrics:       promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		MetricsAccess: metricsAccess,
 	})
 	if err := srv.Start(ctx); err != nil {
 		return err
