@@ -523,13 +523,14 @@ func (n *Node) dropSlot(ctx context.Context, slot string) error {
 	})
 }
 
-// setHBA rewrites tandem's block of pg_hba.conf (the caller reloads).
+// setHBA lets the replication role in from exactly ips, both nodes' IPs
+// so that either can be primary (the caller reloads). The secondary's
+// copy comes with its clone.
 func (n *Node) setHBA(ips []string) error {
-	b, err := n.pg.ReadDataFile("pg_hba.conf")
-	if err != nil {
-		return fmt.Errorf("while reading pg_hba.conf: %w", err)
+	if err := n.pg.SetReplicationPeers(ips); err != nil {
+		return fmt.Errorf("while writing pg_hba.conf: %w", err)
 	}
-	return n.pg.WriteDataFile("pg_hba.conf", []byte(withHBA(string(b), ips)), 0o600)
+	return nil
 }
 
 const passwordAlphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -133,11 +134,8 @@ func (f *fakePG) RecoverInterruptedClone(context.Context) (string, error) {
 	}
 	return aside, os.Rename(aside, f.dir)
 }
-func (f *fakePG) WriteDataFile(name string, data []byte, _ os.FileMode) error {
-	f.call("write " + name)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.files[name] = data
+func (f *fakePG) SetReplicationPeers(ips []string) error {
+	f.call(fmt.Sprintf("replication peers %v", ips))
 	return nil
 }
 func (f *fakePG) ReadDataFile(name string) ([]byte, error) {
@@ -222,7 +220,7 @@ func (p *fakePeer) Promote(_ context.Context, r api.PromoteRequest) (api.Promote
 	}
 	return p.promote(r)
 }
-func (p *fakePeer) Leave(context.Context) error        { return nil }
+func (p *fakePeer) Leave(context.Context) error { return nil }
 func (p *fakePeer) RecreateSlot(context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -110,6 +110,7 @@ func newRealPG(t *testing.T, extra map[string]string, logs *logBuffer) (*postgre
 		StopTimeout:     10 * time.Second,
 		PasswordFile:    filepath.Join(dir, "state", "pgpass"),
 		Settings:        settings,
+		HBA:             postgres.HBA{ReplicationUser: ReplicationUser},
 	}
 	w := logs
 	if w == nil {
@@ -173,6 +174,12 @@ func TestReplicationRolePasswordNeverReachesPostgres(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
+	if err := n.setHBA([]string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
 	password := randomPassword()
 	for range 2 { // create, then update (ALTER) the existing role
 		if err := n.withConn(ctx, func(c *pgx.Conn) error { return createReplicationRole(ctx, c, password) }); err != nil {

@@ -135,6 +135,10 @@ type Postgres struct {
 	Init string `yaml:"init"`
 	// StopTimeout bounds each stage of smart → fast → immediate shutdown.
 	StopTimeout Duration `yaml:"stop_timeout"`
+	// SuperuserAllow and HBA say who may connect over TCP; tandemd writes
+	// pg_hba.conf from them (hba.go).
+	SuperuserAllow []string `yaml:"superuser_allow"`
+	HBA            []string `yaml:"hba"`
 }
 
 // Log configures tandemd's structured log on stderr.
@@ -173,6 +177,7 @@ func Defaults() Config {
 			ListenAddresses: "*",
 			Init:            "auto",
 			StopTimeout:     Duration(30 * time.Second),
+			HBA:             append([]string(nil), DefaultHBA...),
 		},
 		StateDir: "/var/lib/tandem/state",
 		Replication: Replication{
@@ -459,6 +464,7 @@ func (c *Config) Validate() error {
 			add("%s.timeout must be positive", where)
 		}
 	}
+	p = append(p, c.hbaProblems()...)
 	p = append(p, c.metricsProblems()...)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

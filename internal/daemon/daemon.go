@@ -100,6 +100,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Init:            d.cfg.Postgres.Init,
 		StopTimeout:     d.cfg.Postgres.StopTimeout.D(),
 		PasswordFile:    filepath.Join(d.cfg.StateDir, PasswordFile),
+		HBA: postgres.HBA{
+			ReplicationUser: cluster.ReplicationUser,
+			SuperuserFrom:   d.cfg.SuperuserNetworks(),
+			Rules:           d.cfg.Postgres.HBA,
+		},
 	}, log.With("component", "postgres"))
 	if err != nil {
 		return err
