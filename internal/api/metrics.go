@@ -12,7 +12,8 @@ const DefaultMetricsInFlight = 4
 // anyone who reaches the port, as a Prometheus exporter usually does.
 type MetricsAccess struct {
 	// Token, when set, must come as "Authorization: Bearer <Token>"
-	// (Prometheus: authorization.credentials_file).
+	// (Prometheus: authorization.credentials_file); Server.SetTokens
+	// replaces it.
 	Token string
 	// Allow, when set, admits only clients from these networks.
 	Allow []netip.Prefix
@@ -25,6 +26,7 @@ type MetricsAccess struct {
 // of the in-flight slots: a refused or excess scrape costs next to nothing.
 func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	acc := s.cfg.MetricsAccess
+	_, acc.Token = s.tokens()
 	if len(acc.Allow) > 0 && !addrAllowed(r.RemoteAddr, acc.Allow) {
 		s.writeError(w, r, Errorf(http.StatusForbidden, CodeForbidden, "/metrics answers only the networks in metrics.allow of this node's configuration"))
 		return

@@ -187,3 +187,27 @@ func TestPrometheusExampleScrapes(t *testing.T) {
 		}
 	}
 }
+
+// TestSetTokensRotates: a rotated admin or metrics token is in force from
+// the next request, and the old one no longer is.
+func TestSetTokensRotates(t *testing.T) {
+	b := &fakeBackend{info: NodeInfo{Name: "a"}}
+	s := NewServer(Config{Token: testToken, Backend: b, Log: slog.New(slog.DiscardHandler), Metrics: okMetrics, MetricsAccess: MetricsAccess{Token: "metrics-old-0123456789"}})
+	h := s.Handler()
+	const newAdmin, newMetrics = "fedcba9876543210fedcba9876543210-new", "metrics-new-0123456789"
+	s.SetTokens(newAdmin, newMetrics)
+	for auth, want := range map[string]int{"Bearer " + testToken: 401, "Bearer " + newAdmin: 200} {
+		if res, _ := do(t, h, "GET", "/v1/node", auth); res.StatusCode != want {
+			t.Errorf("/v1/node with %q: %d, want %d", auth, res.StatusCode, want)
+		}
+	}
+	for auth, want := range map[string]int{"Bearer metrics-old-0123456789": 401, "Bearer " + newMetrics: 200} {
+		if res := scrape(h, "10.0.0.5:4000", auth); res.StatusCode != want {
+			t.Errorf("/metrics with %q: %d, want %d", auth, res.StatusCode, want)
+		}
+	}
+	s.SetTokens(newAdmin, "") // metrics.token_file no longer asks for one
+	if res := scrape(h, "10.0.0.5:4000", ""); res.StatusCode != 200 {
+		t.Errorf("/metrics without a metrics token in force: %d", res.StatusCode)
+	}
+}

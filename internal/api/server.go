@@ -44,6 +44,11 @@ type Server struct {
 	once sync.Once
 
 	metricsSlots chan struct{} // scrapes of /metrics in flight
+
+	// The tokens in force: Config's until SetTokens replaces them.
+	tokMu        sync.Mutex
+	token        string
+	metricsToken string
 }
 
 // NewServer returns a server that is not yet listening.
@@ -52,7 +57,7 @@ func NewServer(cfg Config) *Server {
 	if inFlight <= 0 {
 		inFlight = DefaultMetricsInFlight
 	}
-	s := &Server{cfg: cfg, done: make(chan struct{}), metricsSlots: make(chan struct{}, inFlight)}
+	s := &Server{cfg: cfg, done: make(chan struct{}), metricsSlots: make(chan struct{}, inFlight), token: cfg.Token, metricsToken: cfg.MetricsAccess.Token}
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -130,7 +135,25 @@ func (s *Server) Handler() http.Handler {
 	})
 }
 
-func (s *Server) authorized(r *http.Request) bool { return bearerMatches(r, s.cfg.Token) }
+// SetTokens replaces the admin token and the metrics token ("": none)
+// from the next request on: a rotated token takes effect without a
+// restart.
+func (s *Server) SetTokens(admin, metrics string) {
+	s.tokMu.Lock()
+	defer s.tokMu.Unlock()
+	s.token, s.metricsToken = admin, metrics
+}
+
+func (s *Server) tokens() (admin, metrics string) {
+	s.tokMu.Lock()
+	defer s.tokMu.Unlock()
+	return s.token, s.metricsToken
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	admin, _ := s.tokens()
+	return bearerMatches(r, admin)
+}
 
 func bearerMatches(r *http.Request, want string) bool {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
