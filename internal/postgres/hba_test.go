@@ -214,3 +214,20 @@ func TestHBAAdmitsOnlyWhatTheConfigSays(t *testing.T) {
 		{"127.0.0.2", "tandem_replication", "repl-pw", "replication", true},
 	})
 }
+
+// FuzzHBAPeers: whatever a pg_hba.conf holds (an adopted cluster's, an
+// edited one), reading the peers never fails, and rendering them gives a
+// file that names exactly those peers again.
+func FuzzHBAPeers(f *testing.F) {
+	h := HBA{ReplicationUser: "tandem_replication", Rules: []string{"host all all all scram-sha-256"}}
+	f.Add(renderHBA(h, []netip.Addr{netip.MustParseAddr("10.0.0.11"), netip.MustParseAddr("fd00::12")}))
+	f.Add(hbaBegin + "\nhost replication x ::ffff:10.0.0.1/128 md5\nhost replication x 10.0.0.0/24 md5\n" + hbaEnd + "\n")
+	f.Add("local all postgres peer\n")
+	f.Fuzz(func(t *testing.T, conf string) {
+		peers := hbaPeers(conf)
+		again := hbaPeers(renderHBA(h, peers))
+		if !slices.Equal(peers, again) {
+			t.Fatalf("peers %v rendered and read back as %v", peers, again)
+		}
+	})
+}
