@@ -558,6 +558,16 @@ func (d *deployment) check() {
 				t.Errorf("node %s should serve the adopted database's data: exit %d\n%s%s", host, code, out, errOut)
 			}
 		}
+		// Step 5: Debian's pg_hba.conf was replaced by tandemd's and kept
+		// beside it.
+		data := filepath.Join(d.roots["a"], "var/lib/postgresql/15/main")
+		kept, err := os.ReadFile(filepath.Join(data, "pg_hba.conf.before-tandem"))
+		if err != nil || !strings.Contains(string(kept), "peer") {
+			t.Errorf("Debian's pg_hba.conf should be kept as pg_hba.conf.before-tandem: %v\n%s", err, kept)
+		}
+		if hba, err := os.ReadFile(filepath.Join(data, "pg_hba.conf")); err != nil || !strings.HasPrefix(string(hba), "# pg_hba.conf written by tandemd") {
+			t.Errorf("the adopted cluster's pg_hba.conf should be tandemd's: %v\n%s", err, hba)
+		}
 	}
 }
 

@@ -37,7 +37,7 @@ fuzz FuzzParse ./internal/config
 fuzz FuzzEnv ./internal/config
 fuzz FuzzDecode ./internal/api
 fuzz FuzzConninfo ./internal/cluster
-fuzz FuzzWithHBA ./internal/cluster
+fuzz FuzzHBAPeers ./internal/postgres
 if [ "$(id -u)" = 0 ]; then
 	echo "== end-to-end tests in the lab"
 	go test -count=1 -tags e2e -timeout 75m -v ./e2e/...

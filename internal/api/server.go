@@ -29,8 +29,9 @@ type Config struct {
 	Token   string
 	Backend Backend
 	Log     *slog.Logger
-	// Metrics, when set, serves GET /metrics (no token).
-	Metrics http.Handler
+	// Metrics, when set, serves GET /metrics, to whom MetricsAccess says.
+	Metrics       http.Handler
+	MetricsAccess MetricsAccess
 }
 
 // Server is the node API component.
@@ -41,11 +42,22 @@ type Server struct {
 	done chan struct{}
 	err  error
 	once sync.Once
+
+	metricsSlots chan struct{} // scrapes of /metrics in flight
+
+	// The tokens in force: Config's until SetTokens replaces them.
+	tokMu        sync.Mutex
+	token        string
+	metricsToken string
 }
 
 // NewServer returns a server that is not yet listening.
 func NewServer(cfg Config) *Server {
-	s := &Server{cfg: cfg, done: make(chan struct{})}
+	inFlight := cfg.MetricsAccess.InFlight
+	if inFlight <= 0 {
+		inFlight = DefaultMetricsInFlight
+	}
+	s := &Server{cfg: cfg, done: make(chan struct{}), metricsSlots: make(chan struct{}, inFlight), token: cfg.Token, metricsToken: cfg.MetricsAccess.Token}
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -77,9 +89,10 @@ type route struct {
 	h      func(r *http.Request) (any, int, error)
 }
 
-// Handler returns the API's routes. Load-balancer checks (/health) answer
-// without a token, as HAProxy and friends cannot send one and they reveal
-// only up/down; everything under /v1 needs the admin token.
+// Handler returns the API's routes. Load-balancer checks (/health,
+// /primary, /replica) answer without a token, as HAProxy and friends
+// cannot send one and they reveal only up/down; /metrics answers whom
+// MetricsAccess admits; everything under /v1 needs the admin token.
 func (s *Server) Handler() http.Handler {
 	routes := map[string]route{
 		"/health":  {method: http.MethodGet, auth: authNone, h: s.health},
@@ -95,9 +108,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/metrics" && s.cfg.Metrics != nil {
-			// Prometheus scrapes without a token, as it does everywhere;
-			// the metrics reveal state, not data or secrets.
-			s.cfg.Metrics.ServeHTTP(w, r)
+			s.serveMetrics(w, r)
 			return
 		}
 		rt, ok := routes[r.URL.Path]
@@ -127,10 +138,29 @@ func (s *Server) Handler() http.Handler {
 	})
 }
 
+// SetTokens replaces the admin token and the metrics token ("": none)
+// from the next request on: a rotated token takes effect without a
+// restart.
+func (s *Server) SetTokens(admin, metrics string) {
+	s.tokMu.Lock()
+	defer s.tokMu.Unlock()
+	s.token, s.metricsToken = admin, metrics
+}
+
+func (s *Server) tokens() (admin, metrics string) {
+	s.tokMu.Lock()
+	defer s.tokMu.Unlock()
+	return s.token, s.metricsToken
+}
+
 func (s *Server) authorized(r *http.Request) bool {
-	h := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	return ok && identity.TokenMatches(strings.TrimSpace(tok), s.cfg.Token)
+	admin, _ := s.tokens()
+	return bearerMatches(r, admin)
+}
+
+func bearerMatches(r *http.Request, want string) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && identity.TokenMatches(strings.TrimSpace(tok), want)
 }
 
 func (s *Server) health(r *http.Request) (any, int, error) {

@@ -190,8 +190,8 @@ func (n *Node) assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 		return fail(err)
 	}
 	err = n.withConn(ctx, func(c *pgx.Conn) error {
-		if _, err := c.Exec(ctx, roleSQL(password)); err != nil {
-			return fmt.Errorf("while creating the replication role: %w", err)
+		if err := createReplicationRole(ctx, c, password); err != nil {
+			return err
 		}
 		undo.add("drop the replication role", func(ctx context.Context) error {
 			return n.withConn(ctx, func(c *pgx.Conn) error {
@@ -510,10 +510,25 @@ func validateJoin(r api.JoinRequest, self string) error {
 	return nil
 }
 
-// roleSQL creates or updates the replication role. The password is random
-// alphanumeric, and quoted anyway.
-func roleSQL(password string) string {
-	lit := "'" + strings.ReplaceAll(password, "'", "''") + "'"
+// createReplicationRole creates or updates the replication role. Its
+// password goes to PostgreSQL only as a SCRAM verifier computed here (as
+// psql's \password does), so the statement, which PostgreSQL may log
+// (log_statement, a failed statement's error line), holds no password.
+func createReplicationRole(ctx context.Context, c *pgx.Conn, password string) error {
+	verifier, err := postgres.SCRAMVerifier(password)
+	if err != nil {
+		return fmt.Errorf("while preparing the replication role's password: %w", err)
+	}
+	if _, err := c.Exec(ctx, roleSQL(verifier)); err != nil {
+		return fmt.Errorf("while creating the replication role: %w", err)
+	}
+	return nil
+}
+
+// roleSQL creates or updates the replication role with a password given
+// as a SCRAM verifier (base64 and '$:', quoted anyway).
+func roleSQL(verifier string) string {
+	lit := "'" + strings.ReplaceAll(verifier, "'", "''") + "'"
 	return `DO $$BEGIN
 IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '` + ReplicationUser + `') THEN
 	ALTER ROLE ` + ReplicationUser + ` WITH REPLICATION LOGIN PASSWORD ` + lit + `;
@@ -553,13 +568,14 @@ func (n *Node) dropSlot(ctx context.Context, slot string) error {
 	})
 }
 
-// setHBA rewrites tandem's block of pg_hba.conf (the caller reloads).
+// setHBA lets the replication role in from exactly ips, both nodes' IPs
+// so that either can be primary (the caller reloads). The secondary's
+// copy comes with its clone.
 func (n *Node) setHBA(ips []string) error {
-	b, err := n.pg.ReadDataFile("pg_hba.conf")
-	if err != nil {
-		return fmt.Errorf("while reading pg_hba.conf: %w", err)
+	if err := n.pg.SetReplicationPeers(ips); err != nil {
+		return fmt.Errorf("while writing pg_hba.conf: %w", err)
 	}
-	return n.pg.WriteDataFile("pg_hba.conf", []byte(withHBA(string(b), ips)), 0o600)
+	return nil
 }
 
 const passwordAlphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"

@@ -17,13 +17,15 @@ const OpBoot state.OpKind = "boot"
 // Start takes the exclusion for the boot decision at once, so that an
 // operation asked for before the decision is refused rather than run on a
 // node that does not yet know its role, then runs the node in a tracked
-// goroutine: boot, then the monitor, until shutdown.
+// goroutine: boot, then the monitor, until shutdown. The metrics
+// collector runs beside them from the start.
 func (n *Node) Start() {
 	op, err := n.run.begin(n.cfg.Name, OpBoot, byNode)
 	if err != nil {
 		n.log.Error("cannot start the node", "err", err)
 		return
 	}
+	n.run.goAttach(n.runCollector)
 	n.run.goAttach(func(ctx context.Context) {
 		start := time.Now()
 		err := n.boot(ctx)

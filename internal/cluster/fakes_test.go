@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -133,11 +134,8 @@ func (f *fakePG) RecoverInterruptedClone(context.Context) (string, error) {
 	}
 	return aside, os.Rename(aside, f.dir)
 }
-func (f *fakePG) WriteDataFile(name string, data []byte, _ os.FileMode) error {
-	f.call("write " + name)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.files[name] = data
+func (f *fakePG) SetReplicationPeers(ips []string) error {
+	f.call(fmt.Sprintf("replication peers %v", ips))
 	return nil
 }
 func (f *fakePG) ReadDataFile(name string) ([]byte, error) {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tandem-ha/tandem/internal/api"
+	"github.com/tandem-ha/tandem/internal/postgres"
 	"github.com/tandem-ha/tandem/internal/state"
 )
 
@@ -33,6 +35,48 @@ func (s *opStats) record(op string, err error, took time.Duration) {
 	s.count[[2]string{op, outcome}]++
 }
 
+// metricsEvery is how often the collector reads PostgreSQL for /metrics.
+const metricsEvery = time.Second
+
+// pgMetrics is what /metrics shows from PostgreSQL. The collector reads it
+// once a second, whoever scrapes: a scrape reads only memory, so scrapers,
+// however many, never open a connection to PostgreSQL.
+type pgMetrics struct {
+	at     time.Time
+	up     bool
+	role   state.Role // the role the replication values were read in
+	record *api.Record
+	repl   *api.ReplicationInfo
+}
+
+// runCollector refreshes the metrics snapshot until shutdown.
+func (n *Node) runCollector(ctx context.Context) {
+	t := time.NewTicker(metricsEvery)
+	defer t.Stop()
+	for {
+		n.collectPG(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.run.stopping:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// collectPG reads the cluster as View sees it (one connection, closed at
+// once, and the supervisor's status) into the snapshot.
+func (n *Node) collectPG(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	v, _ := n.View(ctx)
+	m := pgMetrics{at: time.Now(), up: v.Node.Postgres.State == postgres.StateRunning, role: state.Role(v.Node.Role), record: v.Record, repl: v.Replication}
+	n.metricsMu.Lock()
+	n.pgMetrics = m
+	n.metricsMu.Unlock()
+}
+
 var (
 	descRole         = prometheus.NewDesc("tandem_role", "1 for this node's current role (none, primary, secondary, standalone).", []string{"role"}, nil)
 	descTerm         = prometheus.NewDesc("tandem_term", "The term this node knows; it grows by one at every change of primary.", nil, nil)
@@ -47,19 +91,19 @@ var (
 	descRetained     = prometheus.NewDesc("tandem_wal_retained_bytes", "WAL the primary keeps in pg_wal for the secondary (its slot).", nil, nil)
 	descOps          = prometheus.NewDesc("tandem_operations_total", "Operations run on this node, by outcome.", []string{"operation", "outcome"}, nil)
 	descLastDuration = prometheus.NewDesc("tandem_last_operation_duration_seconds", "Duration of the last successful operation of each kind on this node.", []string{"operation"}, nil)
+	descAge          = prometheus.NewDesc("tandem_metrics_age_seconds", "Seconds since tandemd last read the values that come from PostgreSQL (it reads them once a second).", nil, nil)
 )
 
 // Describe lists the metrics for Prometheus.
 func (n *Node) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRole, descTerm, descPGUp, descVIP, descPeer, descPeerSilent, descSync, descLagBytes, descLagSeconds, descStreaming, descRetained, descOps, descLastDuration} {
+	for _, d := range []*prometheus.Desc{descRole, descTerm, descPGUp, descVIP, descPeer, descPeerSilent, descSync, descLagBytes, descLagSeconds, descStreaming, descRetained, descOps, descLastDuration, descAge} {
 		ch <- d
 	}
 }
 
-// Collect reads them at scrape time: nothing runs between scrapes.
+// Collect answers a scrape from memory: the node's state, the cluster IP
+// owner's status, and the snapshot the collector last took of PostgreSQL.
 func (n *Node) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
 	s := n.State()
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
@@ -74,8 +118,6 @@ func (n *Node) Collect(ch chan<- prometheus.Metric) {
 		gauge(descRole, b2f(s.Role == r), string(r))
 	}
 	gauge(descTerm, float64(s.Term))
-	ps := n.pg.Status(ctx)
-	gauge(descPGUp, b2f(ps.State == "running"))
 	gauge(descVIP, b2f(n.vip.Status().Held))
 	ago := n.heardAgo()
 	gauge(descPeer, b2f(ago >= 0 && ago < 3*time.Second))
@@ -84,11 +126,19 @@ func (n *Node) Collect(ch chan<- prometheus.Metric) {
 	} else {
 		gauge(descPeerSilent, ago.Seconds())
 	}
-	v, _ := n.View(ctx)
-	if v.Record != nil {
-		gauge(descSync, b2f(v.Record.Synchronized))
+	n.metricsMu.Lock()
+	m := n.pgMetrics
+	n.metricsMu.Unlock()
+	gauge(descPGUp, b2f(m.up))
+	if !m.at.IsZero() {
+		gauge(descAge, time.Since(m.at).Seconds())
 	}
-	if r := v.Replication; r != nil {
+	if m.record != nil {
+		gauge(descSync, b2f(m.record.Synchronized))
+	}
+	// Replication as read in the role the node still has: right after a
+	// role change, nothing until the next reading.
+	if r := m.repl; r != nil && m.role == s.Role {
 		gauge(descLagBytes, float64(r.LagBytes))
 		gauge(descLagSeconds, r.LagSeconds)
 		gauge(descStreaming, b2f(r.State == "streaming"))

@@ -85,10 +85,11 @@ type Postgres interface {
 	DiscardAside(ctx context.Context, aside string) error
 	MoveDataAside(ctx context.Context) (aside string, err error)
 	RecoverInterruptedClone(ctx context.Context) (restored string, err error)
-	// Files tandem keeps in the data directory (pg_hba.conf's block) and
-	// reads (standby.signal).
+	// Who may replicate: the nodes' IPs in pg_hba.conf, which the
+	// supervisor writes (taking effect at the next reload or start).
+	SetReplicationPeers(ips []string) error
+	// A file of the data directory (standby.signal).
 	ReadDataFile(name string) ([]byte, error)
-	WriteDataFile(name string, data []byte, perm os.FileMode) error
 }
 
 // VIP is what the cluster logic needs from the cluster IP owner
@@ -123,6 +124,9 @@ type Node struct {
 	contactKnown bool
 
 	ops opStats
+
+	metricsMu sync.Mutex
+	pgMetrics pgMetrics // the collector's last reading (metrics.go)
 
 	progMu   sync.Mutex
 	progress *api.Progress

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"fmt"
-	"net/netip"
 	"strings"
 )
 
@@ -81,45 +80,4 @@ func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`)
 // slotName is the physical slot the primary keeps for node.
 func slotName(node string) string {
 	return "tandem_" + strings.ReplaceAll(node, "-", "_")
-}
-
-const (
-	hbaBegin = "# BEGIN tandem: replication entries managed by tandemd"
-	hbaEnd   = "# END tandem"
-)
-
-// withHBA returns pg_hba.conf text with tandem's block (replication from
-// exactly the listed node IPs) at the top, replacing any earlier block.
-// Both nodes carry entries for both IPs, so either can be primary.
-func withHBA(conf string, ips []string) string {
-	var kept []string
-	in := false
-	for _, l := range strings.Split(conf, "\n") {
-		switch strings.TrimSpace(l) {
-		case hbaBegin:
-			in = true
-			continue
-		case hbaEnd:
-			in = false
-			continue
-		}
-		if !in {
-			kept = append(kept, l)
-		}
-	}
-	rest := strings.TrimLeft(strings.Join(kept, "\n"), "\n")
-	if len(ips) == 0 {
-		return rest
-	}
-	var b strings.Builder
-	b.WriteString(hbaBegin + "\n")
-	for _, ip := range ips {
-		a, err := netip.ParseAddr(ip)
-		if err != nil {
-			continue
-		}
-		fmt.Fprintf(&b, "host    replication  %s  %s  scram-sha-256\n", ReplicationUser, netip.PrefixFrom(a, a.BitLen()))
-	}
-	b.WriteString(hbaEnd + "\n\n")
-	return b.String() + rest
 }

@@ -43,7 +43,9 @@ type Config struct {
 	Services []Service `yaml:"services"`
 	Hooks    Hooks     `yaml:"hooks"`
 	Notify   Notify    `yaml:"notify"`
-	Log      Log       `yaml:"log"`
+	// Metrics says who may scrape GET /metrics (metrics.go).
+	Metrics Metrics `yaml:"metrics"`
+	Log     Log     `yaml:"log"`
 }
 
 // Notify says whom to tell about events that need a person.
@@ -134,6 +136,10 @@ type Postgres struct {
 	Init string `yaml:"init"`
 	// StopTimeout bounds each stage of smart → fast → immediate shutdown.
 	StopTimeout Duration `yaml:"stop_timeout"`
+	// SuperuserAllow and HBA say who may connect over TCP; tandemd writes
+	// pg_hba.conf from them (hba.go).
+	SuperuserAllow []string `yaml:"superuser_allow"`
+	HBA            []string `yaml:"hba"`
 }
 
 // Log configures tandemd's structured log on stderr.
@@ -172,6 +178,7 @@ func Defaults() Config {
 			ListenAddresses: "*",
 			Init:            "auto",
 			StopTimeout:     Duration(30 * time.Second),
+			HBA:             append([]string(nil), DefaultHBA...),
 		},
 		StateDir: "/var/lib/tandem/state",
 		Replication: Replication{
@@ -495,6 +502,8 @@ func (c *Config) Validate() error {
 			add("%s.timeout must be positive", where)
 		}
 	}
+	p = append(p, c.hbaProblems()...)
+	p = append(p, c.metricsProblems()...)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

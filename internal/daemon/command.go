@@ -39,7 +39,8 @@ every problem is listed at once.
 
 Signals: SIGTERM or SIGINT stop PostgreSQL (smart, then fast, then
 immediate shutdown) and exit; a second one exits at once. SIGHUP re-reads
-log.level from the config file.`,
+log.level from the config file, and the admin token (state_dir/admin-token,
+created anew if removed) and the metrics token (metrics.token_file).`,
 		Version:       version.Version,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
@@ -66,9 +67,17 @@ log.level from the config file.`,
 			level := new(slog.LevelVar)
 			_ = level.UnmarshalText([]byte(cfg.Log.Level))
 			log := newLogger(cmd.ErrOrStderr(), cfg.Log.Format, level)
-			ctx, stop := signalContext(log, func() { reloadLevel(log, configPath, level) })
+			d := New(cfg, log)
+			ctx, stop := signalContext(log, func() {
+				reloadLevel(log, configPath, level)
+				if err := d.ReloadTokens(); err != nil {
+					log.Error("SIGHUP: tokens not reloaded; the ones in force stay", "err", err)
+				} else {
+					log.Info("SIGHUP: reloaded the admin token and the metrics token")
+				}
+			})
 			defer stop()
-			return New(cfg, log).Run(ctx)
+			return d.Run(ctx)
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML configuration file (see docs/config.md)")

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -41,6 +42,9 @@ type Daemon struct {
 	cfg config.Config
 	log *slog.Logger
 	pg  *postgres.Supervisor
+
+	mu  sync.Mutex
+	srv *api.Server // once the API is built; ReloadTokens reaches it
 }
 
 // New returns a daemon for a validated configuration.
@@ -71,7 +75,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	log.Info("tandemd starting", "version", version.Version, "term", st.Term, "role", st.Role)
 
-	token, err := identity.EnsureToken(d.cfg.StateDir)
+	token, metricsToken, err := readTokens(d.cfg)
 	if err != nil {
 		return err
 	}
@@ -93,6 +97,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Init:            d.cfg.Postgres.Init,
 		StopTimeout:     d.cfg.Postgres.StopTimeout.D(),
 		PasswordFile:    filepath.Join(d.cfg.StateDir, PasswordFile),
+		HBA: postgres.HBA{
+			ReplicationUser: cluster.ReplicationUser,
+			SuperuserFrom:   d.cfg.SuperuserNetworks(),
+			Rules:           d.cfg.Postgres.HBA,
+		},
 	}, log.With("component", "postgres"))
 	if err != nil {
 		return err
@@ -147,16 +156,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(node, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv := api.NewServer(api.Config{
-		Listen:  d.cfg.API.Listen,
-		Cert:    cert,
-		Token:   token,
-		Backend: node,
-		Log:     log.With("component", "api"),
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Listen:        d.cfg.API.Listen,
+		Cert:          cert,
+		Token:         token,
+		Backend:       node,
+		Log:           log.With("component", "api"),
+		Metrics:       promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		MetricsAccess: api.MetricsAccess{Token: metricsToken, Allow: d.cfg.MetricsAllow()},
 	})
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
+	d.mu.Lock()
+	d.srv = srv
+	d.mu.Unlock()
 	if err := sdNotify("READY=1\nSTATUS=node API listening; role " + string(st.Role)); err != nil {
 		log.Warn("could not tell systemd tandemd is ready", "err", err)
 	}
@@ -181,6 +194,37 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.stopPostgres(log)
 	log.Info("tandemd stopped")
 	return nil
+}
+
+// ReloadTokens re-reads the admin token (creating a new one if the file
+// was removed) and the metrics token, and puts them in force (SIGHUP): a
+// token is rotated without restarting tandemd, and so PostgreSQL. On any
+// error the tokens in force stay.
+func (d *Daemon) ReloadTokens() error {
+	d.mu.Lock()
+	srv := d.srv
+	d.mu.Unlock()
+	if srv == nil {
+		return errors.New("the node API is not running yet")
+	}
+	admin, metrics, err := readTokens(d.cfg)
+	if err != nil {
+		return err
+	}
+	srv.SetTokens(admin, metrics)
+	return nil
+}
+
+func readTokens(cfg config.Config) (admin, metrics string, err error) {
+	if admin, err = identity.EnsureToken(cfg.StateDir); err != nil {
+		return "", "", err
+	}
+	if cfg.Metrics.TokenFile != "" {
+		if metrics, err = config.ReadMetricsToken(cfg.Metrics.TokenFile); err != nil {
+			return "", "", fmt.Errorf("metrics.token_file: %w", err)
+		}
+	}
+	return admin, metrics, nil
 }
 
 // services turns configured units into start/stop commands.

@@ -211,6 +211,11 @@ func TestNodeConfigYAML(t *testing.T) {
 		p.Port != 5432 || p.OSUser != "postgres" || p.ListenAddresses != "*" {
 		t.Errorf("postgres %+v", p)
 	}
+	// The client logs in as the superuser over TCP (psql, the tests'
+	// writer); the other node does not.
+	if len(p.SuperuserAllow) != 1 || p.SuperuserAllow[0] != "10.77.0.100" || len(p.HBA) != 1 || p.HBA[0] != "host all all all scram-sha-256" {
+		t.Errorf("postgres.superuser_allow %q, postgres.hba %q", p.SuperuserAllow, p.HBA)
+	}
 	if c.StateDir != "/var/lib/tandem-lab/lab/b/state" || c.Log.Level != "info" {
 		t.Errorf("state_dir %s log %+v", c.StateDir, c.Log)
 	}

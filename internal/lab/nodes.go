@@ -37,6 +37,13 @@ func (l *Layout) NodeConfig(h Host) config.Config {
 	c.Postgres.SocketDir = l.SocketDir(h.Name)
 	// The namespace holds only this node's addresses.
 	c.Postgres.ListenAddresses = "*"
+	// The lab's client (where psql, the tests' writer and sampler run)
+	// logs in as the superuser over TCP; nothing else may.
+	for _, o := range l.Hosts {
+		if o.Role == RoleClient {
+			c.Postgres.SuperuserAllow = append(c.Postgres.SuperuserAllow, o.IP)
+		}
+	}
 	c.Postgres.StopTimeout = config.Duration(labStopTimeout)
 	c.StateDir = l.StateDir(h.Name)
 	c.Log.Level = "info"

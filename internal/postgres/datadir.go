@@ -138,8 +138,10 @@ func (s *Supervisor) initCluster(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("while running initdb: %w", err)
 	}
-	if err := s.writeOwned(filepath.Join(s.opts.DataDir, "pg_hba.conf"), []byte(renderHBA()), 0o600); err != nil {
-		return fmt.Errorf("while writing pg_hba.conf: %w", err)
+	// initdb's pg_hba.conf lets every role in from anywhere with a
+	// password; replaced before the first start by tandemd's.
+	if err := s.writeOwned(filepath.Join(s.opts.DataDir, hbaFile), []byte(renderHBA(s.opts.HBA, nil)), 0o600); err != nil {
+		return fmt.Errorf("while writing %s: %w", hbaFile, err)
 	}
 	s.log.Info("initialised a new PostgreSQL cluster", "password_file", s.opts.PasswordFile)
 	return nil
@@ -258,8 +260,9 @@ func canTraverse(perm fs.FileMode, ownerUID, ownerGID, uid, gid uint32) bool {
 	}
 }
 
-// writeManagedConfig makes postgresql.conf include tandem.conf (once) and
-// rewrites tandem.conf from the current options.
+// writeManagedConfig makes postgresql.conf include tandem.conf (once),
+// rewrites tandem.conf from the current options, and pg_hba.conf from
+// Options.HBA and the peers it names.
 func (s *Supervisor) writeManagedConfig() error {
 	conf := filepath.Join(s.opts.DataDir, "postgresql.conf")
 	b, err := os.ReadFile(conf)
@@ -283,7 +286,7 @@ func (s *Supervisor) writeManagedConfig() error {
 	if err := s.writeOwned(path, []byte(renderTandemConf(s.opts, s.currentSettings())), 0o600); err != nil {
 		return fmt.Errorf("while writing %s: %w", path, err)
 	}
-	return nil
+	return s.writeHBA(nil, false)
 }
 
 // ensureInclude appends the include of tandem.conf to postgresql.conf's
@@ -310,6 +313,9 @@ func renderTandemConf(o Options, settings map[string]string) string {
 	fmt.Fprintf(&b, "port = %d\n", o.Port)
 	fmt.Fprintf(&b, "listen_addresses = %s\n", quoteConf(o.ListenAddresses))
 	fmt.Fprintf(&b, "unix_socket_directories = %s\n", quoteConf(o.SocketDir))
+	// The pg_hba.conf tandemd writes, even if postgresql.conf (an adopted
+	// cluster's) names another.
+	fmt.Fprintf(&b, "hba_file = %s\n", quoteConf(filepath.Join(o.DataDir, hbaFile)))
 	keys := make([]string, 0, len(settings))
 	for k := range settings {
 		keys = append(keys, k)
@@ -326,22 +332,6 @@ func renderTandemConf(o Options, settings map[string]string) string {
 func quoteConf(v string) string {
 	v = strings.ReplaceAll(v, `\`, `\\`)
 	return "'" + strings.ReplaceAll(v, "'", "''") + "'"
-}
-
-func renderHBA() string {
-	return `# Written by tandemd after initdb. Assembling a cluster adds entries for
-# the peer's replication connections.
-#
-# local, trust: the only socket lives in tandemd's socket directory, which is
-# 0700 and owned by the PostgreSQL OS user, so only that user and root can
-# reach it; tandemd itself connects there without a password.
-# host, scram-sha-256: every TCP client, from anywhere, needs a password; the
-# superuser's was generated at initdb time and is kept by tandemd.
-#
-# TYPE  DATABASE  USER  ADDRESS  METHOD
-local   all       all            trust
-host    all       all   all      scram-sha-256
-`
 }
 
 var versionRE = regexp.MustCompile(`\(PostgreSQL\) (\d+)(?:\.(\d+))?`)

@@ -84,6 +84,7 @@ func newNode(t *testing.T, name string) *node {
 	t.Helper()
 	opts := testOptions(t)
 	opts.Settings = replSettings()
+	opts.HBA = HBA{ReplicationUser: replUser}
 	n := &node{name: name, opts: opts}
 	n.newSupervisor(t)
 	return n
@@ -181,7 +182,7 @@ func (n *node) pid(t *testing.T) int {
 
 // startPrimary starts n read-write (initdb on the first start), ready to
 // serve clones and rewinds: the replication role with what pg_rewind
-// needs, and pg_hba allowing it to replicate over 127.0.0.1.
+// needs, and pg_hba allowing it in from 127.0.0.1.
 func (n *node) startPrimary(t *testing.T) {
 	t.Helper()
 	startOK(t, n.s)
@@ -190,12 +191,7 @@ func (n *node) startPrimary(t *testing.T) {
 		n.exec(t, `GRANT EXECUTE ON FUNCTION pg_catalog.`+fn+` TO `+replUser)
 	}
 	n.exec(t, `GRANT pg_checkpoint TO `+replUser)
-	hba, err := n.s.ReadDataFile("pg_hba.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hba = append([]byte("host replication "+replUser+" 127.0.0.1/32 scram-sha-256\n"), hba...)
-	if err := n.s.WriteDataFile("pg_hba.conf", hba, 0o600); err != nil {
+	if err := n.s.SetReplicationPeers([]string{"127.0.0.1"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.s.Reload(ctxFor(t, 10*time.Second)); err != nil {

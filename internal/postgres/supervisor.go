@@ -40,6 +40,8 @@ type Options struct {
 	// Settings are extra postgresql.conf settings written into tandem.conf
 	// (replication settings, primary_conninfo…); SetSettings changes them.
 	Settings map[string]string
+	// HBA is who may connect over TCP: pg_hba.conf is written from it.
+	HBA HBA
 }
 
 // Status is a snapshot of the supervised PostgreSQL.
@@ -113,6 +115,8 @@ type Supervisor struct {
 	qgen  int
 
 	binMajor string // major version of BinDir/postgres, once known (owner only)
+
+	hbaMu sync.Mutex // held across read, render and write of pg_hba.conf
 
 	// Tunables; tests shorten them.
 	readyTimeout time.Duration // how long a start may take before Start gives up waiting
@@ -270,6 +274,7 @@ func (o Options) check() error {
 	if o.StopTimeout <= 0 {
 		add("StopTimeout must be positive")
 	}
+	p = append(p, o.HBA.check()...)
 	if len(p) > 0 {
 		return fmt.Errorf("invalid PostgreSQL supervisor options: %s", strings.Join(p, "; "))
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -215,6 +216,7 @@ func clusterState(t *testing.T, s *Supervisor) string {
 
 func TestInitStartStatusAndCleanStop(t *testing.T) {
 	opts := testOptions(t)
+	opts.HBA.SuperuserFrom = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	s := newSupervisor(t, opts)
 	st := startOK(t, s)
 
@@ -255,7 +257,8 @@ func TestInitStartStatusAndCleanStop(t *testing.T) {
 		t.Errorf("tandem.conf:\n%s", tandemConf)
 	}
 
-	// The generated password works over TCP (scram-sha-256), a wrong one does not.
+	// The generated password works over TCP (scram-sha-256) from where
+	// SuperuserFrom says, a wrong one does not.
 	pwb, _ := os.ReadFile(opts.PasswordFile)
 	pw := strings.TrimSpace(string(pwb))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -114,19 +114,6 @@ func TestEnsureIncludeAppendsOnce(t *testing.T) {
 	}
 }
 
-func TestRenderHBA(t *testing.T) {
-	var rules []string
-	for _, l := range strings.Split(renderHBA(), "\n") {
-		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
-			rules = append(rules, strings.Join(strings.Fields(l), " "))
-		}
-	}
-	want := []string{"local all all trust", "host all all all scram-sha-256"}
-	if strings.Join(rules, "|") != strings.Join(want, "|") {
-		t.Fatalf("rules %q, want %q", rules, want)
-	}
-}
-
 func TestParseServerVersion(t *testing.T) {
 	for in, want := range map[string]string{
 		"postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n": "15",
