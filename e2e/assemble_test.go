@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -631,5 +633,18 @@ func TestDisassemble(t *testing.T) {
 		t.Logf("disassemble --force --endpoint b:\n%s", out)
 		freshB(t, q)
 		standaloneA(t, q, "2")
+		// Forced, with its primary out of reach, b may hold the last copy of
+		// the data: its replica is kept aside, not deleted, and the answer
+		// says where.
+		kept, _ := filepath.Glob(filepath.Join(q.nodeDir("b"), "pgdata.tandem-left-*"))
+		if len(kept) != 1 {
+			t.Fatalf("b's replica after a forced disassembly: %v; want it kept aside once as pgdata.tandem-left-*", kept)
+		}
+		if _, err := os.Stat(filepath.Join(kept[0], "PG_VERSION")); err != nil {
+			t.Errorf("the copy kept aside at %s holds no PostgreSQL cluster: %v", kept[0], err)
+		}
+		if !strings.Contains(out, filepath.Base(kept[0])) {
+			t.Errorf("the forced disassembly did not say where the replica was kept (%s):\n%s", kept[0], out)
+		}
 	})
 }
