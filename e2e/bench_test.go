@@ -225,7 +225,7 @@ func machine() string {
 }
 
 func envInt(k string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(k)); err == nil && v > 0 {
+	if v, err := strconv.Atoi(os.Getenv(k)); err == nil && v >= 0 {
 		return v
 	}
 	return def
