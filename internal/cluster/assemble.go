@@ -134,7 +134,7 @@ func (n *Node) assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 	}
 
 	// 2. The secondary, reached with its own admin token: its consent.
-	sec := newPeerClient(req.Secondary.Address, req.Secondary.Fingerprint, req.Secondary.Token, n.cfg.Cert)
+	sec := newPeerClient(req.Secondary.Address, req.Secondary.Fingerprint, req.Secondary.Token, n.certificate())
 	defer sec.close()
 	var info api.NodeInfo
 	if err := sec.do(ctx, http.MethodGet, "/v1/node", nil, &info); err != nil {

@@ -79,6 +79,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A certificate rotation a crash interrupted is completed or cleared
+	// before the certificate is loaded (identity.Settle).
+	if note, err := identity.Settle(d.cfg.StateDir); err != nil {
+		return err
+	} else if note != "" {
+		log.Warn("certificate rotation: " + note)
+	}
 	cert, err := identity.EnsureCert(d.cfg.StateDir, d.cfg.Node.Name, []string{d.cfg.Node.IP})
 	if err != nil {
 		return err
@@ -156,13 +163,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(node, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv := api.NewServer(api.Config{
-		Listen:        d.cfg.API.Listen,
-		Cert:          cert,
-		Token:         token,
-		Backend:       node,
-		Log:           log.With("component", "api"),
-		Metrics:       promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		MetricsAccess: api.MetricsAccess{Token: metricsToken, Allow: d.cfg.MetricsAllow()},
+		Listen: d.cfg.API.Listen,
+		Cert:   cert,
+		// The node owns the certificate in force: a rotation changes it
+		// for the next handshake, without a restart.
+		GetCertificate: node.Certificate,
+		Token:          token,
+		Backend:        node,
+		Log:            log.With("component", "api"),
+		Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		MetricsAccess:  api.MetricsAccess{Token: metricsToken, Allow: d.cfg.MetricsAllow()},
 	})
 	if err := srv.Start(ctx); err != nil {
 		return err
