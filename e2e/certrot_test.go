@@ -292,6 +292,10 @@ func TestRotateCertCrash(t *testing.T) {
 	if fp := c.fingerprint("a"); fp != next || fp == oldA {
 		t.Fatalf("after the restart a presents %s, want the new %s (old %s)", fp, next, oldA)
 	}
+	// It was the start that completed the switch, not the crashed run.
+	if logb, _ := os.ReadFile(filepath.Join(c.nodeDir("a"), "tandemd.log")); !strings.Contains(string(logb), "completed an interrupted certificate switch") {
+		t.Error("a's log does not say that its start completed an interrupted switch")
+	}
 	eventually(t, "b to pin a's new certificate alone", 20*time.Second, func() (bool, string) {
 		p := c.pinnedPeer("b")
 		return p.Fingerprint == next && p.NextFingerprint == "", "b pins " + p.Fingerprint + " next " + p.NextFingerprint
@@ -299,6 +303,12 @@ func TestRotateCertCrash(t *testing.T) {
 	c.waitStatus("the console reaches both, b streams", 60*time.Second, func(s labStatus) bool {
 		return s.Cluster != nil && s.Cluster.Synchronized && s.streaming()
 	})
+	// The console, which pinned both before the switch, now pins the new
+	// certificate alone.
+	cb, _ := os.ReadFile(filepath.Join(c.cache, "cache.json"))
+	if strings.Contains(string(cb), oldA) || !strings.Contains(string(cb), next) {
+		t.Errorf("the console's cache after the crashed rotation:\n%s", cb)
+	}
 	if out, errOut, code := c.console("switchover", "--yes"); code != 0 {
 		t.Fatalf("switchover after the crashed rotation: exit %d\n%s\n%s", code, out, errOut)
 	}
