@@ -384,6 +384,21 @@ func (c *Client) RecreateSlot(ctx context.Context) error {
 	return c.Do(ctx, http.MethodPost, "/v1/peer/reseed", nil, nil)
 }
 
+// PrepareCert is POST /v1/cert/prepare.
+func (c *Client) PrepareCert(ctx context.Context) (CertPrepareResult, error) {
+	return post[CertPrepareResult](ctx, c, "/v1/cert/prepare", nil)
+}
+
+// SwitchCert is POST /v1/cert/switch.
+func (c *Client) SwitchCert(ctx context.Context, req CertSwitchRequest) (CertSwitchResult, error) {
+	return post[CertSwitchResult](ctx, c, "/v1/cert/switch", req)
+}
+
+// PeerCert is POST /v1/peer/cert.
+func (c *Client) PeerCert(ctx context.Context, req PeerCertRequest) (PeerCertResult, error) {
+	return post[PeerCertResult](ctx, c, "/v1/peer/cert", req)
+}
+
 // PeerEvent is the peer's POST /v1/peer/event (mutual TLS).
 func (c *Client) PeerEvent(ctx context.Context, e PeerEvent) error {
 	return c.Do(ctx, http.MethodPost, "/v1/peer/event", e, nil)

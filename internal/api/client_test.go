@@ -21,7 +21,8 @@ import (
 // fakeCluster is a ClusterBackend that records what was called.
 type fakeCluster struct {
 	fakeBackend
-	peerFP string
+	peerFP   string
+	peerNext []string // also accepted (a rotation)
 
 	mu       sync.Mutex
 	calls    []string
@@ -92,7 +93,26 @@ func (f *fakeCluster) Failover(_ context.Context, req FailoverRequest) (Failover
 	return FailoverResult{}, nil
 }
 
-func (f *fakeCluster) PeerFingerprint() string { return f.peerFP }
+func (f *fakeCluster) PeerFingerprints() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string{f.peerFP}, f.peerNext...)
+}
+
+func (f *fakeCluster) PrepareCert(context.Context) (CertPrepareResult, error) {
+	f.record("prepare-cert")
+	return CertPrepareResult{Node: f.info.Name, NextFingerprint: "sha256:next"}, nil
+}
+
+func (f *fakeCluster) SwitchCert(_ context.Context, req CertSwitchRequest) (CertSwitchResult, error) {
+	f.record("switch-cert %s", req.Fingerprint)
+	return CertSwitchResult{Node: f.info.Name, Fingerprint: req.Fingerprint}, nil
+}
+
+func (f *fakeCluster) PeerCert(ctx context.Context, req PeerCertRequest) (PeerCertResult, error) {
+	f.record("peer-cert %s", req.Fingerprint)
+	return PeerCertResult{Pinned: ClientFingerprint(ctx)}, nil
+}
 
 func (f *fakeCluster) Heartbeat(context.Context) Heartbeat {
 	f.record("heartbeat")
@@ -425,6 +445,15 @@ func TestTypedCallsReachTheirRoutes(t *testing.T) {
 		{"Leave", func() error { return peer.Leave(ctx) }, "leave"},
 		{"RecreateSlot", func() error { return peer.RecreateSlot(ctx) }, "reseed"},
 		{"PeerEvent", func() error { return peer.PeerEvent(ctx, PeerEvent{Kind: "k"}) }, "event k"},
+		{"PrepareCert", func() error { v, err := admin.PrepareCert(ctx); return check1(v.NextFingerprint == "sha256:next", err) }, "prepare-cert"},
+		{"SwitchCert", func() error {
+			v, err := admin.SwitchCert(ctx, CertSwitchRequest{Fingerprint: "sha256:x"})
+			return check1(v.Fingerprint == "sha256:x", err)
+		}, "switch-cert sha256:x"},
+		{"PeerCert", func() error {
+			v, err := peer.PeerCert(ctx, PeerCertRequest{Fingerprint: "sha256:y"})
+			return check1(v.Pinned == fp, err)
+		}, "peer-cert sha256:y"},
 	}
 	for _, c := range calls {
 		n.backend.mu.Lock()
@@ -482,5 +511,44 @@ func TestClientCheckWithTheEnvelopeIsAnError(t *testing.T) {
 	var ae *Error
 	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || ae.Message != "shutting down" || ae.Err != nil {
 		t.Fatalf("a 503 envelope on /health: %#v", err)
+	}
+}
+
+// While the peer rotates its certificate both are let in on the peer
+// routes; the token routes of a rotation need the admin token, not a
+// peer certificate.
+func TestPeerRoutesDuringARotation(t *testing.T) {
+	oldCert, oldFP := newCert(t, "b")
+	newC, newFP := newCert(t, "b")
+	other, _ := newCert(t, "c")
+	n := startNode(t, nil, oldFP)
+	ctx := ctxT(t)
+	hb := func(c *tls.Certificate) error {
+		_, err := n.client(t, ClientConfig{Fingerprint: n.fp, Cert: c}).Heartbeat(ctx)
+		return err
+	}
+	if err := hb(&newC); err == nil {
+		t.Fatal("the next certificate was let in before the peer announced it")
+	}
+	n.backend.mu.Lock()
+	n.backend.peerNext = []string{newFP}
+	n.backend.mu.Unlock()
+	for name, c := range map[string]*tls.Certificate{"old": &oldCert, "new": &newC} {
+		if err := hb(c); err != nil {
+			t.Errorf("during the rotation the %s certificate is refused: %v", name, err)
+		}
+	}
+	if err := hb(&other); err == nil {
+		t.Error("a third certificate is let in during a rotation")
+	}
+	for _, path := range []string{"/v1/cert/prepare", "/v1/cert/switch"} {
+		err := n.client(t, ClientConfig{Fingerprint: n.fp, Cert: &oldCert}).Do(ctx, http.MethodPost, path, CertSwitchRequest{}, nil)
+		var ae *Error
+		if !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized {
+			t.Errorf("%s with the peer's certificate and no token: %v, want 401", path, err)
+		}
+	}
+	if got := n.backend.called(); strings.Contains(got, "cert") {
+		t.Errorf("refused calls reached the backend: %s", got)
 	}
 }

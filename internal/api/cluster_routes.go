@@ -21,8 +21,14 @@ type ClusterBackend interface {
 	Switchover(ctx context.Context, req SwitchoverRequest) (SwitchoverResult, error)
 	Failover(ctx context.Context, req FailoverRequest) (FailoverResult, error)
 
-	// Peer calls, authenticated by the pinned peer certificate.
-	PeerFingerprint() string
+	// Rotation of this node's certificate (admin token).
+	PrepareCert(ctx context.Context) (CertPrepareResult, error)
+	SwitchCert(ctx context.Context, req CertSwitchRequest) (CertSwitchResult, error)
+
+	// Peer calls, authenticated by the pinned peer certificate: any of
+	// PeerFingerprints (two while the peer rotates its certificate).
+	PeerFingerprints() []string
+	PeerCert(ctx context.Context, req PeerCertRequest) (PeerCertResult, error)
 	Heartbeat(ctx context.Context) Heartbeat
 	Leave(ctx context.Context) error
 	RecreateSlot(ctx context.Context) error
@@ -103,6 +109,26 @@ func (s *Server) clusterRoutes(cb ClusterBackend) map[string]route {
 			v, err := cb.Failover(r.Context(), req)
 			return v, http.StatusOK, err
 		}},
+		"/v1/cert/prepare": {method: http.MethodPost, auth: authToken, h: func(r *http.Request) (any, int, error) {
+			v, err := cb.PrepareCert(r.Context())
+			return v, http.StatusOK, err
+		}},
+		"/v1/cert/switch": {method: http.MethodPost, auth: authToken, h: func(r *http.Request) (any, int, error) {
+			var req CertSwitchRequest
+			if err := decode(r, &req); err != nil {
+				return nil, 0, err
+			}
+			v, err := cb.SwitchCert(r.Context(), req)
+			return v, http.StatusOK, err
+		}},
+		"/v1/peer/cert": {method: http.MethodPost, auth: authPeer, h: func(r *http.Request) (any, int, error) {
+			var req PeerCertRequest
+			if err := decode(r, &req); err != nil {
+				return nil, 0, err
+			}
+			v, err := cb.PeerCert(r.Context(), req)
+			return v, http.StatusOK, err
+		}},
 		"/v1/peer/promote": {method: http.MethodPost, auth: authPeer, h: func(r *http.Request) (any, int, error) {
 			var req PromoteRequest
 			if err := decode(r, &req); err != nil {
@@ -132,11 +158,16 @@ func (s *Server) clusterRoutes(cb ClusterBackend) map[string]route {
 
 // peerAuthorized checks the client certificate against the pinned peer.
 func peerAuthorized(r *http.Request, cb ClusterBackend) bool {
-	want := cb.PeerFingerprint()
-	if want == "" || r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+	if cb == nil || r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		return false
 	}
-	return identity.Fingerprint(r.TLS.PeerCertificates[0].Raw) == want
+	got := identity.Fingerprint(r.TLS.PeerCertificates[0].Raw)
+	for _, want := range cb.PeerFingerprints() {
+		if want != "" && got == want {
+			return true
+		}
+	}
+	return false
 }
 
 type clientFingerprintKey struct{}

@@ -24,11 +24,15 @@ type Backend interface {
 
 // Config builds a Server.
 type Config struct {
-	Listen  string
-	Cert    tls.Certificate
-	Token   string
-	Backend Backend
-	Log     *slog.Logger
+	Listen string
+	Cert   tls.Certificate
+	// GetCertificate, when set, is asked for the certificate at every
+	// handshake instead of Cert: a rotated certificate is served from the
+	// next connection on, without a restart.
+	GetCertificate func() *tls.Certificate
+	Token          string
+	Backend        Backend
+	Log            *slog.Logger
 	// Metrics, when set, serves GET /metrics, to whom MetricsAccess says.
 	Metrics       http.Handler
 	MetricsAccess MetricsAccess
@@ -68,12 +72,16 @@ func NewServer(cfg Config) *Server {
 		IdleTimeout:  2 * time.Minute,
 		ErrorLog:     slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug),
 		TLSConfig: &tls.Config{
-			MinVersion:   tls.VersionTLS12,
-			Certificates: []tls.Certificate{cfg.Cert},
+			MinVersion: tls.VersionTLS12,
 			// Peers present their node certificate; it is checked against
 			// the pinned fingerprint on peer routes, not against a CA.
 			ClientAuth: tls.RequestClientCert,
 		},
+	}
+	if cfg.GetCertificate != nil {
+		s.http.TLSConfig.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cfg.GetCertificate(), nil }
+	} else {
+		s.http.TLSConfig.Certificates = []tls.Certificate{cfg.Cert}
 	}
 	return s
 }

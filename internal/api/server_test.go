@@ -2,12 +2,14 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -149,5 +151,35 @@ func TestMetricsNeedNoToken(t *testing.T) {
 	res, body := do(t, s.Handler(), "GET", "/metrics", "")
 	if res.StatusCode != 200 || !strings.Contains(string(body), "tandem_term 3") {
 		t.Fatalf("/metrics: %d %s", res.StatusCode, body)
+	}
+}
+
+// A server built with GetCertificate serves whatever it returns at each
+// new handshake: a rotated certificate is in force without a restart.
+func TestServerServesTheCertificateInForce(t *testing.T) {
+	oldC, oldFP := newCert(t, "a")
+	newC, newFP := newCert(t, "a")
+	var cur atomic.Pointer[tls.Certificate]
+	cur.Store(&oldC)
+	srv := NewServer(Config{Listen: "127.0.0.1:0", GetCertificate: cur.Load, Token: clientToken, Backend: &fakeBackend{info: NodeInfo{Name: "a"}}, Log: slog.New(slog.DiscardHandler)})
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
+	ctx := ctxT(t)
+	pin := func(fp string) error {
+		c := NewClient(ClientConfig{Addr: srv.Addr(), Fingerprint: fp})
+		defer c.Close()
+		return c.Handshake(ctx)
+	}
+	if err := pin(oldFP); err != nil {
+		t.Fatalf("before the switch: %v", err)
+	}
+	cur.Store(&newC)
+	if err := pin(newFP); err != nil {
+		t.Fatalf("after the switch the new certificate is not served: %v", err)
+	}
+	if err := pin(oldFP); err == nil {
+		t.Fatal("after the switch the old certificate is still served")
 	}
 }

@@ -17,6 +17,9 @@ type NodeInfo struct {
 	APIPort        int    `json:"api_port"`
 	TandemdVersion string `json:"tandemd_version"`
 	Fingerprint    string `json:"fingerprint"`
+	// NextFingerprint is the certificate a rotation has prepared and not
+	// yet put in force (POST /v1/cert/prepare); the peer accepts both.
+	NextFingerprint string `json:"next_fingerprint,omitempty"`
 	// Role is none (no cluster), primary, secondary or standalone (a former
 	// primary after disassembly, still holding the cluster IP).
 	Role     string    `json:"role"`
@@ -145,7 +148,10 @@ type Member struct {
 	APIPort     int    `json:"api_port"`
 	PGPort      int    `json:"pg_port"`
 	Fingerprint string `json:"fingerprint"`
-	Slot        string `json:"slot,omitempty"` // the slot the primary keeps for this node
+	// NextFingerprint is accepted as well while the node rotates its
+	// certificate (only in a node's view of its peer, never in the record).
+	NextFingerprint string `json:"next_fingerprint,omitempty"`
+	Slot            string `json:"slot,omitempty"` // the slot the primary keeps for this node
 }
 
 // Record is the cluster's own record (schema tandem, replicated).
@@ -412,3 +418,50 @@ const (
 	OutcomeSucceeded = "succeeded"
 	OutcomeFailed    = "failed"
 )
+
+// CertPrepareResult answers POST /v1/cert/prepare: the node made (or
+// found already made) its next certificate, and its peer, if it has one,
+// now accepts both.
+type CertPrepareResult struct {
+	Node            string `json:"node"`
+	Fingerprint     string `json:"fingerprint"`      // in force
+	NextFingerprint string `json:"next_fingerprint"` // prepared
+	Peer            string `json:"peer,omitempty"`   // the peer that pins both; empty without one
+}
+
+// CertSwitchRequest is POST /v1/cert/switch: put in force the prepared
+// certificate, named so that a switch never puts in force one the caller
+// has not learned.
+type CertSwitchRequest struct {
+	Fingerprint string `json:"fingerprint"`
+}
+
+// CertSwitchResult answers POST /v1/cert/switch.
+type CertSwitchResult struct {
+	Node        string `json:"node"`
+	Old         string `json:"old_fingerprint"`
+	Fingerprint string `json:"fingerprint"` // now in force
+	Peer        string `json:"peer,omitempty"`
+	// PeerConfirmed: the peer saw the new certificate and dropped the old
+	// one. When false it still accepts both and drops the old one the next
+	// time this node calls it (its heartbeat, within seconds).
+	PeerConfirmed bool `json:"peer_confirmed"`
+	// RecordUpdated: the cluster record's member row names the new
+	// certificate.
+	RecordUpdated bool     `json:"record_updated"`
+	Notes         []string `json:"notes,omitempty"`
+}
+
+// PeerCertRequest is POST /v1/peer/cert, from a node to its peer about its
+// own certificate. Sent over the certificate the peer pins, it announces
+// the next one (the peer accepts both); sent over that next certificate,
+// it confirms the switch (the peer drops the old one).
+type PeerCertRequest struct {
+	Fingerprint string `json:"fingerprint"`
+}
+
+// PeerCertResult is what the peer pins for the caller afterwards.
+type PeerCertResult struct {
+	Pinned string `json:"pinned"`
+	Next   string `json:"next,omitempty"`
+}

@@ -135,18 +135,19 @@ func (n *Node) checkQuorumMembers(q api.QuorumSpec, primary, secondary api.Membe
 	for _, m := range q.Members {
 		byName[m.Name] = m
 	}
+	// Each member's entry is what that machine gave the console over its
+	// pinned API connection; this node can vouch for its own.
 	for _, node := range []api.Member{primary, secondary} {
-		m, ok := byName[node.Name]
-		switch {
-		case !ok:
+		if _, ok := byName[node.Name]; !ok {
 			return badRequest("the quorum does not name node %s as a member", node.Name)
-		case m.Fingerprint != node.Fingerprint:
-			return badRequest("the quorum gives node %s certificate %s, but it presents %s", node.Name, m.Fingerprint, node.Fingerprint)
 		}
 	}
 	self := byName[n.cfg.Name]
 	if self.PeerAddr != n.cfg.QuorumSelf.PeerAddr || self.ClientAddr != n.cfg.QuorumSelf.ClientAddr {
 		return badRequest("the quorum places %s's member at %s/%s, but it listens on %s/%s (quorum.* in its config)", n.cfg.Name, self.PeerAddr, self.ClientAddr, n.cfg.QuorumSelf.PeerAddr, n.cfg.QuorumSelf.ClientAddr)
+	}
+	if self.Fingerprint != n.cfg.QuorumSelf.Fingerprint {
+		return badRequest("the quorum gives %s's member certificate %s, but its member certificate is %s: ask GET /v1/node again", n.cfg.Name, self.Fingerprint, n.cfg.QuorumSelf.Fingerprint)
 	}
 	return nil
 }
@@ -183,7 +184,7 @@ func (n *Node) assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 	}
 
 	// 2. The secondary, reached with its own admin token: its consent.
-	sec := newPeerClient(req.Secondary.Address, req.Secondary.Fingerprint, req.Secondary.Token, n.cfg.Cert)
+	sec := newPeerClient(req.Secondary.Address, req.Secondary.Fingerprint, req.Secondary.Token, n.certificate())
 	defer sec.close()
 	var info api.NodeInfo
 	if err := sec.do(ctx, http.MethodGet, "/v1/node", nil, &info); err != nil {

@@ -147,6 +147,7 @@ func (n *Node) heartbeat(ctx context.Context, s state.State) (api.Heartbeat, err
 // Heartbeat answers the peer.
 func (n *Node) Heartbeat(ctx context.Context) api.Heartbeat {
 	n.markHeard()
+	n.notePeerCert(ctx)
 	s := n.State()
 	ps := n.pg.Status(ctx)
 	hb := api.Heartbeat{Name: n.cfg.Name, Role: string(s.Role), Term: s.Term, Postgres: ps.State, InRecovery: ps.InRecovery}

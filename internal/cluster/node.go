@@ -158,6 +158,13 @@ type Node struct {
 	peers peerClients // the one client to the peer, kept alive (peer.go)
 
 	q quorumState // automatic mode (auto.go)
+
+	// certMu guards the certificate in force and the prepared next one
+	// (certrot.go): a rotation replaces them while tandemd runs.
+	certMu sync.RWMutex
+	cert   tls.Certificate
+	certFP string
+	nextFP string
 }
 
 // ReplicationUser is the role the secondary streams as.
@@ -183,7 +190,9 @@ func New(cfg Config, st state.State, pg Postgres, vip VIP, log *slog.Logger) *No
 	if cfg.MaxSlotWALKeep == "" {
 		cfg.MaxSlotWALKeep = "8GB"
 	}
-	return &Node{cfg: cfg, st: st, pg: pg, vip: vip, log: log, run: newRunner()}
+	n := &Node{cfg: cfg, st: st, pg: pg, vip: vip, log: log, run: newRunner(), cert: cfg.Cert, certFP: cfg.Fingerprint}
+	n.loadPreparedCert()
+	return n
 }
 
 // State returns a copy of the node's durable state.
@@ -260,7 +269,7 @@ func (n *Node) Node(ctx context.Context) api.NodeInfo {
 		IP:             n.cfg.IP,
 		APIPort:        n.cfg.APIPort,
 		TandemdVersion: version.Version,
-		Fingerprint:    n.cfg.Fingerprint,
+		Fingerprint:    n.fingerprint(),
 		Role:           string(s.Role),
 		Term:           s.Term,
 		Postgres: api.PostgresInfo{
@@ -289,6 +298,7 @@ func (n *Node) Node(ctx context.Context) api.NodeInfo {
 	if automatic(s) {
 		info.Quorum = n.quorumInfo()
 	}
+	info.NextFingerprint = n.nextFingerprint()
 	info.Op = opString(s.Operation)
 	info.Running, info.Last = n.run.snapshot()
 	n.progMu.Lock()
@@ -300,17 +310,18 @@ func (n *Node) Node(ctx context.Context) api.NodeInfo {
 	return info
 }
 
-// PeerFingerprint is the certificate a peer call must present.
-func (n *Node) PeerFingerprint() string {
+// PeerFingerprints are the certificates a peer call may present: the
+// pinned one and, while the peer rotates its certificate, the next one.
+func (n *Node) PeerFingerprints() []string {
 	s := n.State()
 	if s.Cluster == nil || s.Cluster.Peer == nil {
-		return ""
+		return nil
 	}
-	return s.Cluster.Peer.Fingerprint
+	return []string{s.Cluster.Peer.Fingerprint, s.Cluster.Peer.NextFingerprint}
 }
 
 func (n *Node) self(slot string) api.Member {
-	return api.Member{Name: n.cfg.Name, IP: n.cfg.IP, APIPort: n.cfg.APIPort, PGPort: n.cfg.PGPort, Fingerprint: n.cfg.Fingerprint, Slot: slot}
+	return api.Member{Name: n.cfg.Name, IP: n.cfg.IP, APIPort: n.cfg.APIPort, PGPort: n.cfg.PGPort, Fingerprint: n.fingerprint(), Slot: slot}
 }
 
 // withConn runs fn over a fresh superuser connection.
@@ -406,7 +417,7 @@ func (n *Node) event(ctx context.Context, kind, node, msg string) {
 }
 
 func memberOf(p *state.Peer) *api.Member {
-	return &api.Member{Name: p.Name, IP: p.IP, APIPort: p.APIPort, PGPort: p.PGPort, Fingerprint: p.Fingerprint, Slot: slotName(p.Name)}
+	return &api.Member{Name: p.Name, IP: p.IP, APIPort: p.APIPort, PGPort: p.PGPort, Fingerprint: p.Fingerprint, NextFingerprint: p.NextFingerprint, Slot: slotName(p.Name)}
 }
 
 // progressOf publishes the progress of a copy (a clone) until the

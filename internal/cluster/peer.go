@@ -21,11 +21,12 @@ type peerClient struct {
 	shared bool // the node's cached client: close leaves its connections open
 }
 
-func newAPIClient(addr, fingerprint, token string, cert tls.Certificate) *api.Client {
+func newAPIClient(addr, fingerprint, token string, cert tls.Certificate, alsoAccept ...string) *api.Client {
 	return api.NewClient(api.ClientConfig{
 		Addr:        addr,
 		Token:       token,
 		Fingerprint: fingerprint,
+		AlsoAccept:  alsoAccept,
 		Cert:        &cert,
 		// A heartbeat has two seconds; a dead peer must fail it, not hang.
 		DialTimeout:      2 * time.Second,
@@ -43,24 +44,29 @@ func newPeerClient(addr, fingerprint, token string, cert tls.Certificate) *peerC
 // peerClients keeps the node's one client to its peer for the node's
 // lifetime, so the heartbeat every second reuses a kept-alive TLS
 // connection instead of a new handshake. It is rebuilt only when the
-// peer's address or pinned certificate changes.
+// peer's address or pinned certificates change, or this node's own
+// certificate does (a rotation: connections made with the old one go).
 type peerClients struct {
 	mu  sync.Mutex
-	key string // addr and fingerprint
+	key string // addr, fingerprints, and this node's fingerprint
 	c   *api.Client
 }
 
-func (pc *peerClients) get(addr, fingerprint string, cert tls.Certificate) *api.Client {
+func (pc *peerClients) get(addr, fingerprint, next string, cert tls.Certificate, own string) *api.Client {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	key := addr + " " + fingerprint
+	key := addr + " " + fingerprint + " " + next + " " + own
 	if pc.c == nil || pc.key != key {
 		if pc.c != nil {
 			// Calls still running on the old client finish; its idle
 			// connections go now, the others when they fall idle.
 			pc.c.Close()
 		}
-		pc.c, pc.key = newAPIClient(addr, fingerprint, "", cert), key
+		var also []string
+		if next != "" {
+			also = []string{next}
+		}
+		pc.c, pc.key = newAPIClient(addr, fingerprint, "", cert, also...), key
 	}
 	return pc.c
 }
@@ -69,7 +75,10 @@ func (pc *peerClients) get(addr, fingerprint string, cert tls.Certificate) *api.
 // caller.
 func (n *Node) peerOf(p *Member) *peerClient {
 	addr := net.JoinHostPort(p.IP, strconv.Itoa(p.APIPort))
-	return &peerClient{c: n.peers.get(addr, p.Fingerprint, n.cfg.Cert), shared: true}
+	n.certMu.RLock()
+	cert, own := n.cert, n.certFP
+	n.certMu.RUnlock()
+	return &peerClient{c: n.peers.get(addr, p.Fingerprint, p.NextFingerprint, cert, own), shared: true}
 }
 
 // do sends in (if not nil) and decodes the answer into out (if not nil).

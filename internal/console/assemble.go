@@ -134,7 +134,7 @@ Exit status: 0 assembled; 2 bad flags, or not confirmed off a terminal
 				if err != nil {
 					return err
 				}
-				if req.Quorum, err = quorumSpec(name, pc, tr, wc, wi); err != nil {
+				if req.Quorum, err = quorumSpec(name, pc, wi); err != nil {
 					return err
 				}
 				req.Failover = failoverAutomatic

@@ -20,6 +20,10 @@ type Cache struct {
 	// Pins maps a node API address (host:port) to the certificate
 	// fingerprint first seen and accepted there, as ssh's known_hosts does.
 	Pins map[string]string `json:"pins"`
+	// Rotating maps an address to the certificate its node is rotating
+	// to (`tandem rotate-cert`), accepted besides its pin until the node
+	// is seen presenting it; then it replaces the pin.
+	Rotating map[string]string `json:"rotating,omitempty"`
 	// Clusters maps a cluster's name to what the console last knew of it.
 	Clusters map[string]CachedCluster `json:"clusters,omitempty"`
 
@@ -84,7 +88,7 @@ func LoadCache() (*Cache, error) {
 	if err := checkPrivateDir(dir); err != nil {
 		return nil, err
 	}
-	c := &Cache{Pins: map[string]string{}, Clusters: map[string]CachedCluster{}, path: filepath.Join(dir, cacheFile)}
+	c := &Cache{Pins: map[string]string{}, Rotating: map[string]string{}, Clusters: map[string]CachedCluster{}, path: filepath.Join(dir, cacheFile)}
 	b, err := os.ReadFile(c.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return c, nil
@@ -101,7 +105,56 @@ func LoadCache() (*Cache, error) {
 	if c.Clusters == nil {
 		c.Clusters = map[string]CachedCluster{}
 	}
+	if c.Rotating == nil {
+		c.Rotating = map[string]string{}
+	}
 	return c, nil
+}
+
+// beginRotation accepts next, besides old, at every address pinned to
+// old (the node under its name, its IP, the cluster IP…). The caller
+// saves the cache.
+func (c *Cache) beginRotation(old, next string) {
+	for a, fp := range c.Pins {
+		if fp == old {
+			c.Rotating[a] = next
+		}
+	}
+}
+
+// finishRotation pins next instead of old everywhere old was pinned, and
+// forgets the rotation. The caller saves the cache.
+func (c *Cache) finishRotation(old, next string) {
+	for a, fp := range c.Pins {
+		if fp == old || c.Rotating[a] == next {
+			c.Pins[a] = next
+			delete(c.Rotating, a)
+		}
+	}
+}
+
+// settleRotation updates a rotation from what a node said of itself over
+// a connection the cache accepted (so it is that node): presenting the
+// next certificate finishes the rotation (a console killed after the
+// switch); the old one with nothing prepared means it was dropped. It
+// reports whether the cache changed.
+func (c *Cache) settleRotation(addr, fp, nextFP string) bool {
+	next, ok := c.Rotating[addr]
+	switch {
+	case !ok || fp == "":
+		return false
+	case fp == next:
+		c.finishRotation(c.Pins[addr], next)
+		return true
+	case fp == c.Pins[addr] && nextFP != next:
+		for a, n := range c.Rotating {
+			if n == next {
+				delete(c.Rotating, a)
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // Save writes the cache atomically, mode 0600.

@@ -101,7 +101,7 @@ func dialWant(ctx context.Context, endpoint, token string, t *trust, want string
 		return nil, exitf(ExitUsage, "%v", err)
 	}
 	pinned := t.pinned(addr)
-	c := newClient(addr, token, pinned, want)
+	c := newClient(addr, token, pinned, want, t.rotating(addr)...)
 	err = c.handshake(ctx)
 	var unk *untrustedError
 	if errors.As(err, &unk) {
@@ -146,6 +146,18 @@ func (t *trust) pinned(addr string) string {
 	return t.cache.Pins[addr]
 }
 
+// rotating is the certificate addr's node is rotating to, if any: it is
+// accepted besides the pin, so that a node whose rotation a crash
+// interrupted is reachable with either.
+func (t *trust) rotating(addr string) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if n := t.cache.Rotating[addr]; n != "" && t.cache.Pins[addr] != "" {
+		return []string{n}
+	}
+	return nil
+}
+
 // ask is called with t.mu held.
 func (t *trust) ask(e *untrustedError) bool {
 	fmt.Fprintf(t.prompt, "The node at %s is not known to this console.\nIts certificate fingerprint is %s.\nCompare it with the fingerprint tandemd logged at start on that node.\nTrust and pin it? [y/N] ", e.addr, e.fp)
@@ -188,9 +200,10 @@ func readLine(r io.Reader) string {
 	return b.String()
 }
 
-// newClient builds a client that accepts exactly the pinned certificate,
-// or when none is pinned, exactly want (if given), else reports it unknown.
-func newClient(addr, token, pinned, want string) *Client {
+// newClient builds a client that accepts exactly the pinned certificate
+// (and the one it is rotating to, also), or when none is pinned, exactly
+// want (if given), else reports it unknown.
+func newClient(addr, token, pinned, want string, also ...string) *Client {
 	fp := pinned
 	if fp == "" {
 		fp = want
@@ -199,6 +212,7 @@ func newClient(addr, token, pinned, want string) *Client {
 		Addr:             addr,
 		Token:            token,
 		Fingerprint:      fp,
+		AlsoAccept:       also,
 		DialTimeout:      3 * time.Second,
 		HandshakeTimeout: 5 * time.Second,
 	})}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,6 +44,12 @@ type fakeNode struct {
 	disassemble api.DisassembleResult
 	failWith    map[string]*api.Error // path → error answer
 	requests    []fakeRequest
+
+	// A certificate rotation: the state dir, the certificate served (the
+	// switch replaces it), and the fake whose view of its peer follows.
+	dir          string
+	cert         atomic.Pointer[tls.Certificate]
+	rotationPeer *fakeNode
 }
 
 type fakeRequest struct {
@@ -65,7 +72,8 @@ func newFakeNode(t *testing.T, name, ip string, versionNum int) *fakeNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeNode{t: t, addr: ln.Addr().String(), token: token, fp: identity.Fingerprint(cert.Certificate[0]), ln: ln, failWith: map[string]*api.Error{}}
+	f := &fakeNode{t: t, addr: ln.Addr().String(), token: token, fp: identity.Fingerprint(cert.Certificate[0]), ln: ln, failWith: map[string]*api.Error{}, dir: dir}
+	f.cert.Store(&cert)
 	_, port, _ := net.SplitHostPort(f.addr)
 	apiPort, _ := strconv.Atoi(port)
 	f.info = api.NodeInfo{
@@ -74,7 +82,8 @@ func newFakeNode(t *testing.T, name, ip string, versionNum int) *fakeNode {
 	}
 	// Handshakes the console refuses on purpose would be logged.
 	f.srv = &http.Server{Handler: http.HandlerFunc(f.serve), ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
-	go f.srv.Serve(tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+	getCert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return f.cert.Load(), nil }
+	go f.srv.Serve(tls.NewListener(ln, &tls.Config{GetCertificate: getCert, MinVersion: tls.VersionTLS12}))
 	t.Cleanup(f.stop)
 	return f
 }
@@ -112,6 +121,7 @@ func (f *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 	want := map[string]string{
 		"/v1/node": http.MethodGet, "/v1/cluster": http.MethodGet, "/v1/events": http.MethodGet,
 		"/v1/preflight": http.MethodPost, "/v1/cluster/assemble": http.MethodPost, "/v1/cluster/disassemble": http.MethodPost,
+		"/v1/cert/prepare": http.MethodPost, "/v1/cert/switch": http.MethodPost,
 	}
 	m, ok := want[r.URL.Path]
 	switch {
@@ -121,7 +131,7 @@ func (f *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 	case m != r.Method:
 		fail(api.Errorf(http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "use %s", m))
 		return
-	case m == http.MethodPost && r.Header.Get("Content-Type") != "application/json":
+	case m == http.MethodPost && r.Header.Get("Content-Type") != "application/json" && r.URL.Path != "/v1/cert/prepare":
 		fail(api.Errorf(http.StatusBadRequest, api.CodeBadRequest, "send JSON"))
 		return
 	}
@@ -149,6 +159,40 @@ func (f *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusOK, f.assemble)
 	case "/v1/cluster/disassemble":
 		reply(http.StatusOK, f.disassemble)
+	case "/v1/cert/prepare":
+		next, err := identity.PrepareNext(f.dir, f.info.Name, []string{"127.0.0.1"})
+		if err != nil {
+			fail(api.Errorf(http.StatusInternalServerError, api.CodeInternal, "%v", err))
+			return
+		}
+		f.info.NextFingerprint = identity.FingerprintOf(next)
+		if p := f.rotationPeer; p != nil {
+			p.mu.Lock()
+			p.peer.NextFingerprint = f.info.NextFingerprint
+			p.mu.Unlock()
+		}
+		reply(http.StatusOK, api.CertPrepareResult{Node: f.info.Name, Fingerprint: f.fp, NextFingerprint: f.info.NextFingerprint})
+	case "/v1/cert/switch":
+		var req api.CertSwitchRequest
+		_ = json.Unmarshal(body, &req)
+		if req.Fingerprint != f.info.NextFingerprint {
+			fail(api.Errorf(http.StatusConflict, api.CodeConflict, "not the prepared certificate"))
+			return
+		}
+		cert, err := identity.SwitchToNext(f.dir, nil)
+		if err != nil {
+			fail(api.Errorf(http.StatusInternalServerError, api.CodeInternal, "%v", err))
+			return
+		}
+		old := f.fp
+		f.cert.Store(&cert)
+		f.fp, f.info.Fingerprint, f.info.NextFingerprint = req.Fingerprint, req.Fingerprint, ""
+		if p := f.rotationPeer; p != nil {
+			p.mu.Lock()
+			p.peer.Fingerprint, p.peer.NextFingerprint = req.Fingerprint, ""
+			p.mu.Unlock()
+		}
+		reply(http.StatusOK, api.CertSwitchResult{Node: f.info.Name, Old: old, Fingerprint: req.Fingerprint, Peer: "b", PeerConfirmed: true, RecordUpdated: true})
 	}
 }
 

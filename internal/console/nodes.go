@@ -344,6 +344,7 @@ func remember(c *Cache, name string, ps []*probe, now time.Time) error {
 			if p.reachable() && p.node.Address == cc.Nodes[i].Address {
 				cc.Nodes[i].Role = p.view.Node.Role
 				cc.Nodes[i].LastSeen = now
+				c.settleRotation(p.node.Address, p.view.Node.Fingerprint, p.view.Node.NextFingerprint)
 				if p.view.Node.IP != "" {
 					cc.Nodes[i].IP = p.view.Node.IP
 				}
@@ -369,14 +370,14 @@ func remember(c *Cache, name string, ps []*probe, now time.Time) error {
 // rememberNode updates the cached cluster, if any, that holds the node a
 // single-node look saw.
 func rememberNode(c *Cache, addr string, n api.NodeInfo, now time.Time) error {
-	if n.Cluster == "" {
-		return nil
-	}
+	changed := c.settleRotation(addr, n.Fingerprint, n.NextFingerprint)
 	cc, ok := c.Clusters[n.Cluster]
-	if !ok {
+	if n.Cluster == "" || !ok {
+		if changed {
+			return c.Save()
+		}
 		return nil
 	}
-	changed := false
 	for i := range cc.Nodes {
 		if cc.Nodes[i].Address == addr || cc.Nodes[i].Name == n.Name {
 			cc.Nodes[i].Role, cc.Nodes[i].LastSeen = n.Role, now

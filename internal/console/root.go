@@ -69,6 +69,7 @@ machine; start there.`,
 		NewDisassembleCommand(g),
 		NewSwitchoverCommand(g),
 		NewFailoverCommand(g),
+		NewRotateCertCommand(g),
 		NewTrustCommand(),
 		NewLabCommand(),
 	)

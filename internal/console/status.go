@@ -399,6 +399,9 @@ func knownFingerprints(tr *trust, cc CachedCluster) map[string]string {
 		if fp := tr.cache.Pins[n.Address]; fp != "" {
 			m[fp] = n.Name
 		}
+		if fp := tr.cache.Rotating[n.Address]; fp != "" {
+			m[fp] = n.Name
+		}
 	}
 	return m
 }

@@ -89,9 +89,11 @@ func dialWitness(ctx context.Context, tr *trust, t *witnessTarget, cluster strin
 }
 
 // quorumSpec is the quorum the console proposes: the two nodes' members
-// and the witness's, each with the certificate the console pinned, a new
-// cluster token and a key prefix named after the cluster.
-func quorumSpec(name string, pc *pairClients, tr *trust, wc *Client, wi api.WitnessInfo) (*api.QuorumSpec, error) {
+// and the witness's, each as that machine described it over its pinned API
+// connection (the member certificate is its own, apart from the API's so
+// that a certificate rotation leaves the quorum alone), a new cluster
+// token and a key prefix named after the cluster.
+func quorumSpec(name string, pc *pairClients, wi api.WitnessInfo) (*api.QuorumSpec, error) {
 	var members []api.QuorumMember
 	for _, n := range []struct {
 		info api.NodeInfo
@@ -100,13 +102,7 @@ func quorumSpec(name string, pc *pairClients, tr *trust, wc *Client, wi api.Witn
 		if n.info.QuorumMember == nil {
 			return nil, exitf(ExitConflict, "node %s (%s) runs a tandemd without automatic failover (version %s): upgrade it first", n.info.Name, n.addr, n.info.TandemdVersion)
 		}
-		if n.info.QuorumMember.Fingerprint != tr.pinned(n.addr) {
-			return nil, exitf(ExitRefused, "node %s offers quorum certificate %s, not the one pinned for it", n.info.Name, n.info.QuorumMember.Fingerprint)
-		}
 		members = append(members, *n.info.QuorumMember)
-	}
-	if wi.Member.Fingerprint != tr.pinned(wc.Addr()) {
-		return nil, exitf(ExitRefused, "the witness offers quorum certificate %s, not the one pinned for it", wi.Member.Fingerprint)
 	}
 	for _, m := range members {
 		if m.Name == wi.Name {

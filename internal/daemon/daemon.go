@@ -79,6 +79,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A certificate rotation a crash interrupted is completed or cleared
+	// before the certificate is loaded (identity.Settle).
+	if note, err := identity.Settle(d.cfg.StateDir); err != nil {
+		return err
+	} else if note != "" {
+		log.Warn("certificate rotation: " + note)
+	}
 	cert, err := identity.EnsureCert(d.cfg.StateDir, d.cfg.Node.Name, []string{d.cfg.Node.IP})
 	if err != nil {
 		return err
@@ -88,7 +95,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	log.Info("node certificate", "fingerprint", fingerprint)
 	// The node certificate is also this node's identity in the quorum of
 	// automatic mode (etcd takes it as PEM files).
-	certPEM, keyPEM, err := readNodeCertPEM(d.cfg.StateDir)
+	certPEM, keyPEM, err := memberCertPEM(d.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	memberFP, err := pemFingerprint(certPEM)
 	if err != nil {
 		return err
 	}
@@ -140,7 +151,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Hook:           d.cfg.Hooks.OnRoleChange,
 		HookLimit:      d.cfg.Hooks.Timeout.D(),
 		QuorumDir:      filepath.Join(d.cfg.StateDir, quorumDir),
-		QuorumSelf:     selfMember(d.cfg, certPEM, fingerprint),
+		QuorumSelf:     selfMember(d.cfg, certPEM, memberFP),
 		CertPEM:        certPEM,
 		KeyPEM:         keyPEM,
 		MaxLag:         d.cfg.MaxLagBytes(),
@@ -167,13 +178,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(node, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv := api.NewServer(api.Config{
-		Listen:        d.cfg.API.Listen,
-		Cert:          cert,
-		Token:         token,
-		Backend:       node,
-		Log:           log.With("component", "api"),
-		Metrics:       promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		MetricsAccess: api.MetricsAccess{Token: metricsToken, Allow: d.cfg.MetricsAllow()},
+		Listen: d.cfg.API.Listen,
+		Cert:   cert,
+		// The node owns the certificate in force: a rotation changes it
+		// for the next handshake, without a restart.
+		GetCertificate: node.Certificate,
+		Token:          token,
+		Backend:        node,
+		Log:            log.With("component", "api"),
+		Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		MetricsAccess:  api.MetricsAccess{Token: metricsToken, Allow: d.cfg.MetricsAllow()},
 	})
 	if err := srv.Start(ctx); err != nil {
 		return err

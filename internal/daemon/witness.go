@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,7 +54,8 @@ type Witness struct {
 	log         *slog.Logger
 	certPEM     []byte
 	keyPEM      []byte
-	fingerprint string
+	fingerprint string          // of the API certificate, which consoles pin
+	memberFP    string          // of the quorum member certificate
 	ctx         context.Context // the witness's lifetime
 
 	mu     sync.Mutex
@@ -90,11 +92,15 @@ func RunWitness(ctx context.Context, cfg config.Config, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	certPEM, keyPEM, err := readNodeCertPEM(cfg.StateDir)
+	certPEM, keyPEM, err := memberCertPEM(cfg.StateDir)
 	if err != nil {
 		return err
 	}
-	w := &Witness{cfg: cfg, log: log, certPEM: certPEM, keyPEM: keyPEM, fingerprint: identity.Fingerprint(cert.Certificate[0]), ctx: ctx, state: "none"}
+	memberFP, err := pemFingerprint(certPEM)
+	if err != nil {
+		return err
+	}
+	w := &Witness{cfg: cfg, log: log, certPEM: certPEM, keyPEM: keyPEM, fingerprint: identity.Fingerprint(cert.Certificate[0]), memberFP: memberFP, ctx: ctx, state: "none"}
 	if err := w.load(); err != nil {
 		return err
 	}
@@ -118,14 +124,46 @@ func RunWitness(ctx context.Context, cfg config.Config, log *slog.Logger) error 
 	return nil
 }
 
-func readNodeCertPEM(dir string) (certPEM, keyPEM []byte, err error) {
+// The quorum member's identity: a copy of the node certificate and key
+// taken the first time, kept apart so that rotating the node certificate
+// (tandem rotate-cert) leaves the member as the other two pinned it.
+const (
+	memberCertFile = "quorum-member.crt"
+	memberKeyFile  = "quorum-member.key"
+)
+
+// memberCertPEM returns the quorum member's certificate and key (PEM),
+// copying them from the node's on first use.
+func memberCertPEM(dir string) (certPEM, keyPEM []byte, err error) {
+	cp, kp := filepath.Join(dir, memberCertFile), filepath.Join(dir, memberKeyFile)
+	certPEM, errC := os.ReadFile(cp)
+	keyPEM, errK := os.ReadFile(kp)
+	if errC == nil && errK == nil {
+		return certPEM, keyPEM, nil
+	}
 	if certPEM, err = os.ReadFile(filepath.Join(dir, identity.CertFile)); err != nil {
 		return nil, nil, fmt.Errorf("while reading the node certificate: %w", err)
 	}
 	if keyPEM, err = os.ReadFile(filepath.Join(dir, identity.KeyFile)); err != nil {
 		return nil, nil, fmt.Errorf("while reading the node key: %w", err)
 	}
+	// Key first, as for the node's own files.
+	if err := fsutil.WriteFileAtomic(kp, keyPEM, 0o600); err != nil {
+		return nil, nil, err
+	}
+	if err := fsutil.WriteFileAtomic(cp, certPEM, 0o644); err != nil {
+		return nil, nil, err
+	}
 	return certPEM, keyPEM, nil
+}
+
+// pemFingerprint is the fingerprint of a PEM certificate.
+func pemFingerprint(certPEM []byte) (string, error) {
+	b, _ := pem.Decode(certPEM)
+	if b == nil {
+		return "", errors.New("the quorum member certificate is not PEM")
+	}
+	return identity.Fingerprint(b.Bytes), nil
 }
 
 func (w *Witness) load() error {
@@ -152,7 +190,7 @@ func (w *Witness) save(rec witnessRecord) error {
 
 // self is the witness's own member entry.
 func (w *Witness) self() api.QuorumMember {
-	return selfMember(w.cfg, w.certPEM, w.fingerprint)
+	return selfMember(w.cfg, w.certPEM, w.memberFP)
 }
 
 // selfMember is this machine's quorum member entry: node.ip and the

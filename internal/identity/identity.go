@@ -1,7 +1,7 @@
 // Package identity creates and loads what makes a node recognisable: its
-// self-signed TLS certificate (pinned by consoles and, later, by the peer)
-// and the admin token consoles present. Both live in the state dir and are
-// created on first start.
+// self-signed TLS certificate (pinned by consoles and by the peer) with its
+// rotation, and the admin token consoles present. Both live in the state
+// dir and are created on first start.
 package identity
 
 import (
@@ -36,13 +36,16 @@ const (
 )
 
 // certLifetime is long because the certificate is pinned by fingerprint,
-// not trusted through a CA; rotating it means re-pinning everywhere.
+// not trusted through a CA; rotating it (rotate.go) re-pins it everywhere.
 const certLifetime = 20 * 365 * 24 * time.Hour
 
 // EnsureCert loads the node certificate from dir, creating a self-signed
 // one for name and ips when none exists yet.
 func EnsureCert(dir, name string, ips []string) (tls.Certificate, error) {
 	certPath, keyPath := filepath.Join(dir, CertFile), filepath.Join(dir, KeyFile)
+	if _, err := Settle(dir); err != nil {
+		return tls.Certificate{}, err
+	}
 	_, errC := os.Stat(certPath)
 	_, errK := os.Stat(keyPath)
 	switch {

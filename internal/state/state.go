@@ -77,6 +77,10 @@ type Peer struct {
 	APIPort     int    `json:"api_port"`
 	PGPort      int    `json:"pg_port"`
 	Fingerprint string `json:"fingerprint"`
+	// NextFingerprint is accepted besides Fingerprint while the peer
+	// rotates its certificate; it replaces Fingerprint as soon as the
+	// peer presents it.
+	NextFingerprint string `json:"next_fingerprint,omitempty"`
 }
 
 // Operation is a journaled operation in flight: its kind and the last step
