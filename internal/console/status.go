@@ -95,6 +95,15 @@ cluster IP. Both nodes are asked at once, a few seconds each; a node that
 does not answer is still listed, from the cache, with role "unknown". The
 console also checks which node answers on the cluster IP and DNS name.
 
+The failover line says what the cluster's mode promises. manual: nothing
+promotes by itself; when the primary is gone an operator runs 'tandem
+failover'. automatic: only the holder of the leader key (in the etcd quorum
+of both nodes and the witness) may be primary; it fences itself when it
+cannot renew its lease in time, and the secondary promotes by itself once
+the lease is gone, if it holds every acknowledged commit. Status shows who
+holds the key, each quorum member's health, what the sync record names,
+and whether the secondary would fail over by itself (and if not, why).
+
 With --endpoint, show that node (token from --token-file, TANDEM_TOKEN or
 the console's tokens), and its peer too when the console has its token.
 
@@ -479,7 +488,11 @@ func printStatus(w io.Writer, format string, s StatusOutput) error {
 			fmt.Fprint(w, "  DEGRADED")
 		}
 		fmt.Fprintf(w, "  (record from %s)\n", c.RecordFrom)
-		fmt.Fprintf(w, "  cluster IP %s%s   DNS name %s%s\n\n", dash(c.ClusterIP), answerOf(c.ClusterIPAnswer), dash(c.DNSName), answerOf(c.DNSNameAnswer))
+		fmt.Fprintf(w, "  cluster IP %s%s   DNS name %s%s\n", dash(c.ClusterIP), answerOf(c.ClusterIPAnswer), dash(c.DNSName), answerOf(c.DNSNameAnswer))
+		for _, l := range failoverLines(s.Nodes) {
+			fmt.Fprintln(w, "  "+l)
+		}
+		fmt.Fprintln(w)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tADDRESS\tREACHABLE\tROLE\tTERM\tPOSTGRES\tLSN\tPG\tREPLICATION\tLAG\tWAL KEPT\tCLUSTER IP")
@@ -675,4 +688,82 @@ func progressOf(p *api.Progress) string {
 		return fmt.Sprintf(" (%s: %s of %s, %.0f%%, %s)", p.Phase, bytesOf(p.DoneBytes), bytesOf(p.TotalBytes), min(pct, 100), took)
 	}
 	return fmt.Sprintf(" (%s: %s, %s)", p.Phase, bytesOf(p.DoneBytes), took)
+}
+
+// failoverLines say what the failover mode promises and, in automatic
+// mode, the quorum as the nodes see it: who holds the leader key and how
+// long before it must fence unless it renews, each member's health, what
+// the sync record names, and whether the secondary would fail over by
+// itself (and if not, why).
+func failoverLines(nodes []NodeStatus) []string {
+	mode := ""
+	for _, n := range nodes {
+		if n.Reachable && n.Failover != "" {
+			mode = n.Failover
+			break
+		}
+	}
+	switch mode {
+	case "":
+		return nil
+	case failoverManual:
+		return []string{"failover manual: nothing promotes by itself; when the primary is gone, an operator runs `tandem failover`"}
+	}
+	var out []string
+	var view *api.QuorumInfo
+	for _, n := range nodes {
+		if n.Reachable && n.Quorum != nil && (view == nil || n.Role == rolePrimary) {
+			view = n.Quorum
+		}
+	}
+	if view == nil {
+		return []string{"failover automatic: no node reports the quorum yet"}
+	}
+	line := "failover automatic: "
+	switch {
+	case !view.Reachable:
+		line += "the QUORUM DOES NOT ANSWER (" + view.Error + "); nothing fails over by itself, and a primary without it fences itself"
+	case view.Holder == "":
+		line += "the leader key is VACANT"
+	default:
+		line += "leader key held by " + view.Holder
+		for _, n := range nodes {
+			if n.Reachable && n.Name == view.Holder && n.Quorum != nil && n.Quorum.FenceInMS > 0 {
+				line += fmt.Sprintf(" (it fences itself in %.1fs unless a renewal succeeds)", float64(n.Quorum.FenceInMS)/1000)
+			}
+		}
+	}
+	out = append(out, line)
+	var members []string
+	for _, m := range view.Members {
+		st := "ok"
+		if !m.Healthy {
+			st = "DOWN"
+		}
+		if m.EtcdLeader {
+			st += ", etcd leader"
+		}
+		members = append(members, fmt.Sprintf("%s %s", m.Name, st))
+	}
+	rec := view.SyncRecord
+	if rec == "" {
+		rec = "none"
+	}
+	out = append(out, fmt.Sprintf("quorum members: %s; sync record names %s", strings.Join(members, ", "), rec))
+	for _, n := range nodes {
+		if !n.Reachable || n.Role != roleSecondary || n.Quorum == nil {
+			continue
+		}
+		if n.Quorum.Eligible {
+			out = append(out, fmt.Sprintf("%s fails over by itself if the primary's lease runs out", n.Name))
+		} else {
+			out = append(out, fmt.Sprintf("%s does NOT fail over by itself: %s", n.Name, dash(n.Quorum.Why)))
+		}
+	}
+	for _, n := range nodes {
+		if n.Reachable && n.Quorum != nil && strings.HasPrefix(n.Quorum.Error, "this node fenced itself") {
+			out = append(out, fmt.Sprintf("%s: %s", n.Name, n.Quorum.Error))
+		}
+	}
+	return out
 }
