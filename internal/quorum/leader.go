@@ -124,8 +124,13 @@ func Resume(ctx context.Context, cli *clientv3.Client, prefix, name string, leas
 	if err != nil {
 		return nil, false, fmt.Errorf("while reading the leader key: %w", err)
 	}
-	if len(r.Kvs) == 0 || string(r.Kvs[0].Value) != name || clientv3.LeaseID(r.Kvs[0].Lease) != lease {
+	if len(r.Kvs) == 0 || clientv3.LeaseID(r.Kvs[0].Lease) != lease {
+		// The saved lease holds no key (the key went and someone else
+		// may hold it now): it is only a leftover.
 		revokeQuietly(cli, lease)
+		return nil, false, nil
+	}
+	if string(r.Kvs[0].Value) != name {
 		return nil, false, nil
 	}
 	l = newLeadership(cli, prefix, name, cfg, clock, log, lease, r.Kvs[0].CreateRevision, sent, time.Duration(resp.TTL)*time.Second)
