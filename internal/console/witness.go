@@ -122,13 +122,3 @@ func quorumSpec(name string, pc *pairClients, wi api.WitnessInfo) (*api.QuorumSp
 	}, name)
 	return &api.QuorumSpec{Token: "tandem-" + hex.EncodeToString(b), Prefix: prefix, Members: members}, nil
 }
-
-// keepWitnessToken remembers the witness's token like the nodes'.
-func keepWitnessToken(addr, token string) error {
-	toks, err := LoadTokens()
-	if err != nil {
-		return err
-	}
-	toks.ByAddress[addr] = token
-	return toks.Save()
-}
