@@ -6,6 +6,7 @@ import (
 
 	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/quorum"
+	"github.com/tandem-ha/tandem/internal/state"
 )
 
 // quorumInfoEvery is how often the quorum's picture for status is taken
@@ -60,6 +61,43 @@ func (n *Node) runQuorumInfo(ctx context.Context) {
 		info.Eligible, info.Why = n.q.eligible, n.q.why
 		n.q.info = info
 		n.q.mu.Unlock()
+		if s.Role == state.RolePrimary {
+			n.keepEtcdLeaderOff(ctx, s, info)
+		}
+	}
+}
+
+// keepEtcdLeaderOff moves the etcd leadership away from the primary's own
+// member, to the witness (or the secondary when the witness is down): if
+// the primary then dies, the other two still have a leader, and the lease
+// runs out on time rather than after an election (and the lease extension
+// every new etcd leader grants).
+func (n *Node) keepEtcdLeaderOff(ctx context.Context, s state.State, info *api.QuorumInfo) {
+	n.q.mu.Lock()
+	m := n.q.member
+	n.q.mu.Unlock()
+	if m == nil || !m.IsRaftLeader() {
+		return
+	}
+	to := ""
+	for _, ms := range info.Members {
+		switch {
+		case ms.Name == n.cfg.Name || !ms.Healthy:
+		case ms.Name != s.Cluster.Peer.Name:
+			to = ms.Name // the witness first
+		case to == "":
+			to = ms.Name
+		}
+	}
+	if to == "" {
+		return
+	}
+	mctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if moved, err := m.HandLeadershipTo(mctx, to); err != nil {
+		n.log.Warn("could not move the etcd leadership off the primary", "to", to, "err", err)
+	} else if moved {
+		n.log.Info("etcd leadership moved off the primary", "to", to)
 	}
 }
 

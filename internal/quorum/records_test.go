@@ -117,3 +117,42 @@ func TestResume(t *testing.T) {
 		t.Fatalf("Resume after the lease expired: ok=%v err=%v, want not ok", ok, err)
 	}
 }
+
+// The primary's member hands the etcd leadership to another member; one
+// that does not lead changes nothing.
+func TestHandLeadershipTo(t *testing.T) {
+	tc := newTestCluster(t)
+	ctx := ctxT(t, 20*time.Second)
+	var leader string
+	for name, m := range tc.members {
+		if m.IsRaftLeader() {
+			leader = name
+		}
+	}
+	if leader == "" {
+		t.Fatal("no member leads")
+	}
+	to, other := "", ""
+	for _, n := range memberNames {
+		if n != leader {
+			if to == "" {
+				to = n
+			} else {
+				other = n
+			}
+		}
+	}
+	if moved, err := tc.members[other].HandLeadershipTo(ctx, to); err != nil || moved {
+		t.Fatalf("a member that does not lead moved the leadership: moved=%v err=%v", moved, err)
+	}
+	moved, err := tc.members[leader].HandLeadershipTo(ctx, to)
+	if err != nil || !moved {
+		t.Fatalf("HandLeadershipTo(%s) from the leader %s: moved=%v err=%v", to, leader, moved, err)
+	}
+	if !tc.members[to].IsRaftLeader() || tc.members[leader].IsRaftLeader() {
+		t.Fatalf("after the move, %s leads=%v and %s leads=%v", to, tc.members[to].IsRaftLeader(), leader, tc.members[leader].IsRaftLeader())
+	}
+	if _, err := tc.members[to].HandLeadershipTo(ctx, "nobody"); err == nil {
+		t.Fatal("moving the leadership to an unknown member did not fail")
+	}
+}
