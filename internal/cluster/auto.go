@@ -402,19 +402,13 @@ func (n *Node) takeKeyFor(ctx context.Context, s state.State, term int64, wait t
 		var err error
 		// A quorum still forming (members starting) fails the campaign at
 		// once; it is tried again until wait passes.
-		l, err = quorum.Campaign(cctx, cli, prefix, n.cfg.Name, n.cfg.Lease, n.log.With("component", "quorum"))
+		l, err = quorum.CampaignAsPrimary(cctx, cli, prefix, n.cfg.Name, term, n.cfg.Lease, n.log.With("component", "quorum"))
 		if err == nil {
 			break
 		}
 		if cctx.Err() != nil || !n.run.wait(cctx, 100*time.Millisecond) {
 			return nil, unavailable("%s could not take the leader key within %s: %v", n.cfg.Name, wait, err)
 		}
-	}
-	wctx, wcancel := context.WithTimeout(ctx, quorumCall)
-	defer wcancel()
-	if err := l.WritePrimary(wctx, n.cfg.Name, term); err != nil {
-		_ = l.Resign(context.WithoutCancel(wctx))
-		return nil, unavailable("%s took the leader key but could not record itself primary: %v", n.cfg.Name, err)
 	}
 	// The handover record (a switchover's) has served; it goes off the
 	// write path.

@@ -2,6 +2,7 @@ package quorum
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,7 +53,18 @@ func Campaign(ctx context.Context, cli *clientv3.Client, prefix, name string, cf
 	return campaign(ctx, cli, prefix, name, cfg, realClock{}, log)
 }
 
-func campaign(ctx context.Context, cli *clientv3.Client, prefix, name string, cfg LeaseConfig, clock Clock, log *slog.Logger) (*Leadership, error) {
+// CampaignAsPrimary is Campaign that also records name primary of term in
+// the same transaction as it takes the key: one write fewer on the way to
+// a promotion.
+func CampaignAsPrimary(ctx context.Context, cli *clientv3.Client, prefix, name string, term int64, cfg LeaseConfig, log *slog.Logger) (*Leadership, error) {
+	b, err := json.Marshal(PrimaryRecord{Node: name, Term: term, At: time.Now().UTC()})
+	if err != nil {
+		return nil, err
+	}
+	return campaign(ctx, cli, prefix, name, cfg, realClock{}, log, clientv3.OpPut(PrimaryKey(prefix), string(b)))
+}
+
+func campaign(ctx context.Context, cli *clientv3.Client, prefix, name string, cfg LeaseConfig, clock Clock, log *slog.Logger, with ...clientv3.Op) (*Leadership, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -69,7 +81,7 @@ func campaign(ctx context.Context, cli *clientv3.Client, prefix, name string, cf
 		}
 		tr, err := cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-			Then(clientv3.OpPut(key, name, clientv3.WithLease(g.ID))).
+			Then(append([]clientv3.Op{clientv3.OpPut(key, name, clientv3.WithLease(g.ID))}, with...)...).
 			Commit()
 		if err != nil {
 			revokeQuietly(cli, g.ID)

@@ -115,11 +115,15 @@ func (l *Leadership) HandOver(ctx context.Context, from, to string, term int64) 
 	}
 	l.halt()
 	l.lose(ReasonHandedOver)
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-	defer cancel()
-	if _, err := l.cli.Revoke(rctx, l.lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		l.log.Warn("could not revoke the handed-over lease; it expires by itself", "err", err)
-	}
+	// The key is gone already; the lease holds nothing now, so its
+	// revocation is off the switchover's path.
+	go func() {
+		rctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if _, err := l.cli.Revoke(rctx, l.lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			l.log.Warn("could not revoke the handed-over lease; it expires by itself", "err", err)
+		}
+	}()
 	return nil
 }
 

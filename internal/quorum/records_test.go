@@ -45,15 +45,15 @@ func TestHandOverAndPrimaryRecord(t *testing.T) {
 		t.Fatalf("handover record %+v ok=%v err=%v, want a → b at term 2", h, ok, err)
 	}
 	start := time.Now()
-	lb, err := Campaign(ctx, cliB, prefix, "b", LeaseConfig{}, testLog(t))
+	lb, err := CampaignAsPrimary(ctx, cliB, prefix, "b", 2, LeaseConfig{}, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if took := time.Since(start); took > time.Second {
 		t.Fatalf("b took %v to take a key that was handed over (it must not wait for a lease)", took)
 	}
-	if err := lb.WritePrimary(ctx, "b", 2); err != nil {
-		t.Fatal(err)
+	if rec, ok, err := ReadPrimary(ctx, cliA, prefix); err != nil || !ok || rec.Node != "b" || rec.Term != 2 {
+		t.Fatalf("after CampaignAsPrimary the primary record is %+v ok=%v err=%v, want b at term 2", rec, ok, err)
 	}
 	if err := lb.ClearHandover(ctx); err != nil {
 		t.Fatal(err)
