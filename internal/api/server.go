@@ -106,6 +106,11 @@ func (s *Server) Handler() http.Handler {
 			routes[p] = rt
 		}
 	}
+	if wb, ok := s.cfg.Backend.(WitnessBackend); ok {
+		for p, rt := range s.witnessRoutes(wb) {
+			routes[p] = rt
+		}
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/metrics" && s.cfg.Metrics != nil {
 			s.serveMetrics(w, r)
@@ -164,6 +169,12 @@ func bearerMatches(r *http.Request, want string) bool {
 }
 
 func (s *Server) health(r *http.Request) (any, int, error) {
+	if wb, ok := s.cfg.Backend.(WitnessBackend); ok {
+		if ok, status := wb.Healthy(); !ok {
+			return Health{Status: status, Postgres: "none"}, http.StatusServiceUnavailable, nil
+		}
+		return Health{Status: "ok", Postgres: "none"}, http.StatusOK, nil
+	}
 	n := s.cfg.Backend.Node(r.Context())
 	if n.Postgres.State == "running" {
 		return Health{Status: "ok", Postgres: n.Postgres.State}, http.StatusOK, nil

@@ -29,6 +29,82 @@ type NodeInfo struct {
 	Running  *OperationInfo `json:"operation_running,omitempty"`
 	Last     *OperationInfo `json:"operation_last,omitempty"`
 	Postgres PostgresInfo   `json:"postgres"`
+	// Failover is the cluster's failover mode: manual or automatic
+	// (empty outside a cluster).
+	Failover string `json:"failover,omitempty"`
+	// QuorumMember is this node's own etcd member as it would join a
+	// quorum (address and certificate); the console builds the quorum
+	// from the nodes' and the witness's at assembly.
+	QuorumMember *QuorumMember `json:"quorum_member,omitempty"`
+	// Quorum is this node's view of the cluster's quorum (automatic mode).
+	Quorum *QuorumInfo `json:"quorum,omitempty"`
+}
+
+// QuorumMember is one of the three members of an embedded quorum: node a,
+// node b or the witness.
+type QuorumMember struct {
+	Name       string `json:"name"`
+	PeerAddr   string `json:"peer_addr"`   // host:port, member to member
+	ClientAddr string `json:"client_addr"` // host:port, tandemd to member
+	// CertPEM is the member's certificate (its node certificate): the
+	// members trust exactly the three certificates of the quorum.
+	CertPEM     string `json:"cert_pem"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+// QuorumSpec is how a cluster's quorum is made: the etcd cluster token
+// (members of another cluster refuse these), the key prefix and the three
+// members.
+type QuorumSpec struct {
+	Token   string         `json:"token"`
+	Prefix  string         `json:"prefix"`
+	Members []QuorumMember `json:"members"`
+}
+
+// QuorumInfo is a node's view of the quorum, for status.
+type QuorumInfo struct {
+	// Reachable: this node's etcd client gets answers (a majority of the
+	// members is up and sees each other).
+	Reachable bool                 `json:"reachable"`
+	Members   []QuorumMemberStatus `json:"members"`
+	// Holder of the leader key ("" vacant) and, on the holder, the time
+	// left before it must fence itself unless a renewal succeeds.
+	Holder     string `json:"holder,omitempty"`
+	FenceInMS  int64  `json:"fence_in_ms,omitempty"`
+	SyncRecord string `json:"sync_record,omitempty"` // the node the sync record names
+	// Eligible says whether this secondary would promote by itself if the
+	// leader key went vacant now, and Why not.
+	Eligible bool   `json:"eligible"`
+	Why      string `json:"why,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// QuorumMemberStatus is one member's health as this node sees it.
+type QuorumMemberStatus struct {
+	Name       string `json:"name"`
+	Healthy    bool   `json:"healthy"`
+	EtcdLeader bool   `json:"etcd_leader,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// WitnessInfo is GET /v1/witness: the witness, its member and the cluster
+// it serves.
+type WitnessInfo struct {
+	Name           string       `json:"name"`
+	IP             string       `json:"ip"`
+	TandemdVersion string       `json:"tandemd_version"`
+	Fingerprint    string       `json:"fingerprint"`
+	Member         QuorumMember `json:"member"`
+	Cluster        string       `json:"cluster,omitempty"`
+	// State of the member: none (no cluster), starting, running, failed.
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
+}
+
+// WitnessJoin is POST /v1/witness/join, sent by the console at assembly.
+type WitnessJoin struct {
+	Cluster string     `json:"cluster"`
+	Quorum  QuorumSpec `json:"quorum"`
 }
 
 // PostgresInfo is the supervised PostgreSQL instance as tandemd sees it.
@@ -108,6 +184,9 @@ type AssembleRequest struct {
 	// pinned for it.
 	Secondary     PeerRef `json:"secondary"`
 	SkipPreflight bool    `json:"skip_preflight,omitempty"`
+	// Failover is manual (default) or automatic; automatic needs Quorum.
+	Failover string      `json:"failover,omitempty"`
+	Quorum   *QuorumSpec `json:"quorum,omitempty"`
 }
 
 // PeerRef points at another node's API.
@@ -120,15 +199,17 @@ type PeerRef struct {
 // JoinRequest is POST /v1/cluster/join, sent by the primary to the
 // secondary with the secondary's admin token.
 type JoinRequest struct {
-	Name                string `json:"name"`
-	ClusterIP           string `json:"cluster_ip"`
-	DNSName             string `json:"dns_name"`
-	Replication         string `json:"replication"`
-	Term                int64  `json:"term"`
-	Primary             Member `json:"primary"`
-	Secondary           Member `json:"secondary"`
-	ReplicationUser     string `json:"replication_user"`
-	ReplicationPassword string `json:"replication_password"`
+	Name                string      `json:"name"`
+	ClusterIP           string      `json:"cluster_ip"`
+	DNSName             string      `json:"dns_name"`
+	Replication         string      `json:"replication"`
+	Term                int64       `json:"term"`
+	Primary             Member      `json:"primary"`
+	Secondary           Member      `json:"secondary"`
+	ReplicationUser     string      `json:"replication_user"`
+	ReplicationPassword string      `json:"replication_password"`
+	Failover            string      `json:"failover,omitempty"`
+	Quorum              *QuorumSpec `json:"quorum,omitempty"`
 }
 
 // JoinResult is the secondary's answer once it streams.

@@ -44,3 +44,6 @@ func checkReplicationPassword(pw string) error {
 	}
 	return nil
 }
+
+// ValidClusterName says whether name is a cluster name tandem accepts.
+func ValidClusterName(name string) bool { return clusterNameRE.MatchString(name) }

@@ -45,7 +45,10 @@ type Config struct {
 	Notify   Notify    `yaml:"notify"`
 	// Metrics says who may scrape GET /metrics (metrics.go).
 	Metrics Metrics `yaml:"metrics"`
-	Log     Log     `yaml:"log"`
+	// Quorum: this node's etcd member in automatic failover mode, and the
+	// witness's (quorum.go).
+	Quorum Quorum `yaml:"quorum"`
+	Log    Log    `yaml:"log"`
 }
 
 // Notify says whom to tell about events that need a person.
@@ -190,6 +193,7 @@ func Defaults() Config {
 		Hooks:  Hooks{Timeout: Duration(30 * time.Second)},
 		Notify: Notify{Retries: 5, Timeout: Duration(10 * time.Second)},
 		Log:    Log{Level: "info", Format: "text"},
+		Quorum: defaultQuorum(),
 	}
 }
 
@@ -325,15 +329,18 @@ var nodeNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 // Validate checks every setting and returns all problems at once, each
 // naming the setting and what to write instead. It fills in derived values
 // (the API address, the PostgreSQL bin dir) when they were left empty.
-func (c *Config) Validate() error {
-	var p []string
+// identityProblems checks what tandemd and the witness both need: no
+// control characters anywhere, the node's name and IP, the API address and
+// the state dir. garbled names the settings refused for their characters
+// (not checked further).
+func (c *Config) identityProblems() (p []string, garbled map[string]bool) {
 	add := func(format string, a ...any) { p = append(p, fmt.Sprintf(format, a...)) }
 
 	// Strings go into tandem.conf, PostgreSQL's arguments, file names and
 	// log lines: none may hold a control character (a newline would start
 	// a line of tandem.conf of the writer's choosing). A setting refused
 	// here is not checked further.
-	garbled := map[string]bool{}
+	garbled = map[string]bool{}
 	for _, s := range Settings(c) {
 		if v, ok := s.Value.Interface().(string); ok {
 			if err := checkPrintable(v); err != nil {
@@ -379,16 +386,31 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	if msg := absProblem(garbled, "state_dir", c.StateDir); msg != "" {
+		p = append(p, msg)
+	}
+	return p, garbled
+}
+
+func absProblem(garbled map[string]bool, key, v string) string {
+	switch {
+	case garbled[key]:
+	case v == "":
+		return key + " is required: an absolute path"
+	case !filepath.IsAbs(v):
+		return fmt.Sprintf("%s %q must be an absolute path", key, v)
+	}
+	return ""
+}
+
+func (c *Config) Validate() error {
+	p, garbled := c.identityProblems()
+	add := func(format string, a ...any) { p = append(p, fmt.Sprintf(format, a...)) }
 	checkAbs := func(key, v string) {
-		switch {
-		case garbled[key]:
-		case v == "":
-			add("%s is required: an absolute path", key)
-		case !filepath.IsAbs(v):
-			add("%s %q must be an absolute path", key, v)
+		if msg := absProblem(garbled, key, v); msg != "" {
+			p = append(p, msg)
 		}
 	}
-	checkAbs("state_dir", c.StateDir)
 	checkAbs("postgres.data_dir", c.Postgres.DataDir)
 	checkAbs("postgres.socket_dir", c.Postgres.SocketDir)
 	if c.Postgres.Port < 1 || c.Postgres.Port > 65535 {
@@ -504,6 +526,17 @@ func (c *Config) Validate() error {
 	}
 	p = append(p, c.hbaProblems()...)
 	p = append(p, c.metricsProblems()...)
+	p = append(p, c.quorumProblems()...)
+	p = append(p, c.logProblems()...)
+	if len(p) > 0 {
+		return &Problems{List: p}
+	}
+	return nil
+}
+
+func (c *Config) logProblems() []string {
+	var p []string
+	add := func(format string, a ...any) { p = append(p, fmt.Sprintf(format, a...)) }
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -514,10 +547,7 @@ func (c *Config) Validate() error {
 	default:
 		add("log.format %q must be text or json", c.Log.Format)
 	}
-	if len(p) > 0 {
-		return &Problems{List: p}
-	}
-	return nil
+	return p
 }
 
 // checkPrintable refuses invalid UTF-8 and control characters (C0, DEL

@@ -23,6 +23,7 @@ func NewCommand() *cobra.Command {
 		logLevel    string
 		printConfig bool
 		checkOnly   bool
+		witness     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "tandemd --config FILE",
@@ -40,7 +41,14 @@ every problem is listed at once.
 Signals: SIGTERM or SIGINT stop PostgreSQL (smart, then fast, then
 immediate shutdown) and exit; a second one exits at once. SIGHUP re-reads
 log.level from the config file, and the admin token (state_dir/admin-token,
-created anew if removed) and the metrics token (metrics.token_file).`,
+created anew if removed) and the metrics token (metrics.token_file).
+
+--witness runs the witness instead, on a third machine, for clusters in
+automatic failover mode: one member of the cluster's etcd quorum, a node
+API of its own (GET /health, /v1/node, /v1/witness; the console gives it
+the quorum at assembly), no PostgreSQL. Its configuration uses node.name,
+node.ip, api.listen, state_dir, quorum.* and log.* of the same file format;
+nothing else is read. See docs/quorum.md.`,
 		Version:       version.Version,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
@@ -53,7 +61,11 @@ created anew if removed) and the metrics token (metrics.token_file).`,
 			if logLevel != "" {
 				cfg.Log.Level = logLevel
 			}
-			if err := cfg.Validate(); err != nil {
+			validate := cfg.Validate
+			if witness {
+				validate = cfg.ValidateWitness
+			}
+			if err := validate(); err != nil {
 				return err
 			}
 			if printConfig {
@@ -67,9 +79,14 @@ created anew if removed) and the metrics token (metrics.token_file).`,
 			level := new(slog.LevelVar)
 			_ = level.UnmarshalText([]byte(cfg.Log.Level))
 			log := newLogger(cmd.ErrOrStderr(), cfg.Log.Format, level)
+			if witness {
+				ctx, stop := signalContext(log, func() { reloadLevel(log, configPath, level, true) })
+				defer stop()
+				return RunWitness(ctx, cfg, log)
+			}
 			d := New(cfg, log)
 			ctx, stop := signalContext(log, func() {
-				reloadLevel(log, configPath, level)
+				reloadLevel(log, configPath, level, false)
 				if err := d.ReloadTokens(); err != nil {
 					log.Error("SIGHUP: tokens not reloaded; the ones in force stay", "err", err)
 				} else {
@@ -84,6 +101,7 @@ created anew if removed) and the metrics token (metrics.token_file).`,
 	cmd.Flags().StringVar(&logLevel, "log-level", "", "override log.level: debug, info, warn or error")
 	cmd.Flags().BoolVar(&printConfig, "print-config", false, "print the merged, validated configuration and exit")
 	cmd.Flags().BoolVar(&checkOnly, "check", false, "validate the configuration and exit")
+	cmd.Flags().BoolVar(&witness, "witness", false, "run the quorum witness (a third machine, automatic failover mode) instead of a node")
 	return cmd
 }
 
@@ -121,10 +139,14 @@ func signalContext(log *slog.Logger, onHUP func()) (context.Context, func()) {
 	return ctx, func() { signal.Stop(ch); cancel() }
 }
 
-func reloadLevel(log *slog.Logger, path string, level *slog.LevelVar) {
+func reloadLevel(log *slog.Logger, path string, level *slog.LevelVar, witness bool) {
 	cfg, err := config.Load(path, os.Environ())
 	if err == nil {
-		err = cfg.Validate()
+		if witness {
+			err = cfg.ValidateWitness()
+		} else {
+			err = cfg.Validate()
+		}
 	}
 	if err != nil {
 		log.Error("SIGHUP: configuration not reloaded", "err", err)

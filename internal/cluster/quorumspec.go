@@ -1,0 +1,107 @@
+package cluster
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+
+	"github.com/tandem-ha/tandem/internal/api"
+	"github.com/tandem-ha/tandem/internal/identity"
+	"github.com/tandem-ha/tandem/internal/quorum"
+)
+
+// Failover modes of a cluster.
+const (
+	FailoverManual    = "manual"
+	FailoverAutomatic = "automatic"
+)
+
+var quorumTokenRE = regexp.MustCompile(`^[A-Za-z0-9-]{16,128}$`)
+var quorumPrefixRE = regexp.MustCompile(`^/[A-Za-z0-9/_.-]{1,200}$`)
+
+// CheckQuorumSpec checks a quorum as the console proposes it: three
+// members with distinct names and addresses, each certificate readable and
+// matching its fingerprint, and self among them. The problems are listed
+// at once, each naming the member.
+func CheckQuorumSpec(q api.QuorumSpec, self string) error {
+	var errs []error
+	if !quorumTokenRE.MatchString(q.Token) {
+		errs = append(errs, errors.New("quorum token must be 16-128 letters, digits or '-'"))
+	}
+	if !quorumPrefixRE.MatchString(q.Prefix) {
+		errs = append(errs, fmt.Errorf("quorum prefix %q must start with / and hold only letters, digits and /_.-", q.Prefix))
+	}
+	if len(q.Members) != 3 {
+		errs = append(errs, fmt.Errorf("a quorum has exactly three members (two nodes and the witness), not %d", len(q.Members)))
+	}
+	names, addrs := map[string]bool{}, map[string]bool{}
+	found := false
+	for _, m := range q.Members {
+		if !nodeNameRE.MatchString(m.Name) {
+			errs = append(errs, fmt.Errorf("quorum member name %q must be a node name (lowercase letters, digits, '-')", m.Name))
+		}
+		if names[m.Name] {
+			errs = append(errs, fmt.Errorf("quorum member %q is named twice", m.Name))
+		}
+		names[m.Name] = true
+		found = found || m.Name == self
+		for _, a := range []string{m.PeerAddr, m.ClientAddr} {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				errs = append(errs, fmt.Errorf("quorum member %s: address %q must be host:port", m.Name, a))
+			} else if addrs[a] {
+				errs = append(errs, fmt.Errorf("quorum member %s: address %s is used twice", m.Name, a))
+			}
+			addrs[a] = true
+		}
+		if fp, err := pemFingerprint(m.CertPEM); err != nil {
+			errs = append(errs, fmt.Errorf("quorum member %s: %w", m.Name, err))
+		} else if fp != m.Fingerprint {
+			errs = append(errs, fmt.Errorf("quorum member %s: its certificate's fingerprint is %s, not the pinned %s", m.Name, fp, m.Fingerprint))
+		}
+	}
+	if !found {
+		errs = append(errs, fmt.Errorf("the quorum does not name this node (%s) as a member", self))
+	}
+	return errors.Join(errs...)
+}
+
+func pemFingerprint(certPEM string) (string, error) {
+	b, _ := pem.Decode([]byte(certPEM))
+	if b == nil || b.Type != "CERTIFICATE" {
+		return "", errors.New("no PEM certificate")
+	}
+	if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+		return "", fmt.Errorf("unreadable certificate: %w", err)
+	}
+	return identity.Fingerprint(b.Bytes), nil
+}
+
+// MemberConfig turns a checked quorum spec into the etcd member config of
+// member self, whose data lives in dir; certPEM and keyPEM are its own
+// (the node certificate).
+func MemberConfig(q api.QuorumSpec, self, dir string, certPEM, keyPEM []byte) (quorum.MemberConfig, error) {
+	c := quorum.MemberConfig{Name: self, Dir: dir, Token: q.Token, Peers: map[string]string{}, CertPEM: certPEM, KeyPEM: keyPEM}
+	for _, m := range q.Members {
+		c.Peers[m.Name] = m.PeerAddr
+		c.TrustedPEM = append(c.TrustedPEM, []byte(m.CertPEM))
+		if m.Name == self {
+			c.PeerAddr, c.ClientAddr = m.PeerAddr, m.ClientAddr
+		}
+	}
+	if c.PeerAddr == "" {
+		return quorum.MemberConfig{}, fmt.Errorf("the quorum does not name %s", self)
+	}
+	return c, nil
+}
+
+// QuorumEndpoints are the members' client URLs.
+func QuorumEndpoints(q api.QuorumSpec) []string {
+	var out []string
+	for _, m := range q.Members {
+		out = append(out, "https://"+m.ClientAddr)
+	}
+	return out
+}
