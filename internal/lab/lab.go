@@ -26,6 +26,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/tandem-ha/tandem/internal/config"
 )
 
 const (
@@ -58,8 +60,8 @@ const (
 	// the witness (and, in automatic mode, on both nodes): tandemd's
 	// defaults, written out in the witness's configuration so that the lab
 	// says which ports the quorum uses.
-	QuorumPeerPort   = 7410
-	QuorumClientPort = 7411
+	QuorumPeerPort   = config.DefaultQuorumPeerPort
+	QuorumClientPort = config.DefaultQuorumClientPort
 	layoutFile       = "layout.json"
 )
 

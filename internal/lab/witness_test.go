@@ -195,16 +195,18 @@ func TestWitnessConfigYAML(t *testing.T) {
 		if got != want {
 			t.Errorf("%q: witness config %+v, want %+v", c.subnet, got, want)
 		}
-		// Every section but quorum is spelled as tandemd's own config
-		// spells it (tandemd refuses unknown keys).
-		delete(doc, "quorum")
-		rest, _ := yaml.Marshal(doc)
-		var cfg config.Config
-		if err := config.Parse(rest, &cfg); err != nil {
-			t.Errorf("%q: tandemd's config parser refuses the witness's keys: %v\n%s", c.subnet, err, rest)
+		// tandemd --witness reads it as the lab means it: its parser
+		// refuses unknown keys, and its witness checks pass.
+		cfg := config.Defaults()
+		if err := config.Parse([]byte(text), &cfg); err != nil {
+			t.Fatalf("%q: tandemd refuses the witness's config: %v\n%s", c.subnet, err, text)
 		}
-		if cfg.Node.Name != "w" || cfg.API.Listen != c.listen || cfg.StateDir != want.StateDir {
-			t.Errorf("%q: tandemd reads node %+v api %+v state_dir %s", c.subnet, cfg.Node, cfg.API, cfg.StateDir)
+		if err := cfg.ValidateWitness(); err != nil {
+			t.Errorf("%q: tandemd --witness would refuse its config: %v\n%s", c.subnet, err, text)
+		}
+		if cfg.Node.Name != "w" || cfg.Node.IP != c.ip || cfg.API.Listen != c.listen || cfg.StateDir != want.StateDir ||
+			cfg.Quorum.PeerPort != QuorumPeerPort || cfg.Quorum.ClientPort != QuorumClientPort {
+			t.Errorf("%q: tandemd reads node %+v api %+v state_dir %s quorum %+v", c.subnet, cfg.Node, cfg.API, cfg.StateDir, cfg.Quorum)
 		}
 	}
 }
