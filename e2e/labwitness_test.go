@@ -4,9 +4,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -187,13 +189,69 @@ func TestLabWitness(t *testing.T) {
 	})
 }
 
-// witnessHealth asks w's /health from the client, by its address in
-// `lab env`, pinned to the certificate in w's state dir (so that the
-// answer is the witness's own).
+// TestLabWitnessIPv6: in an IPv6 lab w has its IPv6 address (::13), AAAA
+// and ip6.arpa records, and its API answers there.
+func TestLabWitnessIPv6(t *testing.T) {
+	needRoot(t)
+	l := upWitnessLab(t, "--no-assemble", "--ipv6")
+	w := l.env.Witness
+	want, err := netip.ParseAddr(w.IP)
+	if err != nil || !want.Is6() || l.env.Family != "ipv6" {
+		t.Fatalf("IPv6 lab: family %s, witness address %q", l.env.Family, w.IP)
+	}
+	if ip, name, ok := l.resolve("client", "w"); !ok || ip != w.IP || name != w.FQDN {
+		t.Errorf("client: getent hosts w = %q %q (ok %v), want %s %s", ip, name, ok, w.IP, w.FQDN)
+	}
+	if ip, name, ok := l.resolve("client", w.IP); !ok || name != w.FQDN {
+		t.Errorf("client: getent hosts %s (reverse) = %q %q (ok %v), want %s", w.IP, ip, name, ok, w.FQDN)
+	}
+	if err := l.witnessHealth(2 * time.Second); err != nil {
+		t.Errorf("GET /health on w at %s: %v", w.IP, err)
+	}
+}
+
+// TestLabUpAutomatic: `lab up --failover automatic` ends with the cluster
+// assembled for automatic failover, w its witness: the witness has joined
+// the cluster and runs its member, and the console on the client (the
+// lab's own cache) shows the cluster.
+func TestLabUpAutomatic(t *testing.T) {
+	needRoot(t)
+	l := upWitnessLab(t)
+	var info api.WitnessInfo
+	eventually(t, "the witness's member running for the lab's cluster", 30*time.Second, func() (bool, string) {
+		info = api.WitnessInfo{}
+		if err := l.witnessCall(http.MethodGet, "/v1/witness", &info, 2*time.Second); err != nil {
+			return false, err.Error()
+		}
+		return info.Cluster != "" && info.State == "running", fmt.Sprintf("%+v", info)
+	})
+	if info.Name != "w" || info.IP != l.env.Witness.IP || info.Cluster != l.env.DNSName {
+		t.Errorf("GET /v1/witness: %+v, want w at %s in cluster %s", info, l.env.Witness.IP, l.env.DNSName)
+	}
+	out, errOut, err := l.execErr("client", nil, filepath.Join(l.bin, "tandem"), "status", "-o", "json")
+	var s labStatus
+	if jerr := json.Unmarshal([]byte(out), &s); err != nil || jerr != nil || s.Cluster == nil || s.Cluster.Primary != "a" {
+		t.Fatalf("tandem status on the client after lab up --failover automatic: %v %v\n%s\n%s", err, jerr, out, errOut)
+	}
+	if r := s.roles(); r["a"] != "primary" || r["b"] != "secondary" {
+		t.Errorf("roles %v", r)
+	}
+}
+
+// witnessHealth asks w's /health from the client.
 func (l *testLab) witnessHealth(timeout time.Duration) error {
+	l.t.Helper()
+	return l.witnessCall(http.MethodGet, "/health", nil, timeout)
+}
+
+// witnessCall calls w's API from the client, by its address in `lab env`
+// and with its token from there, pinned to the certificate in w's state
+// dir (so that the answer is the witness's own).
+func (l *testLab) witnessCall(method, path string, out any, timeout time.Duration) error {
 	l.t.Helper()
 	c := api.NewClient(api.ClientConfig{
 		Addr:             net.JoinHostPort(l.env.Witness.IP, "7400"),
+		Token:            l.env.Witness.Token,
 		Fingerprint:      l.fingerprint("w"),
 		DialTimeout:      timeout,
 		HandshakeTimeout: timeout,
@@ -211,7 +269,7 @@ func (l *testLab) witnessHealth(timeout time.Duration) error {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return c.Do(ctx, http.MethodGet, "/health", nil, nil)
+	return c.Do(ctx, method, path, nil, out)
 }
 
 // programsOn lists the executables' base names of the processes on host.
