@@ -351,8 +351,18 @@ Next:
   tandem lab exec%[1]s client -- bash
       a command, or a shell, on a lab host (%[3]s)
   tandem lab power-off%[1]s b, partition%[1]s a b, heal%[1]s, dns%[1]s …
-      faults to see what tandem does (tandem lab --help lists them)
+      faults to see what tandem does (tandem lab --help lists them)%[4]s
   tandem lab down%[1]s
       stop everything and remove the lab
-`, flag, l.DNSName, strings.Join(l.HostNames(), ", "))
+`, flag, l.DNSName, strings.Join(l.HostNames(), ", "), witnessHint(l, flag))
+}
+
+// witnessHint is the summary's line about the witness's faults, in an
+// automatic-mode lab.
+func witnessHint(l *Layout, flag string) string {
+	w, ok := l.Witness()
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("\n  tandem lab power-off%[1]s %[2]s, partition%[1]s a %[2]s, pause%[1]s %[2]s …\n      the same faults on the witness, to see what the quorum does", flag, w.Name)
 }
