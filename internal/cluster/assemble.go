@@ -96,8 +96,57 @@ func ValidateSpec(req *api.AssembleRequest) error {
 	if !strings.HasPrefix(req.Secondary.Fingerprint, "sha256:") {
 		p = append(p, "the secondary's certificate fingerprint is missing (sha256:…)")
 	}
+	p = append(p, failoverProblems(req.Failover, req.Quorum)...)
+	if req.Failover == "" {
+		req.Failover = FailoverManual
+	}
 	if len(p) > 0 {
 		return badRequest("%s", strings.Join(p, "; "))
+	}
+	return nil
+}
+
+// failoverProblems checks the failover mode and, in automatic mode, that a
+// quorum comes with it (its members are checked against the nodes later).
+func failoverProblems(mode string, q *api.QuorumSpec) []string {
+	switch mode {
+	case "", FailoverManual:
+		if q != nil {
+			return []string{"a quorum was given, but the failover mode is manual: pass --failover automatic, or no witness"}
+		}
+	case FailoverAutomatic:
+		if q == nil {
+			return []string{"automatic failover needs a quorum: give a witness (--witness HOST)"}
+		}
+	default:
+		return []string{fmt.Sprintf("failover mode %q must be manual or automatic", mode)}
+	}
+	return nil
+}
+
+// checkQuorumMembers checks, at assembly and join, that the quorum names
+// both nodes as they are (their fingerprints) and this node at the
+// address its own member listens on.
+func (n *Node) checkQuorumMembers(q api.QuorumSpec, primary, secondary api.Member) error {
+	if err := CheckQuorumSpec(q, n.cfg.Name); err != nil {
+		return badRequest("the quorum is refused: %v", err)
+	}
+	byName := map[string]api.QuorumMember{}
+	for _, m := range q.Members {
+		byName[m.Name] = m
+	}
+	for _, node := range []api.Member{primary, secondary} {
+		m, ok := byName[node.Name]
+		switch {
+		case !ok:
+			return badRequest("the quorum does not name node %s as a member", node.Name)
+		case m.Fingerprint != node.Fingerprint:
+			return badRequest("the quorum gives node %s certificate %s, but it presents %s", node.Name, m.Fingerprint, node.Fingerprint)
+		}
+	}
+	self := byName[n.cfg.Name]
+	if self.PeerAddr != n.cfg.QuorumSelf.PeerAddr || self.ClientAddr != n.cfg.QuorumSelf.ClientAddr {
+		return badRequest("the quorum places %s's member at %s/%s, but it listens on %s/%s (quorum.* in its config)", n.cfg.Name, self.PeerAddr, self.ClientAddr, n.cfg.QuorumSelf.PeerAddr, n.cfg.QuorumSelf.ClientAddr)
 	}
 	return nil
 }
@@ -163,6 +212,11 @@ func (n *Node) assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 		return api.AssembleResult{}, conflict("PostgreSQL major versions differ: %s on %s, %s on %s; install the same major version on both", ps.Version, n.cfg.Name, info.Postgres.Version, info.Name)
 	}
 	secondary := api.Member{Name: info.Name, IP: info.IP, APIPort: info.APIPort, PGPort: info.Postgres.Port, Fingerprint: info.Fingerprint, Slot: slotName(info.Name)}
+	if req.Failover == FailoverAutomatic {
+		if err := n.checkQuorumMembers(*req.Quorum, n.self(""), secondary); err != nil {
+			return api.AssembleResult{}, err
+		}
+	}
 	if !req.SkipPreflight {
 		if err := n.preflightBoth(ctx, req, secondary, sec); err != nil {
 			return api.AssembleResult{}, err
@@ -258,13 +312,28 @@ func (n *Node) assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 	err = n.set(func(s *state.State) {
 		s.Role, s.Term = state.RolePrimary, 1
 		s.Cluster = &state.Membership{Name: req.Name, ClusterIP: req.ClusterIP, DNSName: req.DNSName, Replication: req.Replication,
-			Peer: &state.Peer{Name: secondary.Name, IP: secondary.IP, APIPort: secondary.APIPort, PGPort: secondary.PGPort, Fingerprint: secondary.Fingerprint}}
+			Peer:     &state.Peer{Name: secondary.Name, IP: secondary.IP, APIPort: secondary.APIPort, PGPort: secondary.PGPort, Fingerprint: secondary.Fingerprint},
+			Failover: req.Failover, Quorum: req.Quorum}
 	})
 	if err == nil {
 		err = n.journal(OpAssemble, StepJoin, 0)
 	}
 	if err != nil {
 		return fail(err)
+	}
+	if req.Failover == FailoverAutomatic {
+		// The quorum before the cluster IP: this primary holds the leader
+		// key (and is recorded primary of term 1) before it serves as one.
+		undo.add("leave the quorum", func(context.Context) error { n.closeQuorum(true, true); return nil })
+		if err := n.startQuorum(*req.Quorum); err != nil {
+			return fail(err)
+		}
+		now := n.State()
+		l, err := n.takeKeyFor(ctx, now, 1, 30*time.Second)
+		if err != nil {
+			return fail(fmt.Errorf("the quorum did not form (is the witness up and given this cluster?): %w", err))
+		}
+		n.holdLeadership(l)
 	}
 	undo.add("give up the cluster IP", func(ctx context.Context) error {
 		if before.Role == state.RoleStandalone {
@@ -285,6 +354,7 @@ func (n *Node) assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 		Name: req.Name, ClusterIP: req.ClusterIP, DNSName: req.DNSName, Replication: req.Replication, Term: 1,
 		Primary: n.self(""), Secondary: secondary,
 		ReplicationUser: ReplicationUser, ReplicationPassword: password,
+		Failover: req.Failover, Quorum: req.Quorum,
 	}, &jr)
 	if err != nil {
 		return fail(fmt.Errorf("the secondary could not join: %w", err))
@@ -345,7 +415,12 @@ func (n *Node) join(ctx context.Context, req api.JoinRequest) (api.JoinResult, e
 	if err := n.noPendingJournal(before); err != nil {
 		return api.JoinResult{}, err
 	}
-	n.log.Info("joining", "op", OpJoin, "primary", req.Primary.Name, "cluster", req.Name)
+	if req.Failover == FailoverAutomatic {
+		if err := n.checkQuorumMembers(*req.Quorum, req.Primary, req.Secondary); err != nil {
+			return api.JoinResult{}, err
+		}
+	}
+	n.log.Info("joining", "op", OpJoin, "primary", req.Primary.Name, "cluster", req.Name, "failover", req.Failover)
 	restore := func() {
 		if err := n.set(func(s *state.State) { *s = before.Clone() }); err != nil {
 			n.log.Error("could not restore the state file", "err", err)
@@ -353,7 +428,8 @@ func (n *Node) join(ctx context.Context, req api.JoinRequest) (api.JoinResult, e
 	}
 	err := n.set(func(s *state.State) {
 		s.Cluster = &state.Membership{Name: req.Name, ClusterIP: req.ClusterIP, DNSName: req.DNSName, Replication: req.Replication,
-			Peer: &state.Peer{Name: req.Primary.Name, IP: req.Primary.IP, APIPort: req.Primary.APIPort, PGPort: req.Primary.PGPort, Fingerprint: req.Primary.Fingerprint}}
+			Peer:     &state.Peer{Name: req.Primary.Name, IP: req.Primary.IP, APIPort: req.Primary.APIPort, PGPort: req.Primary.PGPort, Fingerprint: req.Primary.Fingerprint},
+			Failover: req.Failover, Quorum: req.Quorum}
 	})
 	if err == nil {
 		err = n.journal(OpJoin, StepClone, 0)
@@ -375,6 +451,13 @@ func (n *Node) join(ctx context.Context, req api.JoinRequest) (api.JoinResult, e
 	}
 	if err := n.set(func(s *state.State) { s.Role, s.Term, s.Operation = state.RoleSecondary, req.Term, nil }); err != nil {
 		return api.JoinResult{}, err
+	}
+	if req.Failover == FailoverAutomatic {
+		// The third member: from now on the quorum survives any one of
+		// the three machines.
+		if err := n.startQuorum(*req.Quorum); err != nil {
+			n.log.Error("could not start the quorum member; automatic failover to this node is not possible until it runs", "err", err)
+		}
 	}
 	n.markHeard()
 	n.setVIPAddress()
@@ -487,6 +570,7 @@ func validateJoin(r api.JoinRequest, self string) error {
 	if len(r.DNSName) > 253 || !dnsNameRE.MatchString(r.DNSName) {
 		p = append(p, fmt.Sprintf("the DNS name %q is not a valid host name", r.DNSName))
 	}
+	p = append(p, failoverProblems(r.Failover, r.Quorum)...)
 	switch r.Replication {
 	case ModeAsync, ModeSync, ModeStrict:
 	default:

@@ -26,6 +26,8 @@ func (n *Node) Start() {
 		return
 	}
 	n.run.goAttach(n.runCollector)
+	n.run.goAttach(n.runAutoWatch)
+	n.run.goAttach(n.runQuorumInfo)
 	n.run.goAttach(func(ctx context.Context) {
 		start := time.Now()
 		err := n.boot(ctx)
@@ -59,12 +61,24 @@ func (n *Node) boot(ctx context.Context) error {
 		return fmt.Errorf("PostgreSQL supervisor did not start: %w", err)
 	}
 	n.setVIPAddress()
+	// The quorum first: settling an interrupted switchover may need the
+	// leader key.
+	if s := n.State(); automatic(s) {
+		if err := n.startQuorum(*s.Cluster.Quorum); err != nil {
+			n.log.Error("could not start the quorum member", "err", err)
+		}
+	}
 	n.recoverAtBoot(ctx)
 	s := n.State()
 	switch {
 	case s.Operation != nil && s.Operation.Kind == OpRejoin:
 		n.run.rename(OpRejoin)
 		return n.rejoinLoop(ctx)
+	case s.Role == state.RolePrimary && automatic(s):
+		if rejoin := n.autoPrimary(ctx); rejoin {
+			n.run.rename(OpRejoin)
+			return n.rejoinLoop(ctx)
+		}
 	case s.Role == state.RolePrimary:
 		if rejoin := n.bootPrimary(ctx); rejoin {
 			n.run.rename(OpRejoin)

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -91,6 +92,9 @@ func (n *Node) disassemble(ctx context.Context, req api.DisassembleRequest) (api
 	if err := n.journal(OpDisassemble, StepPrimarySide, 0); err != nil {
 		return res, err
 	}
+	if automatic(s) {
+		n.retireQuorum(ctx)
+	}
 	if err := n.dropPrimarySide(ctx, peer.Slot); err != nil {
 		return res, err
 	}
@@ -109,6 +113,7 @@ func (n *Node) disassemble(ctx context.Context, req api.DisassembleRequest) (api
 	if err := n.set(func(s *state.State) {
 		s.Role, s.Operation = state.RoleStandalone, nil
 		s.Cluster.Peer = nil
+		s.Cluster.Failover, s.Cluster.Quorum, s.Lease = "", nil, 0
 	}); err != nil {
 		return res, err
 	}
@@ -208,6 +213,7 @@ func (n *Node) finishLeave(ctx context.Context) {
 
 // forgetCluster returns the node to "no cluster".
 func (n *Node) forgetCluster() error {
+	n.closeQuorum(false, true)
 	if err := n.set(func(s *state.State) { s.Role, s.Term, s.Cluster, s.Operation = state.RoleNone, 0, nil, nil }); err != nil {
 		return err
 	}
@@ -262,4 +268,20 @@ func dropSlotNow(ctx context.Context, c *pgx.Conn, slot string) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// retireQuorum ends automatic mode on a primary that is disassembling:
+// the primary record is made to name this node at a term no secondary can
+// pass, so a secondary the disassembly did not reach (--force) never takes
+// the vacant key for a failover; then the key is resigned and the member
+// stopped, its data removed.
+func (n *Node) retireQuorum(ctx context.Context) {
+	if l := n.leadership(); l != nil {
+		qctx, cancel := context.WithTimeout(ctx, quorumCall)
+		if err := l.WritePrimary(qctx, n.cfg.Name, math.MaxInt64); err != nil {
+			n.log.Warn("could not mark the quorum retired; a secondary that was not reached must be disassembled with --force before it could promote", "err", err)
+		}
+		cancel()
+	}
+	n.closeQuorum(true, true)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tandem-ha/tandem/internal/api"
+	"github.com/tandem-ha/tandem/internal/quorum"
 	"github.com/tandem-ha/tandem/internal/state"
 )
 
@@ -44,6 +45,12 @@ func (n *Node) failover(ctx context.Context, req api.FailoverRequest) (api.Failo
 		return api.FailoverResult{}, err
 	}
 	peer := memberOf(s.Cluster.Peer)
+	if automatic(s) {
+		if err := n.quorumAllowsFailover(ctx, s, peer.Name, req.Force); err != nil {
+			return api.FailoverResult{}, err
+		}
+		st.mark("quorum: leader key vacant")
+	}
 	// The monitor asks the peer every second; when it has not heard from
 	// it for a while, the primary is silent as far as this node can tell,
 	// and a fresh check would only add its timeout to the outage.
@@ -65,7 +72,20 @@ func (n *Node) failover(ctx context.Context, req api.FailoverRequest) (api.Failo
 	st.mark("cluster IP probed free")
 	newTerm := s.Term + 1
 	n.log.Warn("failover", "op", OpFailover, "from", peer.Name, "term", newTerm, "force", req.Force)
+	var lead *quorum.Leadership
+	if automatic(s) {
+		l, err := n.takeKeyFor(ctx, s, newTerm, 5*time.Second)
+		if err != nil {
+			return api.FailoverResult{}, err
+		}
+		lead = l
+		n.holdLeadership(l)
+		st.mark("leader key taken")
+	}
 	if err := n.becomePrimary(ctx, newTerm, true, st); err != nil {
+		if lead != nil {
+			_ = lead.Resign(context.WithoutCancel(ctx))
+		}
 		n.event(ctx, EventFailoverFailed, n.cfg.Name, fmt.Sprintf("failover to %s failed, %s stays secondary at term %d: %v", n.cfg.Name, n.cfg.Name, s.Term, err))
 		return api.FailoverResult{}, err
 	}
@@ -80,4 +100,41 @@ func (n *Node) failover(ctx context.Context, req api.FailoverRequest) (api.Failo
 		n.event(ctx, EventFailoverFinished, n.cfg.Name, fmt.Sprintf("failover finished in %s: %s is primary at term %d; the cluster is degraded until %s rejoins", took, n.cfg.Name, newTerm, peer.Name))
 	})
 	return api.FailoverResult{Primary: n.cfg.Name, Term: newTerm, Took: took.String(), Steps: st.list}, nil
+}
+
+// quorumAllowsFailover is the quorum's check before a manual failover in
+// automatic mode: refused while the primary holds the leader key (its
+// lease proves it alive and in touch with the quorum). With force, its
+// lease is revoked instead; the primary fences itself at its next renewal,
+// and this waits out the longest that can take (one lease TTL) before the
+// failover goes on.
+func (n *Node) quorumAllowsFailover(ctx context.Context, s state.State, peer string, force bool) error {
+	cli := n.quorumClient()
+	if cli == nil {
+		return unavailable("the quorum is not running on %s; in automatic mode a failover needs it", n.cfg.Name)
+	}
+	qctx, cancel := context.WithTimeout(ctx, quorumCall)
+	defer cancel()
+	h, held, err := quorum.CurrentHolder(qctx, cli, s.Cluster.Quorum.Prefix)
+	if err != nil {
+		return unavailable("the quorum does not answer %s (%v): in automatic mode a failover needs it to take the leader key; failover refused", n.cfg.Name, err)
+	}
+	if !held {
+		return nil
+	}
+	if !force {
+		return conflict("the primary %s holds the leader lease: it is alive and in touch with the quorum, so failover is refused. For a planned change use switchover; --force revokes its lease (it fences itself) and then promotes %s", h.Name, n.cfg.Name)
+	}
+	if _, err := cli.Revoke(qctx, h.Lease); err != nil {
+		return unavailable("could not revoke the lease of %s: %v; failover refused", h.Name, err)
+	}
+	ttl := n.cfg.Lease.TTL
+	if ttl <= 0 {
+		ttl = quorum.DefaultLeaseConfig.TTL
+	}
+	n.log.Warn("forced failover: the primary's lease is revoked; waiting for it to fence itself", "holder", h.Name, "wait", ttl)
+	if !n.run.wait(ctx, ttl) {
+		return errStopping(n.cfg.Name)
+	}
+	return nil
 }

@@ -33,6 +33,7 @@ type fakePG struct {
 	settings map[string]string
 	files    map[string][]byte
 	haltErr  error
+	fenced   bool
 }
 
 func newFakePG(t *testing.T) *fakePG {
@@ -68,6 +69,23 @@ func (f *fakePG) Halt(context.Context, bool) error {
 	defer f.mu.Unlock()
 	f.running = false
 	return f.haltErr
+}
+func (f *fakePG) Fence(context.Context) error {
+	f.call("fence")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.running, f.fenced = false, true
+	return nil
+}
+func (f *fakePG) Unfence() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fenced = false
+}
+func (f *fakePG) Fenced() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fenced
 }
 func (f *fakePG) start(settings map[string]string, standby bool) {
 	f.mu.Lock()

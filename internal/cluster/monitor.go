@@ -67,6 +67,10 @@ type monitor struct {
 	capNoted      bool
 	lastReseed    time.Time // the last attempt at a pending re-seed
 	receiver      receiverWatch
+	// syncRecord is what this primary last wrote into the quorum's sync
+	// record (automatic mode); syncRecordKnown: since this tenure began.
+	syncRecord      string
+	syncRecordKnown bool
 }
 
 // monitorEvery is how often the monitor looks.
@@ -297,6 +301,14 @@ func (n *Node) watchReplication(ctx context.Context, m *monitor, s state.State) 
 		// Under the exclusion, and only if this node is still the primary
 		// the tick looked at: an operation may have changed the role (and
 		// PostgreSQL's settings) since.
+		if !want && automatic(s) {
+			// The sync record stops naming the standby before commits may
+			// go without it: after this, it may not promote by itself.
+			if err := n.recordSync(ctx, m, ""); err != nil {
+				n.log.Error("could not clear the sync record; synchronous replication stays on", "err", err)
+				return
+			}
+		}
 		applied := false
 		n.exclusive(func() {
 			if now := n.State(); now.Role != s.Role || now.Term != s.Term || now.Operation != nil {
@@ -332,6 +344,34 @@ func (n *Node) watchReplication(ctx context.Context, m *monitor, s state.State) 
 			m.synchronized, m.syncFlagKnown = synchronized, true
 		}
 	}
+	// The sync record names the standby only once it is in
+	// synchronous_standby_names and pg_stat_replication shows it
+	// synchronous: from then on every acknowledged commit is on it.
+	if automatic(s) && s.Cluster.Replication != ModeAsync && m.syncOn && synchronized {
+		if err := n.recordSync(ctx, m, peer); err != nil {
+			n.log.Warn("could not record the synchronous standby in the quorum", "err", err)
+		}
+	}
+}
+
+// recordSync writes the sync record (only while this node holds the
+// leader key), unless it already says node in this tenure.
+func (n *Node) recordSync(ctx context.Context, m *monitor, node string) error {
+	if m.syncRecordKnown && m.syncRecord == node {
+		return nil
+	}
+	l := n.leadership()
+	if l == nil {
+		return fmt.Errorf("this node does not hold the leader key")
+	}
+	qctx, cancel := context.WithTimeout(ctx, quorumCall)
+	defer cancel()
+	if err := l.WriteSync(qctx, node); err != nil {
+		return err
+	}
+	m.syncRecord, m.syncRecordKnown = node, true
+	n.log.Info("sync record written", "synchronous", node)
+	return nil
 }
 
 // syncWanted is the replication mode's promise, decided from what the

@@ -18,6 +18,7 @@ import (
 	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/clusterip"
 	"github.com/tandem-ha/tandem/internal/postgres"
+	"github.com/tandem-ha/tandem/internal/quorum"
 	"github.com/tandem-ha/tandem/internal/state"
 	"github.com/tandem-ha/tandem/internal/version"
 )
@@ -50,6 +51,17 @@ type Config struct {
 	// Notify, when set, is told about every event this node records (it
 	// picks the ones that need a person and never blocks).
 	Notify func(kind, about string, term int64, msg string)
+
+	// Automatic failover mode: this node's etcd member (its data dir, its
+	// entry as the console sees it, its certificate and key in PEM: the
+	// node certificate), the lease timings (zero: the defaults) and, in
+	// async mode, the most WAL a secondary may miss and still promote by
+	// itself.
+	QuorumDir       string
+	QuorumSelf      api.QuorumMember
+	CertPEM, KeyPEM []byte
+	Lease           quorum.LeaseConfig
+	MaxLag          int64
 }
 
 // Service is a role-bound service (see config.Service).
@@ -74,6 +86,11 @@ type Postgres interface {
 	StartPrimary(ctx context.Context, settings map[string]string, mayInit bool) error
 	StartStandby(ctx context.Context, settings map[string]string) error
 	Halt(ctx context.Context, fast bool) error
+	// The self-fence of automatic mode: an immediate shutdown at once,
+	// and nothing read-write until Unfence.
+	Fence(ctx context.Context) error
+	Unfence()
+	Fenced() bool
 	// Role changes.
 	Promote(ctx context.Context) error
 	ShutdownForSwitchover(ctx context.Context) (checkpointLSN string, err error)
@@ -139,6 +156,8 @@ type Node struct {
 	svcMu sync.Mutex
 
 	peers peerClients // the one client to the peer, kept alive (peer.go)
+
+	q quorumState // automatic mode (auto.go)
 }
 
 // ReplicationUser is the role the secondary streams as.
@@ -258,6 +277,17 @@ func (n *Node) Node(ctx context.Context) api.NodeInfo {
 	}
 	if s.Cluster != nil {
 		info.Cluster = s.Cluster.Name
+		info.Failover = s.Cluster.Failover
+		if info.Failover == "" && s.Cluster.Peer != nil {
+			info.Failover = FailoverManual
+		}
+	}
+	if len(n.cfg.CertPEM) > 0 {
+		self := n.cfg.QuorumSelf
+		info.QuorumMember = &self
+	}
+	if automatic(s) {
+		info.Quorum = n.quorumInfo()
 	}
 	info.Op = opString(s.Operation)
 	info.Running, info.Last = n.run.snapshot()

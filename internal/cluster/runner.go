@@ -299,7 +299,12 @@ func runOp[T any](n *Node, ctx context.Context, kind state.OpKind, by string, fn
 // already be tracked (boot, the monitor). It reports false without running
 // fn when another operation holds the exclusion or shutdown has begun.
 func (n *Node) inline(kind state.OpKind, fn func(ctx context.Context) error) bool {
-	op, err := n.run.begin(n.cfg.Name, kind, byNode)
+	return n.inlineBy(kind, byNode, fn)
+}
+
+// inlineBy is inline for an operation started by by (the quorum).
+func (n *Node) inlineBy(kind state.OpKind, by string, fn func(ctx context.Context) error) bool {
+	op, err := n.run.begin(n.cfg.Name, kind, by)
 	if err != nil {
 		return false
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tandem-ha/tandem/internal/api"
+	"github.com/tandem-ha/tandem/internal/quorum"
 	"github.com/tandem-ha/tandem/internal/state"
 )
 
@@ -155,6 +156,21 @@ func (n *Node) switchover(ctx context.Context, req api.SwitchoverRequest, reply 
 		lsn = "" // nothing will arrive; do not wait for it
 	}
 	st.mark("checkpoint and shutdown")
+	if automatic(s) {
+		// Automatic mode: the key goes to the secondary with the handover
+		// record, so its watch takes the vacancy for what it is.
+		l := n.leadership()
+		if l == nil {
+			return n.switchoverRollback(ctx, s, errors.New("this node does not hold the leader key"))
+		}
+		hctx, cancel := context.WithTimeout(ctx, quorumCall)
+		err := l.HandOver(hctx, n.cfg.Name, peer.Name, newTerm)
+		cancel()
+		if err != nil {
+			return n.switchoverRollback(ctx, s, fmt.Errorf("while handing the leader key over: %w", err))
+		}
+		st.mark("leader key handed over")
+	}
 
 	// 3. The secondary promotes once it has replayed our shutdown checkpoint.
 	if err := n.journal(OpSwitchover, StepPromotePeer, newTerm); err != nil {
@@ -240,6 +256,15 @@ func (n *Node) switchoverRollback(ctx context.Context, was state.State, cause er
 // resumeAsPrimary starts PostgreSQL read-write again with the cluster IP
 // and services, in the role and term it had.
 func (n *Node) resumeAsPrimary(ctx context.Context, was state.State) error {
+	if automatic(was) && n.leadership() == nil {
+		// The key was handed over already: take it back first.
+		l, err := n.takeKeyFor(ctx, was, was.Term, 5*time.Second)
+		if err != nil {
+			n.run.goAttach(n.regain)
+			return fmt.Errorf("%w; this node stays closed and waits for the quorum", err)
+		}
+		n.holdLeadership(l)
+	}
 	if err := n.pg.StartPrimary(ctx, n.primarySettingsFor(was, was.Cluster.Replication != ModeAsync), false); err != nil {
 		return err
 	}
@@ -297,7 +322,20 @@ func (n *Node) Promote(ctx context.Context, req api.PromoteRequest) (api.Promote
 			}
 		}
 		st.mark("shutdown checkpoint replayed")
+		var lead *quorum.Leadership
+		if automatic(s) {
+			l, err := n.takeKeyFor(ctx, s, req.Term, 5*time.Second)
+			if err != nil {
+				return api.PromoteResult{}, err
+			}
+			lead = l
+			n.holdLeadership(l)
+			st.mark("leader key taken")
+		}
 		if err := n.becomePrimary(ctx, req.Term, true, st); err != nil {
+			if lead != nil {
+				_ = lead.Resign(context.WithoutCancel(ctx))
+			}
 			return api.PromoteResult{}, err
 		}
 		n.run.goAttach(func(ctx context.Context) { n.afterPromotion(ctx, req.Term, "switchover") })

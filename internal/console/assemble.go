@@ -28,6 +28,7 @@ func NewAssembleCommand(g *globals) *cobra.Command {
 		replication   string
 		yes           bool
 		skipPreflight bool
+		wf            witnessFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "assemble",
@@ -49,6 +50,17 @@ database replaced. The console keeps both tokens (tokens.json, mode 0600) and
 the cluster in its cache, so later commands need no token flags.
 
 Cloning can take minutes: the default timeout is 30m (--timeout overrides).
+
+Failover mode (--failover): manual (the default) never promotes by itself:
+when the primary is gone, an operator runs 'tandem failover'. automatic
+adds a third vote, the witness (--witness HOST: a small third machine
+running 'tandemd --witness'), and an etcd member on each node: only the
+holder of the leader key may be primary; a primary that cannot renew its
+lease fences itself before anyone may replace it, and the secondary
+promotes by itself once the lease is gone, if it holds every acknowledged
+commit (sync, strict: the sync record names it; async: within
+quorum.max_lag). The witness's token comes from --witness-token-file,
+TANDEM_WITNESS_TOKEN or the console's tokens. See docs/quorum.md.
 
 Exit status: 0 assembled; 2 bad flags, or not confirmed off a terminal
 (nothing sent); 3 a node unreachable; 4 certificate or token refused;
@@ -75,6 +87,10 @@ Exit status: 0 assembled; 2 bad flags, or not confirmed off a terminal
 			default:
 				probs = append(probs, fmt.Sprintf("--replication %q: use async, sync or strict", replication))
 			}
+			toks0, _ := LoadTokens()
+			cache0, _ := LoadCache()
+			wt, wprobs := wf.resolve(toks0, cache0)
+			probs = append(probs, wprobs...)
 			if len(probs) > 0 {
 				return exitf(ExitUsage, "nothing was sent:\n  %s", strings.Join(probs, "\n  "))
 			}
@@ -109,6 +125,20 @@ Exit status: 0 assembled; 2 bad flags, or not confirmed off a terminal
 			if req.Secondary.Fingerprint == "" {
 				return fmt.Errorf("the certificate of %s was accepted but not pinned; run `tandem trust list` and try again", pc.s.Addr())
 			}
+			var wc *Client
+			if wt != nil {
+				wctx, wcancel := context.WithTimeout(ctx, checkTimeout)
+				var wi api.WitnessInfo
+				wc, wi, err = dialWitness(wctx, tr, wt, name)
+				wcancel()
+				if err != nil {
+					return err
+				}
+				if req.Quorum, err = quorumSpec(name, pc, tr, wc, wi); err != nil {
+					return err
+				}
+				req.Failover = failoverAutomatic
+			}
 			errw := cmd.ErrOrStderr()
 			printAssemblePlan(errw, pc, req)
 			if err := confirmOrRefuse(tr, yes, fmt.Sprintf("Replace the database on %s with a copy of %s's?", pc.sInfo.Name, pc.pInfo.Name)); err != nil {
@@ -123,8 +153,20 @@ Exit status: 0 assembled; 2 bad flags, or not confirmed off a terminal
 			}
 			toks.ByAddress[pc.p.Addr()] = r.primaryToken
 			toks.ByAddress[pc.s.Addr()] = r.secondaryToken
+			if wc != nil {
+				toks.ByAddress[wc.Addr()] = wt.token
+			}
 			if err := toks.Save(); err != nil {
 				return err
+			}
+			if wc != nil {
+				// The witness's member first: with the primary's, it makes
+				// the majority the primary needs to take the leader key.
+				var wi api.WitnessInfo
+				if err := wc.Post(ctx, "/v1/witness/join", api.WitnessJoin{Cluster: name, Quorum: *req.Quorum}, &wi); err != nil {
+					return fmt.Errorf("the witness %s did not take the quorum; nothing else was changed: %w", wc.Addr(), err)
+				}
+				fmt.Fprintf(errw, "Witness %s joined the quorum (member %s).\n", wi.Name, wi.State)
 			}
 
 			fmt.Fprintf(errw, "Assembling: %s is cloning %s's database; this can take minutes (timeout %s).\n", pc.sInfo.Name, pc.pInfo.Name, timeoutOf(ctx))
@@ -135,6 +177,13 @@ Exit status: 0 assembled; 2 bad flags, or not confirmed off a terminal
 			if err != nil {
 				var ae *APIError
 				if errors.As(err, &ae) {
+					if wc != nil {
+						lctx, lcancel := context.WithTimeout(context.WithoutCancel(ctx), checkTimeout)
+						if lerr := wc.Post(lctx, "/v1/witness/leave", struct{}{}, nil); lerr != nil {
+							fmt.Fprintf(errw, "The witness %s kept the quorum of the failed assembly (%v): before another assembly with it, run it again or restart it with an empty state dir.\n", wc.Addr(), lerr)
+						}
+						lcancel()
+					}
 					return fmt.Errorf("assembly refused or failed; the nodes roll back what they changed: %w", err)
 				}
 				return &ExitError{Code: ExitCode(err), Err: fmt.Errorf("lost the answer of %s while it was assembling (%v). The assembly may still be running, or may have rolled back: see `tandem status --endpoint %s` and `tandem status --endpoint %s`", pc.p.Addr(), err, pc.p.Addr(), pc.s.Addr())}
@@ -161,6 +210,10 @@ Exit status: 0 assembled; 2 bad flags, or not confirmed off a terminal
 	f.StringVar(&replication, "replication", "sync", "replication mode: async, sync (synchronous while the secondary streams) or strict (never degrade)")
 	f.BoolVar(&yes, "yes", false, "confirm without asking that the secondary's database is replaced (scripts)")
 	f.BoolVar(&skipPreflight, "skip-preflight", false, "do not have the nodes check DNS and the network first")
+	f.StringVar(&wf.failover, "failover", failoverManual, "failover mode: manual (an operator runs `tandem failover`) or automatic (needs --witness; the secondary promotes by itself once the primary's lease is gone)")
+	f.StringVar(&wf.witness, "witness", "", "automatic mode: API address of the witness (`tandemd --witness` on a third machine): host, host:port or https://host:port")
+	f.StringVar(&wf.tokenFile, "witness-token-file", "", "file holding the witness's admin token (default: TANDEM_WITNESS_TOKEN, then the console's tokens)")
+	f.StringVar(&wf.fp, "witness-fingerprint", "", "accept the witness, if not pinned yet, only with this certificate fingerprint (default: --fingerprint)")
 	return cmd
 }
 
@@ -223,6 +276,12 @@ func printAssemblePlan(w io.Writer, pc *pairClients, req api.AssembleRequest) {
 	fmt.Fprintf(w, "  primary     %s  (node IP %s, API %s), PostgreSQL %s: keeps its database, takes the cluster IP\n", p.Name, p.IP, pc.p.Addr(), pgVersion(p))
 	fmt.Fprintf(w, "  secondary   %s  (node IP %s, API %s), PostgreSQL %s: becomes its hot standby\n", s.Name, s.IP, pc.s.Addr(), pgVersion(s))
 	fmt.Fprintf(w, "  cluster IP  %s   DNS name %s   replication %s\n", req.ClusterIP, req.DNSName, req.Replication)
+	if req.Quorum != nil {
+		w3 := req.Quorum.Members[2]
+		fmt.Fprintf(w, "  failover    AUTOMATIC: quorum of %s, %s and the witness %s (etcd members at %s, %s, %s)\n", req.Quorum.Members[0].Name, req.Quorum.Members[1].Name, w3.Name, req.Quorum.Members[0].PeerAddr, req.Quorum.Members[1].PeerAddr, w3.PeerAddr)
+	} else {
+		fmt.Fprintf(w, "  failover    manual: when the primary is gone, an operator runs `tandem failover`\n")
+	}
 	if req.SkipPreflight {
 		fmt.Fprintf(w, "  preflight   SKIPPED (--skip-preflight)\n")
 	} else {

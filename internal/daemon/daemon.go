@@ -86,6 +86,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	fingerprint := identity.Fingerprint(cert.Certificate[0])
 	log.Info("node certificate", "fingerprint", fingerprint)
+	// The node certificate is also this node's identity in the quorum of
+	// automatic mode (etcd takes it as PEM files).
+	certPEM, keyPEM, err := readNodeCertPEM(d.cfg.StateDir)
+	if err != nil {
+		return err
+	}
 
 	pg, err := postgres.New(postgres.Options{
 		BinDir:          d.cfg.Postgres.BinDir,
@@ -133,6 +139,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Services:       services(d.cfg.Services),
 		Hook:           d.cfg.Hooks.OnRoleChange,
 		HookLimit:      d.cfg.Hooks.Timeout.D(),
+		QuorumDir:      filepath.Join(d.cfg.StateDir, quorumDir),
+		QuorumSelf:     selfMember(d.cfg, certPEM, fingerprint),
+		CertPEM:        certPEM,
+		KeyPEM:         keyPEM,
+		MaxLag:         d.cfg.MaxLagBytes(),
 		Notify: func(kind, about string, term int64, msg string) {
 			cluster := ""
 			if s := node.State(); s.Cluster != nil {
@@ -192,6 +203,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	cancel()
 	d.stopPostgres(log)
+	// Last, with PostgreSQL down: a primary in automatic mode resigns the
+	// leader key, so the secondary takes over now rather than when the
+	// lease runs out.
+	node.CloseQuorum()
 	log.Info("tandemd stopped")
 	return nil
 }

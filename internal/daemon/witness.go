@@ -273,7 +273,7 @@ func (w *Witness) startMember(q api.QuorumSpec) {
 	w.stop, w.done, w.state, w.err = cancel, done, "starting", ""
 	go func() {
 		defer close(done)
-		keepMember(ctx, mc, w.log, func(m *quorum.Member, state string, err error) {
+		quorum.Keep(ctx, mc, w.log, func(m *quorum.Member, state string, err error) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.member, w.state, w.err = m, state, ""
@@ -292,35 +292,5 @@ func (w *Witness) stopMember() {
 	if stop != nil {
 		stop()
 		<-done
-	}
-}
-
-// keepMember runs an etcd member until ctx ends: it starts it, reports
-// its state, and starts it again 2 s after it fails.
-func keepMember(ctx context.Context, mc quorum.MemberConfig, log *slog.Logger, report func(*quorum.Member, string, error)) {
-	for {
-		m, err := quorum.StartMember(ctx, mc)
-		if err == nil {
-			report(m, "running", nil)
-			select {
-			case <-ctx.Done():
-				m.Stop()
-				report(nil, "stopped", nil)
-				return
-			case err = <-m.Err():
-				m.Stop()
-			}
-		}
-		if ctx.Err() != nil {
-			report(nil, "stopped", nil)
-			return
-		}
-		log.Error("quorum member failed; starting it again in 2 s", "err", err)
-		report(nil, "failed", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(2 * time.Second):
-		}
 	}
 }

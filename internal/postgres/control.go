@@ -89,15 +89,31 @@ func (o *owner) handle(r request) (end bool) {
 		return true
 	case reqHalt:
 		answer(o.halt(r.fast))
+	case reqFence:
+		answer(o.fence())
 	case reqResume:
+		if err := o.s.refuseFenced("start PostgreSQL in the role its data dir says"); err != nil {
+			answer(err)
+			break
+		}
 		o.resume(r)
 	case reqReload:
 		answer(o.reload())
 	case reqStartStandby:
+		// A standby accepts no writes: starting one ends a fence.
+		o.s.fenced.Store(false)
 		o.start(r, roleStandby)
 	case reqStartPrimary:
+		if err := o.s.refuseFenced("start or reload PostgreSQL read-write"); err != nil {
+			answer(err)
+			break
+		}
 		o.start(r, rolePrimary)
 	case reqPromote:
+		if err := o.s.refuseFenced("promote"); err != nil {
+			answer(err)
+			break
+		}
 		answer(o.promote(r.ctx))
 	case reqShutdownForSwitchover:
 		lsn, err := o.shutdownForSwitchover(r.ctx)
@@ -132,6 +148,18 @@ func (o *owner) halt(fast bool) error {
 	err := o.shutdown(fast)
 	o.halted = true
 	return err
+}
+
+// fence stops, at once, whatever postmaster runs on the data directory
+// (ours was sent an immediate shutdown by Fence already; one an earlier
+// tandemd left running is sent one now) and keeps it down.
+func (o *owner) fence() error {
+	if r, err := o.s.findRunning(); err == nil && r != nil && (o.cur == nil || o.cur.pid != r.pid) {
+		if err := syscall.Kill(r.pid, syscall.SIGQUIT); err == nil {
+			o.s.log.Warn("FENCE: immediate shutdown sent to a postmaster tandemd did not start", "pid", r.pid)
+		}
+	}
+	return o.haltAll()
 }
 
 // haltAll stops the postmaster, ours or one an earlier tandemd left

@@ -118,6 +118,10 @@ type Supervisor struct {
 
 	hbaMu sync.Mutex // held across read, render and write of pg_hba.conf
 
+	// fenced is set by Fence: no crash restart, and nothing starts
+	// PostgreSQL read-write, until Unfence (or a start as a standby).
+	fenced atomic.Bool
+
 	// Tunables; tests shorten them.
 	readyTimeout time.Duration // how long a start may take before Start gives up waiting
 	backoffMin   time.Duration
@@ -137,6 +141,7 @@ type requestKind int
 const (
 	reqStop                    requestKind = iota // shut down and end the owner
 	reqHalt                                       // shut down, stay supervised, do not restart
+	reqFence                                      // immediate shutdown of any postmaster on the data dir, stay down
 	reqResume                                     // start again after a halt
 	reqReload                                     // rewrite tandem.conf and signal a reload
 	reqStartStandby                               // run as a standby (start, restart or reload)
@@ -152,7 +157,7 @@ const (
 )
 
 var requestNames = [...]string{
-	reqStop: "stop", reqHalt: "halt", reqResume: "resume", reqReload: "reload",
+	reqStop: "stop", reqHalt: "halt", reqFence: "fence", reqResume: "resume", reqReload: "reload",
 	reqStartStandby: "start as a standby", reqStartPrimary: "start as a primary",
 	reqPromote: "promote", reqShutdownForSwitchover: "shut down for a switchover",
 	reqRewind: "rewind", reqClone: "clone", reqRestoreAside: "put data back",
@@ -531,6 +536,13 @@ func (o *owner) exited() {
 }
 
 func (o *owner) scheduleRestart(cause error) {
+	if o.s.fenced.Load() {
+		// Fenced: it stays down, as a Halt would keep it.
+		o.settle(cause)
+		o.halted = true
+		o.s.setState(StateStopped, 0, "fenced")
+		return
+	}
 	o.settle(cause) // those waiting for a crash restart hear of its failure
 	d := o.bo.next()
 	o.s.setState(StateCrashed, 0, cause.Error())
@@ -539,6 +551,11 @@ func (o *owner) scheduleRestart(cause error) {
 }
 
 func (o *owner) restart() {
+	if o.s.fenced.Load() {
+		o.halted = true
+		o.s.setState(StateStopped, 0, "fenced")
+		return
+	}
 	if err := o.bringUp(false); err != nil {
 		o.s.log.Error("could not restart PostgreSQL", "err", err.Error())
 		o.scheduleRestart(err)

@@ -80,20 +80,57 @@ func campaign(ctx context.Context, cli *clientv3.Client, prefix, name string, cf
 			revokeQuietly(cli, g.ID)
 			continue
 		}
-		l := &Leadership{
-			cli: cli, prefix: prefix, name: name, cfg: cfg, clock: clock,
-			log:   log.With("lease", fmt.Sprintf("%x", int64(g.ID))),
-			lease: g.ID, rev: tr.Header.Revision,
-			dl:   deadlineTracker{cfg: cfg},
-			lost: make(chan struct{}), stop: make(chan struct{}),
-		}
-		l.dl.renewed(sent, time.Duration(g.TTL)*time.Second)
+		l := newLeadership(cli, prefix, name, cfg, clock, log, g.ID, tr.Header.Revision, sent, time.Duration(g.TTL)*time.Second)
 		l.log.Info("leader key taken", "node", name, "revision", l.rev, "deadline_in", time.Until(l.Deadline()).Round(time.Millisecond))
-		l.wg.Add(2)
-		go l.renewLoop()
-		go l.watchDeadline()
 		return l, nil
 	}
+}
+
+func newLeadership(cli *clientv3.Client, prefix, name string, cfg LeaseConfig, clock Clock, log *slog.Logger, lease clientv3.LeaseID, rev int64, sent time.Time, ttl time.Duration) *Leadership {
+	l := &Leadership{
+		cli: cli, prefix: prefix, name: name, cfg: cfg, clock: clock,
+		log:   log.With("lease", fmt.Sprintf("%x", int64(lease))),
+		lease: lease, rev: rev,
+		dl:   deadlineTracker{cfg: cfg},
+		lost: make(chan struct{}), stop: make(chan struct{}),
+	}
+	l.dl.renewed(sent, ttl)
+	l.wg.Add(2)
+	go l.renewLoop()
+	go l.watchDeadline()
+	return l
+}
+
+// Resume takes back the tenure this node held before tandemd restarted:
+// when lease is still alive and the leader key is still name's under it,
+// renewals go on under the same lease and revision, so a quick restart of
+// tandemd on the primary costs no fence and no election. ok is false when
+// the tenure is over (the lease expired, or the key is someone else's).
+func Resume(ctx context.Context, cli *clientv3.Client, prefix, name string, lease clientv3.LeaseID, cfg LeaseConfig, log *slog.Logger) (l *Leadership, ok bool, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.withDefaults()
+	clock := realClock{}
+	sent := clock.Now()
+	resp, err := cli.KeepAliveOnce(ctx, lease)
+	switch {
+	case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && resp.TTL <= 0):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("while renewing the lease held before the restart: %w", err)
+	}
+	r, err := cli.Get(ctx, LeaderKey(prefix))
+	if err != nil {
+		return nil, false, fmt.Errorf("while reading the leader key: %w", err)
+	}
+	if len(r.Kvs) == 0 || string(r.Kvs[0].Value) != name || clientv3.LeaseID(r.Kvs[0].Lease) != lease {
+		revokeQuietly(cli, lease)
+		return nil, false, nil
+	}
+	l = newLeadership(cli, prefix, name, cfg, clock, log, lease, r.Kvs[0].CreateRevision, sent, time.Duration(resp.TTL)*time.Second)
+	l.log.Info("leader key kept across a restart", "node", name, "revision", l.rev, "deadline_in", time.Until(l.Deadline()).Round(time.Millisecond))
+	return l, true, nil
 }
 
 func revokeQuietly(cli *clientv3.Client, id clientv3.LeaseID) {
@@ -217,7 +254,7 @@ func (l *Leadership) LeaseID() clientv3.LeaseID { return l.lease }
 // The caller demotes before it resigns.
 func (l *Leadership) Resign(ctx context.Context) error {
 	l.halt()
-	l.lose("resigned")
+	l.lose(ReasonResigned)
 	if _, err := l.cli.Revoke(ctx, l.lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		return fmt.Errorf("while revoking the leader lease (it expires by itself within %s): %w", l.cfg.TTL, err)
 	}
@@ -228,7 +265,7 @@ func (l *Leadership) Resign(ctx context.Context) error {
 // itself); Lost closes.
 func (l *Leadership) Close() {
 	l.halt()
-	l.lose("closed")
+	l.lose(ReasonClosed)
 }
 
 func (l *Leadership) halt() {

@@ -146,6 +146,9 @@ func StartMember(ctx context.Context, c MemberConfig) (*Member, error) {
 	cfg.Metrics = "basic"
 	// Refuse a reconfiguration that would lose the quorum.
 	cfg.StrictReconfigCheck = true
+	// embed leaves this 0 (etcd's command line sets it), which logs every
+	// request as slow; 200 ms is a tenth of the lease: worth a warning.
+	cfg.WarningUnaryRequestDuration = 200 * time.Millisecond
 
 	zl := zap.New(newSlogCore(log.With("component", "etcd"), zap.WarnLevel))
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zl)

@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
+	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/fsutil"
 )
 
@@ -45,8 +47,12 @@ type State struct {
 	Role      Role        `json:"role"`
 	Operation *Operation  `json:"operation,omitempty"`
 	Cluster   *Membership `json:"cluster,omitempty"`
-	CreatedAt time.Time   `json:"created_at"`
-	UpdatedAt time.Time   `json:"updated_at"`
+	// Lease is the leader lease this node held as primary in automatic
+	// mode (0: none), so a restarted tandemd can take its tenure back
+	// rather than fence and campaign again.
+	Lease     int64     `json:"lease,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Membership is what a node must know about its cluster even when its
@@ -57,6 +63,11 @@ type Membership struct {
 	DNSName     string `json:"dns_name"`
 	Replication string `json:"replication"`
 	Peer        *Peer  `json:"peer,omitempty"`
+	// Failover is manual or automatic ("" is manual: a record from before
+	// the mode existed).
+	Failover string `json:"failover,omitempty"`
+	// Quorum is the etcd quorum of automatic mode.
+	Quorum *api.QuorumSpec `json:"quorum,omitempty"`
 }
 
 // Peer is the other node.
@@ -84,6 +95,11 @@ func (s State) Clone() State {
 		if c.Peer != nil {
 			p := *c.Peer
 			c.Peer = &p
+		}
+		if c.Quorum != nil {
+			q := *c.Quorum
+			q.Members = slices.Clone(q.Members)
+			c.Quorum = &q
 		}
 		s.Cluster = &c
 	}

@@ -1,0 +1,427 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/tandem-ha/tandem/internal/api"
+	"github.com/tandem-ha/tandem/internal/quorum"
+	"github.com/tandem-ha/tandem/internal/state"
+)
+
+// Automatic failover (docs/quorum.md). In automatic mode only the holder
+// of the leader key may be primary:
+//
+//   - the primary holds the key under a lease and renews it; when it has
+//     not renewed by its deadline (which ends before the lease can expire
+//     anywhere) it fences itself: PostgreSQL gets an immediate shutdown and
+//     stays down, the cluster IP goes, the services stop. It then waits for
+//     the quorum: the key back (nobody replaced it) or a newer primary to
+//     rejoin;
+//   - the secondary watches the key; when it goes vacant and this node is
+//     eligible (named by the sync record in sync and strict mode, within
+//     quorum.max_lag in async), it takes the key, records itself primary
+//     of the next term, and promotes;
+//   - a switchover hands the key over (the handover record tells the
+//     secondary the vacancy is planned); a manual failover is refused while
+//     the primary holds the key, and --force revokes its lease first.
+
+// byQuorum: an operation started by the quorum (an automatic failover).
+const byQuorum = "quorum"
+
+// OpRegain is a fenced primary waiting for the quorum: to hold the key
+// again, or to learn of a newer primary and rejoin it.
+const OpRegain state.OpKind = "regain"
+
+// Events of automatic mode.
+const (
+	EventLeaseLost             = "lease_lost"
+	EventAutoFailoverStarted   = "automatic_failover_started"
+	EventAutoFailoverFinished  = "automatic_failover_finished"
+	EventAutoFailoverBlocked   = "automatic_failover_blocked"
+	EventPrimaryRegained       = "primary_regained"
+	handoverWait               = 15 * time.Second // a switchover's promote arrives well within this
+	quorumCall                 = 3 * time.Second  // bound on one call to the quorum
+	watchRetry                 = 500 * time.Millisecond
+	automaticFailoverPromoteBy = 30 * time.Second
+)
+
+// quorumState is this node's part of the quorum: its member, its client
+// and, on the primary, its leadership.
+type quorumState struct {
+	mu        sync.Mutex
+	token     string // of the spec the member and client were made for
+	cli       *clientv3.Client
+	stopKeep  context.CancelFunc
+	keepDone  chan struct{}
+	member    *quorum.Member
+	memberSt  string
+	memberErr string
+	lead      *quorum.Leadership
+	// What the secondary's watch last concluded.
+	eligible bool
+	why      string
+	info     *api.QuorumInfo // for status (auto_info.go)
+	// fenced: this primary fenced itself and waits for the quorum.
+	fenced      bool
+	fenceReason string
+	fencedAt    time.Time
+}
+
+// automatic says whether s is a cluster in automatic failover mode.
+func automatic(s state.State) bool {
+	return s.Cluster != nil && s.Cluster.Failover == FailoverAutomatic && s.Cluster.Quorum != nil
+}
+
+// startQuorum starts this node's etcd member (kept running in the
+// background: it joins its quorum once a second member is up) and the
+// client tandemd uses, once per quorum.
+func (n *Node) startQuorum(spec api.QuorumSpec) error {
+	n.q.mu.Lock()
+	defer n.q.mu.Unlock()
+	if n.q.cli != nil && n.q.token == spec.Token {
+		return nil
+	}
+	if len(n.cfg.CertPEM) == 0 || n.cfg.QuorumDir == "" {
+		return errors.New("this tandemd has no quorum member configured (internal error: certificate or quorum dir missing)")
+	}
+	mc, err := MemberConfig(spec, n.cfg.Name, n.cfg.QuorumDir, n.cfg.CertPEM, n.cfg.KeyPEM)
+	if err != nil {
+		return err
+	}
+	mc.Log = n.log.With("component", "quorum")
+	var trusted [][]byte
+	for _, m := range spec.Members {
+		trusted = append(trusted, []byte(m.CertPEM))
+	}
+	cli, err := quorum.NewClient(quorum.ClientConfig{Endpoints: QuorumEndpoints(spec), CertPEM: n.cfg.CertPEM, KeyPEM: n.cfg.KeyPEM, TrustedPEM: trusted, DialTimeout: time.Second})
+	if err != nil {
+		return err
+	}
+	// The member lives until closeQuorum, after PostgreSQL has stopped at
+	// shutdown: not on the node's lifetime, which ends before that.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	n.q.token, n.q.cli, n.q.stopKeep, n.q.keepDone = spec.Token, cli, cancel, done
+	go func() {
+		defer close(done)
+		quorum.Keep(ctx, mc, mc.Log, func(m *quorum.Member, st string, err error) {
+			n.q.mu.Lock()
+			defer n.q.mu.Unlock()
+			n.q.member, n.q.memberSt, n.q.memberErr = m, st, ""
+			if err != nil {
+				n.q.memberErr = err.Error()
+			}
+		})
+	}()
+	n.log.Info("quorum member starting", "members", len(spec.Members), "prefix", spec.Prefix)
+	return nil
+}
+
+// closeQuorum ends this node's part of the quorum: the leadership (resigned
+// when resign: PostgreSQL is down by then, so the secondary may take over
+// at once), the client and the member; wipe removes the member's data (the
+// node left its cluster).
+func (n *Node) closeQuorum(resign, wipe bool) {
+	n.q.mu.Lock()
+	lead, cli, stop, done := n.q.lead, n.q.cli, n.q.stopKeep, n.q.keepDone
+	n.q.lead, n.q.cli, n.q.stopKeep, n.q.keepDone, n.q.token = nil, nil, nil, nil, ""
+	n.q.mu.Unlock()
+	if lead != nil {
+		if resign {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if err := lead.Resign(ctx); err != nil {
+				n.log.Warn("could not resign the leader key; it expires by itself", "err", err)
+			}
+			cancel()
+		} else {
+			lead.Close()
+		}
+	}
+	if cli != nil {
+		cli.Close()
+	}
+	if stop != nil {
+		stop()
+		<-done
+	}
+	if wipe && n.cfg.QuorumDir != "" {
+		if err := os.RemoveAll(n.cfg.QuorumDir); err != nil {
+			n.log.Warn("could not remove the quorum data", "err", err)
+		}
+	}
+}
+
+// CloseQuorum is tandemd's last step at shutdown, after PostgreSQL has
+// stopped: a primary resigns the leader key so the secondary takes over at
+// once instead of after the lease runs out.
+func (n *Node) CloseQuorum() { n.closeQuorum(true, false) }
+
+func (n *Node) quorumClient() *clientv3.Client {
+	n.q.mu.Lock()
+	defer n.q.mu.Unlock()
+	return n.q.cli
+}
+
+func (n *Node) leadership() *quorum.Leadership {
+	n.q.mu.Lock()
+	defer n.q.mu.Unlock()
+	return n.q.lead
+}
+
+// holdLeadership makes l this node's tenure: the lease is remembered in
+// the state file (a restarted tandemd takes it back) and watched (its loss
+// fences this node).
+func (n *Node) holdLeadership(l *quorum.Leadership) {
+	n.q.mu.Lock()
+	old := n.q.lead
+	n.q.lead, n.q.fenced, n.q.fenceReason = l, false, ""
+	n.q.mu.Unlock()
+	if old != nil && old != l {
+		old.Close()
+	}
+	if err := n.set(func(s *state.State) { s.Lease = int64(l.LeaseID()) }); err != nil {
+		n.log.Error("could not remember the leader lease", "err", err)
+	}
+	n.run.goAttach(func(ctx context.Context) { n.watchLease(ctx, l) })
+}
+
+// watchLease fences this primary when its tenure ends by itself.
+func (n *Node) watchLease(ctx context.Context, l *quorum.Leadership) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-l.Lost():
+	}
+	reason := l.LostReason()
+	n.q.mu.Lock()
+	current := n.q.lead == l
+	if current {
+		n.q.lead = nil
+	}
+	n.q.mu.Unlock()
+	if !current || quorum.Intentional(reason) {
+		return
+	}
+	s := n.State()
+	if ps := n.pg.Status(ctx); s.Role != state.RolePrimary && ps.State == "running" && ps.InRecovery {
+		return // a standby (a promotion that had not begun): it writes nothing
+	}
+	n.selfFence(ctx, reason)
+	if s.Role == state.RolePrimary {
+		n.regain(ctx)
+		return
+	}
+	// A secondary whose promotion was under way: its promotion fails on
+	// the fence; it goes back to following its primary.
+	for !n.inline(OpRejoin, func(ctx context.Context) error { return n.followAsStandby(ctx, memberOf(n.State().Cluster.Peer)) }) {
+		if !n.run.wait(ctx, watchRetry) {
+			return
+		}
+	}
+}
+
+// selfFence stops this primary accepting writes at once, without waiting
+// for the operation in flight: PostgreSQL first (an immediate shutdown),
+// then the cluster IP, then the services. The role stays primary in the
+// state file: the quorum decides, when it answers, whether this node takes
+// the key back or rejoins a newer primary.
+func (n *Node) selfFence(ctx context.Context, reason string) {
+	start := time.Now()
+	n.log.Error("FENCE: the leader lease was not renewed in time; this node stops accepting writes", "reason", reason)
+	n.q.mu.Lock()
+	n.q.fenced, n.q.fenceReason, n.q.fencedAt = true, reason, start
+	n.q.mu.Unlock()
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := n.pg.Fence(fctx); err != nil {
+		n.log.Error("FENCE: could not stop PostgreSQL", "err", err)
+	}
+	if err := n.vip.Release(fctx); err != nil {
+		n.log.Error("FENCE: could not drop the cluster IP", "err", err)
+	}
+	s := n.State()
+	n.stopServices(fctx, s.Term)
+	if err := n.set(func(s *state.State) { s.Lease = 0 }); err != nil {
+		n.log.Error("could not forget the lost lease", "err", err)
+	}
+	n.log.Warn("fenced", "took", time.Since(start).Round(time.Millisecond))
+	n.event(fctx, EventLeaseLost, n.cfg.Name, fmt.Sprintf("%s lost the leader lease (%s) and fenced itself in %s: PostgreSQL stopped, cluster IP dropped; it waits for the quorum", n.cfg.Name, reason, time.Since(start).Round(time.Millisecond)))
+}
+
+// regain runs, as an operation, the wait of a fenced primary for the
+// quorum's word (autoPrimary), retrying while another operation holds the
+// exclusion.
+func (n *Node) regain(ctx context.Context) {
+	for {
+		ran := n.inline(OpRegain, func(ctx context.Context) error {
+			if s := n.State(); s.Role != state.RolePrimary || !automatic(s) {
+				return nil
+			}
+			if rejoin := n.autoPrimary(ctx); rejoin {
+				n.run.rename(OpRejoin)
+				return n.rejoinLoop(ctx)
+			}
+			return nil
+		})
+		if ran || !n.run.wait(ctx, watchRetry) {
+			return
+		}
+	}
+}
+
+// autoPrimary is a primary's decision in automatic mode, at boot and
+// after a fence: it may open for writes only holding the leader key. It
+// takes back the tenure it had (a quick restart of tandemd), or campaigns
+// once the key is vacant; when the quorum names a newer primary it fences
+// and reports rejoin. It waits as long as the quorum does not answer.
+func (n *Node) autoPrimary(ctx context.Context) (rejoin bool) {
+	logged := false
+	first := true
+	for {
+		s := n.State()
+		held, newer, why, err := n.tryHoldPrimary(ctx, s)
+		switch {
+		case held:
+			return false
+		case newer > 0:
+			n.fence(ctx, newer, why)
+			return true
+		}
+		if first && n.pg.PostmasterRunning() && !n.pg.Fenced() {
+			// A postmaster left running (by a tandemd that crashed or
+			// restarted) was writable all along; without the key it must
+			// stop now, since the secondary may be promoting.
+			n.log.Warn("PostgreSQL runs but this node cannot take its tenure back yet; fencing it until the quorum answers", "why", why, "err", err)
+			fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if ferr := n.pg.Fence(fctx); ferr != nil {
+				n.log.Error("FENCE: could not stop PostgreSQL", "err", ferr)
+			}
+			cancel()
+			_ = n.vip.Release(ctx)
+		}
+		first = false
+		if !logged {
+			n.log.Warn("primary in automatic mode: not open for writes until it holds the leader key", "why", why, "err", err)
+			logged = true
+		}
+		if !n.run.wait(ctx, watchRetry) {
+			return false
+		}
+	}
+}
+
+// tryHoldPrimary is one attempt of autoPrimary.
+func (n *Node) tryHoldPrimary(ctx context.Context, s state.State) (held bool, newer int64, why string, err error) {
+	cli := n.quorumClient()
+	if cli == nil {
+		return false, 0, "no quorum client", errors.New("the quorum is not started")
+	}
+	prefix := s.Cluster.Quorum.Prefix
+	qctx, cancel := context.WithTimeout(ctx, quorumCall)
+	defer cancel()
+	if rec, ok, err := quorum.ReadPrimary(qctx, cli, prefix); err != nil {
+		return false, 0, "the quorum does not answer", err
+	} else if ok && rec.Node != n.cfg.Name && rec.Term > s.Term {
+		return false, rec.Term, fmt.Sprintf("the quorum names %s primary at term %d", rec.Node, rec.Term), nil
+	}
+	if s.Lease != 0 {
+		l, ok, err := quorum.Resume(qctx, cli, prefix, n.cfg.Name, clientv3.LeaseID(s.Lease), n.cfg.Lease, n.log.With("component", "quorum"))
+		if err == nil && ok {
+			n.openHolding(ctx, l, s)
+			return true, 0, "", nil
+		}
+		if err == nil {
+			_ = n.set(func(s *state.State) { s.Lease = 0 })
+		}
+	}
+	h, taken, err := quorum.CurrentHolder(qctx, cli, prefix)
+	if err != nil {
+		return false, 0, "the quorum does not answer", err
+	}
+	if taken {
+		return false, 0, fmt.Sprintf("the leader key is held by %s", h.Name), nil
+	}
+	l, err := quorum.Campaign(qctx, cli, prefix, n.cfg.Name, n.cfg.Lease, n.log.With("component", "quorum"))
+	if err != nil {
+		return false, 0, "could not take the vacant leader key", err
+	}
+	// Holding the key, the primary record cannot change under us.
+	rec, ok, err := quorum.ReadPrimary(qctx, cli, prefix)
+	if err != nil {
+		_ = l.Resign(context.WithoutCancel(qctx))
+		return false, 0, "the quorum does not answer", err
+	}
+	if ok && rec.Node != n.cfg.Name && rec.Term > s.Term {
+		_ = l.Resign(context.WithoutCancel(qctx))
+		return false, rec.Term, fmt.Sprintf("the quorum names %s primary at term %d", rec.Node, rec.Term), nil
+	}
+	if !ok || rec.Node != n.cfg.Name || rec.Term != s.Term {
+		if err := l.WritePrimary(qctx, n.cfg.Name, s.Term); err != nil {
+			_ = l.Resign(context.WithoutCancel(qctx))
+			return false, 0, "could not record this node as primary", err
+		}
+	}
+	n.openHolding(ctx, l, s)
+	return true, 0, "", nil
+}
+
+// openHolding opens this primary for writes under tenure l.
+func (n *Node) openHolding(ctx context.Context, l *quorum.Leadership, s state.State) {
+	n.q.mu.Lock()
+	wasFenced, since := n.q.fenced, n.q.fencedAt
+	n.q.mu.Unlock()
+	n.holdLeadership(l)
+	n.pg.Unfence()
+	n.openAsPrimary(ctx, s)
+	if wasFenced {
+		n.event(ctx, EventPrimaryRegained, n.cfg.Name, fmt.Sprintf("%s holds the leader key again after %s fenced, and is open for writes (term %d)", n.cfg.Name, time.Since(since).Round(time.Millisecond), s.Term))
+	}
+}
+
+// takeKeyFor is a secondary's campaign before it promotes (automatic
+// failover, a switchover, a forced failover): it takes the vacant key and
+// records itself primary of term before PostgreSQL opens, so a former
+// primary that comes back learns it was replaced.
+func (n *Node) takeKeyFor(ctx context.Context, s state.State, term int64, wait time.Duration) (*quorum.Leadership, error) {
+	cli := n.quorumClient()
+	if cli == nil {
+		return nil, unavailable("the quorum is not started on %s", n.cfg.Name)
+	}
+	prefix := s.Cluster.Quorum.Prefix
+	cctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	var l *quorum.Leadership
+	for {
+		var err error
+		// A quorum still forming (members starting) fails the campaign at
+		// once; it is tried again until wait passes.
+		l, err = quorum.Campaign(cctx, cli, prefix, n.cfg.Name, n.cfg.Lease, n.log.With("component", "quorum"))
+		if err == nil {
+			break
+		}
+		if cctx.Err() != nil || !n.run.wait(cctx, 100*time.Millisecond) {
+			return nil, unavailable("%s could not take the leader key within %s: %v", n.cfg.Name, wait, err)
+		}
+	}
+	wctx, wcancel := context.WithTimeout(ctx, quorumCall)
+	defer wcancel()
+	if err := l.WritePrimary(wctx, n.cfg.Name, term); err != nil {
+		_ = l.Resign(context.WithoutCancel(wctx))
+		return nil, unavailable("%s took the leader key but could not record itself primary: %v", n.cfg.Name, err)
+	}
+	// The handover record (a switchover's) has served; it goes off the
+	// write path.
+	n.run.goAttach(func(ctx context.Context) {
+		cctx, cancel := context.WithTimeout(ctx, quorumCall)
+		defer cancel()
+		_ = l.ClearHandover(cctx)
+	})
+	return l, nil
+}
