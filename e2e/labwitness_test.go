@@ -187,6 +187,27 @@ func TestLabWitness(t *testing.T) {
 			t.Errorf("GET /health on w after resume: %v", err)
 		}
 	})
+
+	// Last, as it changes what the lab is: after --no-assemble the
+	// client's console already has w's token (`lab up` put it in its
+	// store), so assembling by hand needs only the nodes' tokens.
+	t.Run("assemble-by-hand", func(t *testing.T) {
+		env := []string{"TANDEM_PRIMARY_TOKEN=" + e.token("a"), "TANDEM_SECONDARY_TOKEN=" + e.token("b")}
+		out, errOut, err := l.execErr("client", env, filepath.Join(l.bin, "tandem"), "assemble", "--yes", "--trust-new",
+			"--primary", l.fqdn("a"), "--secondary", l.fqdn("b"), "--cluster-ip", e.ClusterPrefix, "--dns-name", e.DNSName,
+			"--failover", "automatic", "--witness", w.FQDN)
+		if err != nil {
+			t.Fatalf("tandem assemble --failover automatic --witness %s on the client, without the witness's token: %v\n%s%s", w.FQDN, err, out, errOut)
+		}
+		var info api.WitnessInfo
+		eventually(t, "the witness's member running for the cluster", 30*time.Second, func() (bool, string) {
+			info = api.WitnessInfo{}
+			if err := l.witnessCall(http.MethodGet, "/v1/witness", &info, 2*time.Second); err != nil {
+				return false, err.Error()
+			}
+			return info.Cluster == e.DNSName && info.State == "running", fmt.Sprintf("%+v", info)
+		})
+	})
 }
 
 // TestLabWitnessIPv6: in an IPv6 lab w has its IPv6 address (::13), AAAA

@@ -42,10 +42,10 @@ func assemble(ctx context.Context, log *slog.Logger, l *Layout, mode string, out
 		"TANDEM_SECONDARY_TOKEN=" + l.secret("b", TokenFile),
 	}
 	if w, ok := l.Witness(); ok {
+		// No TANDEM_WITNESS_TOKEN: the console finds the witness's token in
+		// its store (keepWitnessToken), as it would after --no-assemble, so
+		// every `lab up --failover automatic` proves that path.
 		args = append(args, l.witnessAssembleArgs(w)...)
-		// The console also finds the token in its store (keepWitnessToken);
-		// the variable is the nodes' way, for a console that reads it.
-		env = append(env, "TANDEM_WITNESS_TOKEN="+l.secret(w.Name, TokenFile))
 	}
 	fmt.Fprintf(out, "lab %s: assembling the cluster from the client: %s\n", l.Name, strings.Join(args[1:], " "))
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
