@@ -60,7 +60,11 @@ func (l *testLab) consoleOK(env []string, timeout time.Duration, args ...string)
 
 // assembleEnv gives the console both nodes' tokens for an assembly.
 func (l *testLab) assembleEnv() []string {
-	return []string{"TANDEM_PRIMARY_TOKEN=" + l.env.token("a"), "TANDEM_SECONDARY_TOKEN=" + l.env.token("b")}
+	env := []string{"TANDEM_PRIMARY_TOKEN=" + l.env.token("a"), "TANDEM_SECONDARY_TOKEN=" + l.env.token("b")}
+	if w := l.env.Witness; w != nil {
+		env = append(env, "TANDEM_WITNESS_TOKEN="+w.Token)
+	}
+	return env
 }
 
 // assembleArgs is `tandem assemble` for primary a and secondary b with the
@@ -80,6 +84,10 @@ func (l *testLab) assemble(mode string) {
 	extra := []string{"--yes"}
 	if mode != "" {
 		extra = append(extra, "--replication", mode)
+	}
+	// A lab built with the witness is assembled for automatic failover.
+	if w := l.env.Witness; w != nil {
+		extra = append(extra, "--failover", "automatic", "--witness", w.FQDN)
 	}
 	start := time.Now()
 	out := l.consoleOK(l.assembleEnv(), 5*time.Minute, l.assembleArgs(extra...)...)

@@ -163,6 +163,19 @@ func upLab(t *testing.T, flags ...string) *testLab {
 	return upLabFlags(t, append([]string{"--no-assemble"}, flags...)...)
 }
 
+// upWitnessLab brings up a lab for automatic failover (`tandem lab up
+// --failover automatic`): host w runs tandemd --witness beside the nodes.
+// Without --no-assemble among flags, `lab up` also assembles the cluster
+// with w as its witness.
+func upWitnessLab(t *testing.T, flags ...string) *testLab {
+	t.Helper()
+	l := upLabFlags(t, append([]string{"--failover", "automatic"}, flags...)...)
+	if l.env.Failover != "automatic" || l.env.Witness == nil {
+		t.Fatalf("lab up --failover automatic: lab env says failover %q, witness %+v", l.env.Failover, l.env.Witness)
+	}
+	return l
+}
+
 // upLabFlags runs `tandem lab up --name <unique>` with exactly flags
 // (without --no-assemble, `lab up` assembles the cluster itself) and
 // registers the teardown: on failure the logs are printed first, then
@@ -195,6 +208,10 @@ func upLabFlags(t *testing.T, flags ...string) *testLab {
 
 // clusterOpts says how upCluster sets a cluster up.
 type clusterOpts struct {
+	// failover "automatic" builds the lab with the witness host w (`lab up
+	// --failover automatic`) and assembles with --failover automatic
+	// --witness w.<domain>; "" is manual, without w.
+	failover string
 	// mode is the replication mode given to assemble ("" = its default, sync).
 	mode string
 	// settings are tandemd settings by node and dotted path
@@ -218,7 +235,15 @@ type clusterOpts struct {
 // on the client.
 func upCluster(t *testing.T, o clusterOpts) *testLab {
 	t.Helper()
-	l := upLab(t)
+	var l *testLab
+	switch o.failover {
+	case "":
+		l = upLab(t)
+	case "automatic":
+		l = upWitnessLab(t, "--no-assemble")
+	default:
+		t.Fatalf("clusterOpts.failover %q: want \"\" or automatic", o.failover)
+	}
 	if len(l.env.Nodes) != 2 || l.env.Nodes[0].Name != "a" || l.env.Nodes[1].Name != "b" || l.env.Postgres.Password == "" {
 		t.Fatalf("lab env: want nodes a and b and a PostgreSQL password, got %+v", l.env)
 	}
@@ -314,8 +339,19 @@ type labEnv struct {
 	DNSServer     string   `json:"dns_server"`
 	ClientIP      string   `json:"client_ip"`
 	Domain        string   `json:"domain"`
+	Failover      string   `json:"failover"`
 	Faults        []string `json:"faults"`
-	Hosts         []struct {
+	// Witness is host w, in a lab built with --failover automatic only.
+	Witness *struct {
+		Name       string `json:"name"`
+		IP         string `json:"ip"`
+		FQDN       string `json:"fqdn"`
+		API        string `json:"api"`
+		Token      string `json:"token"`
+		PeerPort   int    `json:"peer_port"`
+		ClientPort int    `json:"client_port"`
+	} `json:"witness"`
+	Hosts []struct {
 		Name  string `json:"name"`
 		IP    string `json:"ip"`
 		Netns string `json:"netns"`
@@ -415,7 +451,7 @@ func leftovers(name string) []string {
 // failed run.
 func (l *testLab) dumpLogs() {
 	dir := filepath.Join(labBase, l.name)
-	for _, f := range []string{"a/tandemd.log", "b/tandemd.log", "dnsmasq.log", "dnsmasq.stderr", "layout.json", "faults.json", "dnsmasq.conf"} {
+	for _, f := range []string{"a/tandemd.log", "b/tandemd.log", "w/tandemd.log", "w/tandemd.yaml", "dnsmasq.log", "dnsmasq.stderr", "layout.json", "faults.json", "dnsmasq.conf"} {
 		b, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil {
 			l.t.Logf("=== %s: %v", f, err)

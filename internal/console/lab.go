@@ -49,11 +49,18 @@ tandem, and the bed every end-to-end test runs in. 'tandem lab up' builds
   dns      10.77.0.53   dns.lab.test      dnsmasq, the lab's DNS server
   cluster  10.77.0.10   db.lab.test       the cluster IP, reserved for the primary
 
+'tandem lab up --failover automatic' adds the quorum's third member:
+
+  w        10.77.0.13   w.lab.test        tandemd --witness (an etcd member, no PostgreSQL)
+
+and assembles the cluster for automatic failover with w as its witness.
+Without the flag the lab has no w and failover waits for a person.
+
 'tandem lab up --ipv6' builds the same in IPv6 (fd00:77::/64: a is
 fd00:77::11, the cluster IP fd00:77::10, and so on; AAAA and ip6.arpa
 records instead of A and in-addr.arpa).
 
-Each host is a network namespace (lab-a, lab-b, lab-client, lab-dns) with
+Each host is a network namespace (lab-a, lab-b, lab-client, lab-dns, lab-w) with
 one interface, eth0, plugged into a bridge that lives in a namespace of its
 own (lab-sw). Nothing is added to this machine's own network, so lab
 traffic never leaves the lab and the addresses cannot clash with yours.
@@ -70,7 +77,7 @@ client, talk to a node as an operator would:
 
 Faults, to see what tandem does about them:
 
-  power-off HOST / power-on HOST    cut a host's power / boot it again
+  power-off HOST / power-on HOST    cut a host's power / boot it again (w too)
   partition HOST1 HOST2 [--oneway]  drop all traffic between two hosts
   netem HOST1 HOST2 --delay 300ms --loss 20%
                                     make the link between two hosts slow or lossy
@@ -90,6 +97,7 @@ Several labs run at once under different --name values (default "lab",
 or $TANDEM_LAB); the names above then carry that name instead of "lab".
 Needs root, iproute2 (ip, tc), dnsmasq and PostgreSQL's server programs.`,
 		Example: `  sudo tandem lab up
+  sudo tandem lab up --failover automatic     # with the witness w
   sudo tandem lab env
   sudo tandem lab exec client -- getent hosts db.lab.test
   sudo tandem lab partition a b
@@ -132,6 +140,7 @@ func newLabUpCommand(name *string, check func() error, logger func(*cobra.Comman
 		noTandemd   bool
 		noAssemble  bool
 		replication string
+		failover    string
 		wait        time.Duration
 	)
 	c := &cobra.Command{
@@ -146,6 +155,14 @@ record says synchronized. Then it prints the hosts and what to do next. 'tandem 
 status' shows the cluster (the client's console keeps its cache in the
 lab's directory). --no-assemble stops before the assembly.
 
+--failover automatic adds host w, the witness: its own namespace on the
+lab bridge (.13, or ::13 with --ipv6; name w.<lab>.test, forward and
+reverse), running 'tandemd --witness' with a config written to
+/var/lib/tandem-lab/NAME/w/tandemd.yaml (its etcd member on ports 7410 and
+7411). 'up' waits for its /health too, puts its admin token in the
+client's console store, and assembles with '--failover automatic --witness
+w.<lab>.test'. The mode is recorded in the lab's layout; 'lab env' shows it.
+
 A lab of the same name is removed first, so 'up' also repairs a lab left
 half built. If a node does not become healthy, the lab is left up for
 inspection and the end of its log is printed; 'tandem lab down' removes it.
@@ -159,6 +176,9 @@ tandemd is taken from --tandemd, else from the directory of this tandem
 executable, else from PATH.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := lab.CheckFailover(failover); err != nil {
+				return exitf(ExitUsage, "%v", err)
+			}
 			if err := check(); err != nil {
 				return err
 			}
@@ -166,18 +186,19 @@ executable, else from PATH.`,
 			defer stop()
 			_, err := lab.Up(ctx, logger(cmd), lab.UpOptions{
 				Name: *name, Subnet: subnet, IPv6: ipv6, Tandemd: tandemd, NoTandemd: noTandemd, Timeout: wait,
-				NoAssemble: noAssemble || noTandemd, Replication: replication,
+				NoAssemble: noAssemble || noTandemd, Replication: replication, Failover: failover,
 			}, cmd.OutOrStdout())
 			return err
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&subnet, "subnet", "", "the lab's subnet (default "+lab.DefaultSubnet+", or "+lab.DefaultSubnet6+" with --ipv6): IPv4 /8 to /25, IPv6 /16 to /112; hosts get .11, .12, .53, .100 (::11, ::12, ::53, ::100) and the cluster IP .10 (::10)")
+	f.StringVar(&subnet, "subnet", "", "the lab's subnet (default "+lab.DefaultSubnet+", or "+lab.DefaultSubnet6+" with --ipv6): IPv4 /8 to /25, IPv6 /16 to /112; hosts get .11, .12, .53, .100 (::11, ::12, ::53, ::100), the witness w .13 (::13) and the cluster IP .10 (::10)")
 	f.BoolVar(&ipv6, "ipv6", false, "build an IPv6 lab (AAAA and ip6.arpa records, IPv6 node IPs)")
 	f.StringVar(&tandemd, "tandemd", "", "the tandemd executable to run on the nodes (default: next to tandem, then PATH)")
 	f.BoolVar(&noTandemd, "no-tandemd", false, "build the hosts and DNS only; start no tandemd")
 	f.BoolVar(&noAssemble, "no-assemble", false, "start tandemd on both nodes but do not assemble the cluster (to try `tandem assemble` yourself)")
 	f.StringVar(&replication, "replication", "", "replication mode to assemble with: async, sync (default) or strict")
+	f.StringVar(&failover, "failover", lab.FailoverManual, "failover mode: manual (two nodes, failover by a person) or automatic (adds the witness host w and assembles with it)")
 	f.DurationVar(&wait, "wait", lab.DefaultUpTimeout, "how long to wait for both nodes to answer /health")
 	return c
 }
@@ -207,7 +228,7 @@ are removed. Safe to run on a lab that is half built or already gone.`,
 func newLabExecCommand(name *string, check func() error, logger func(*cobra.Command) *slog.Logger) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "exec [--name N] HOST [--] COMMAND [ARG...]",
-		Short: "Run a command on a lab host (a, b, client or dns)",
+		Short: "Run a command on a lab host (a, b, client, dns, or w with --failover automatic)",
 		Long: `Run COMMAND inside HOST's network namespace, with this terminal and
 environment; the host's resolv.conf, hosts and nsswitch.conf are the lab's,
 so names like a, b and db resolve through the lab's DNS server. The exit
@@ -266,11 +287,14 @@ func newLabEnvCommand(name *string, check func() error) *cobra.Command {
 		Use:   "env",
 		Short: "Print the lab's addresses, names and credentials",
 		Long: `Print the lab's hosts, addresses and DNS names, each node's API URL and admin
-token, and the PostgreSQL port, user and password. --json (or -o json)
-prints the same for scripts: cluster_ip, dns_name, dns_server, client_ip,
-nodes[] {name, ip, fqdn, api, token}, postgres {port, user, password}.
---shell prints export lines for eval: TANDEM_LAB, TANDEM_TOKEN_A,
-TANDEM_TOKEN_B and TANDEM_LAB_* (addresses, PostgreSQL password).`,
+token, the witness's in an automatic-mode lab, and the PostgreSQL port,
+user and password. --json (or -o json) prints the same for scripts:
+cluster_ip, dns_name, dns_server, client_ip, failover (manual or
+automatic), nodes[] {name, ip, fqdn, api, token}, witness {name, ip, fqdn,
+api, token, peer_port, client_port} (only with a witness), postgres {port,
+user, password}. --shell prints export lines for eval: TANDEM_LAB,
+TANDEM_TOKEN_A, TANDEM_TOKEN_B, TANDEM_TOKEN_W (with a witness) and
+TANDEM_LAB_* (addresses, TANDEM_LAB_FAILOVER, PostgreSQL password).`,
 		Example: `  tandem lab env
   tandem lab env --json | jq -r '.nodes[] | select(.name=="a") | .token'
   eval "$(sudo tandem lab env --shell)"; echo "$TANDEM_TOKEN_A"`,
@@ -359,9 +383,10 @@ func newLabPowerOnCommand(name *string, check func() error, logger func(*cobra.C
 		Long: `Boot HOST after 'power-off': eth0 gets its static address back (the cluster
 IP does not: only tandemd adds that) and comes up; then what 'up' ran there
 starts again: tandemd with the same configuration on a node (detached, as
-'up' starts it), dnsmasq on the dns host. On a node the command waits, up
-to --wait, until tandemd answers GET /health, asked from the node itself
-so that a partition does not hide it.
+'up' starts it), 'tandemd --witness' on the witness w, dnsmasq on the dns
+host. On a node or w the command waits, up to --wait, until tandemd
+answers GET /health, asked from the host itself so that a partition does
+not hide it.
 
 On a host that is on, power-on only starts tandemd (or dnsmasq) if it is
 not running, for example after it was stopped by hand; otherwise it
@@ -385,7 +410,7 @@ changes nothing.`,
 			return lab.PowerOn(ctx, logger(cmd), *name, args[0], wait, cmd.OutOrStdout())
 		},
 	}
-	c.Flags().DurationVar(&wait, "wait", lab.DefaultPowerOnTimeout, "how long to wait for a node's tandemd to answer /health")
+	c.Flags().DurationVar(&wait, "wait", lab.DefaultPowerOnTimeout, "how long to wait for a node's (or the witness's) tandemd to answer /health")
 	return c
 }
 
@@ -523,7 +548,8 @@ func newLabPauseCommand(name *string, check func() error, logger func(*cobra.Com
 		Short: "Freeze the processes on a lab host (SIGSTOP) until 'resume'",
 		Long: `Stop processes on HOST with SIGSTOP: every process there (a frozen machine,
 a VM paused by its hypervisor), or with --process only tandemd, or only
-PostgreSQL (the postmaster and all its children). Their sockets stay open
+PostgreSQL (the postmaster and all its children); on the witness w,
+--process tandemd freezes its etcd member with it. Their sockets stay open
 and the kernel still accepts connections for them, so peers see a process
 that answers nothing, not one that is gone. 'tandem lab resume HOST'
 continues them; 'lab down' continues them before stopping the lab.`,

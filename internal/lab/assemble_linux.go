@@ -17,12 +17,9 @@ import (
 	"github.com/tandem-ha/tandem/internal/api"
 )
 
-// ConsoleDir is where the lab's console on the client keeps its cache and
-// tokens: `tandem lab exec client -- tandem status` finds the cluster there.
-func (l *Layout) ConsoleDir() string { return filepath.Join(l.Dir, "console") }
-
 // assemble runs `tandem assemble` on the client host, as an operator
-// would: a primary, b secondary, the lab's cluster IP and DNS name.
+// would: a primary, b secondary, the lab's cluster IP and DNS name; in an
+// automatic-mode lab with the witness w as the quorum's third member.
 func assemble(ctx context.Context, log *slog.Logger, l *Layout, mode string, out io.Writer) error {
 	self, err := os.Executable()
 	if err != nil {
@@ -41,8 +38,14 @@ func assemble(ctx context.Context, log *slog.Logger, l *Layout, mode string, out
 	}
 	env := []string{
 		"TANDEM_CACHE_DIR=" + l.ConsoleDir(),
-		"TANDEM_PRIMARY_TOKEN=" + l.secret("a", "admin-token"),
-		"TANDEM_SECONDARY_TOKEN=" + l.secret("b", "admin-token"),
+		"TANDEM_PRIMARY_TOKEN=" + l.secret("a", TokenFile),
+		"TANDEM_SECONDARY_TOKEN=" + l.secret("b", TokenFile),
+	}
+	if w, ok := l.Witness(); ok {
+		// No TANDEM_WITNESS_TOKEN: the console finds the witness's token in
+		// its store (keepWitnessToken), as it would after --no-assemble, so
+		// every `lab up --failover automatic` proves that path.
+		args = append(args, l.witnessAssembleArgs(w)...)
 	}
 	fmt.Fprintf(out, "lab %s: assembling the cluster from the client: %s\n", l.Name, strings.Join(args[1:], " "))
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)

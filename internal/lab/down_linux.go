@@ -34,8 +34,10 @@ func Down(ctx context.Context, log *slog.Logger, name string) error {
 	}
 	l, err := Load(name)
 	if err != nil {
-		// A damaged or missing layout: the names and paths follow from the name.
-		l, _ = NewLayout(name, "")
+		// A damaged or missing layout: the names and paths follow from the
+		// name. Planned with the witness, so that a witness left by an
+		// automatic-mode lab goes too.
+		l, _ = NewLayoutFailover(name, "", FailoverAutomatic)
 	}
 	mark := l.Dir + "/"
 	existing, err := listNetns()
@@ -48,9 +50,10 @@ func Down(ctx context.Context, log *slog.Logger, name string) error {
 	// Paused processes (`lab pause`) would sit on a SIGTERM until killed.
 	continueAll(ctx, log, nss)
 
-	// tandemd first, with SIGTERM, so that it stops PostgreSQL itself.
+	// tandemd first, with SIGTERM, so that it stops PostgreSQL itself (and
+	// the witness's leaves its etcd data consistent).
 	var tandemds []int
-	for _, h := range l.Nodes() {
+	for _, h := range l.Daemons() {
 		if pid, ok := readPid(l.PidPath(h.Name), mark); ok {
 			tandemds = append(tandemds, pid)
 		}

@@ -17,13 +17,17 @@ type Env struct {
 	ClusterIP string `json:"cluster_ip"`
 	// ClusterPrefix is the cluster IP with the subnet's prefix length, as
 	// assembly takes it.
-	ClusterPrefix string      `json:"cluster_prefix"`
-	DNSName       string      `json:"dns_name"`
-	DNSServer     string      `json:"dns_server"`
-	ClientIP      string      `json:"client_ip"`
-	Nodes         []EnvNode   `json:"nodes"`
-	Hosts         []EnvHost   `json:"hosts"`
-	Postgres      EnvPostgres `json:"postgres"`
+	ClusterPrefix string `json:"cluster_prefix"`
+	DNSName       string `json:"dns_name"`
+	DNSServer     string `json:"dns_server"`
+	ClientIP      string `json:"client_ip"`
+	// Failover is the mode the lab was built for: manual or automatic.
+	Failover string    `json:"failover"`
+	Nodes    []EnvNode `json:"nodes"`
+	// Witness is the quorum's third member, in an automatic-mode lab only.
+	Witness  *EnvWitness `json:"witness,omitempty"`
+	Hosts    []EnvHost   `json:"hosts"`
+	Postgres EnvPostgres `json:"postgres"`
 	// Faults is what `lab power-off`, `partition`, `netem` and `pause`
 	// have done and not yet undone, one line each.
 	Faults []string `json:"faults"`
@@ -40,6 +44,19 @@ type EnvNode struct {
 	// PostgresPassword is this node's own superuser password; after
 	// assembly both nodes have the primary's (Env.Postgres.Password).
 	PostgresPassword string `json:"postgres_password"`
+}
+
+// EnvWitness is the witness host as `lab env` shows it: where the console
+// and the nodes reach it, and its admin token.
+type EnvWitness struct {
+	Name       string `json:"name"`
+	IP         string `json:"ip"`
+	FQDN       string `json:"fqdn"`
+	API        string `json:"api"`
+	Token      string `json:"token"` // empty until tandemd --witness has started once
+	Log        string `json:"log"`
+	PeerPort   int    `json:"peer_port"`
+	ClientPort int    `json:"client_port"`
 }
 
 // EnvHost is any lab host, with the namespace `lab exec` enters.
@@ -60,7 +77,7 @@ type EnvPostgres struct {
 }
 
 // Env gathers the lab's environment; tokens and the password are read
-// from the nodes' state dirs.
+// from the nodes' (and the witness's) state dirs.
 func (l *Layout) Env() Env {
 	e := Env{
 		Name:          l.Name,
@@ -72,6 +89,7 @@ func (l *Layout) Env() Env {
 		ClusterPrefix: l.ClusterPrefix(),
 		DNSName:       l.DNSName,
 		DNSServer:     l.DNSServer,
+		Failover:      l.Failover,
 		Nodes:         []EnvNode{},
 		Hosts:         []EnvHost{},
 		Postgres:      EnvPostgres{Port: PostgresPort, User: PostgresUser},
@@ -97,10 +115,24 @@ func (l *Layout) Env() Env {
 				Log:              l.LogPath(h.Name),
 				PostgresPassword: l.secret(h.Name, PostgresPasswordFile),
 			})
+		case RoleWitness:
+			e.Witness = &EnvWitness{
+				Name:       h.Name,
+				IP:         h.IP,
+				FQDN:       h.FQDN,
+				API:        APIURL(h),
+				Token:      l.secret(h.Name, TokenFile),
+				Log:        l.LogPath(h.Name),
+				PeerPort:   QuorumPeerPort,
+				ClientPort: QuorumClientPort,
+			}
 		}
 	}
 	if nodes := l.Nodes(); len(nodes) > 0 {
 		e.Postgres.Password = l.secret(nodes[0].Name, PostgresPasswordFile)
+	}
+	if e.Failover == "" {
+		e.Failover = FailoverManual // a layout from before the mode was recorded
 	}
 	return e
 }
@@ -108,7 +140,7 @@ func (l *Layout) Env() Env {
 // WriteText prints the environment for a person.
 func (e Env) WriteText(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "lab %s  (%s subnet %s, domain %s, files in %s)\n\n", e.Name, e.Family, e.Subnet, e.Domain, e.Dir)
+	fmt.Fprintf(&b, "lab %s  (%s subnet %s, domain %s, %s failover, files in %s)\n\n", e.Name, e.Family, e.Subnet, e.Domain, e.Failover, e.Dir)
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tROLE\tIP\tNAME\tNAMESPACE\tMAC")
 	for _, h := range e.Hosts {
@@ -124,6 +156,13 @@ func (e Env) WriteText(w io.Writer) error {
 			tok = "(not written yet)"
 		}
 		fmt.Fprintf(&b, "  %s  %s  token %s\n", n.Name, n.API, tok)
+	}
+	if w := e.Witness; w != nil {
+		tok := w.Token
+		if tok == "" {
+			tok = "(not written yet)"
+		}
+		fmt.Fprintf(&b, "\nwitness (tandemd --witness, quorum ports %d and %d):\n  %s  %s  token %s\n", w.PeerPort, w.ClientPort, w.Name, w.API, tok)
 	}
 	pw := e.Postgres.Password
 	if pw == "" {
@@ -142,8 +181,9 @@ func (e Env) WriteText(w io.Writer) error {
 
 // WriteShell prints the environment as shell assignments, for
 // `eval "$(tandem lab env --shell)"`: TANDEM_LAB, TANDEM_TOKEN_A and
-// TANDEM_TOKEN_B (one per node), and TANDEM_LAB_* for addresses (the
-// cluster IP also with its prefix length) and the PostgreSQL password.
+// TANDEM_TOKEN_B (one per node; TANDEM_TOKEN_W for the witness), and
+// TANDEM_LAB_* for addresses (the cluster IP also with its prefix length),
+// the failover mode and the PostgreSQL password.
 func (e Env) WriteShell(w io.Writer) error {
 	var b strings.Builder
 	set := func(k, v string) { fmt.Fprintf(&b, "export %s=%s\n", k, shellQuote(v)) }
@@ -154,11 +194,18 @@ func (e Env) WriteShell(w io.Writer) error {
 	set("TANDEM_LAB_DNS_NAME", e.DNSName)
 	set("TANDEM_LAB_DNS_SERVER", e.DNSServer)
 	set("TANDEM_LAB_CLIENT_IP", e.ClientIP)
+	set("TANDEM_LAB_FAILOVER", e.Failover)
 	for _, n := range e.Nodes {
 		up := strings.ToUpper(n.Name)
 		set("TANDEM_LAB_"+up+"_IP", n.IP)
 		set("TANDEM_LAB_"+up+"_API", n.API)
 		set("TANDEM_TOKEN_"+up, n.Token)
+	}
+	if w := e.Witness; w != nil {
+		up := strings.ToUpper(w.Name)
+		set("TANDEM_LAB_"+up+"_IP", w.IP)
+		set("TANDEM_LAB_"+up+"_API", w.API)
+		set("TANDEM_TOKEN_"+up, w.Token)
 	}
 	set("TANDEM_LAB_PG_PORT", fmt.Sprint(e.Postgres.Port))
 	set("TANDEM_LAB_PG_USER", e.Postgres.User)

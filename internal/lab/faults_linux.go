@@ -126,8 +126,9 @@ func procName(pid int) string {
 // PowerOn boots host again: if it is powered off, its eth0 gets its
 // static address back and comes up; then what `up` ran there is started
 // if it is not running (tandemd with the same configuration on a node,
-// dnsmasq on dns) and, on a node, PowerOn waits up to wait for /health,
-// asked from the node itself so that a partition does not hide it.
+// tandemd --witness on the witness, dnsmasq on dns) and, on a node or the
+// witness, PowerOn waits up to wait for /health, asked from the host
+// itself so that a partition does not hide it.
 func PowerOn(ctx context.Context, log *slog.Logger, name, host string, wait time.Duration, out io.Writer) error {
 	l, unlock, err := openLab(name)
 	if err != nil {
@@ -160,7 +161,7 @@ func PowerOn(ctx context.Context, log *slog.Logger, name, host string, wait time
 	started := ""
 	var pid int
 	switch h.Role {
-	case RoleNode:
+	case RoleNode, RoleWitness:
 		if _, ok := readPid(l.PidPath(h.Name), l.Dir+"/"); !ok {
 			tandemd := l.Tandemd
 			if tandemd == "" || !isExecutable(tandemd) {
@@ -168,10 +169,13 @@ func PowerOn(ctx context.Context, log *slog.Logger, name, host string, wait time
 					return err
 				}
 			}
-			if pid, err = startDetached(log, h.Netns, l.LogPath(h.Name), l.PidPath(h.Name), tandemd, "--config", l.ConfigPath(h.Name)); err != nil {
+			if pid, err = restartDaemon(log, l, h, tandemd); err != nil {
 				return err
 			}
 			started = "tandemd"
+			if h.Role == RoleWitness {
+				started = "tandemd --witness"
+			}
 		}
 	case RoleDNS:
 		if _, ok := readPid(l.DNSPidPath(), l.Dir+"/"); !ok {
@@ -191,7 +195,7 @@ func PowerOn(ctx context.Context, log *slog.Logger, name, host string, wait time
 	default:
 		fmt.Fprintf(out, "lab %s: host %s is already on\n", l.Name, host)
 	}
-	if started != "tandemd" {
+	if h.Role != RoleNode && h.Role != RoleWitness || started == "" {
 		return nil
 	}
 	// Other lab commands may run while the node starts.

@@ -44,9 +44,13 @@ type UpOptions struct {
 	// mode to assemble with (empty: the default, sync).
 	NoAssemble  bool
 	Replication string
+	// Failover is the mode to build for: manual (empty) or automatic, which
+	// adds the witness host w and assembles with it.
+	Failover string
 }
 
-// DefaultUpTimeout is how long up waits for both nodes to become healthy.
+// DefaultUpTimeout is how long up waits for both nodes (and the witness)
+// to become healthy.
 const DefaultUpTimeout = 60 * time.Second
 
 // FindTandemd picks the tandemd executable: flag if given, else tandemd

@@ -1,11 +1,12 @@
 // Package lab builds tandem's one-machine playground: network namespaces
 // for two nodes, a client and a DNS server on one bridge, a real dnsmasq
-// answering for the lab's domain, and tandemd on both nodes. It is the bed
-// for every end-to-end test.
+// answering for the lab's domain, and tandemd on both nodes; in automatic
+// failover mode also a witness host, w, running `tandemd --witness` (the
+// quorum's third member). It is the bed for every end-to-end test.
 //
 // Everything a lab owns carries its name: namespaces <name>-a, <name>-b,
-// <name>-client, <name>-dns and <name>-sw (the bridge), /etc/netns/<name>-*
-// and the directory BaseDir/<name>. Nothing lives in the root namespace, so
+// <name>-client, <name>-dns, <name>-w and <name>-sw (the bridge),
+// /etc/netns/<name>-* and the directory BaseDir/<name>. Nothing lives in the root namespace, so
 // two labs with different names run side by side, even on the same subnet.
 //
 // A lab is IPv4 or IPv6, never both: the family follows from its subnet.
@@ -25,6 +26,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/tandem-ha/tandem/internal/config"
 )
 
 const (
@@ -51,14 +54,43 @@ const (
 	HostIface = "eth0"
 	// ClusterHost is the first label of the cluster DNS name.
 	ClusterHost = "db"
-	layoutFile  = "layout.json"
+	// WitnessHost is the witness's host name in an automatic-mode lab.
+	WitnessHost = "w"
+	// QuorumPeerPort and QuorumClientPort are the etcd member's ports on
+	// the witness (and, in automatic mode, on both nodes): tandemd's
+	// defaults, written out in the witness's configuration so that the lab
+	// says which ports the quorum uses.
+	QuorumPeerPort   = config.DefaultQuorumPeerPort
+	QuorumClientPort = config.DefaultQuorumClientPort
+	layoutFile       = "layout.json"
 )
+
+// Failover modes a lab is built for (`lab up --failover`).
+const (
+	// FailoverManual is today's default: two nodes, failover by a person.
+	FailoverManual = "manual"
+	// FailoverAutomatic adds the witness host w, and assembles with
+	// --failover automatic --witness w.<domain>.
+	FailoverAutomatic = "automatic"
+)
+
+// CheckFailover validates `lab up --failover`; empty is manual.
+func CheckFailover(mode string) error {
+	switch mode {
+	case "", FailoverManual, FailoverAutomatic:
+		return nil
+	}
+	return fmt.Errorf("--failover %q: use manual (the default: two nodes, failover by a person) or automatic (adds the witness host %s)", mode, WitnessHost)
+}
 
 // Host roles.
 const (
 	RoleNode   = "node"
 	RoleClient = "client"
 	RoleDNS    = "dns"
+	// RoleWitness runs `tandemd --witness`: an etcd member and nothing else
+	// (no PostgreSQL).
+	RoleWitness = "witness"
 )
 
 // Offsets of each address from the start of the subnet. In an IPv6 lab the
@@ -66,6 +98,9 @@ const (
 // families: 10.77.0.11 and fd00:77::11.
 const (
 	clusterOffset = 10
+	// The witness comes after the nodes (.11, .12): the quorum's members
+	// read as one block, .11 to .13.
+	witnessOffset = 13
 	dnsOffset     = 53
 	clientOffset  = 100
 )
@@ -89,8 +124,8 @@ func ValidateName(name string) error {
 
 // Host is one machine of the lab.
 type Host struct {
-	Name  string `json:"name"`  // a, b, client, dns
-	Role  string `json:"role"`  // node, client or dns
+	Name  string `json:"name"`  // a, b, client, dns, w
+	Role  string `json:"role"`  // node, client, dns or witness
 	IP    string `json:"ip"`    // address on the lab network
 	FQDN  string `json:"fqdn"`  // a.<lab>.test
 	Netns string `json:"netns"` // <lab>-a
@@ -110,16 +145,35 @@ type Layout struct {
 	DNSServer   string `json:"dns_server"`
 	SwitchNetns string `json:"switch_netns"`
 	Hosts       []Host `json:"hosts"`
-	// Tandemd is the executable up started on the nodes; power-on starts it again.
+	// Tandemd is the executable up started on the nodes (and the witness);
+	// power-on starts it again.
 	Tandemd string `json:"tandemd,omitempty"`
+	// Failover is the mode the lab was built for: manual or automatic (with
+	// the witness host). Layouts written before the mode existed have none,
+	// which is manual.
+	Failover string `json:"failover,omitempty"`
 }
 
-// NewLayout plans a lab: names, addresses and paths. It touches nothing.
-// The subnet's family is the lab's: an IPv6 prefix makes an IPv6 lab.
-// An empty subnet is DefaultSubnet.
+// NewLayout plans a lab for manual failover (no witness); see
+// NewLayoutFailover.
 func NewLayout(name, subnet string) (*Layout, error) {
+	return NewLayoutFailover(name, subnet, FailoverManual)
+}
+
+// NewLayoutFailover plans a lab: names, addresses and paths. It touches
+// nothing. The subnet's family is the lab's: an IPv6 prefix makes an IPv6
+// lab. An empty subnet is DefaultSubnet. In automatic failover mode the
+// lab also has the witness host w, last in layout order so that the
+// other hosts keep their places (and with them their tc handles).
+func NewLayoutFailover(name, subnet, failover string) (*Layout, error) {
 	if err := ValidateName(name); err != nil {
 		return nil, err
+	}
+	if err := CheckFailover(failover); err != nil {
+		return nil, err
+	}
+	if failover == "" {
+		failover = FailoverManual
 	}
 	if subnet == "" {
 		subnet = DefaultSubnet
@@ -138,16 +192,22 @@ func NewLayout(name, subnet string) (*Layout, error) {
 		DNSName:     ClusterHost + "." + domain,
 		DNSServer:   hostAddr(p, dnsOffset).String(),
 		SwitchNetns: name + "-" + SwitchSuffix,
+		Failover:    failover,
 	}
-	for _, h := range []struct {
+	type plan struct {
 		name, role string
 		off        int
-	}{
+	}
+	hosts := []plan{
 		{"a", RoleNode, 11},
 		{"b", RoleNode, 12},
 		{"client", RoleClient, clientOffset},
 		{"dns", RoleDNS, dnsOffset},
-	} {
+	}
+	if failover == FailoverAutomatic {
+		hosts = append(hosts, plan{WitnessHost, RoleWitness, witnessOffset})
+	}
+	for _, h := range hosts {
 		l.Hosts = append(l.Hosts, Host{
 			Name:  h.name,
 			Role:  h.role,
@@ -269,11 +329,32 @@ func (l *Layout) HostNames() []string {
 	return out
 }
 
-// Nodes returns the hosts that run tandemd.
+// Nodes returns the hosts that run tandemd with PostgreSQL.
 func (l *Layout) Nodes() []Host {
+	return l.withRole(RoleNode)
+}
+
+// Witness returns the witness host; ok is false in a manual-mode lab.
+func (l *Layout) Witness() (Host, bool) {
+	if w := l.withRole(RoleWitness); len(w) > 0 {
+		return w[0], true
+	}
+	return Host{}, false
+}
+
+// Daemons returns the hosts that run tandemd: the nodes, then the witness
+// if the lab has one.
+func (l *Layout) Daemons() []Host {
+	return append(l.Nodes(), l.withRole(RoleWitness)...)
+}
+
+// Automatic tells whether the lab was built for automatic failover.
+func (l *Layout) Automatic() bool { return l.Failover == FailoverAutomatic }
+
+func (l *Layout) withRole(role string) []Host {
 	var out []Host
 	for _, h := range l.Hosts {
-		if h.Role == RoleNode {
+		if h.Role == role {
 			out = append(out, h)
 		}
 	}
@@ -294,7 +375,8 @@ func (l *Layout) PrefixLen() int {
 	return netip.MustParsePrefix(l.Subnet).Bits()
 }
 
-// Paths of one node's files inside the lab directory.
+// Paths of one node's (or the witness's) files inside the lab directory:
+// the witness keeps the same scheme, without PostgreSQL's directories.
 func (l *Layout) NodeDir(node string) string    { return filepath.Join(l.Dir, node) }
 func (l *Layout) ConfigPath(node string) string { return filepath.Join(l.Dir, node, "tandemd.yaml") }
 func (l *Layout) LogPath(node string) string    { return filepath.Join(l.Dir, node, "tandemd.log") }
@@ -373,7 +455,7 @@ func Load(name string) (*Layout, error) {
 
 // knownSuffixes are the namespace suffixes any version of the lab creates;
 // down removes only these, so it never touches a namespace it did not make.
-var knownSuffixes = []string{"a", "b", "client", "dns", SwitchSuffix}
+var knownSuffixes = []string{"a", "b", "client", "dns", WitnessHost, SwitchSuffix}
 
 // ownedNamespace tells whether ns belongs to the lab called name.
 func ownedNamespace(name, ns string) bool {

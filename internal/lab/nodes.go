@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/tandem-ha/tandem/internal/config"
 )
 
@@ -54,6 +56,63 @@ func (l *Layout) NodeConfig(h Host) config.Config {
 func (l *Layout) NodeConfigYAML(h Host) string {
 	c := l.NodeConfig(h)
 	return fmt.Sprintf("# tandemd configuration of node %s in tandem lab %s; written by `tandem lab up`.\n%s", h.Name, l.Name, c.FileYAML())
+}
+
+// WitnessConfig is the part of tandemd's configuration file that
+// `tandemd --witness` reads. It is a type of its own, not config.Config,
+// so that the witness's file holds no postgres section (and no settings it
+// would ignore) and says, in a few lines, all that the witness is.
+type WitnessConfig struct {
+	Node     config.Node   `yaml:"node"`
+	API      config.API    `yaml:"api"`
+	StateDir string        `yaml:"state_dir"`
+	Quorum   WitnessQuorum `yaml:"quorum"`
+	Log      config.Log    `yaml:"log"`
+}
+
+// WitnessQuorum is where the witness's etcd member listens, on node.ip.
+type WitnessQuorum struct {
+	PeerPort   int `yaml:"peer_port"`
+	ClientPort int `yaml:"client_port"`
+}
+
+// WitnessConfig is the configuration of the lab's witness host h. The API
+// listens on the witness's own address only: unlike a node it never holds
+// the cluster IP.
+func (l *Layout) WitnessConfig(h Host) WitnessConfig {
+	return WitnessConfig{
+		Node:     config.Node{Name: h.Name, IP: h.IP},
+		API:      config.API{Listen: net.JoinHostPort(h.IP, strconv.Itoa(APIPort))},
+		StateDir: l.StateDir(h.Name),
+		Quorum:   WitnessQuorum{PeerPort: QuorumPeerPort, ClientPort: QuorumClientPort},
+		Log:      config.Log{Level: "info", Format: "text"},
+	}
+}
+
+// WitnessConfigYAML renders WitnessConfig as the file tandemd --witness reads.
+func (l *Layout) WitnessConfigYAML(h Host) string {
+	b, err := yaml.Marshal(l.WitnessConfig(h))
+	if err != nil {
+		panic(err) // plain strings and ints: cannot fail
+	}
+	return fmt.Sprintf("# tandemd --witness configuration of host %s in tandem lab %s; written by `tandem lab up --failover automatic`.\n%s", h.Name, l.Name, b)
+}
+
+// ConfigYAML is the configuration file of a host that runs tandemd.
+func (l *Layout) ConfigYAML(h Host) string {
+	if h.Role == RoleWitness {
+		return l.WitnessConfigYAML(h)
+	}
+	return l.NodeConfigYAML(h)
+}
+
+// DaemonArgs is tandemd's command line (after the executable) on host h:
+// the same configuration file on every start, with --witness on the witness.
+func (l *Layout) DaemonArgs(h Host) []string {
+	if h.Role == RoleWitness {
+		return []string{"--witness", "--config", l.ConfigPath(h.Name)}
+	}
+	return []string{"--config", l.ConfigPath(h.Name)}
 }
 
 // APIURL is the node API's address.

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -22,7 +23,8 @@ import (
 )
 
 // Up builds the lab described by o, after clearing any leftovers of a lab
-// with the same name, and returns once both nodes answer /health and,
+// with the same name, and returns once both nodes (and in automatic mode
+// the witness) answer /health and,
 // unless o.NoAssemble, once the cluster is assembled (in sync and strict
 // mode: and synchronized). It reports progress to out. On failure the lab is left as it is, for
 // inspection; `lab down` removes it.
@@ -34,7 +36,7 @@ func Up(ctx context.Context, log *slog.Logger, o UpOptions, out io.Writer) (*Lay
 	if o.IPv6 && subnet == "" {
 		subnet = DefaultSubnet6
 	}
-	l, err := NewLayout(o.Name, subnet)
+	l, err := NewLayoutFailover(o.Name, subnet, o.Failover)
 	if err != nil {
 		return nil, err
 	}
@@ -86,18 +88,25 @@ func Up(ctx context.Context, log *slog.Logger, o UpOptions, out io.Writer) (*Lay
 		return l, nil
 	}
 	pids := map[string]int{}
-	for _, h := range l.Nodes() {
-		pid, err := startNode(log, l, h, tandemd)
+	for _, h := range l.Daemons() {
+		pid, err := startDaemon(log, l, h, tandemd)
 		if err != nil {
 			return l, err
 		}
 		pids[h.Name] = pid
 	}
-	fmt.Fprintf(out, "lab %s: tandemd started on %v; waiting up to %s for /health\n", l.Name, nodeNames(l), o.Timeout)
+	fmt.Fprintf(out, "lab %s: tandemd started on %v; waiting up to %s for /health\n", l.Name, daemonNames(l), o.Timeout)
 	client, _ := l.Host("client")
 	fromClient := func(Host) string { return client.Netns }
-	if err := waitHealthy(ctx, l, l.Nodes(), pids, fromClient, o.Timeout, out); err != nil {
+	if err := waitHealthy(ctx, l, l.Daemons(), pids, fromClient, o.Timeout, out); err != nil {
 		return l, err
+	}
+	if w, ok := l.Witness(); ok {
+		// Also with --no-assemble: the client's console then has what an
+		// operator's would, for `tandem assemble … --witness` by hand.
+		if err := l.keepWitnessToken(w); err != nil {
+			return l, err
+		}
 	}
 	if !o.NoAssemble {
 		if err := assemble(ctx, log, l, o.Replication, out); err != nil {
@@ -113,9 +122,9 @@ func Up(ctx context.Context, log *slog.Logger, o UpOptions, out io.Writer) (*Lay
 	return l, nil
 }
 
-func nodeNames(l *Layout) []string {
+func daemonNames(l *Layout) []string {
 	var out []string
-	for _, h := range l.Nodes() {
+	for _, h := range l.Daemons() {
 		out = append(out, h.Name)
 	}
 	return out
@@ -123,7 +132,8 @@ func nodeNames(l *Layout) []string {
 
 // makeDirs creates the lab directory. Every directory on the way to a
 // node's data and socket dirs is 0755 so the postgres user can traverse
-// it; state dirs are private to root.
+// it; state dirs (the nodes' and the witness's, which hold keys, tokens
+// and etcd data) are private to root.
 func makeDirs(l *Layout) error {
 	pg, err := tool.LookupUser(PostgresUser)
 	if err != nil {
@@ -140,13 +150,15 @@ func makeDirs(l *Layout) error {
 			return err
 		}
 	}
-	for _, h := range l.Nodes() {
+	for _, h := range l.Daemons() {
 		if err := mk(l.NodeDir(h.Name), 0o755); err != nil {
 			return err
 		}
 		if err := mk(l.StateDir(h.Name), 0o700); err != nil {
 			return err
 		}
+	}
+	for _, h := range l.Nodes() {
 		if err := mk(l.SocketDir(h.Name), 0o755); err != nil {
 			return err
 		}
@@ -189,17 +201,23 @@ func startDNS(ctx context.Context, log *slog.Logger, l *Layout) error {
 	}
 }
 
-// startNode writes a node's configuration and starts tandemd in its namespace.
-func startNode(log *slog.Logger, l *Layout, h Host, tandemd string) (int, error) {
-	if err := os.WriteFile(l.ConfigPath(h.Name), []byte(l.NodeConfigYAML(h)), 0o644); err != nil {
-		return 0, fmt.Errorf("while writing the configuration of node %s: %w", h.Name, err)
+// startDaemon writes the configuration of a node or the witness and
+// starts tandemd in its namespace.
+func startDaemon(log *slog.Logger, l *Layout, h Host, tandemd string) (int, error) {
+	if err := os.WriteFile(l.ConfigPath(h.Name), []byte(l.ConfigYAML(h)), 0o644); err != nil {
+		return 0, fmt.Errorf("while writing the configuration of %s %s: %w", h.Role, h.Name, err)
 	}
-	return startDetached(log, h.Netns, l.LogPath(h.Name), l.PidPath(h.Name), tandemd, "--config", l.ConfigPath(h.Name))
+	return restartDaemon(log, l, h, tandemd)
 }
 
-// waitHealthy polls the /health of every node in hosts, each from the
-// namespace from names, until all answer 200, a tandemd exits, or timeout
-// passes.
+// restartDaemon starts tandemd on h with the configuration up wrote.
+func restartDaemon(log *slog.Logger, l *Layout, h Host, tandemd string) (int, error) {
+	return startDetached(log, h.Netns, l.LogPath(h.Name), l.PidPath(h.Name), tandemd, l.DaemonArgs(h)...)
+}
+
+// waitHealthy polls the /health of every host in hosts (nodes, the
+// witness), each from the namespace from names, until all answer 200, a
+// tandemd exits, or timeout passes.
 func waitHealthy(ctx context.Context, l *Layout, hosts []Host, pids map[string]int, from func(Host) string, timeout time.Duration, out io.Writer) error {
 	start := time.Now()
 	deadline := start.Add(timeout)
@@ -211,12 +229,12 @@ func waitHealthy(ctx context.Context, l *Layout, hosts []Host, pids map[string]i
 				continue
 			}
 			if !alive(pids[h.Name]) {
-				return fmt.Errorf("tandemd on node %s exited; the end of %s:\n%s", h.Name, l.LogPath(h.Name), tailFile(l.LogPath(h.Name), 30))
+				return fmt.Errorf("tandemd on %s %s exited; the end of %s:\n%s", h.Role, h.Name, l.LogPath(h.Name), tailFile(l.LogPath(h.Name), 30))
 			}
 			err := checkHealth(ctx, from(h), h, filepath.Join(l.StateDir(h.Name), CertFile))
 			if err == nil {
 				healthy[h.Name] = true
-				fmt.Fprintf(out, "lab %s: node %s healthy after %s\n", l.Name, h.Name, time.Since(start).Round(100*time.Millisecond))
+				fmt.Fprintf(out, "lab %s: %s %s healthy after %s\n", l.Name, h.Role, h.Name, time.Since(start).Round(100*time.Millisecond))
 				continue
 			}
 			last[h.Name] = err.Error()
@@ -228,10 +246,10 @@ func waitHealthy(ctx context.Context, l *Layout, hosts []Host, pids map[string]i
 			var b bytes.Buffer
 			for _, h := range hosts {
 				if !healthy[h.Name] {
-					fmt.Fprintf(&b, "\nnode %s: %s; the end of %s:\n%s\n", h.Name, last[h.Name], l.LogPath(h.Name), tailFile(l.LogPath(h.Name), 30))
+					fmt.Fprintf(&b, "\n%s %s: %s; the end of %s:\n%s\n", h.Role, h.Name, last[h.Name], l.LogPath(h.Name), tailFile(l.LogPath(h.Name), 30))
 				}
 			}
-			return fmt.Errorf("nodes not healthy within %s (the lab stays up for inspection; `tandem lab down --name %s` removes it):%s", timeout, l.Name, b.String())
+			return fmt.Errorf("not healthy within %s (the lab stays up for inspection; `tandem lab down --name %s` removes it):%s", timeout, l.Name, b.String())
 		}
 		select {
 		case <-ctx.Done():
@@ -317,6 +335,9 @@ func printSummary(out io.Writer, l *Layout, withNodes bool) {
 		for _, h := range l.Nodes() {
 			fmt.Fprintf(out, "  tandemd on %s: %s  (log %s)\n", h.Name, APIURL(h), l.LogPath(h.Name))
 		}
+		if w, ok := l.Witness(); ok {
+			fmt.Fprintf(out, "  tandemd --witness on %s: %s, quorum ports %d and %d  (log %s)\n", w.Name, APIURL(w), QuorumPeerPort, QuorumClientPort, l.LogPath(w.Name))
+		}
 	}
 	flag := ""
 	if l.Name != DefaultName {
@@ -328,10 +349,20 @@ Next:
       addresses, names, API tokens and the PostgreSQL password (--json for scripts)
   tandem lab exec%[1]s client -- getent hosts %[2]s
   tandem lab exec%[1]s client -- bash
-      a command, or a shell, on a lab host (a, b, client, dns)
+      a command, or a shell, on a lab host (%[3]s)
   tandem lab power-off%[1]s b, partition%[1]s a b, heal%[1]s, dns%[1]s …
-      faults to see what tandem does (tandem lab --help lists them)
+      faults to see what tandem does (tandem lab --help lists them)%[4]s
   tandem lab down%[1]s
       stop everything and remove the lab
-`, flag, l.DNSName)
+`, flag, l.DNSName, strings.Join(l.HostNames(), ", "), witnessHint(l, flag))
+}
+
+// witnessHint is the summary's line about the witness's faults, in an
+// automatic-mode lab.
+func witnessHint(l *Layout, flag string) string {
+	w, ok := l.Witness()
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("\n  tandem lab power-off%[1]s %[2]s, partition%[1]s a %[2]s, pause%[1]s %[2]s …\n      the same faults on the witness, to see what the quorum does", flag, w.Name)
 }
