@@ -65,7 +65,9 @@ package e2e
 //     under the root where the config file (as the document left it) does
 //     not already, and the node blocks get PG_CLUSTER_CONF_ROOT, which
 //     relocates Debian's /etc/postgresql for pg_ctlcluster and friends
-//     (and keeps them from handing anything to this machine's systemd).
+//     (and keeps them from handing anything to this machine's systemd),
+//     and TANDEMD_STATE_DIR, so that `tandemd --check` looks at the node's
+//     state dir.
 //  2. Starting. The lab has no systemd: for `systemctl enable --now
 //     tandemd` the test runs the packaged unit's ExecStart= (with its
 //     Environment=, relocated as in 1) in the node's namespace, detached in
@@ -368,6 +370,9 @@ func (d *deployment) hostEnv(host string) map[string]string {
 		env["PATH"] = filepath.Join(root, "usr/bin") + ":" + sysPath
 		env["HOME"] = filepath.Join(root, "root")
 		env["PG_CLUSTER_CONF_ROOT"] = filepath.Join(root, "etc/postgresql")
+		// The state dir the config file names is this machine's, not the
+		// node's: `tandemd --check` looks at the node's, as tandemd will.
+		env["TANDEMD_STATE_DIR"] = relocatePath(root, config.Defaults().StateDir)
 	} else {
 		env["PATH"] = filepath.Join(d.op, "pkg/usr/bin") + ":" + sysPath
 		env["HOME"] = d.op

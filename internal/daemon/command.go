@@ -61,6 +61,11 @@ created anew if removed) and the metrics token (metrics.token_file).`,
 				return nil
 			}
 			if checkOnly {
+				// What a start would trip over later, or worse not at
+				// all: a node IP on no interface, a missing state dir.
+				if err := cfg.CheckHost(); err != nil {
+					return err
+				}
 				fmt.Fprintln(cmd.OutOrStdout(), "configuration ok")
 				return nil
 			}
@@ -83,7 +88,7 @@ created anew if removed) and the metrics token (metrics.token_file).`,
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML configuration file (see docs/config.md)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "", "override log.level: debug, info, warn or error")
 	cmd.Flags().BoolVar(&printConfig, "print-config", false, "print the merged, validated configuration and exit")
-	cmd.Flags().BoolVar(&checkOnly, "check", false, "validate the configuration and exit")
+	cmd.Flags().BoolVar(&checkOnly, "check", false, "validate the configuration, and that node.ip is this machine's and state_dir exists and is private, and exit")
 	return cmd
 }
 
