@@ -268,7 +268,9 @@ func deployReverseAddr(name string) (netip.Addr, error) {
 // /usr/bin/tandem followed by "d".
 var deployNodePaths = []string{
 	"/lib/systemd/system/tandemd.service",
+	"/etc/postgresql-common",
 	"/var/lib/postgresql",
+	"/etc/nftables.conf",
 	"/usr/bin/tandemd",
 	"/usr/bin/tandem",
 	"/var/lib/tandem",
@@ -283,8 +285,9 @@ func deployPathChar(c byte) bool {
 
 // relocateText puts root in front of every node path in text: where one
 // of deployNodePaths starts a path (not inside another) and ends at a
-// component boundary, so /etc/postgresql-common and /var/lib/tandem-lab
-// stay as they are.
+// component boundary, so /etc/postgresql-common is not read as
+// /etc/postgresql followed by "-common", and /var/lib/tandem-lab stays as
+// it is.
 func relocateText(root, text string) string {
 	var b strings.Builder
 	for i := 0; i < len(text); {
@@ -508,22 +511,23 @@ type deployStatus struct {
 }
 
 // healthy says what keeps s from being the cluster the document promises
-// after step 9, or "" when nothing does.
-func (s deployStatus) healthy(clusterName string) string {
+// in step 9 (primary a) and step 11 (primary b), or "" when nothing does.
+func (s deployStatus) healthy(clusterName, primary string) string {
 	c := s.Cluster
 	switch {
 	case c == nil:
 		return "no cluster"
 	case c.Name != clusterName || c.DNSName != clusterName:
 		return fmt.Sprintf("cluster %q, DNS name %q; want %q", c.Name, c.DNSName, clusterName)
-	case c.Primary != "a" || c.Term < 1:
-		return fmt.Sprintf("primary %q at term %d; want a", c.Primary, c.Term)
+	case c.Primary != primary || c.Term < 1:
+		return fmt.Sprintf("primary %q at term %d; want %s", c.Primary, c.Term, primary)
 	case c.Replication != "sync" || !c.Synchronized || c.Degraded:
 		return fmt.Sprintf("replication %s, synchronized %v, degraded %v; want sync, synchronized", c.Replication, c.Synchronized, c.Degraded)
-	case c.ClusterIPAnswer.Node != "a" || c.DNSNameAnswer.Node != "a":
-		return fmt.Sprintf("the cluster IP is answered by %q, the DNS name by %q; want a", c.ClusterIPAnswer.Node, c.DNSNameAnswer.Node)
+	case c.ClusterIPAnswer.Node != primary || c.DNSNameAnswer.Node != primary:
+		return fmt.Sprintf("the cluster IP is answered by %q, the DNS name by %q; want %s", c.ClusterIPAnswer.Node, c.DNSNameAnswer.Node, primary)
 	}
-	want := map[string]string{"a": "primary", "b": "secondary"}
+	want := map[string]string{"a": "secondary", "b": "secondary"}
+	want[primary] = "primary"
 	for _, n := range s.Nodes {
 		role, ok := want[n.Name]
 		if !ok {

@@ -40,10 +40,11 @@ package e2e
 //	variant=V     only in the run of variant V (the document's "adopting the
 //	              database the host already has" is variant adopt).
 //
-// The test runs the document twice, in parallel: "new" (tandemd initialises
-// the primary's database) and "adopt" (node a first gets a Debian-style
-// PostgreSQL 15 cluster "main" with data, made with pg_createcluster, and
-// the blocks marked variant=adopt move it under tandemd).
+// The test runs the document twice, in parallel: "new" (fresh hosts;
+// tandemd initialises the primary's database) and "adopt" (hosts that had
+// Debian's PostgreSQL 15 before: each node first gets a cluster "main",
+// made with pg_createcluster, a's with data; the blocks marked
+// variant=adopt drop b's and move a's under tandemd).
 //
 // Where the test cannot do what the document says, and what it does:
 //
@@ -54,18 +55,26 @@ package e2e
 //     with `dpkg-deb -x`, and the test makes the directories the postinst
 //     makes (/var/lib/tandem 0711, /var/lib/tandem/state 0700) and the one
 //     the unit's RuntimeDirectory= makes (/run/tandem). The block's text is
-//     only checked to be an apt install of the .deb.
+//     only checked to be an apt install of the .deb. Installing PostgreSQL
+//     would put Debian's createcluster.conf in place: the test copies this
+//     machine's (its include_dir relocated), refuses one the document
+//     wrote itself (apt would then keep the operator's file in place of
+//     Debian's), and asks pg_conftool, as PostgreSQL's postinst does,
+//     whether it would create the cluster main: the answer must be off.
 //     Everything of a node lives under its root, so in the text of every
 //     block run on a node the node paths (the package's: /etc/tandem,
-//     /usr/bin/tandem[d], the unit, /var/lib/tandem, /run/tandem; and
-//     PostgreSQL's: /etc/postgresql, /var/lib/postgresql) get the root put
+//     /usr/bin/tandem[d], the unit, /var/lib/tandem, /run/tandem;
+//     PostgreSQL's: /etc/postgresql, /etc/postgresql-common,
+//     /var/lib/postgresql; and /etc/nftables.conf) get the root put
 //     in front of them (relocateText), and the node's PATH starts with the
 //     root's /usr/bin. tandemd itself is started with TANDEMD_STATE_DIR,
 //     TANDEMD_POSTGRES_DATA_DIR and TANDEMD_POSTGRES_SOCKET_DIR pointing
 //     under the root where the config file (as the document left it) does
 //     not already, and the node blocks get PG_CLUSTER_CONF_ROOT, which
 //     relocates Debian's /etc/postgresql for pg_ctlcluster and friends
-//     (and keeps them from handing anything to this machine's systemd).
+//     (and keeps them from handing anything to this machine's systemd),
+//     and TANDEMD_STATE_DIR, so that `tandemd --check` looks at the node's
+//     state dir.
 //  2. Starting. The lab has no systemd: for `systemctl enable --now
 //     tandemd` the test runs the packaged unit's ExecStart= (with its
 //     Environment=, relocated as in 1) in the node's namespace, detached in
@@ -73,6 +82,16 @@ package e2e
 //     journal), as root, from /.
 //  3. Copying tokens and fingerprints from the nodes to the operator's
 //     machine (save=) and typing y (answer=): see the marks.
+//  4. The firewall. `nft -f` runs in the node's network namespace, so the
+//     ruleset is the lab node's alone and every later step goes through
+//     it; `systemctl enable nftables` (at boot) is not run. The node's
+//     ADMIN_NET and APP_NET are the operator's machine's address.
+//
+// What the document promises is checked where it promises it: after the
+// firewall block, that the nodes drop what it does not let in (a refused
+// connection would mean no rule dropped it); after id=status and
+// id=switched, the healthy cluster with a, then b, as primary; at the
+// end, the outputs of the blocks with an id.
 //
 // Cleanup: `lab down` (registered by upLab) stops tandemd (which stops
 // PostgreSQL) and everything else in the lab's namespaces; the roots live
@@ -101,16 +120,24 @@ import (
 
 // deployVarNames are the variables the test knows how to fill with the
 // lab's values; the vars block must assign exactly these.
-var deployVarNames = []string{"A_HOST", "A_IP", "B_HOST", "B_IP", "CLUSTER_NAME", "CLUSTER_IP", "PREFIX", "APP_PASSWORD", "NODE_NAME", "NODE_IP"}
+var deployVarNames = []string{"A_HOST", "A_IP", "B_HOST", "B_IP", "CLUSTER_NAME", "CLUSTER_IP", "PREFIX", "APP_PASSWORD", "ADMIN_NET", "APP_NET", "NODE_NAME", "NODE_IP"}
 
 // deployGreeting is what the document's application writes.
 const deployGreeting = "hello through the cluster name"
+
+// debianCreateclusterConf is Debian's createcluster.conf, as installing
+// PostgreSQL puts it on a host; the install step copies it into each
+// node's root, as apt would.
+const debianCreateclusterConf = "/etc/postgresql-common/createcluster.conf"
 
 func TestDeploy(t *testing.T) {
 	needRoot(t)
 	blocks := parseDeployDoc(t, deployDoc)
 	if runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64" {
 		t.Skipf("tandem is packaged for amd64 and arm64, not %s", runtime.GOARCH)
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Fatalf("the document's step 2 loads an nftables ruleset, which needs nft: install nftables (scripts/deps.sh does): %v", err)
 	}
 	bin := binDir(t)
 	start := time.Now()
@@ -191,7 +218,9 @@ func newDeployment(t *testing.T, deb, variant string) *deployment {
 
 	d.roots = map[string]string{"a": filepath.Join(d.dir, "a"), "b": filepath.Join(d.dir, "b")}
 	d.op = filepath.Join(d.dir, "operator")
-	for _, p := range []string{d.roots["a"], d.roots["b"], d.op, filepath.Join(d.dir, "scripts")} {
+	// A node's root has what a fresh Debian host has before the document
+	// starts: /etc and root's home.
+	for _, p := range []string{filepath.Join(d.roots["a"], "etc"), filepath.Join(d.roots["b"], "etc"), d.op, filepath.Join(d.dir, "scripts")} {
 		if err := os.MkdirAll(p, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -213,6 +242,8 @@ func newDeployment(t *testing.T, deb, variant string) *deployment {
 		"B_HOST": "b." + d.env.Domain, "B_IP": ip["b"],
 		"CLUSTER_NAME": d.env.DNSName, "CLUSTER_IP": d.env.ClusterIP, "PREFIX": prefix,
 		"APP_PASSWORD": deployPassword(t),
+		// The operator's machine is also where the application runs.
+		"ADMIN_NET": hostPrefix(d.env.ClientIP), "APP_NET": hostPrefix(d.env.ClientIP),
 	}
 	d.node = map[string]map[string]string{
 		"a": {"NODE_NAME": "a", "NODE_IP": ip["a"]},
@@ -225,7 +256,8 @@ func newDeployment(t *testing.T, deb, variant string) *deployment {
 		t.Fatalf("dpkg-deb -x: %v\n%s", err, out)
 	}
 	if variant == "adopt" {
-		d.makeDistributionCluster()
+		d.makeDistributionCluster("a", true)
+		d.makeDistributionCluster("b", false)
 	}
 	return d
 }
@@ -260,11 +292,80 @@ func (d *deployment) follow(blocks []deployBlock) {
 			for _, h := range b.on() {
 				d.runBlock(b, h)
 			}
+			d.afterBlock(b)
 		}
 	}
 	if d.example == nil {
 		t.Fatalf("docs/deploy.md has no {deploy-test vars} block")
 	}
+}
+
+// afterBlock checks what the document promises right after block b.
+func (d *deployment) afterBlock(b deployBlock) {
+	switch {
+	case b.attrs["id"] == "status":
+		d.checkHealthy("a")
+	case b.attrs["id"] == "switched":
+		d.checkHealthy("b")
+	case strings.Contains(b.text, "nft -f /etc/nftables.conf"):
+		d.checkFirewall()
+	}
+}
+
+// checkHealthy waits for the healthy cluster the document describes, with
+// primary as primary, from the console's JSON (synchronized may take a
+// moment after assembly and after a switchover, as the document says).
+func (d *deployment) checkHealthy(primary string) {
+	eventually(d.t, "the cluster is healthy with "+primary+" as primary", 20*time.Second, func() (bool, string) {
+		out, errOut, code := d.run(deployRun{host: "client", env: d.hostEnv("client"), argv: []string{"tandem", "status", "-o", "json"}, timeout: time.Minute})
+		s, err := parseDeployStatus(out)
+		if code != 0 || err != nil {
+			return false, fmt.Sprintf("tandem status -o json: exit %d, %v\n%s%s", code, err, out, errOut)
+		}
+		why := s.healthy(d.vars["CLUSTER_NAME"], primary)
+		return why == "", why
+	})
+}
+
+// checkFirewall proves the nodes' rulesets are in force: a connection to
+// a port no rule opens gets no answer at all (dropped) where, without
+// the ruleset, the node would refuse it at once; ssh from the operator's
+// machine is let through (refused, as no sshd runs in the lab), and ssh
+// from the other node is not.
+func (d *deployment) checkFirewall() {
+	t := d.t
+	for _, c := range []struct {
+		from, to string
+		port     int
+		dropped  bool
+	}{
+		{"client", "A_IP", 9, true},
+		{"client", "B_IP", 9, true},
+		{"client", "A_IP", 22, false},
+		{"a", "B_IP", 22, true},
+	} {
+		out, errOut, code := d.run(deployRun{host: c.from, env: d.hostEnv(c.from), timeout: time.Minute,
+			argv: []string{"timeout", "3", "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/%d", d.vars[c.to], c.port)}})
+		switch {
+		case c.dropped && code != 124:
+			t.Errorf("the firewall should drop a connection from %s to %s:%d, but it was answered (exit %d): %s%s", c.from, d.vars[c.to], c.port, code, out, errOut)
+		case !c.dropped && !strings.Contains(errOut, "refused"):
+			t.Errorf("the firewall should let a connection from %s to %s:%d through (and the node refuse it, nothing listens): exit %d: %s%s", c.from, d.vars[c.to], c.port, code, out, errOut)
+		default:
+			t.Logf("firewall: %s → %s:%d %s, as it should", c.from, d.vars[c.to], c.port, map[bool]string{true: "dropped", false: "let through"}[c.dropped])
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+// hostPrefix is an address as a prefix of its own (a /32 or /128).
+func hostPrefix(ip string) string {
+	if strings.Contains(ip, ":") {
+		return ip + "/128"
+	}
+	return ip + "/32"
 }
 
 // checkVars makes sure the test gives every block what the vars block
@@ -368,6 +469,9 @@ func (d *deployment) hostEnv(host string) map[string]string {
 		env["PATH"] = filepath.Join(root, "usr/bin") + ":" + sysPath
 		env["HOME"] = filepath.Join(root, "root")
 		env["PG_CLUSTER_CONF_ROOT"] = filepath.Join(root, "etc/postgresql")
+		// The state dir the config file names is this machine's, not the
+		// node's: `tandemd --check` looks at the node's, as tandemd will.
+		env["TANDEMD_STATE_DIR"] = relocatePath(root, config.Defaults().StateDir)
 	} else {
 		env["PATH"] = filepath.Join(d.op, "pkg/usr/bin") + ":" + sysPath
 		env["HOME"] = d.op
@@ -472,7 +576,37 @@ func (d *deployment) install(b deployBlock, host string) {
 			t.Fatalf("%s: the package did not install %s: %v", b, f, err)
 		}
 	}
+	d.installCreateclusterConf(b, host)
 	t.Logf("%s on %s: extracted %s into %s (instead of apt install)", b, host, filepath.Base(d.deb), root)
+}
+
+// installCreateclusterConf does what installing PostgreSQL does with
+// Debian's createcluster.conf (deviation 1), and checks that the cluster
+// main would not be created.
+func (d *deployment) installCreateclusterConf(b deployBlock, host string) {
+	t, root := d.t, d.roots[host]
+	debian, err := os.ReadFile(debianCreateclusterConf)
+	if err != nil {
+		t.Fatalf("Debian's createcluster.conf, which the install step puts on the node: %v", err)
+	}
+	const dropIns = "include_dir '/etc/postgresql-common/createcluster.d'"
+	if !strings.Contains(string(debian), dropIns) {
+		t.Fatalf("%s on this machine does not end with %s, which the document relies on", debianCreateclusterConf, dropIns)
+	}
+	want := relocateText(root, string(debian))
+	path := filepath.Join(root, debianCreateclusterConf)
+	if have, err := os.ReadFile(path); err == nil {
+		if string(have) != want {
+			t.Fatalf("%s: %s on node %s is not Debian's: written before PostgreSQL was installed, apt would keep it and lose Debian's settings for new clusters:\n%s", b, debianCreateclusterConf, host, have)
+		}
+	} else if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runLocal("pg_conftool", path, "show", "-bs", "create_main_cluster")
+	if strings.TrimSpace(out) != "off" {
+		t.Fatalf("%s: with the document's createcluster settings, installing PostgreSQL on %s would create the cluster main: pg_conftool says %q (%v)", b, host, out, err)
+	}
+	t.Logf("%s on %s: Debian's createcluster.conf in place, unchanged; create_main_cluster is off", b, host)
 }
 
 // startService stands for `systemctl enable --now tandemd` (deviation 2).
@@ -526,17 +660,11 @@ func (d *deployment) check() {
 		t.Errorf("tandem status should show a as primary:\n%s", out)
 	}
 
-	// Step 9's promise, from the console's JSON (synchronized may take a
-	// moment after assembly, as the document says).
-	eventually(t, "the cluster step 9 promises", 20*time.Second, func() (bool, string) {
-		out, errOut, code := d.run(deployRun{host: "client", env: d.hostEnv("client"), argv: []string{"tandem", "status", "-o", "json"}, timeout: time.Minute})
-		s, err := parseDeployStatus(out)
-		if code != 0 || err != nil {
-			return false, fmt.Sprintf("tandem status -o json: exit %d, %v\n%s%s", code, err, out, errOut)
-		}
-		why := s.healthy(d.vars["CLUSTER_NAME"])
-		return why == "", why
-	})
+	// Step 8: each node says which DNS server it asked (the lab's, from
+	// the namespace's resolv.conf).
+	if out, server := d.outputs["preflight"], "asking "+d.env.DNSServer+":53 (from /etc/resolv.conf)"; strings.Count(out, server) != 2 {
+		t.Errorf("the preflight should name the DNS server each node asked, %q:\n%s", server, out)
+	}
 
 	// Step 10: the application's write through the cluster name landed on
 	// the primary, read-write, and is on the secondary.
@@ -546,6 +674,28 @@ func (d *deployment) check() {
 	}
 	if out := d.outputs["replicated"]; !strings.Contains(out, deployGreeting) {
 		t.Errorf("the secondary should show the application's write %q:\n%s", deployGreeting, out)
+	}
+	// Step 11: the switchover, and the write through the cluster name
+	// after it, on b, with the first write kept.
+	if out := d.outputs["switchover"]; !strings.Contains(out, "Switchover done") || !strings.Contains(out, "b is primary, a its standby") {
+		t.Errorf("the switchover should say b is primary:\n%s", out)
+	}
+	sw := d.outputs["switched"]
+	if !regexp.MustCompile(`primary b\b`).MatchString(sw) || !strings.Contains(sw, "INSERT 0 1") ||
+		!regexp.MustCompile(`(?m)^\s*`+regexp.QuoteMeta(d.vars["CLUSTER_IP"])+`\s*\|\s*f\s*\|\s*2\s*$`).MatchString(sw) {
+		t.Errorf("after the switchover, b should be primary and the write answered on the cluster IP %s, read-write, with both greetings:\n%s", d.vars["CLUSTER_IP"], sw)
+	}
+	if d.variant == "new" {
+		// Step 5: the new cluster checksums its pages, and so does its
+		// copy on the secondary.
+		for _, host := range []string{"a", "b"} {
+			out, errOut, code := d.run(deployRun{host: host, env: d.hostEnv(host), argv: []string{
+				filepath.Join(d.pgBin(), "psql"), "-h", filepath.Join(d.roots[host], "run/tandem/postgresql"), "-U", "postgres",
+				"-Atc", "SHOW data_checksums"}})
+			if code != 0 || strings.TrimSpace(out) != "on" {
+				t.Errorf("node %s: the new cluster should have data checksums: exit %d\n%s%s", host, code, out, errOut)
+			}
+		}
 	}
 	if d.variant == "adopt" {
 		// The adopted database's own data is served through the cluster
@@ -597,12 +747,13 @@ func versionOfBinDir(dir string) string {
 	return filepath.Base(filepath.Dir(dir))
 }
 
-// makeDistributionCluster gives node a what a Debian host with PostgreSQL
-// 15 has before tandem: the cluster 15/main (configuration in
-// /etc/postgresql/15/main, data in /var/lib/postgresql/15/main, relocated
-// into a's root like everything of the node), running, with some data.
-func (d *deployment) makeDistributionCluster() {
-	t, root := d.t, d.roots["a"]
+// makeDistributionCluster gives a node what a Debian host with PostgreSQL
+// 15 has before tandem: Debian's createcluster.conf and the cluster
+// 15/main (configuration in /etc/postgresql/15/main, data in
+// /var/lib/postgresql/15/main, relocated into the node's root like
+// everything of the node), running, with some data if withData.
+func (d *deployment) makeDistributionCluster(host string, withData bool) {
+	t, root := d.t, d.roots[host]
 	pg, err := user.Lookup("postgres")
 	if err != nil {
 		t.Fatal(err)
@@ -619,6 +770,7 @@ func (d *deployment) makeDistributionCluster() {
 		{"var/run/postgresql", 0o2775, true},
 		{"var/log/postgresql", 0o1775, false},
 		{"etc/postgresql", 0o755, false},
+		{"etc/postgresql-common", 0o755, false},
 	} {
 		p := filepath.Join(root, dir.path)
 		if err := os.MkdirAll(p, 0o755); err != nil {
@@ -633,24 +785,33 @@ func (d *deployment) makeDistributionCluster() {
 			}
 		}
 	}
-	env := d.hostEnv("a")
+	debian, err := os.ReadFile(debianCreateclusterConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, debianCreateclusterConf), []byte(relocateText(root, string(debian))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := d.hostEnv(host)
 	sock := filepath.Join(root, "var/run/postgresql")
 	psql := filepath.Join(d.pgBin(), "psql")
 	steps := [][]string{
 		{"pg_createcluster", "15", "main", "-d", filepath.Join(root, "var/lib/postgresql/15/main"), "-s", sock,
 			"-l", filepath.Join(root, "var/log/postgresql/postgresql-15-main.log"), "-p", "5432"},
 		{"pg_ctlcluster", "15", "main", "start"},
-		{"runuser", "-u", "postgres", "--", psql, "-h", sock, "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", "CREATE DATABASE legacy"},
-		{"runuser", "-u", "postgres", "--", psql, "-h", sock, "-d", "legacy", "-v", "ON_ERROR_STOP=1",
-			"-c", "CREATE TABLE kept (said text); INSERT INTO kept VALUES ('from before tandem')"},
+	}
+	if withData {
+		steps = append(steps, [][]string{{"runuser", "-u", "postgres", "--", psql, "-h", sock, "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", "CREATE DATABASE legacy"},
+			{"runuser", "-u", "postgres", "--", psql, "-h", sock, "-d", "legacy", "-v", "ON_ERROR_STOP=1",
+				"-c", "CREATE TABLE kept (said text); INSERT INTO kept VALUES ('from before tandem')"}}...)
 	}
 	for _, argv := range steps {
-		out, errOut, code := d.run(deployRun{host: "a", env: env, argv: argv, timeout: time.Minute})
+		out, errOut, code := d.run(deployRun{host: host, env: env, argv: argv, timeout: time.Minute})
 		if code != 0 {
-			t.Fatalf("making node a's Debian cluster: %v: exit %d\n%s%s", argv, code, out, errOut)
+			t.Fatalf("making node %s's Debian cluster: %v: exit %d\n%s%s", host, argv, code, out, errOut)
 		}
 	}
-	t.Logf("node a has Debian's cluster 15/main running, with data, in %s", root)
+	t.Logf("node %s has Debian's cluster 15/main running (with data: %v) in %s", host, withData, root)
 }
 
 // runLocal runs a command on this machine (not in the lab).

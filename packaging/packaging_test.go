@@ -786,14 +786,31 @@ func TestInstallIntoScratchRoot(t *testing.T) {
 		t.Errorf("tandemd --check on the shipped config lists %d problems, want 2 (node.name, node.ip):\n%s", n, out)
 	}
 
-	// Filled in, it passes.
+	// Filled in, it checks the machine too: this one has neither the
+	// node IP 10.0.0.11 nor the state dir the postinst makes (exit 2,
+	// both named), and passes once both are there.
 	if err := os.WriteFile(cfg, []byte(fillNode(t, string(mustRead(t, cfg)))), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	stateDir := filepath.Join(root, "var/lib/tandem/state")
 	cmd = exec.Command(tandemd, "--config", cfg, "--check")
-	cmd.Env = env
+	cmd.Env = append(env, "TANDEMD_STATE_DIR="+stateDir)
+	out, err = cmd.CombinedOutput()
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || strings.Contains(string(out), "configuration ok") {
+		t.Errorf("tandemd --check with a node IP of another machine and no state dir: %v (want exit status 2)\n%s", err, out)
+	}
+	for _, want := range []string{"node.ip 10.0.0.11 is on none of this machine's interfaces", "state_dir " + stateDir + " does not exist"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("tandemd --check does not say %q:\n%s", want, out)
+		}
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command(tandemd, "--config", cfg, "--check")
+	cmd.Env = append(env, "TANDEMD_STATE_DIR="+stateDir, "TANDEMD_NODE_IP=127.0.0.1")
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "configuration ok") {
-		t.Errorf("tandemd --check with node.name and node.ip filled in: %v\n%s", err, out)
+		t.Errorf("tandemd --check with node.name and node.ip filled in, on a machine with both: %v\n%s", err, out)
 	}
 }
 

@@ -34,6 +34,7 @@ command -v getent >/dev/null 2>&1 || need="$need libc-bin"
 command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
 command -v script >/dev/null 2>&1 || need="$need bsdutils"
+[ -x /usr/sbin/nft ] || need="$need nftables"
 if $test; then
 	# `go test -race` builds with cgo; without gcc Go turns cgo off and
 	# -race refuses to run. gcc alone (no recommends) lacks libc6-dev.
@@ -49,10 +50,12 @@ elif [ "$(id -u)" != 0 ]; then
 else
 	# tandemd initialises and runs its own PostgreSQL instances; stop
 	# Debian's package from creating and starting a default cluster on
-	# port 5432.
-	if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
-		mkdir -p /etc/postgresql-common
-		echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
+	# port 5432. A drop-in, which Debian's createcluster.conf includes:
+	# writing that file itself would keep it in place of Debian's, whose
+	# settings for new clusters would be lost.
+	if [ ! -e /etc/postgresql-common/createcluster.d/tandem.conf ]; then
+		mkdir -p /etc/postgresql-common/createcluster.d
+		echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/tandem.conf
 	fi
 	echo "deps: installing:$need"
 	export DEBIAN_FRONTEND=noninteractive

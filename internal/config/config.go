@@ -139,6 +139,13 @@ type Postgres struct {
 	Init string `yaml:"init"`
 	// StopTimeout bounds each stage of smart → fast → immediate shutdown.
 	StopTimeout Duration `yaml:"stop_timeout"`
+	// DataChecksums makes initdb checksum every data page, so that a page
+	// the disk corrupted is reported instead of read. Only a new cluster
+	// is affected; the secondary's copy has what the primary has.
+	DataChecksums bool `yaml:"data_checksums"`
+	// InitdbOptions are more of initdb's options (encoding, locale…) for a
+	// new cluster, each one item of the form --name=value (initdb.go).
+	InitdbOptions []string `yaml:"initdb_options"`
 	// SuperuserAllow and HBA say who may connect over TCP; tandemd writes
 	// pg_hba.conf from them (hba.go).
 	SuperuserAllow []string `yaml:"superuser_allow"`
@@ -181,6 +188,8 @@ func Defaults() Config {
 			ListenAddresses: "*",
 			Init:            "auto",
 			StopTimeout:     Duration(30 * time.Second),
+			DataChecksums:   true,
+			InitdbOptions:   append([]string(nil), DefaultInitdbOptions...),
 			HBA:             append([]string(nil), DefaultHBA...),
 		},
 		StateDir: "/var/lib/tandem/state",
@@ -434,6 +443,7 @@ func (c *Config) Validate() error {
 	if c.Postgres.StopTimeout.D() <= 0 {
 		add("postgres.stop_timeout must be a positive duration such as 30s")
 	}
+	p = append(p, initdbProblems(c.Postgres.InitdbOptions)...)
 	if !garbled["postgres.listen_addresses"] {
 		if c.Postgres.ListenAddresses == "" {
 			add("postgres.listen_addresses is required: \"*\" or a comma-separated list of addresses")

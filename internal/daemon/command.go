@@ -73,6 +73,11 @@ nothing else is read. See docs/quorum.md.`,
 				return nil
 			}
 			if checkOnly {
+				// What a start would trip over later, or worse not at
+				// all: a node IP on no interface, a missing state dir.
+				if err := cfg.CheckHost(); err != nil {
+					return err
+				}
 				fmt.Fprintln(cmd.OutOrStdout(), "configuration ok")
 				return nil
 			}
@@ -100,7 +105,7 @@ nothing else is read. See docs/quorum.md.`,
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML configuration file (see docs/config.md)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "", "override log.level: debug, info, warn or error")
 	cmd.Flags().BoolVar(&printConfig, "print-config", false, "print the merged, validated configuration and exit")
-	cmd.Flags().BoolVar(&checkOnly, "check", false, "validate the configuration and exit")
+	cmd.Flags().BoolVar(&checkOnly, "check", false, "validate the configuration, and that node.ip is this machine's and state_dir exists and is private, and exit")
 	cmd.Flags().BoolVar(&witness, "witness", false, "run the quorum witness (a third machine, automatic failover mode) instead of a node")
 	return cmd
 }

@@ -114,6 +114,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Init:            d.cfg.Postgres.Init,
 		StopTimeout:     d.cfg.Postgres.StopTimeout.D(),
 		PasswordFile:    filepath.Join(d.cfg.StateDir, PasswordFile),
+		DataChecksums:   d.cfg.Postgres.DataChecksums,
+		InitdbOptions:   d.cfg.Postgres.InitdbOptions,
 		HBA: postgres.HBA{
 			ReplicationUser: cluster.ReplicationUser,
 			SuperuserFrom:   d.cfg.SuperuserNetworks(),

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -127,11 +128,16 @@ func (s *Supervisor) initCluster(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("while writing initdb's password file: %w", err)
 	}
+	major, err := s.binaryMajor(ctx)
+	if err != nil {
+		return err
+	}
+	args := append([]string{"-D", s.opts.DataDir, "-U", superuser,
+		"--auth-local=trust", "--auth-host=scram-sha-256",
+		"--pwfile=" + pwfile.Name()}, initdbArgs(s.opts.DataChecksums, s.opts.InitdbOptions, major)...)
 	_, err = tool.Run(ctx, s.log, tool.Cmd{
 		Path: filepath.Join(s.opts.BinDir, "initdb"),
-		Args: []string{"-D", s.opts.DataDir, "-U", superuser,
-			"--auth-local=trust", "--auth-host=scram-sha-256",
-			"--pwfile=" + pwfile.Name(), "-E", "UTF8", "--locale=C"},
+		Args: args,
 		User: s.runAs,
 		Dir:  "/",
 	})
@@ -145,6 +151,23 @@ func (s *Supervisor) initCluster(ctx context.Context) error {
 	}
 	s.log.Info("initialised a new PostgreSQL cluster", "password_file", s.opts.PasswordFile)
 	return nil
+}
+
+// initdbArgs are the arguments after tandemd's own (data directory,
+// superuser, authentication, password): the checksum choice, then the
+// operator's options (validated in config, one --name=value each). From
+// PostgreSQL 18 on initdb checksums unless told not to, so "off" must
+// be said there and must not be said before (older initdbs refuse it).
+func initdbArgs(checksums bool, options []string, major string) []string {
+	var args []string
+	n, _ := strconv.Atoi(major)
+	switch {
+	case checksums:
+		args = append(args, "--data-checksums")
+	case n >= 18:
+		args = append(args, "--no-data-checksums")
+	}
+	return append(args, options...)
 }
 
 // makeDataDir creates the data directory (0700, owned by the OS user) and
@@ -354,14 +377,8 @@ func parseServerVersion(out string) (string, error) {
 // binaries: PostgreSQL would refuse it too, less clearly.
 func (s *Supervisor) checkVersion(ctx context.Context) error {
 	bin := filepath.Join(s.opts.BinDir, "postgres")
-	if s.binMajor == "" {
-		res, err := tool.Run(ctx, s.log, tool.Cmd{Path: bin, Args: []string{"--version"}, User: s.runAs, Dir: "/", Quiet: true})
-		if err != nil {
-			return fmt.Errorf("while asking %s for its version: %w", bin, err)
-		}
-		if s.binMajor, err = parseServerVersion(res.Stdout); err != nil {
-			return fmt.Errorf("while asking %s for its version: %w", bin, err)
-		}
+	if _, err := s.binaryMajor(ctx); err != nil {
+		return err
 	}
 	b, err := os.ReadFile(filepath.Join(s.opts.DataDir, "PG_VERSION"))
 	if err != nil {
@@ -372,6 +389,22 @@ func (s *Supervisor) checkVersion(ctx context.Context) error {
 			ErrVersionMismatch, s.opts.DataDir, data, bin, s.binMajor, data)
 	}
 	return nil
+}
+
+// binaryMajor is the major version of BinDir's postgres, asked once.
+func (s *Supervisor) binaryMajor(ctx context.Context) (string, error) {
+	if s.binMajor != "" {
+		return s.binMajor, nil
+	}
+	bin := filepath.Join(s.opts.BinDir, "postgres")
+	res, err := tool.Run(ctx, s.log, tool.Cmd{Path: bin, Args: []string{"--version"}, User: s.runAs, Dir: "/", Quiet: true})
+	if err != nil {
+		return "", fmt.Errorf("while asking %s for its version: %w", bin, err)
+	}
+	if s.binMajor, err = parseServerVersion(res.Stdout); err != nil {
+		return "", fmt.Errorf("while asking %s for its version: %w", bin, err)
+	}
+	return s.binMajor, nil
 }
 
 // controlData runs pg_controldata on the data directory and returns its

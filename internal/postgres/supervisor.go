@@ -37,6 +37,10 @@ type Options struct {
 	Init            string        // "auto": initdb an empty/missing data dir; "never": refuse, report state "no_data"
 	StopTimeout     time.Duration // per stage of smart → fast → immediate
 	PasswordFile    string        // superuser password file (root-owned, 0600); created at initdb time with a random password
+	// DataChecksums and InitdbOptions shape a cluster initdb creates
+	// (Init "auto"); an existing data directory keeps what it has.
+	DataChecksums bool
+	InitdbOptions []string // more initdb options, each --name=value
 	// Settings are extra postgresql.conf settings written into tandem.conf
 	// (replication settings, primary_conninfo…); SetSettings changes them.
 	Settings map[string]string
