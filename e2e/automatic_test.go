@@ -117,7 +117,8 @@ func TestAutomaticFailoverPowerOff(t *testing.T) {
 	c.waitStatus("b primary by itself", 30*time.Second, func(s labStatus) bool { return s.roles()["b"] == "primary" })
 	c.waitWrites("b", 20*time.Second)
 	time.Sleep(time.Second)
-	t.Logf("primary powered off → first acknowledged write through the cluster IP: %s", w.firstAckAfter(off).Round(time.Millisecond))
+	gap, at := w.longestAckGap(off.Add(-time.Second), time.Now())
+	t.Logf("primary powered off at %s: writes through the cluster IP paused %s (from %s)", off.Format("15:04:05.000"), gap.Round(time.Millisecond), at.Format("15:04:05.000"))
 	c.waitEvent("automatic_failover_finished", 10*time.Second)
 
 	c.powerOn("a")
@@ -145,7 +146,8 @@ func TestAutomaticPrimaryCutOff(t *testing.T) {
 	c.partition("a", "w")
 	c.waitStatus("b primary by itself", 30*time.Second, func(s labStatus) bool { return s.roles()["b"] == "primary" })
 	c.waitWrites("b", 20*time.Second)
-	t.Logf("primary cut off → first acknowledged write on b: %s", w.firstAckAfter(cut).Round(time.Millisecond))
+	gap, at := w.longestAckGap(cut.Add(-time.Second), time.Now())
+	t.Logf("primary cut off at %s: writes paused %s (from %s)", cut.Format("15:04:05.000"), gap.Round(time.Millisecond), at.Format("15:04:05.000"))
 	// a fenced itself: its PostgreSQL is down, it holds no cluster IP, and
 	// it says so.
 	eventually(t, "a fenced (PostgreSQL down, no cluster IP)", 10*time.Second, func() (bool, string) {
