@@ -37,10 +37,12 @@ type fakeNode struct {
 	replication *api.ReplicationInfo
 	clusterIP   api.ClusterIPInfo
 	peer        *api.Member
+	contact     *api.PeerContact
 	events      []api.Event
 	checks      api.PreflightResult
 	assemble    api.AssembleResult
 	disassemble api.DisassembleResult
+	failover    api.FailoverResult
 	failWith    map[string]*api.Error // path → error answer
 	requests    []fakeRequest
 }
@@ -112,6 +114,7 @@ func (f *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 	want := map[string]string{
 		"/v1/node": http.MethodGet, "/v1/cluster": http.MethodGet, "/v1/events": http.MethodGet,
 		"/v1/preflight": http.MethodPost, "/v1/cluster/assemble": http.MethodPost, "/v1/cluster/disassemble": http.MethodPost,
+		"/v1/cluster/failover": http.MethodPost,
 	}
 	m, ok := want[r.URL.Path]
 	switch {
@@ -129,7 +132,7 @@ func (f *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 	case "/v1/node":
 		reply(http.StatusOK, f.info)
 	case "/v1/cluster":
-		reply(http.StatusOK, api.ClusterView{Node: f.info, Record: f.record, Replication: f.replication, ClusterIP: f.clusterIP, Peer: f.peer})
+		reply(http.StatusOK, api.ClusterView{Node: f.info, Record: f.record, Replication: f.replication, ClusterIP: f.clusterIP, Peer: f.peer, PeerContact: f.contact})
 	case "/v1/events":
 		n, err := strconv.Atoi(r.URL.Query().Get("limit"))
 		if err != nil {
@@ -149,6 +152,8 @@ func (f *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusOK, f.assemble)
 	case "/v1/cluster/disassemble":
 		reply(http.StatusOK, f.disassemble)
+	case "/v1/cluster/failover":
+		reply(http.StatusOK, f.failover)
 	}
 }
 
