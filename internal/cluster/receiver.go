@@ -18,7 +18,8 @@ import (
 // pg_stat_wal_receiver does not until it is connected), or has heard
 // nothing for longer than a live connection allows (wal_receiver_timeout,
 // 5 s, after which the receiver gives up by itself), it ends the
-// receiver, and the startup process starts a fresh one within
+// receiver (with a signal: pg_terminate_backend refuses the receiver),
+// and the startup process starts a fresh one within
 // wal_retrieve_retry_interval (1 s), whose SYN now gets through.
 const (
 	receiverConnectingAfter = 2 * time.Second
@@ -37,6 +38,15 @@ func (n *Node) kickStuckReceiver(ctx context.Context, w *receiverWatch) {
 	if time.Since(w.lastKick) < receiverKickEvery {
 		return
 	}
+	if n.kickReceiver(ctx, receiverConnectingAfter, receiverSilentAfter, "the primary answers") {
+		w.lastKick = time.Now()
+	}
+}
+
+// kickReceiver ends the WAL receiver when it has been connecting for
+// connectingLimit or heard nothing for silentLimit (0: never for that),
+// and reports whether it did.
+func (n *Node) kickReceiver(ctx context.Context, connectingLimit, silentLimit time.Duration, why string) bool {
 	var pid int
 	var connecting bool
 	var age float64
@@ -47,20 +57,20 @@ FROM pg_stat_activity a LEFT JOIN pg_stat_wal_receiver r ON r.pid = a.pid
 WHERE a.backend_type = 'walreceiver'`).Scan(&pid, &connecting, &age)
 	})
 	if errors.Is(err, pgx.ErrNoRows) || err != nil || pid == 0 {
-		return // between attempts (the startup process starts one soon), or PostgreSQL is not up
+		return false // between attempts (the startup process starts one soon), or PostgreSQL is not up
 	}
-	limit, what := receiverSilentAfter, "has heard nothing from it"
+	limit, what := silentLimit, "has heard nothing from it"
 	if connecting {
-		limit, what = receiverConnectingAfter, "is still connecting to it"
+		limit, what = connectingLimit, "is still connecting to it"
 	}
 	for_ := time.Duration(age * float64(time.Second))
-	if for_ < limit {
-		return
+	if limit <= 0 || for_ < limit {
+		return false
 	}
-	w.lastKick = time.Now()
-	n.log.Warn("the primary answers, but the WAL receiver "+what+"; restarting it", "pid", pid, "for", for_.Round(100*time.Millisecond))
-	_ = n.withConn(ctx, func(c *pgx.Conn) error {
-		_, err := c.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid)
-		return err
-	})
+	n.log.Warn(why+", but the WAL receiver "+what+"; restarting it", "pid", pid, "for", for_.Round(100*time.Millisecond))
+	if err := n.pg.EndWALReceiver(pid); err != nil {
+		n.log.Warn("could not restart the WAL receiver", "pid", pid, "err", err)
+		return false
+	}
+	return true
 }
