@@ -26,6 +26,7 @@ func (n *Node) Start() {
 		return
 	}
 	n.run.goAttach(n.runCollector)
+	n.run.goAttach(n.runHealWatch)
 	n.run.goAttach(func(ctx context.Context) {
 		start := time.Now()
 		err := n.boot(ctx)

@@ -3,9 +3,13 @@ package cluster
 import (
 	"context"
 	"errors"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tandem-ha/tandem/internal/state"
 )
 
 // After a partition between the nodes heals, PostgreSQL's WAL receiver
@@ -73,4 +77,61 @@ WHERE a.backend_type = 'walreceiver'`).Scan(&pid, &connecting, &age)
 		return false
 	}
 	return true
+}
+
+// The monitor's heartbeat notices a healed partition late: its tick is a
+// second, and its own connection attempt may be waiting for a lost SYN's
+// retransmission too. So while a secondary has not heard from its
+// primary for healQuietAfter, it also tries the receiver's own path, a
+// TCP connection to the primary's PostgreSQL port, every healProbeEvery;
+// the first attempt that connects after one that did not is the heal, and
+// a receiver still connecting then (its SYN went into the cut: a fresh
+// attempt would connect in a round trip) is ended at once. The startup
+// process starts the next receiver without waiting, its last failure being
+// long past. An open path is looked at again only every healRecheckEvery:
+// each connection costs the primary a backend fork.
+const (
+	healQuietAfter         = 2 * time.Second
+	healProbeEvery         = 200 * time.Millisecond
+	healRecheckEvery       = 3 * time.Second
+	healReceiverConnecting = 300 * time.Millisecond
+)
+
+// runHealWatch is the loop of the above; it idles on anything but a
+// secondary that misses its primary.
+func (n *Node) runHealWatch(ctx context.Context) {
+	t := time.NewTicker(healProbeEvery)
+	defer t.Stop()
+	cut := false       // the last attempt did not connect
+	var next time.Time // the next attempt, while the path is open
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.run.stopping:
+			return
+		case <-t.C:
+		}
+		s := n.State()
+		if s.Role != state.RoleSecondary || s.Cluster == nil || s.Cluster.Peer == nil || s.Operation != nil || n.heardAgo() < healQuietAfter {
+			cut, next = false, time.Time{}
+			continue
+		}
+		if !cut && time.Now().Before(next) {
+			continue
+		}
+		p := s.Cluster.Peer
+		dctx, cancel := context.WithTimeout(ctx, healProbeEvery)
+		conn, err := (&net.Dialer{}).DialContext(dctx, "tcp", net.JoinHostPort(p.IP, strconv.Itoa(p.PGPort)))
+		cancel()
+		if err != nil {
+			cut = true
+			continue
+		}
+		conn.Close()
+		if cut {
+			n.kickReceiver(ctx, healReceiverConnecting, 0, "the path to the primary's PostgreSQL is open again")
+		}
+		cut, next = false, time.Now().Add(healRecheckEvery)
+	}
 }
