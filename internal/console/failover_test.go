@@ -12,13 +12,22 @@ import (
 )
 
 // primaryGone makes a of assembled(t) a powered-off primary: its API
-// refuses connections, nothing listens on its PostgreSQL port, and the
-// cluster IP is an address no host answers (TEST-NET-1). b still says it
-// is the secondary and last heard from a 4 s ago.
+// refuses connections, and its node IP and the cluster IP are addresses
+// no host answers (TEST-NET-1, rather than the lab subnet a lab on this
+// machine might serve). b still says it is the secondary and last heard
+// from a 4 s ago.
 func primaryGone(t *testing.T, a, b *fakeNode) {
 	t.Helper()
 	a.stop()
 	setClusterIP(t, "192.0.2.10/24")
+	c, err := LoadCache()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Clusters["db"].Nodes[0].IP = "192.0.2.11"
+	if err := c.Save(); err != nil {
+		t.Fatal(err)
+	}
 	b.set(func(f *fakeNode) {
 		f.peer.PGPort = closedPort(t)
 		f.contact = &api.PeerContact{LastHeard: "2025-03-01T11:00:00Z", SilentSeconds: 4, Synchronized: true}
