@@ -97,13 +97,34 @@ const (
 	healReceiverConnecting = 300 * time.Millisecond
 )
 
+// healWatch is runHealWatch's memory: whether the last attempt failed,
+// and when an open path is due again.
+type healWatch struct {
+	cut  bool
+	next time.Time
+}
+
+// due says whether to try the path now.
+func (w *healWatch) due(now time.Time) bool { return w.cut || !now.Before(w.next) }
+
+// tried records an attempt and reports whether it is the heal: a
+// connection after one that failed.
+func (w *healWatch) tried(connected bool, now time.Time) (healed bool) {
+	if !connected {
+		w.cut = true
+		return false
+	}
+	healed = w.cut
+	w.cut, w.next = false, now.Add(healRecheckEvery)
+	return healed
+}
+
 // runHealWatch is the loop of the above; it idles on anything but a
 // secondary that misses its primary.
 func (n *Node) runHealWatch(ctx context.Context) {
 	t := time.NewTicker(healProbeEvery)
 	defer t.Stop()
-	cut := false       // the last attempt did not connect
-	var next time.Time // the next attempt, while the path is open
+	var w healWatch
 	for {
 		select {
 		case <-ctx.Done():
@@ -114,24 +135,21 @@ func (n *Node) runHealWatch(ctx context.Context) {
 		}
 		s := n.State()
 		if s.Role != state.RoleSecondary || s.Cluster == nil || s.Cluster.Peer == nil || s.Operation != nil || n.heardAgo() < healQuietAfter {
-			cut, next = false, time.Time{}
+			w = healWatch{}
 			continue
 		}
-		if !cut && time.Now().Before(next) {
+		if !w.due(time.Now()) {
 			continue
 		}
 		p := s.Cluster.Peer
 		dctx, cancel := context.WithTimeout(ctx, healProbeEvery)
 		conn, err := (&net.Dialer{}).DialContext(dctx, "tcp", net.JoinHostPort(p.IP, strconv.Itoa(p.PGPort)))
 		cancel()
-		if err != nil {
-			cut = true
-			continue
+		if err == nil {
+			conn.Close()
 		}
-		conn.Close()
-		if cut {
+		if w.tried(err == nil, time.Now()) {
 			n.kickReceiver(ctx, healReceiverConnecting, 0, "the path to the primary's PostgreSQL is open again")
 		}
-		cut, next = false, time.Now().Add(healRecheckEvery)
 	}
 }
