@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/tandem-ha/tandem/internal/api"
@@ -21,6 +23,18 @@ const (
 	EventFailoverFinished = "failover_finished"
 	EventFailoverFailed   = "failover_failed"
 )
+
+// peerSilentAfter: a primary the monitor's heartbeats have not reached for
+// this long (two of its one-second ticks, each with a two-second timeout)
+// counts as silent on the link between the nodes without a fresh ask.
+const peerSilentAfter = 3 * time.Second
+
+// peerAskTimeout bounds the fresh ask: the peer client keeps its TLS
+// connection alive, so a live peer answers within one round trip on the
+// cluster subnet.
+const peerAskTimeout = 500 * time.Millisecond
+
+var errNotAsked = errors.New("not asked")
 
 // Failover makes this secondary the primary because the primary is gone.
 // The console has already checked every path it has to the primary; this
@@ -51,25 +65,39 @@ func (n *Node) failover(ctx context.Context, req api.FailoverRequest) (api.Failo
 		}
 		st.mark("quorum: leader key vacant")
 	}
-	// The monitor asks the peer every second; when it has not heard from
-	// it for a while, the primary is silent as far as this node can tell,
-	// and a fresh check would only add its timeout to the outage.
-	if ago := n.heardAgo(); !req.Force && ago >= 0 && ago < 3*time.Second {
-		if hb, err := n.askPeer(ctx, peer, 500*time.Millisecond); err == nil {
-			return api.FailoverResult{}, conflict("the primary %s answers %s (role %s, term %d, PostgreSQL %s): failover refused. For a planned change use switchover", peer.Name, n.cfg.Name, hb.Role, hb.Term, hb.Postgres)
-		}
-	}
-	st.mark("primary silent")
 	prefix, err := netip.ParsePrefix(s.Cluster.ClusterIP)
 	if err != nil {
 		return api.FailoverResult{}, err
 	}
-	if mac, inUse, err := n.vip.Probe(ctx, prefix); err != nil {
-		return api.FailoverResult{}, unavailable("cannot probe the cluster IP %s: %v; failover refused", prefix.Addr(), err)
-	} else if inUse {
-		return api.FailoverResult{}, conflict("the cluster IP %s is still answered by %s: a primary may be alive; failover refused", prefix.Addr(), mac)
+	// Two paths of this node's own, looked at together so that their
+	// bounds do not add up: the peers' link, asked afresh when the monitor
+	// heard the primary less than peerSilentAfter ago (past that, the
+	// heartbeats of that whole time failed, and one more ask would only
+	// add its timeout to the outage), and the cluster IP, probed by ARP or
+	// NDP whatever the flags, since an answer there means a primary is
+	// still alive.
+	var (
+		wg       sync.WaitGroup
+		hb       api.Heartbeat
+		hbErr    error = errNotAsked
+		mac      string
+		inUse    bool
+		probeErr error
+	)
+	if ago := n.heardAgo(); !req.Force && ago >= 0 && ago < peerSilentAfter {
+		wg.Go(func() { hb, hbErr = n.askPeer(ctx, peer, peerAskTimeout) })
 	}
-	st.mark("cluster IP probed free")
+	wg.Go(func() { mac, inUse, probeErr = n.vip.Probe(ctx, prefix) })
+	wg.Wait()
+	if hbErr == nil {
+		return api.FailoverResult{}, conflict("the primary %s answers %s on the link between the nodes (role %s, term %d, PostgreSQL %s): failover refused. For a planned change use switchover", peer.Name, n.cfg.Name, hb.Role, hb.Term, hb.Postgres)
+	}
+	if probeErr != nil {
+		return api.FailoverResult{}, unavailable("cannot probe the cluster IP %s: %v; failover refused", prefix.Addr(), probeErr)
+	} else if inUse {
+		return api.FailoverResult{}, conflict("the cluster IP %s is still answered by %s (ARP/NDP probe from %s): a primary may be alive; failover refused", prefix.Addr(), mac, n.cfg.Name)
+	}
+	st.mark("primary silent, cluster IP probed free")
 	newTerm := s.Term + 1
 	n.log.Warn("failover", "op", OpFailover, "from", peer.Name, "term", newTerm, "force", req.Force)
 	var lead *quorum.Leadership

@@ -165,6 +165,10 @@ func (f *fakePG) ReadDataFile(name string) ([]byte, error) {
 	}
 	return b, nil
 }
+func (f *fakePG) EndWALReceiver(pid int) error {
+	f.call(fmt.Sprintf("end-wal-receiver %d", pid))
+	return nil
+}
 func (f *fakePG) StartHalted() error      { f.call("start-halted"); return nil }
 func (f *fakePG) PostmasterRunning() bool { return false }
 

@@ -107,6 +107,9 @@ type Postgres interface {
 	SetReplicationPeers(ips []string) error
 	// A file of the data directory (standby.signal).
 	ReadDataFile(name string) ([]byte, error)
+	// EndWALReceiver ends the WAL receiver process pid (a fresh one
+	// follows).
+	EndWALReceiver(pid int) error
 }
 
 // VIP is what the cluster logic needs from the cluster IP owner

@@ -1,13 +1,8 @@
 package console
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"net"
-	"net/netip"
-	"strconv"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,11 +11,8 @@ import (
 )
 
 // failoverTimeout bounds the failover request; the checks before it are
-// bounded per path.
+// bounded per path (failoverchecks.go).
 const failoverTimeout = time.Minute
-
-// pathTimeout bounds each attempt to reach the primary before a failover.
-const pathTimeout = 1500 * time.Millisecond
 
 // PathCheck is one way the console tried to reach the primary.
 type PathCheck struct {
@@ -28,6 +20,9 @@ type PathCheck struct {
 	Address   string `json:"address"`
 	Reachable bool   `json:"reachable"`
 	Detail    string `json:"detail,omitempty"`
+	// MS is when the path answered, or when the console stopped waiting,
+	// in milliseconds from the start of the checks.
+	MS float64 `json:"ms"`
 }
 
 // FailoverOutput is `tandem failover -o json`.
@@ -91,34 +86,12 @@ stopped waiting, the failover carries on on the node; 1 otherwise.`,
 			errw := cmd.ErrOrStderr()
 			out := FailoverOutput{Cluster: name, Forced: force}
 
-			probes := probeNodes(ctx, tr, toks, cc.Nodes)
-			if p := primaryOf(probes); p != nil && !force {
-				return exitf(ExitConflict, "%s answers as primary (term %d): failover refused. For a planned change use `tandem switchover`. Nothing was sent", nameOr(p), p.view.Node.Term)
+			sv, err := surveyFailover(ctx, tr, toks, cc, force)
+			if err != nil {
+				return err
 			}
-			var secondary, primary *probe
-			for _, p := range probes {
-				switch {
-				case p.reachable() && p.view.Node.Role == roleSecondary:
-					secondary = p
-				case p.node.Name == cc.Primary || !p.reachable():
-					primary = p
-				}
-			}
-			if secondary == nil {
-				return &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("no node of cluster %s answers as secondary (%s): there is nothing to fail over to. Nothing was sent", name, describe(probes))}
-			}
-			if primary == nil {
-				for _, p := range probes {
-					if p != secondary {
-						primary = p
-					}
-				}
-			}
-			pgPort := 5432
-			if peer := secondary.view.Peer; peer != nil && peer.PGPort > 0 {
-				pgPort = peer.PGPort
-			}
-			out.Paths = checkPaths(ctx, primary, cc, apiPortOf(cc), pgPort, knownFingerprints(tr, cc))
+			secondary, primary := sv.secondary, sv.primary
+			out.Paths = sv.paths
 			var reached []string
 			for _, pc := range out.Paths {
 				if pc.Reachable {
@@ -134,9 +107,12 @@ stopped waiting, the failover carries on on the node; 1 otherwise.`,
 			out.Contact = secondary.view.PeerContact
 			fmt.Fprintf(errw, "\nFailover in cluster %s (term %d → %d):\n", name, secondary.view.Node.Term, secondary.view.Node.Term+1)
 			for _, pc := range out.Paths {
-				state := "silent"
+				if pc.Path == heartbeatPath {
+					continue // the contact, below
+				}
+				state := fmt.Sprintf("silent (%.0f ms)", pc.MS)
 				if pc.Reachable {
-					state = "ANSWERS"
+					state = "ANSWERS: " + pc.Detail
 				}
 				fmt.Fprintf(errw, "  primary %s via %s (%s): %s\n", nameOr(primary), pc.Path, pc.Address, state)
 			}
@@ -144,7 +120,7 @@ stopped waiting, the failover carries on on the node; 1 otherwise.`,
 				if c.SilentSeconds < 0 {
 					fmt.Fprintf(errw, "  %s has not heard from the primary since it started.\n", nameOr(secondary))
 				} else {
-					fmt.Fprintf(errw, "  %s last heard from the primary %s ago (%s).\n", nameOr(secondary), time.Duration(c.SilentSeconds*float64(time.Second)).Round(100*time.Millisecond), c.LastHeard)
+					fmt.Fprintf(errw, "  %s last heard from the primary %s ago (%s)%s.\n", nameOr(secondary), time.Duration(c.SilentSeconds*float64(time.Second)).Round(100*time.Millisecond), c.LastHeard, askAgain(c))
 				}
 				if c.Synchronized {
 					fmt.Fprintf(errw, "  At that moment the cluster was synchronized: no acknowledged commit is lost.\n")
@@ -163,7 +139,12 @@ stopped waiting, the failover carries on on the node; 1 otherwise.`,
 			if err := secondary.c.Post(ctx, "/v1/cluster/failover", api.FailoverRequest{Force: force}, &out.Result); err != nil {
 				return lostOperation(ctx, "failover", nameOr(secondary), err)
 			}
-			_ = remember(tr.cache, name, probeNodes(ctx, tr, toks, cc.Nodes), time.Now())
+			// The cache learns the new primary from the answer: looking at
+			// the nodes again would cost a full probe timeout on the old
+			// one, just found silent.
+			promoted := *secondary
+			promoted.view.Node.Role, promoted.view.Node.Term, promoted.view.Record = rolePrimary, out.Result.Term, nil
+			_ = remember(tr.cache, name, []*probe{&promoted}, time.Now())
 			if g.output == "json" {
 				return printJSON(cmd.OutOrStdout(), out)
 			}
@@ -176,49 +157,6 @@ stopped waiting, the failover carries on on the node; 1 otherwise.`,
 	f.BoolVar(&force, "force", false, "skip the checks that the primary is unreachable (DANGEROUS: only when it surely cannot accept writes)")
 	f.StringVar(&cluster, "cluster", "", "which cached cluster, when the console knows several")
 	return cmd
-}
-
-// checkPaths tries, all at once, every way to the primary: its API by the
-// cached address and on the cluster IP, its PostgreSQL port by node IP and
-// on the cluster IP.
-func checkPaths(ctx context.Context, primary *probe, cc CachedCluster, apiPort string, pgPort int, known map[string]string) []PathCheck {
-	var checks []PathCheck
-	add := func(path, addr string) { checks = append(checks, PathCheck{Path: path, Address: addr}) }
-	if primary != nil {
-		add("node API", primary.node.Address)
-		if primary.node.IP != "" {
-			add("PostgreSQL on the node IP", net.JoinHostPort(primary.node.IP, strconv.Itoa(pgPort)))
-		}
-	}
-	if p, err := netip.ParsePrefix(cc.ClusterIP); err == nil {
-		add("node API on the cluster IP", net.JoinHostPort(p.Addr().String(), apiPort))
-		add("PostgreSQL on the cluster IP", net.JoinHostPort(p.Addr().String(), strconv.Itoa(pgPort)))
-	}
-	var wg sync.WaitGroup
-	for i := range checks {
-		wg.Go(func() {
-			c := &checks[i]
-			pctx, cancel := context.WithTimeout(ctx, pathTimeout)
-			defer cancel()
-			if c.Path == "node API" || c.Path == "node API on the cluster IP" {
-				a := identify(pctx, c.Address, known)
-				c.Reachable, c.Detail = a.Reachable, a.Error
-				if a.Node != "" {
-					c.Detail = "answered as " + a.Node
-				}
-				return
-			}
-			conn, err := (&net.Dialer{}).DialContext(pctx, "tcp", c.Address)
-			if err != nil {
-				c.Detail = err.Error()
-				return
-			}
-			conn.Close()
-			c.Reachable = true
-		})
-	}
-	wg.Wait()
-	return checks
 }
 
 func printFailover(w io.Writer, o FailoverOutput) {

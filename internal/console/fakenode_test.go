@@ -38,10 +38,12 @@ type fakeNode struct {
 	replication *api.ReplicationInfo
 	clusterIP   api.ClusterIPInfo
 	peer        *api.Member
+	contact     *api.PeerContact
 	events      []api.Event
 	checks      api.PreflightResult
 	assemble    api.AssembleResult
 	disassemble api.DisassembleResult
+	failover    api.FailoverResult
 	failWith    map[string]*api.Error // path → error answer
 	requests    []fakeRequest
 
@@ -122,6 +124,7 @@ func (f *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 		"/v1/node": http.MethodGet, "/v1/cluster": http.MethodGet, "/v1/events": http.MethodGet,
 		"/v1/preflight": http.MethodPost, "/v1/cluster/assemble": http.MethodPost, "/v1/cluster/disassemble": http.MethodPost,
 		"/v1/cert/prepare": http.MethodPost, "/v1/cert/switch": http.MethodPost,
+		"/v1/cluster/failover": http.MethodPost,
 	}
 	m, ok := want[r.URL.Path]
 	switch {
@@ -139,7 +142,7 @@ func (f *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 	case "/v1/node":
 		reply(http.StatusOK, f.info)
 	case "/v1/cluster":
-		reply(http.StatusOK, api.ClusterView{Node: f.info, Record: f.record, Replication: f.replication, ClusterIP: f.clusterIP, Peer: f.peer})
+		reply(http.StatusOK, api.ClusterView{Node: f.info, Record: f.record, Replication: f.replication, ClusterIP: f.clusterIP, Peer: f.peer, PeerContact: f.contact})
 	case "/v1/events":
 		n, err := strconv.Atoi(r.URL.Query().Get("limit"))
 		if err != nil {
@@ -193,6 +196,8 @@ func (f *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 			p.mu.Unlock()
 		}
 		reply(http.StatusOK, api.CertSwitchResult{Node: f.info.Name, Old: old, Fingerprint: req.Fingerprint, Peer: "b", PeerConfirmed: true, RecordUpdated: true})
+	case "/v1/cluster/failover":
+		reply(http.StatusOK, f.failover)
 	}
 }
 

@@ -280,6 +280,9 @@ type probe struct {
 	c     *Client
 	err   error
 	viewd bool // /v1/cluster answered (an older tandemd answers only /v1/node)
+	// dialed is how long the TCP connection and TLS handshake took: about
+	// two round trips from this console to the node.
+	dialed time.Duration
 }
 
 func (p *probe) reachable() bool { return p.err == nil }
@@ -291,23 +294,28 @@ func probeNodes(ctx context.Context, tr *trust, toks *Tokens, nodes []CachedNode
 	var wg sync.WaitGroup
 	for i, n := range nodes {
 		out[i] = &probe{node: n}
-		wg.Go(func() {
-			p := out[i]
-			tok := toks.ByAddress[n.Address]
-			if tok == "" {
-				p.err = exitf(ExitRefused, "the console has no admin token for %s (%s): it keeps the tokens given at `tandem assemble`", n.Name, n.Address)
-				return
-			}
-			pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-			defer cancel()
-			p.c, p.err = Dial(pctx, n.Address, tok, tr)
-			if p.err == nil {
-				p.viewd, p.err = fetchView(pctx, p.c, &p.view)
-			}
-		})
+		wg.Go(func() { out[i].look(ctx, tr, toks) })
 	}
 	wg.Wait()
 	return out
+}
+
+// look asks p's node for its view, bounded by probeTimeout.
+func (p *probe) look(ctx context.Context, tr *trust, toks *Tokens) {
+	n := p.node
+	tok := toks.ByAddress[n.Address]
+	if tok == "" {
+		p.err = exitf(ExitRefused, "the console has no admin token for %s (%s): it keeps the tokens given at `tandem assemble`", n.Name, n.Address)
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	start := time.Now()
+	p.c, p.err = Dial(pctx, n.Address, tok, tr)
+	p.dialed = time.Since(start)
+	if p.err == nil {
+		p.viewd, p.err = fetchView(pctx, p.c, &p.view)
+	}
 }
 
 // fetchView asks a node for GET /v1/cluster, falling back to GET /v1/node

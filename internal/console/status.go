@@ -433,6 +433,19 @@ func apiPortOf(cc CachedCluster) string {
 // certificate. It sends nothing, so no token goes to whoever holds the
 // address.
 func identify(ctx context.Context, addr string, known map[string]string) *EndpointAnswer {
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	conn, err := (&net.Dialer{}).DialContext(pctx, "tcp", addr)
+	if err != nil {
+		return &EndpointAnswer{Address: addr, Error: err.Error()}
+	}
+	return identifyOver(pctx, conn, addr, known)
+}
+
+// identifyOver is identify over a TCP connection already open to addr; it
+// closes conn.
+func identifyOver(ctx context.Context, conn net.Conn, addr string, known map[string]string) *EndpointAnswer {
+	defer conn.Close()
 	a := &EndpointAnswer{Address: addr}
 	var stranger string
 	cfg := &tls.Config{
@@ -451,10 +464,7 @@ func identify(ctx context.Context, addr string, known map[string]string) *Endpoi
 			return errors.New("unknown certificate")
 		},
 	}
-	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: cfg}
-	conn, err := d.DialContext(pctx, "tcp", addr)
+	err := tls.Client(conn, cfg).HandshakeContext(ctx)
 	switch {
 	case stranger != "":
 		a.Reachable = true
@@ -462,7 +472,6 @@ func identify(ctx context.Context, addr string, known map[string]string) *Endpoi
 	case err != nil:
 		a.Error = err.Error()
 	default:
-		conn.Close()
 		a.Reachable = true
 	}
 	return a
