@@ -25,6 +25,10 @@ const (
 	ConsolePath = "/usr/bin/tandem"
 	UnitPath    = "/lib/systemd/system/tandemd.service"
 	ConfigPath  = "/etc/tandem/tandemd.yaml"
+	// The witness of automatic failover mode, on a third machine: the
+	// same tandemd, its own unit (not enabled) and config.
+	WitnessUnitPath   = "/lib/systemd/system/tandem-witness.service"
+	WitnessConfigPath = "/etc/tandem/witness.yaml"
 )
 
 // Depends is the package's Depends field: a PostgreSQL server (tandemd runs
@@ -108,6 +112,8 @@ func Build(d Deb, outDir string) (string, error) {
 				{Source: filepath.Join(src, "tandemd.service"), Destination: UnitPath, FileInfo: &files.ContentFileInfo{Mode: 0o644}},
 				// No secrets in it (they live in state_dir), so world-readable.
 				{Source: filepath.Join(src, "tandemd.yaml"), Destination: ConfigPath, Type: files.TypeConfig, FileInfo: &files.ContentFileInfo{Mode: 0o644}},
+				{Source: filepath.Join(src, "tandem-witness.service"), Destination: WitnessUnitPath, FileInfo: &files.ContentFileInfo{Mode: 0o644}},
+				{Source: filepath.Join(src, "witness.yaml"), Destination: WitnessConfigPath, Type: files.TypeConfig, FileInfo: &files.ContentFileInfo{Mode: 0o644}},
 			},
 			Scripts: nfpm.Scripts{
 				PostInstall: filepath.Join(src, "postinst"),

@@ -258,8 +258,8 @@ func TestControl(t *testing.T) {
 		}
 	}
 
-	if got := string(p.control["conffiles"].body); got != ConfigPath+"\n" {
-		t.Errorf("conffiles is %q, want %q", got, ConfigPath+"\n")
+	if got, want := string(p.control["conffiles"].body), ConfigPath+"\n"+WitnessConfigPath+"\n"; got != want {
+		t.Errorf("conffiles is %q, want %q", got, want)
 	}
 	if _, ok := p.control["md5sums"]; !ok {
 		t.Error("control.tar.gz has no md5sums")
@@ -325,10 +325,12 @@ func TestDataContents(t *testing.T) {
 		mode os.FileMode
 		body []byte
 	}{
-		"usr/bin/tandemd":                    {0o755, mustRead(t, filepath.Join(p.bins, "tandemd"))},
-		"usr/bin/tandem":                     {0o755, mustRead(t, filepath.Join(p.bins, "tandem"))},
-		"lib/systemd/system/tandemd.service": {0o644, embedded(t, "tandemd.service")},
-		"etc/tandem/tandemd.yaml":            {0o644, embedded(t, "tandemd.yaml")},
+		"usr/bin/tandemd":                           {0o755, mustRead(t, filepath.Join(p.bins, "tandemd"))},
+		"usr/bin/tandem":                            {0o755, mustRead(t, filepath.Join(p.bins, "tandem"))},
+		"lib/systemd/system/tandemd.service":        {0o644, embedded(t, "tandemd.service")},
+		"etc/tandem/tandemd.yaml":                   {0o644, embedded(t, "tandemd.yaml")},
+		"lib/systemd/system/tandem-witness.service": {0o644, embedded(t, "tandem-witness.service")},
+		"etc/tandem/witness.yaml":                   {0o644, embedded(t, "witness.yaml")},
 	}
 	var files []string
 	for name, f := range p.data {
@@ -851,5 +853,55 @@ func TestBuildRefusesMistakes(t *testing.T) {
 				t.Errorf("a refused build left %v behind", entries)
 			}
 		})
+	}
+}
+
+// The witness's unit verifies like tandemd's, and its shipped config is
+// refused only for the empty node settings, then valid once they are filled.
+func TestWitnessUnitAndConfig(t *testing.T) {
+	if analyze, err := exec.LookPath("systemd-analyze"); err == nil {
+		p := pkg(t)
+		dir := t.TempDir()
+		unit := strings.ReplaceAll(string(embedded(t, "tandem-witness.service")), "ExecStart="+TandemdPath, "ExecStart="+filepath.Join(p.bins, "tandemd"))
+		path := filepath.Join(dir, "tandem-witness.service")
+		if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(analyze, "verify", "--man=no", path).CombinedOutput()
+		if err != nil {
+			t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, "tandem-witness.service") {
+				t.Errorf("systemd-analyze verify: %s", line)
+			}
+		}
+	} else {
+		t.Log("systemd-analyze is not installed; the witness unit was not verified")
+	}
+	units, _ := unitFile(t, embedded(t, "tandem-witness.service"))
+	if got := units["Service"]["ExecStart"]; len(got) != 1 || !strings.Contains(got[0], "--witness --config "+WitnessConfigPath) {
+		t.Errorf("the witness unit runs %v, want tandemd --witness --config %s", got, WitnessConfigPath)
+	}
+	load := func(y string) (config.Config, error) {
+		c := config.Defaults()
+		if err := config.Parse([]byte(y), &c); err != nil {
+			return c, err
+		}
+		return c, c.ValidateWitness()
+	}
+	shipped := string(embedded(t, "witness.yaml"))
+	_, err := load(shipped)
+	var p *config.Problems
+	if !errors.As(err, &p) || len(p.List) != 2 || !strings.HasPrefix(p.List[0], "node.name is required") || !strings.HasPrefix(p.List[1], "node.ip is required") {
+		t.Fatalf("the shipped witness config should be refused for node.name and node.ip only: %v", err)
+	}
+	filled := strings.Replace(strings.Replace(shipped, `name: ""`, "name: w", 1), `ip: ""`, "ip: 10.0.0.13", 1)
+	c, err := load(uncomment(filled))
+	if err != nil {
+		t.Fatalf("the shipped witness config, filled in and uncommented, is refused: %v", err)
+	}
+	if c.StateDir != "/var/lib/tandem-witness" || c.Quorum.PeerPort != 7410 || c.Quorum.ClientPort != 7411 {
+		t.Errorf("witness config %+v", c)
 	}
 }

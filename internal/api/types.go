@@ -80,6 +80,9 @@ type QuorumInfo struct {
 	Eligible bool   `json:"eligible"`
 	Why      string `json:"why,omitempty"`
 	Error    string `json:"error,omitempty"`
+	// Failsafe: this primary's lease renewals fail and it is kept primary
+	// by its secondary's promise not to take over.
+	Failsafe bool `json:"failsafe,omitempty"`
 }
 
 // QuorumMemberStatus is one member's health as this node sees it.
@@ -464,4 +467,18 @@ type PeerCertRequest struct {
 type PeerCertResult struct {
 	Pinned string `json:"pinned"`
 	Next   string `json:"next,omitempty"`
+}
+
+// FailsafeRequest is POST /v1/peer/failsafe: the primary, whose lease
+// renewals fail (etcd does not answer it), asks its secondary to promise
+// not to take the leader key for a while.
+type FailsafeRequest struct {
+	Term int64 `json:"term"`
+}
+
+// FailsafeResult is the secondary's promise: it takes no leader key and
+// does not promote by itself for WindowMS milliseconds from when it
+// answered.
+type FailsafeResult struct {
+	WindowMS int64 `json:"window_ms"`
 }

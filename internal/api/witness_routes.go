@@ -51,3 +51,22 @@ func (c *Client) WitnessLeave(ctx context.Context) error {
 	_, err := post[struct{}](ctx, c, "/v1/witness/leave", struct{}{})
 	return err
 }
+
+// FailsafeBackend is a node's side of failsafe (automatic mode): the
+// secondary's promise to a primary that cannot reach etcd.
+type FailsafeBackend interface {
+	Failsafe(ctx context.Context, req FailsafeRequest) (FailsafeResult, error)
+}
+
+func failsafeRoutes(fb FailsafeBackend) map[string]route {
+	return map[string]route{
+		"/v1/peer/failsafe": {method: http.MethodPost, auth: authPeer, h: func(r *http.Request) (any, int, error) {
+			var req FailsafeRequest
+			if err := decode(r, &req); err != nil {
+				return nil, 0, err
+			}
+			v, err := fb.Failsafe(r.Context(), req)
+			return v, http.StatusOK, err
+		}},
+	}
+}

@@ -68,6 +68,12 @@ type quorumState struct {
 	eligible bool
 	why      string
 	info     *api.QuorumInfo // for status (auto_info.go)
+	// Failsafe (auto_failsafe.go): on a secondary, the promise given to
+	// the primary and whether it is taking the key; on the primary,
+	// whether a promise keeps it now.
+	promiseUntil time.Time
+	campaigning  bool
+	failsafe     bool
 	// fenced: this primary fenced itself and waits for the quorum.
 	fenced      bool
 	fenceReason string
@@ -96,11 +102,7 @@ func (n *Node) startQuorum(spec api.QuorumSpec) error {
 		return err
 	}
 	mc.Log = n.log.With("component", "quorum")
-	var trusted [][]byte
-	for _, m := range spec.Members {
-		trusted = append(trusted, []byte(m.CertPEM))
-	}
-	cli, err := quorum.NewClient(quorum.ClientConfig{Endpoints: QuorumEndpoints(spec), CertPEM: n.cfg.CertPEM, KeyPEM: n.cfg.KeyPEM, TrustedPEM: trusted, DialTimeout: time.Second})
+	cli, err := quorum.NewClient(n.quorumClientConfig(state.State{Cluster: &state.Membership{Quorum: &spec}}))
 	if err != nil {
 		return err
 	}
@@ -190,6 +192,11 @@ func (n *Node) holdLeadership(l *quorum.Leadership) {
 		n.log.Error("could not remember the leader lease", "err", err)
 	}
 	n.run.goAttach(func(ctx context.Context) { n.watchLease(ctx, l) })
+	renew := n.cfg.Lease.RenewEvery
+	if renew <= 0 {
+		renew = quorum.DefaultLeaseConfig.RenewEvery
+	}
+	n.run.goAttach(func(ctx context.Context) { n.keepByFailsafe(ctx, l, renew) })
 }
 
 // watchLease fences this primary when its tenure ends by itself.
@@ -390,6 +397,12 @@ func (n *Node) openHolding(ctx context.Context, l *quorum.Leadership, s state.St
 // records itself primary of term before PostgreSQL opens, so a former
 // primary that comes back learns it was replaced.
 func (n *Node) takeKeyFor(ctx context.Context, s state.State, term int64, wait time.Duration) (*quorum.Leadership, error) {
+	return n.takeKey(ctx, s, term, wait, true)
+}
+
+// takeKey is takeKeyFor; honour false does not wait out a failsafe
+// promise (the switchover the primary asked for).
+func (n *Node) takeKey(ctx context.Context, s state.State, term int64, wait time.Duration, honour bool) (*quorum.Leadership, error) {
 	cli := n.quorumClient()
 	if cli == nil {
 		return nil, unavailable("the quorum is not started on %s", n.cfg.Name)
@@ -397,6 +410,10 @@ func (n *Node) takeKeyFor(ctx context.Context, s state.State, term int64, wait t
 	prefix := s.Cluster.Quorum.Prefix
 	cctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
+	if err := n.beginCampaign(cctx, honour); err != nil {
+		return nil, unavailable("%s promised its primary not to take the leader key (failsafe), and the promise is still renewed: the primary is alive", n.cfg.Name)
+	}
+	defer n.endCampaign()
 	var l *quorum.Leadership
 	for {
 		var err error

@@ -67,38 +67,65 @@ func (n *Node) runQuorumInfo(ctx context.Context) {
 	}
 }
 
-// keepEtcdLeaderOff moves the etcd leadership away from the primary's own
-// member, to the witness (or the secondary when the witness is down): if
-// the primary then dies, the other two still have a leader, and the lease
-// runs out on time rather than after an election (and the lease extension
-// every new etcd leader grants).
+// keepEtcdLeaderOff keeps the etcd leadership on the witness while it is
+// healthy (else on the secondary), never on the primary: if the primary
+// dies, the other two still have a leader, and its lease runs out on time
+// rather than after an election and the lease extension every new etcd
+// leader grants. And the witness's own death, which does cost an election,
+// is carried by failsafe (auto_failsafe.go): the pair is whole.
 func (n *Node) keepEtcdLeaderOff(ctx context.Context, s state.State, info *api.QuorumInfo) {
-	n.q.mu.Lock()
-	m := n.q.member
-	n.q.mu.Unlock()
-	if m == nil || !m.IsRaftLeader() {
-		return
-	}
-	to := ""
+	leader, healthy := "", map[string]bool{}
 	for _, ms := range info.Members {
-		switch {
-		case ms.Name == n.cfg.Name || !ms.Healthy:
-		case ms.Name != s.Cluster.Peer.Name:
-			to = ms.Name // the witness first
-		case to == "":
-			to = ms.Name
+		healthy[ms.Name] = ms.Healthy
+		if ms.EtcdLeader {
+			leader = ms.Name
 		}
 	}
-	if to == "" {
+	witness := ""
+	for _, m := range s.Cluster.Quorum.Members {
+		if m.Name != n.cfg.Name && m.Name != s.Cluster.Peer.Name {
+			witness = m.Name
+		}
+	}
+	to := ""
+	switch {
+	case leader == "" || leader == witness:
+		return
+	case healthy[witness]:
+		to = witness
+	case leader == n.cfg.Name && healthy[s.Cluster.Peer.Name]:
+		to = s.Cluster.Peer.Name
+	default:
+		return
+	}
+	var leaderAddr string
+	for _, m := range s.Cluster.Quorum.Members {
+		if m.Name == leader {
+			leaderAddr = m.ClientAddr
+		}
+	}
+	cli := n.quorumClient()
+	if cli == nil || leaderAddr == "" {
 		return
 	}
 	mctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if moved, err := m.HandLeadershipTo(mctx, to); err != nil {
-		n.log.Warn("could not move the etcd leadership off the primary", "to", to, "err", err)
+	cfg := n.quorumClientConfig(s)
+	cfg.Endpoints = []string{"https://" + leaderAddr}
+	if moved, err := quorum.MoveLeader(mctx, cli, cfg, to); err != nil {
+		n.log.Warn("could not move the etcd leadership", "from", leader, "to", to, "err", err)
 	} else if moved {
-		n.log.Info("etcd leadership moved off the primary", "to", to)
+		n.log.Info("etcd leadership moved", "from", leader, "to", to)
 	}
+}
+
+// quorumClientConfig is how this node reaches the quorum of s.
+func (n *Node) quorumClientConfig(s state.State) quorum.ClientConfig {
+	var trusted [][]byte
+	for _, m := range s.Cluster.Quorum.Members {
+		trusted = append(trusted, []byte(m.CertPEM))
+	}
+	return quorum.ClientConfig{Endpoints: QuorumEndpoints(*s.Cluster.Quorum), CertPEM: n.cfg.CertPEM, KeyPEM: n.cfg.KeyPEM, TrustedPEM: trusted, DialTimeout: time.Second}
 }
 
 // quorumInfo is the last picture, with the fence deadline as of now.
@@ -116,5 +143,6 @@ func (n *Node) quorumInfo() *api.QuorumInfo {
 	if n.q.fenced {
 		info.Error = "this node fenced itself: " + n.q.fenceReason
 	}
+	info.Failsafe = n.q.failsafe
 	return &info
 }

@@ -324,7 +324,7 @@ func (n *Node) Promote(ctx context.Context, req api.PromoteRequest) (api.Promote
 		st.mark("shutdown checkpoint replayed")
 		var lead *quorum.Leadership
 		if automatic(s) {
-			l, err := n.takeKeyFor(ctx, s, req.Term, 5*time.Second)
+			l, err := n.takeKey(ctx, s, req.Term, 5*time.Second, false)
 			if err != nil {
 				return api.PromoteResult{}, err
 			}

@@ -770,6 +770,11 @@ func failoverLines(nodes []NodeStatus) []string {
 		}
 	}
 	for _, n := range nodes {
+		if n.Reachable && n.Quorum != nil && n.Quorum.Failsafe {
+			out = append(out, fmt.Sprintf("FAILSAFE: etcd does not renew %s's lease; it stays primary only on its secondary's promise not to take over", n.Name))
+		}
+	}
+	for _, n := range nodes {
 		if n.Reachable && n.Quorum != nil && strings.HasPrefix(n.Quorum.Error, "this node fenced itself") {
 			out = append(out, fmt.Sprintf("%s: %s", n.Name, n.Quorum.Error))
 		}

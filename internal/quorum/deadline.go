@@ -93,6 +93,9 @@ type deadlineTracker struct {
 	cfg LeaseConfig
 	mu  sync.Mutex
 	at  time.Time
+	// sent is when the last successful lease renewal was sent (a peer's
+	// promise moves at, not sent).
+	sent time.Time
 }
 
 // renewed counts a renewal sent at sent whose answer granted ttl (the
@@ -102,10 +105,31 @@ func (d *deadlineTracker) renewed(sent time.Time, granted time.Duration) time.Ti
 	nd := FenceDeadline(sent, ttl, d.cfg.DriftRate, d.cfg.FenceMargin)
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if sent.After(d.sent) {
+		d.sent = sent
+	}
 	if nd.After(d.at) {
 		d.at = nd
 	}
 	return d.at
+}
+
+// extend moves the deadline as a renewal sent at sent granting window
+// would, without counting as a lease renewal.
+func (d *deadlineTracker) extend(sent time.Time, window time.Duration) time.Time {
+	nd := FenceDeadline(sent, window, d.cfg.DriftRate, d.cfg.FenceMargin)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if nd.After(d.at) {
+		d.at = nd
+	}
+	return d.at
+}
+
+func (d *deadlineTracker) lastSent() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.sent
 }
 
 func (d *deadlineTracker) deadline() time.Time {

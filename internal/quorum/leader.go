@@ -259,6 +259,18 @@ func (l *Leadership) Held() bool {
 	}
 }
 
+// LastRenewal is when the last successful lease renewal was sent.
+func (l *Leadership) LastRenewal() time.Time { return l.dl.lastSent() }
+
+// KeptBy moves the fence deadline as a lease renewal would, for a promise
+// asked at sent: the only other node that could take the key has promised
+// not to for window (failsafe, while etcd does not answer). The deadline is
+// then sent + window × (1 − drift) − fence, like a renewal's. Lost is not
+// held off once it has closed, nor when etcd says the lease is gone.
+func (l *Leadership) KeptBy(sent time.Time, window time.Duration) {
+	l.dl.extend(sent, window)
+}
+
 // Revision is the leader key's create revision: it names this tenure, and
 // the sync record's writes are conditioned on it.
 func (l *Leadership) Revision() int64 { return l.rev }

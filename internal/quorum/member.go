@@ -275,24 +275,3 @@ func NewClient(c ClientConfig) (*clientv3.Client, error) {
 	}
 	return cli, nil
 }
-
-// HandLeadershipTo moves the etcd (raft) leadership from this member, if
-// it leads, to the member called name. The primary's tandemd does this so
-// that the primary's death never costs an etcd election on top of the
-// lease (a new etcd leader also extends every lease by an election
-// timeout). moved is false when this member did not lead.
-func (m *Member) HandLeadershipTo(ctx context.Context, name string) (moved bool, err error) {
-	s := m.etcd.Server
-	if s.Leader() != s.MemberID() {
-		return false, nil
-	}
-	for _, mem := range s.Cluster().Members() {
-		if mem.Name == name && !mem.IsLearner {
-			if err := s.MoveLeader(ctx, uint64(s.MemberID()), uint64(mem.ID)); err != nil {
-				return false, fmt.Errorf("while handing the etcd leadership to %s: %w", name, err)
-			}
-			return true, nil
-		}
-	}
-	return false, fmt.Errorf("no quorum member called %s to hand the etcd leadership to", name)
-}

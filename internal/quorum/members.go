@@ -57,3 +57,38 @@ func replaceOnce(ctx context.Context, cli *clientv3.Client, name, peer string) e
 	}
 	return nil
 }
+
+// MoveLeader hands the etcd leadership to the member called to. It must
+// be sent to the current leader: leaderCfg is a client configuration
+// for the leader's endpoint alone. moved is false when to leads already.
+func MoveLeader(ctx context.Context, cli *clientv3.Client, leaderCfg ClientConfig, to string) (moved bool, err error) {
+	list, err := cli.MemberList(ctx)
+	if err != nil {
+		return false, fmt.Errorf("while listing the quorum members: %w", err)
+	}
+	var id uint64
+	for _, m := range list.Members {
+		if m.Name == to && !m.IsLearner {
+			id = m.ID
+		}
+	}
+	if id == 0 {
+		return false, fmt.Errorf("no quorum member called %s", to)
+	}
+	lc, err := NewClient(leaderCfg)
+	if err != nil {
+		return false, err
+	}
+	defer lc.Close()
+	st, err := lc.Status(ctx, leaderCfg.Endpoints[0])
+	if err != nil {
+		return false, fmt.Errorf("while asking the etcd leader: %w", err)
+	}
+	if st.Leader == id {
+		return false, nil
+	}
+	if _, err := lc.MoveLeader(ctx, id); err != nil {
+		return false, fmt.Errorf("while handing the etcd leadership to %s: %w", to, err)
+	}
+	return true, nil
+}

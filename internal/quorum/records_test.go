@@ -118,9 +118,9 @@ func TestResume(t *testing.T) {
 	}
 }
 
-// The primary's member hands the etcd leadership to another member; one
-// that does not lead changes nothing.
-func TestHandLeadershipTo(t *testing.T) {
+// The etcd leadership moves to the member asked for, through a client of
+// the leader; asking for the member that leads changes nothing.
+func TestMoveLeader(t *testing.T) {
 	tc := newTestCluster(t)
 	ctx := ctxT(t, 20*time.Second)
 	var leader string
@@ -132,27 +132,29 @@ func TestHandLeadershipTo(t *testing.T) {
 	if leader == "" {
 		t.Fatal("no member leads")
 	}
-	to, other := "", ""
+	to := ""
 	for _, n := range memberNames {
 		if n != leader {
-			if to == "" {
-				to = n
-			} else {
-				other = n
-			}
+			to = n
+			break
 		}
 	}
-	if moved, err := tc.members[other].HandLeadershipTo(ctx, to); err != nil || moved {
-		t.Fatalf("a member that does not lead moved the leadership: moved=%v err=%v", moved, err)
+	cfgOf := func(name string) ClientConfig {
+		c := tc.cfgs[name]
+		return ClientConfig{Endpoints: []string{tc.members[name].ClientURL()}, CertPEM: c.CertPEM, KeyPEM: c.KeyPEM, TrustedPEM: c.TrustedPEM}
 	}
-	moved, err := tc.members[leader].HandLeadershipTo(ctx, to)
+	cli := tc.client(to)
+	moved, err := MoveLeader(ctx, cli, cfgOf(leader), to)
 	if err != nil || !moved {
-		t.Fatalf("HandLeadershipTo(%s) from the leader %s: moved=%v err=%v", to, leader, moved, err)
+		t.Fatalf("MoveLeader(%s) through the leader %s: moved=%v err=%v", to, leader, moved, err)
 	}
 	if !tc.members[to].IsRaftLeader() || tc.members[leader].IsRaftLeader() {
 		t.Fatalf("after the move, %s leads=%v and %s leads=%v", to, tc.members[to].IsRaftLeader(), leader, tc.members[leader].IsRaftLeader())
 	}
-	if _, err := tc.members[to].HandLeadershipTo(ctx, "nobody"); err == nil {
+	if moved, err := MoveLeader(ctx, cli, cfgOf(to), to); err != nil || moved {
+		t.Fatalf("moving the leadership to the member that leads: moved=%v err=%v", moved, err)
+	}
+	if _, err := MoveLeader(ctx, cli, cfgOf(to), "nobody"); err == nil {
 		t.Fatal("moving the leadership to an unknown member did not fail")
 	}
 }
