@@ -5,6 +5,8 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +69,21 @@ func errText(err error) string {
 		return "no quorum info yet"
 	}
 	return err.Error()
+}
+
+// noFence checks node's log for a self-fence: a fenced primary cannot
+// record its event (its PostgreSQL is down), but it logs it.
+func (l *testLab) noFence(node string) {
+	l.t.Helper()
+	b, err := os.ReadFile(filepath.Join(l.nodeDir(node), "tandemd.log"))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "FENCE:") || strings.Contains(line, "fencing:") {
+			l.t.Errorf("%s fenced itself: %s", node, line)
+		}
+	}
 }
 
 // No event of kind must have been recorded.
@@ -204,6 +221,7 @@ func TestAutomaticNoQuorumNoFailover(t *testing.T) {
 	if w.acked() <= before {
 		t.Fatalf("no writes acknowledged with the witness off (%s)", w.summary())
 	}
+	c.noFence("a")
 	out, _, _ := c.console("status")
 	if !strings.Contains(out, "w DOWN") {
 		t.Errorf("status does not show the witness down:\n%s", out)
@@ -256,6 +274,8 @@ func TestAutomaticSwitchover(t *testing.T) {
 	}
 	w.stop(true)
 	c.noEvent("lease_lost", "automatic_failover_started", "fenced")
+	c.noFence("a")
+	c.noFence("b")
 }
 
 // TestAutomaticSecondaryCutOff: the secondary loses the primary and the
@@ -270,15 +290,18 @@ func TestAutomaticSecondaryCutOff(t *testing.T) {
 	c.waitEligible("a", "b")
 	w := c.startWitness()
 	time.Sleep(time.Second)
+	pm := c.postmasterPid("a")
 	c.partition("b", "a")
 	c.partition("b", "w")
-	// The primary degrades and goes on; its sync record stops naming b.
-	eventually(t, "a degraded, the sync record naming nobody", 30*time.Second, func() (bool, string) {
+	// The primary degrades after its grace and goes on; its sync record
+	// no longer names b.
+	c.waitEvent("sync_degraded", 30*time.Second)
+	eventually(t, "the sync record naming nobody, a holding the key", 30*time.Second, func() (bool, string) {
 		q, err := c.quorumOf("a")
 		if err != nil || q == nil {
 			return false, errText(err)
 		}
-		return q.Holder == "a" && q.SyncRecord == "", describeQuorum(q)
+		return q.Reachable && q.Error == "" && q.Holder == "a" && q.SyncRecord == "", describeQuorum(q)
 	})
 	before := w.acked()
 	time.Sleep(2 * time.Second)
@@ -296,4 +319,8 @@ func TestAutomaticSecondaryCutOff(t *testing.T) {
 	c.waitEligible("a", "b")
 	w.stop(true)
 	c.noEvent("lease_lost", "automatic_failover_started", "fenced")
+	c.noFence("a")
+	if now := c.postmasterPid("a"); now != pm {
+		t.Errorf("a's postmaster changed from %d to %d while only b was cut off", pm, now)
+	}
 }

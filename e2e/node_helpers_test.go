@@ -75,7 +75,12 @@ func (l *testLab) startTandemd(node string, env ...string) {
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "\n=== %s: the e2e test %s starts tandemd %v\n", time.Now().Format(time.RFC3339Nano), l.t.Name(), env)
-	cmd := exec.Command("ip", "netns", "exec", l.netnsOf(node), filepath.Join(l.bin, "tandemd"), "--config", filepath.Join(dir, "tandemd.yaml"))
+	args := []string{"netns", "exec", l.netnsOf(node), filepath.Join(l.bin, "tandemd"), "--config", filepath.Join(dir, "tandemd.yaml")}
+	if node == "w" {
+		// The lab's witness host runs the witness, never a node.
+		args = append(args, "--witness")
+	}
+	cmd := exec.Command("ip", args...)
 	cmd.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C", "LC_ALL=C"}, env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -36,7 +36,9 @@ func (n *Node) runQuorumInfo(ctx context.Context) {
 			if held {
 				info.Holder = h.Name
 			}
-			if sr, ok, err := quorum.ReadSync(qctx, cli, s.Cluster.Quorum.Prefix); err == nil && ok {
+			if sr, ok, err := quorum.ReadSync(qctx, cli, s.Cluster.Quorum.Prefix); err != nil {
+				info.Error = err.Error()
+			} else if ok {
 				info.SyncRecord = sr.Sync
 			}
 		}
