@@ -116,5 +116,6 @@ func (n *Node) quorumInfo() *api.QuorumInfo {
 	if n.q.fenced {
 		info.Error = "this node fenced itself: " + n.q.fenceReason
 	}
+	info.Watchdog = n.watchdogInfo()
 	return &info
 }
