@@ -216,3 +216,49 @@ func TestWatchdogRequiredWithoutDevice(t *testing.T) {
 		return n.Role == "primary" && n.armed(), fmt.Sprintf("role %s %+v", n.Role, n.Quorum)
 	})
 }
+
+// TestWatchdogSwitchover: a switchover hands the key over with
+// PostgreSQL shut down, so the old primary's watchdog is disarmed (the
+// magic close) rather than left to fire, and the new primary arms its
+// own before it opens. Both nodes stay up well past the watchdog's
+// timeout, and a second switchover goes back.
+func TestWatchdogSwitchover(t *testing.T) {
+	needRoot(t)
+	l := upCluster(t, clusterOpts{failover: "automatic", mode: "sync", synchronized: true})
+	w := l.startWitness()
+	for i, to := range []string{"b", "a"} {
+		from := map[string]string{"b": "a", "a": "b"}[to]
+		eventually(t, from+"'s watchdog armed", 20*time.Second, func() (bool, string) {
+			n, err := l.watchdogOf(from)
+			if err != nil {
+				return false, err.Error()
+			}
+			return n.armed(), fmt.Sprintf("%+v", n.Quorum)
+		})
+		if out, errOut, code := l.console("switchover", "--yes"); code != 0 {
+			t.Fatalf("switchover %d to %s: exit %d\n%s%s", i+1, to, code, out, errOut)
+		}
+		eventually(t, to+" primary with its watchdog armed, "+from+"'s disarmed", 30*time.Second, func() (bool, string) {
+			nt, err := l.watchdogOf(to)
+			if err != nil {
+				return false, err.Error()
+			}
+			nf, err := l.watchdogOf(from)
+			if err != nil {
+				return false, err.Error()
+			}
+			return nt.Role == "primary" && nt.armed() && nf.Role == "secondary" && !nf.armed(), fmt.Sprintf("%s %+v; %s %+v", to, nt.Quorum, from, nf.Quorum)
+		})
+		// Three watchdog timeouts: a watchdog left armed would have fired.
+		time.Sleep(3 * time.Second)
+		for _, node := range []string{"a", "b"} {
+			if off, seen := l.poweredOff(node); off || len(l.processesIn(node, "tandemd")) == 0 {
+				t.Fatalf("after the switchover to %s, %s went down: %s", to, node, seen)
+			}
+		}
+		if b, _ := os.ReadFile(filepath.Join(l.nodeDir(from), "watchdog.log")); !strings.Contains(string(b), "disarmed (magic close)") || strings.Contains(string(b), "FIRED") {
+			t.Errorf("%s's watchdog log after the switchover:\n%s", from, b)
+		}
+	}
+	w.stop(true)
+}
