@@ -83,6 +83,22 @@ type QuorumInfo struct {
 	// Failsafe: this primary's lease renewals fail and it is kept primary
 	// by its secondary's promise not to take over.
 	Failsafe bool `json:"failsafe,omitempty"`
+	// Watchdog is this node's watchdog (nil with watchdog.mode off).
+	Watchdog *WatchdogInfo `json:"watchdog,omitempty"`
+}
+
+// WatchdogInfo is a node's watchdog as status shows it: armed on a
+// primary that holds the leader lease, and if not armed where it should
+// be, why.
+type WatchdogInfo struct {
+	Mode      string `json:"mode"` // automatic or required
+	Device    string `json:"device"`
+	Armed     bool   `json:"armed"`
+	Identity  string `json:"identity,omitempty"`   // the driver's name
+	TimeoutMS int64  `json:"timeout_ms,omitempty"` // while armed
+	// Error: why it is not armed (it could not be opened, or mode
+	// required refused the primary role without it).
+	Error string `json:"error,omitempty"`
 }
 
 // QuorumMemberStatus is one member's health as this node sees it.

@@ -146,6 +146,7 @@ func (n *Node) closeQuorum(resign, wipe bool) {
 			lead.Close()
 		}
 	}
+	n.watchdogLeft(wipe) // after the lease is given up (watchdog.go)
 	if cli != nil {
 		cli.Close()
 	}
@@ -249,6 +250,8 @@ func (n *Node) selfFence(ctx context.Context, reason string) {
 	defer cancel()
 	if err := n.pg.Fence(fctx); err != nil {
 		n.log.Error("FENCE: could not stop PostgreSQL", "err", err)
+	} else {
+		n.watchdogFenced() // PostgreSQL is down: the watchdog may stop (watchdog.go)
 	}
 	if err := n.vip.Release(fctx); err != nil {
 		n.log.Error("FENCE: could not drop the cluster IP", "err", err)
@@ -330,6 +333,9 @@ func (n *Node) tryHoldPrimary(ctx context.Context, s state.State) (held bool, ne
 	if cli == nil {
 		return false, 0, "no quorum client", errors.New("the quorum is not started")
 	}
+	if err := n.watchdogPrecheck(); err != nil {
+		return false, 0, "watchdog.mode is required and the watchdog cannot be armed", err
+	}
 	prefix := s.Cluster.Quorum.Prefix
 	qctx, cancel := context.WithTimeout(ctx, quorumCall)
 	defer cancel()
@@ -341,6 +347,11 @@ func (n *Node) tryHoldPrimary(ctx context.Context, s state.State) (held bool, ne
 	if s.Lease != 0 {
 		l, ok, err := quorum.Resume(qctx, cli, prefix, n.cfg.Name, clientv3.LeaseID(s.Lease), n.cfg.Lease, n.log.With("component", "quorum"))
 		if err == nil && ok {
+			// The watchdog before PostgreSQL opens (watchdog.go).
+			if err := n.armWatchdog(l); err != nil {
+				_ = l.Resign(context.WithoutCancel(qctx))
+				return false, 0, "the watchdog cannot be armed", err
+			}
 			n.openHolding(ctx, l, s)
 			return true, 0, "", nil
 		}
@@ -375,6 +386,11 @@ func (n *Node) tryHoldPrimary(ctx context.Context, s state.State) (held bool, ne
 			return false, 0, "could not record this node as primary", err
 		}
 	}
+	// The watchdog before PostgreSQL opens (watchdog.go).
+	if err := n.armWatchdog(l); err != nil {
+		_ = l.Resign(context.WithoutCancel(qctx))
+		return false, 0, "the watchdog cannot be armed", err
+	}
 	n.openHolding(ctx, l, s)
 	return true, 0, "", nil
 }
@@ -407,6 +423,11 @@ func (n *Node) takeKey(ctx context.Context, s state.State, term int64, wait time
 	if cli == nil {
 		return nil, unavailable("the quorum is not started on %s", n.cfg.Name)
 	}
+	// watchdog.mode required without a usable device: the key is not
+	// even taken (watchdog.go).
+	if err := n.watchdogPrecheck(); err != nil {
+		return nil, unavailable("%v", err)
+	}
 	prefix := s.Cluster.Quorum.Prefix
 	cctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
@@ -426,6 +447,11 @@ func (n *Node) takeKey(ctx context.Context, s state.State, term int64, wait time
 		if cctx.Err() != nil || !n.run.wait(cctx, 100*time.Millisecond) {
 			return nil, unavailable("%s could not take the leader key within %s: %v", n.cfg.Name, wait, err)
 		}
+	}
+	// Every caller opens PostgreSQL for writes next: the watchdog first.
+	if err := n.armWatchdog(l); err != nil {
+		_ = l.Resign(context.WithoutCancel(ctx))
+		return nil, unavailable("%v", err)
 	}
 	// The handover record (a switchover's) has served; it goes off the
 	// write path.

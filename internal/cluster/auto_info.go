@@ -146,5 +146,6 @@ func (n *Node) quorumInfo() *api.QuorumInfo {
 		info.Error = "this node fenced itself: " + n.q.fenceReason
 	}
 	info.Failsafe = n.q.failsafe
+	info.Watchdog = n.watchdogInfo()
 	return &info
 }

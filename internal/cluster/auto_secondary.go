@@ -79,6 +79,9 @@ func (n *Node) setEligibility(ok bool, why string) {
 // names it) or all but quorum.max_lag of the primary's WAL at the last
 // contact (async).
 func (n *Node) autoEligible(ctx context.Context, s state.State) (bool, string) {
+	if why := n.watchdogBlocks(); why != "" {
+		return false, why
+	}
 	ps := n.pg.Status(ctx)
 	if ps.State != "running" || !ps.InRecovery {
 		return false, fmt.Sprintf("PostgreSQL here is %s (in recovery %v), not a running standby", ps.State, ps.InRecovery)

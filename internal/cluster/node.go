@@ -62,6 +62,8 @@ type Config struct {
 	CertPEM, KeyPEM []byte
 	Lease           quorum.LeaseConfig
 	MaxLag          int64
+	// Watchdog is the device a primary arms in automatic mode (watchdog.go).
+	Watchdog WatchdogConfig
 }
 
 // Service is a role-bound service (see config.Service).
@@ -160,7 +162,8 @@ type Node struct {
 
 	peers peerClients // the one client to the peer, kept alive (peer.go)
 
-	q quorumState // automatic mode (auto.go)
+	q  quorumState   // automatic mode (auto.go)
+	wd watchdogState // its watchdog (watchdog.go)
 
 	// certMu guards the certificate in force and the prepared next one
 	// (certrot.go): a rotation replaces them while tandemd runs.

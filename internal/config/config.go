@@ -48,7 +48,10 @@ type Config struct {
 	// Quorum: this node's etcd member in automatic failover mode, and the
 	// witness's (quorum.go).
 	Quorum Quorum `yaml:"quorum"`
-	Log    Log    `yaml:"log"`
+	// Watchdog: the device a primary in automatic failover mode arms
+	// (watchdog.go).
+	Watchdog Watchdog `yaml:"watchdog"`
+	Log      Log      `yaml:"log"`
 }
 
 // Notify says whom to tell about events that need a person.
@@ -198,11 +201,12 @@ func Defaults() Config {
 			SyncGrace:      Duration(10 * time.Second),
 			AwayAfter:      Duration(10 * time.Minute),
 		},
-		Rejoin: Rejoin{PeerGrace: Duration(30 * time.Second), SelfElect: true},
-		Hooks:  Hooks{Timeout: Duration(30 * time.Second)},
-		Notify: Notify{Retries: 5, Timeout: Duration(10 * time.Second)},
-		Log:    Log{Level: "info", Format: "text"},
-		Quorum: defaultQuorum(),
+		Rejoin:   Rejoin{PeerGrace: Duration(30 * time.Second), SelfElect: true},
+		Hooks:    Hooks{Timeout: Duration(30 * time.Second)},
+		Notify:   Notify{Retries: 5, Timeout: Duration(10 * time.Second)},
+		Log:      Log{Level: "info", Format: "text"},
+		Quorum:   defaultQuorum(),
+		Watchdog: defaultWatchdog(),
 	}
 }
 
@@ -537,6 +541,7 @@ func (c *Config) Validate() error {
 	p = append(p, c.hbaProblems()...)
 	p = append(p, c.metricsProblems()...)
 	p = append(p, c.quorumProblems()...)
+	p = append(p, c.watchdogProblems()...)
 	p = append(p, c.logProblems()...)
 	if len(p) > 0 {
 		return &Problems{List: p}

@@ -128,6 +128,7 @@ Needs root, iproute2 (ip, tc), dnsmasq and PostgreSQL's server programs.`,
 		newLabPauseCommand(&name, labName, logger),
 		newLabResumeCommand(&name, labName, logger),
 		newLabDNSCommand(&name, labName, logger),
+		newLabWatchdogCommand(&name, labName),
 	)
 	return c
 }
@@ -770,4 +771,26 @@ reverse lookup of it fails (NXDOMAIN).`,
 
 	c.AddCommand(list, set, rm, ptr, reset)
 	return c
+}
+
+// newLabWatchdogCommand is the stand-in for a lab node's watchdog device,
+// which `lab up --failover automatic` starts for each node; hidden, as
+// nobody runs it by hand.
+func newLabWatchdogCommand(name *string, check func() error) *cobra.Command {
+	return &cobra.Command{
+		Use:    "watchdog-device NODE",
+		Short:  "Serve NODE's simulated watchdog device (started by 'lab up --failover automatic')",
+		Hidden: true,
+		Args:   labArgs(1, 1, "watchdog-device NODE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := check(); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			// Its log is the stand-in's log file (stdout and stderr).
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+			return lab.ServeWatchdog(ctx, log, *name, args[0], cmd.OutOrStdout())
+		},
+	}
 }

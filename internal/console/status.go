@@ -779,5 +779,27 @@ func failoverLines(nodes []NodeStatus) []string {
 			out = append(out, fmt.Sprintf("%s: %s", n.Name, n.Quorum.Error))
 		}
 	}
+	return append(out, watchdogLines(nodes)...)
+}
+
+// watchdogLines say whether the primary's watchdog is armed (it resets
+// the primary should its tandemd freeze), and why a node's is not where
+// it should be.
+func watchdogLines(nodes []NodeStatus) []string {
+	var out []string
+	for _, n := range nodes {
+		if !n.Reachable || n.Quorum == nil || n.Quorum.Watchdog == nil {
+			continue
+		}
+		w := n.Quorum.Watchdog
+		switch {
+		case w.Armed:
+			out = append(out, fmt.Sprintf("%s: watchdog armed (%s, %s, timeout %s, mode %s): should its tandemd freeze, the machine resets before the lease can expire", n.Name, w.Device, dash(w.Identity), time.Duration(w.TimeoutMS)*time.Millisecond, w.Mode))
+		case w.Error != "":
+			out = append(out, fmt.Sprintf("%s: watchdog NOT armed (mode %s): %s", n.Name, w.Mode, w.Error))
+		case n.Role == rolePrimary:
+			out = append(out, fmt.Sprintf("%s: watchdog NOT armed (mode %s, %s)", n.Name, w.Mode, w.Device))
+		}
+	}
 	return out
 }

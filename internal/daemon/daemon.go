@@ -157,6 +157,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		CertPEM:        certPEM,
 		KeyPEM:         keyPEM,
 		MaxLag:         d.cfg.MaxLagBytes(),
+		Watchdog:       cluster.WatchdogConfig{Mode: d.cfg.Watchdog.Mode, Device: d.cfg.Watchdog.Device},
 		Notify: func(kind, about string, term int64, msg string) {
 			cluster := ""
 			if s := node.State(); s.Cluster != nil {

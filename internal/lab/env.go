@@ -44,6 +44,10 @@ type EnvNode struct {
 	// PostgresPassword is this node's own superuser password; after
 	// assembly both nodes have the primary's (Env.Postgres.Password).
 	PostgresPassword string `json:"postgres_password"`
+	// Watchdog is the node's watchdog device, the stand-in's socket, in an
+	// automatic-mode lab; WatchdogLog is the stand-in's log.
+	Watchdog    string `json:"watchdog,omitempty"`
+	WatchdogLog string `json:"watchdog_log,omitempty"`
 }
 
 // EnvWitness is the witness host as `lab env` shows it: where the console
@@ -106,7 +110,13 @@ func (l *Layout) Env() Env {
 		case RoleClient:
 			e.ClientIP = h.IP
 		case RoleNode:
+			wd, wdLog := "", ""
+			if l.Automatic() {
+				wd, wdLog = l.WatchdogPath(h.Name), l.WatchdogLogPath(h.Name)
+			}
 			e.Nodes = append(e.Nodes, EnvNode{
+				Watchdog:         wd,
+				WatchdogLog:      wdLog,
 				Name:             h.Name,
 				IP:               h.IP,
 				FQDN:             h.FQDN,
@@ -156,6 +166,15 @@ func (e Env) WriteText(w io.Writer) error {
 			tok = "(not written yet)"
 		}
 		fmt.Fprintf(&b, "  %s  %s  token %s\n", n.Name, n.API, tok)
+	}
+	for i, n := range e.Nodes {
+		if n.Watchdog == "" {
+			continue
+		}
+		if i == 0 {
+			fmt.Fprintln(&b, "\nwatchdog (a stand-in for the hardware: unfed once armed, it powers the node off):")
+		}
+		fmt.Fprintf(&b, "  %s  %s  log %s\n", n.Name, n.Watchdog, n.WatchdogLog)
 	}
 	if w := e.Witness; w != nil {
 		tok := w.Token

@@ -49,6 +49,15 @@ func (l *Layout) NodeConfig(h Host) config.Config {
 	c.Postgres.StopTimeout = config.Duration(labStopTimeout)
 	c.StateDir = l.StateDir(h.Name)
 	c.Log.Level = "info"
+	// The watchdog (watchdog.go): in automatic mode the node's stand-in,
+	// required, so that a lab primary never runs unguarded; in manual mode
+	// off (tandemd would not use it), and never the host's /dev/watchdog,
+	// which would reset the machine the lab runs on.
+	c.Watchdog.Device = l.WatchdogPath(h.Name)
+	c.Watchdog.Mode = "off"
+	if l.Automatic() {
+		c.Watchdog.Mode = "required"
+	}
 	return c
 }
 

@@ -27,6 +27,11 @@ func Exec(ctx context.Context, log *slog.Logger, name, host string, argv []strin
 // DefaultPowerOnTimeout bounds power-on's wait for a node's /health.
 const DefaultPowerOnTimeout = 60 * time.Second
 
+// ServeWatchdog needs Linux network namespaces.
+func ServeWatchdog(ctx context.Context, log *slog.Logger, name, node string, out io.Writer) error {
+	return CheckHost()
+}
+
 // PowerOff needs Linux network namespaces.
 func PowerOff(ctx context.Context, log *slog.Logger, name, host string, out io.Writer) error {
 	return CheckHost()

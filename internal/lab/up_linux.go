@@ -87,6 +87,14 @@ func Up(ctx context.Context, log *slog.Logger, o UpOptions, out io.Writer) (*Lay
 		printSummary(out, l, false)
 		return l, nil
 	}
+	if l.Automatic() {
+		// The watchdogs before tandemd: a node may take the primary role
+		// (and arm its watchdog) as soon as it runs.
+		if err := startWatchdogs(log, l); err != nil {
+			return l, err
+		}
+		fmt.Fprintf(out, "lab %s: a watchdog stand-in serves each node (%s); unfed, it powers the node off\n", l.Name, l.WatchdogPath("<node>"))
+	}
 	pids := map[string]int{}
 	for _, h := range l.Daemons() {
 		pid, err := startDaemon(log, l, h, tandemd)

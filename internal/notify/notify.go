@@ -34,6 +34,7 @@ type Event struct {
 var DefaultEvents = []string{
 	"secondary_unavailable", "secondary_recovered", "failover_started", "failover_finished", "failover_failed",
 	"fenced", "wal_cap_reached", "reseeded", "sync_degraded", "cluster_ip_conflict", "service_failed",
+	"watchdog_unavailable",
 }
 
 // Config says where notifications go.

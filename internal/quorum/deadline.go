@@ -37,6 +37,9 @@ var DefaultLeaseConfig = LeaseConfig{
 	FenceMargin: 500 * time.Millisecond,
 }
 
+// WithDefaults is c with its zero fields set as Campaign sets them.
+func (c LeaseConfig) WithDefaults() LeaseConfig { return c.withDefaults() }
+
 func (c LeaseConfig) withDefaults() LeaseConfig {
 	d := DefaultLeaseConfig
 	if c.TTL > 0 {

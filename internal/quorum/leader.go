@@ -233,6 +233,16 @@ func (l *Leadership) lose(reason string) {
 // renewal succeeds first (see FenceDeadline).
 func (l *Leadership) Deadline() time.Time { return l.dl.deadline() }
 
+// Expiry is the earliest moment, on this clock, at which the lease can
+// expire at the etcd leader: the last successful renewal's send time plus
+// TTL × (1 − drift), the fence deadline plus the fence margin. It only
+// moves on with successful renewals, so what is timed from it (the
+// watchdog's feeding) is tied to them.
+func (l *Leadership) Expiry() time.Time { return l.Deadline().Add(l.cfg.FenceMargin) }
+
+// Config is the lease configuration in force (defaults filled in).
+func (l *Leadership) Config() LeaseConfig { return l.cfg }
+
 // Lost is closed when this node no longer holds the key: at the deadline
 // without a successful renewal, when etcd says the lease is gone, or after
 // Resign. The caller fences (it must not act as primary after this).
