@@ -1,6 +1,7 @@
 #!/bin/sh
 # The benchmark: switchover and failover write outages through the cluster
-# IP, rejoin and clone times, catch-up rate, console latency, tandemd memory
+# IP, the write gap of a live reload of tandemd on the primary, rejoin and
+# clone times, catch-up rate, console latency, tandemd memory
 # and idle CPU, in the lab. Prints a table (median, 95th percentile, worst,
 # best) with the machine named; the full log goes to $TANDEM_BENCH_LOG
 # (default /tmp/tandem-bench.log). Environment: TANDEM_BENCH_SWITCHOVERS
