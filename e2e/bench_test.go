@@ -54,6 +54,27 @@ func TestBenchmark(t *testing.T) {
 	}
 	rows = append(rows, summarize("switchover: longest gap between acknowledged writes through the cluster IP", "ms", sw, "≤ 300 ms median"))
 
+	// A reload of tandemd on the primary (what a package upgrade does):
+	// the writer's longest gap over the reload, beside the same over an
+	// idle window as long just before it.
+	var rl, rlIdle []float64
+	for i := 0; i < runs; i++ {
+		p := c.primary()
+		w := c.startWitness()
+		idleFrom := time.Now()
+		time.Sleep(2 * time.Second)
+		from := time.Now()
+		c.labReload(p)
+		to := time.Now()
+		time.Sleep(time.Second)
+		w.stop(true)
+		gap, _ := w.longestAckGap(from, to)
+		idle, _ := w.longestAckGap(idleFrom, idleFrom.Add(to.Sub(from)))
+		rl, rlIdle = append(rl, ms(gap)), append(rlIdle, ms(idle))
+	}
+	rows = append(rows, summarize("reload of tandemd on the primary: longest write gap", "ms", rl, "no gap: the idle value"))
+	rows = append(rows, summarize("the same over an idle window as long, just before", "ms", rlIdle, "—"))
+
 	for i := 0; i < runs; i++ {
 		stUp = append(stUp, ms(c.timeStatus()))
 	}

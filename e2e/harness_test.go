@@ -41,6 +41,9 @@ func TestMain(m *testing.M) {
 	if bins.cleanup {
 		os.RemoveAll(bins.dir)
 	}
+	if upgraded.path != "" { // the reload tests' second build
+		os.RemoveAll(filepath.Dir(upgraded.path))
+	}
 	os.Exit(code)
 }
 

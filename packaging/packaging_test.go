@@ -310,6 +310,14 @@ func TestMaintainerScripts(t *testing.T) {
 			t.Errorf("postinst contains %q; it must not enable or start tandemd", banned)
 		}
 	}
+	// An upgrade of a running tandemd reloads it, and only then: a restart
+	// would stop PostgreSQL.
+	if n := strings.Count(strings.Join(commands, "\n"), "systemctl reload tandemd"); n != 1 {
+		t.Errorf("postinst runs `systemctl reload tandemd` %d times, want once, on upgrade", n)
+	}
+	if i, j := strings.Index(post, `elif [ -d /run/systemd/system ] && systemctl is-active`), strings.Index(post, "systemctl reload tandemd"); i < 0 || j < i {
+		t.Error("postinst's reload is not inside the upgrade branch (a running tandemd, $2 set)")
+	}
 	// Purging must keep the database.
 	postrm := string(p.control["postrm"].body)
 	for _, line := range strings.Split(postrm, "\n") {
@@ -424,7 +432,7 @@ func TestUnitDecisions(t *testing.T) {
 		"Type":                     "notify",
 		"NotifyAccess":             "main",
 		"ExecStart":                TandemdPath + " --config " + ConfigPath,
-		"ExecReload":               "/bin/kill -HUP $MAINPID",
+		"ExecReload":               TandemdPath + " --config " + ConfigPath + " --reload",
 		"Restart":                  "on-failure",
 		"RestartSec":               "2s",
 		"KillMode":                 "process",
@@ -492,7 +500,7 @@ func TestUnitDecisions(t *testing.T) {
 }
 
 // TestUnitVerifies runs systemd's own checker on the unit, with ExecStart
-// pointing at a real tandemd so the binary check can pass.
+// and ExecReload pointing at a real tandemd so the binary check can pass.
 func TestUnitVerifies(t *testing.T) {
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
@@ -500,7 +508,10 @@ func TestUnitVerifies(t *testing.T) {
 	}
 	p := pkg(t)
 	dir := t.TempDir()
-	unit := strings.ReplaceAll(string(embedded(t, "tandemd.service")), "ExecStart="+TandemdPath, "ExecStart="+filepath.Join(p.bins, "tandemd"))
+	unit := string(embedded(t, "tandemd.service"))
+	for _, k := range []string{"ExecStart=", "ExecReload="} {
+		unit = strings.ReplaceAll(unit, k+TandemdPath, k+filepath.Join(p.bins, "tandemd"))
+	}
 	path := filepath.Join(dir, "tandemd.service")
 	if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
 		t.Fatal(err)

@@ -2,8 +2,9 @@
 # The benchmark: switchover and failover write outages through the cluster
 # IP, the failover command with the primary powered off (typed command →
 # its return, → the first acknowledged write), streaming after a partition
-# heals (heal → `tandem status` shows streaming), rejoin and clone times,
-# catch-up rate, console latency, tandemd memory and idle CPU, in the lab. Prints a table (median, 95th percentile, worst,
+# heals (heal → `tandem status` shows streaming), the write gap of a live
+# reload of tandemd on the primary, rejoin and clone times, catch-up rate,
+# console latency, tandemd memory and idle CPU, in the lab. Prints a table (median, 95th percentile, worst,
 # best) with the machine named; the full log goes to $TANDEM_BENCH_LOG
 # (default /tmp/tandem-bench.log). Environment: TANDEM_BENCH_SWITCHOVERS
 # (20), TANDEM_BENCH_RUNS (5, the other short measurements),

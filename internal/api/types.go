@@ -16,7 +16,11 @@ type NodeInfo struct {
 	IP             string `json:"ip"`
 	APIPort        int    `json:"api_port"`
 	TandemdVersion string `json:"tandemd_version"`
-	Fingerprint    string `json:"fingerprint"`
+	// TandemdPID and TandemdStarted name the running tandemd process: a
+	// reload keeps the PID (it re-executes in place) and changes the start.
+	TandemdPID     int       `json:"tandemd_pid,omitempty"`
+	TandemdStarted time.Time `json:"tandemd_started"`
+	Fingerprint    string    `json:"fingerprint"`
 	// NextFingerprint is the certificate a rotation has prepared and not
 	// yet put in force (POST /v1/cert/prepare); the peer accepts both.
 	NextFingerprint string `json:"next_fingerprint,omitempty"`

@@ -202,10 +202,8 @@ func (n *Node) holdLeadership(l *quorum.Leadership) {
 
 // watchLease fences this primary when its tenure ends by itself.
 func (n *Node) watchLease(ctx context.Context, l *quorum.Leadership) {
-	select {
-	case <-ctx.Done():
+	if !n.untilLost(ctx, l) {
 		return
-	case <-l.Lost():
 	}
 	reason := l.LostReason()
 	n.q.mu.Lock()
@@ -233,6 +231,31 @@ func (n *Node) watchLease(ctx context.Context, l *quorum.Leadership) {
 			return
 		}
 	}
+}
+
+// untilLost waits until l is lost (true), or the node stops (false).
+// Shutting down, it keeps watching while an operation in flight finishes
+// (Stop's grace), then gives up, so that a stop or a reload need not wait
+// for the node's context: the daemon then stops PostgreSQL and resigns, or
+// lets go of both for the reload.
+func (n *Node) untilLost(ctx context.Context, l *quorum.Leadership) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-l.Lost():
+		return true
+	case <-n.run.stopping:
+	}
+	for n.run.held() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-l.Lost():
+			return true
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return false
 }
 
 // selfFence stops this primary accepting writes at once, without waiting
@@ -303,6 +326,16 @@ func (n *Node) autoPrimary(ctx context.Context) (rejoin bool) {
 		case newer > 0:
 			n.fence(ctx, newer, why)
 			return true
+		}
+		if first && n.leaseHandedOver() {
+			// A reload: the lease the old process renewed last is good
+			// until its deadline (guardHandedLease fences then), and the
+			// quorum member and client of this process may still be
+			// starting. Try again rather than fence now.
+			if !n.run.wait(ctx, 100*time.Millisecond) {
+				return false
+			}
+			continue
 		}
 		if first && n.pg.PostmasterRunning() && !n.pg.Fenced() {
 			// A postmaster left running (by a tandemd that crashed or

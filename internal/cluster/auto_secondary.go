@@ -15,6 +15,8 @@ import (
 // the leader key and, when the key goes vacant and this node is eligible,
 // fails over by itself. It idles on a primary and in manual mode.
 func (n *Node) runAutoWatch(ctx context.Context) {
+	ctx, stop := n.run.whileRunning(ctx)
+	defer stop()
 	blockedNoted := false
 	for {
 		s := n.State()

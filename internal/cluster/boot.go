@@ -70,6 +70,8 @@ func (n *Node) boot(ctx context.Context) error {
 		}
 	}
 	n.recoverAtBoot(ctx)
+	defer n.endHandover()
+	n.guardHandedLease()
 	s := n.State()
 	switch {
 	case s.Operation != nil && s.Operation.Kind == OpRejoin:
@@ -120,7 +122,7 @@ func (n *Node) bootPrimary(ctx context.Context) (rejoin bool) {
 	// all along; adopting it changes nothing, but the cluster IP still
 	// waits for the peer's word.
 	if n.pg.PostmasterRunning() {
-		if err := n.pg.StartPrimary(ctx, n.primarySettingsFor(s, s.Cluster.Replication != ModeAsync), false); err != nil {
+		if err := n.pg.StartPrimary(ctx, n.primarySettingsFor(s, n.bootSyncOn(s)), false); err != nil {
 			n.log.Error("could not adopt the running PostgreSQL", "err", err)
 		}
 	}
@@ -135,6 +137,14 @@ func (n *Node) bootPrimary(ctx context.Context) (rejoin bool) {
 				return true
 			}
 			n.log.Info("the peer confirms this node is primary", "peer_role", hb.Role, "term", s.Term)
+			n.openAsPrimary(ctx, s)
+			return false
+		}
+		if n.reloaded() != nil {
+			// A reload, not a restart: this process's predecessor was
+			// primary until a moment ago and its PostgreSQL and cluster IP
+			// never stopped. Carry on; the monitor keeps asking the peer.
+			n.log.Info("reloaded as primary; the peer does not answer, carrying on as before", "peer", peer.Name, "err", err)
 			n.openAsPrimary(ctx, s)
 			return false
 		}
@@ -177,7 +187,7 @@ func (n *Node) clusterIPFree(ctx context.Context, s state.State) bool {
 }
 
 func (n *Node) openAsPrimary(ctx context.Context, s state.State) {
-	if err := n.pg.StartPrimary(ctx, n.primarySettingsFor(s, s.Cluster.Replication != ModeAsync), false); err != nil {
+	if err := n.pg.StartPrimary(ctx, n.primarySettingsFor(s, n.bootSyncOn(s)), false); err != nil {
 		n.log.Error("PostgreSQL did not start", "err", err)
 		return
 	}

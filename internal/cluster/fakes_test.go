@@ -169,8 +169,12 @@ func (f *fakePG) EndWALReceiver(pid int) error {
 	f.call(fmt.Sprintf("end-wal-receiver %d", pid))
 	return nil
 }
-func (f *fakePG) StartHalted() error      { f.call("start-halted"); return nil }
-func (f *fakePG) PostmasterRunning() bool { return false }
+func (f *fakePG) StartHalted() error { f.call("start-halted"); return nil }
+func (f *fakePG) PostmasterRunning() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.running
+}
 
 // fakeVIP stands in for the cluster IP owner.
 type fakeVIP struct {

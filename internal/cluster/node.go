@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -156,6 +157,10 @@ type Node struct {
 	// peerFor, when set, replaces the peer API (unit tests).
 	peerFor func(*api.Member) Peer
 
+	// handover is what the process before a reload was doing, while the
+	// boot after it uses it (reload.go).
+	handover atomic.Pointer[Handover]
+
 	// svcMu orders role-bound services and hooks: a start after a
 	// promotion and a stop at the next demotion never interleave.
 	svcMu sync.Mutex
@@ -266,6 +271,10 @@ func (n *Node) journalWith(kind state.OpKind, step state.Step, term int64, chang
 	return nil
 }
 
+// processStarted is when this tandemd process started (again, after a
+// reload re-executed it).
+var processStarted = time.Now().UTC()
+
 // Node answers GET /v1/node.
 func (n *Node) Node(ctx context.Context) api.NodeInfo {
 	ps := n.pg.Status(ctx)
@@ -275,6 +284,8 @@ func (n *Node) Node(ctx context.Context) api.NodeInfo {
 		IP:             n.cfg.IP,
 		APIPort:        n.cfg.APIPort,
 		TandemdVersion: version.Version,
+		TandemdPID:     os.Getpid(),
+		TandemdStarted: processStarted,
 		Fingerprint:    n.fingerprint(),
 		Role:           string(s.Role),
 		Term:           s.Term,

@@ -246,6 +246,26 @@ func (r *runner) wait(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// whileRunning returns a context that also ends when shutdown begins, for
+// watches that have nothing to finish: Stop's grace is for operations, and
+// a watch that waits for the node's context instead holds every stop (and
+// every reload) for the whole grace.
+func (r *runner) whileRunning(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-r.stopping:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// held reports whether an operation (or a brief adjustment) holds the
+// exclusion.
+func (r *runner) held() bool { return len(r.excl) > 0 }
+
 // isStopping reports whether shutdown has begun.
 func (r *runner) isStopping() bool {
 	select {

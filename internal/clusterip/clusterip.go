@@ -183,6 +183,7 @@ type Manager struct {
 	state      lifecycle
 	cancelLoop context.CancelFunc
 	stopErr    error
+	detach     bool // Detach ended the loop: leave the address as it is
 
 	smu         sync.Mutex // guards status and probeCancel; never held across I/O
 	status      Status
@@ -345,6 +346,35 @@ func (m *Manager) Stop(ctx context.Context) error {
 	return m.stopErr
 }
 
+// Detach ends the loop and leaves the address as it is: held if this node
+// holds it. It is the cluster IP's part of a reload, where tandemd
+// re-executes itself and the new process keeps serving on the address (its
+// manager starts undecided, which leaves the interface as it finds it,
+// and its Acquire finds the address held and only announces it again):
+// no removal, no gap. Pending announcements are cut short; the new
+// process sends its own.
+func (m *Manager) Detach(ctx context.Context) error {
+	m.mu.Lock()
+	switch m.state {
+	case notStarted:
+		m.state = stopped
+		close(m.done)
+		m.mu.Unlock()
+		return nil
+	case running:
+		m.detach = true
+		m.cancelLoop()
+	}
+	m.mu.Unlock()
+	m.interruptProbe()
+	select {
+	case <-m.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("while detaching the cluster IP manager: %w", ctx.Err())
+	}
+}
+
 func (m *Manager) send(ctx context.Context, r request) error {
 	if r.ctx == nil {
 		r.ctx = ctx
@@ -427,7 +457,15 @@ func (m *Manager) watch(ctx context.Context) <-chan struct{} {
 
 func (m *Manager) shutdown() {
 	m.stopBurst()
-	err := m.removeAll()
+	m.mu.Lock()
+	detach := m.detach
+	m.mu.Unlock()
+	var err error
+	if detach {
+		m.log.Info("cluster IP manager detached; the address stays as it is", "ip", prefixString(m.addr))
+	} else {
+		err = m.removeAll()
+	}
 	m.mu.Lock()
 	m.state = stopped
 	m.stopErr = err

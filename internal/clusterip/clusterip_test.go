@@ -250,6 +250,50 @@ func TestStopRemoves(t *testing.T) {
 	}
 }
 
+// A reload: the old process's manager detaches, the new one starts with
+// the address on the interface and acquires it. The address must never
+// leave the interface: no removal, no re-add, no probe (our own kernel
+// would not answer one), only fresh announcements.
+func TestDetachThenNewManagerKeepsAddress(t *testing.T) {
+	fl, fa := testLinks(), &fakeAnnouncer{}
+	old := start(t, fl, fa, Options{AnnounceCount: 1})
+	if err := old.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Detach(context.Background()); err != nil {
+		t.Fatalf("Detach: %v", err)
+	}
+	if !held(fl) {
+		t.Fatal("address removed by Detach")
+	}
+	if err := old.Acquire(context.Background()); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Acquire after Detach = %v, want ErrStopped", err)
+	}
+	probes, ann := fa.counts()
+
+	next := start(t, fl, fa, Options{AnnounceCount: 1})
+	time.Sleep(60 * time.Millisecond) // reconcile passes while undecided
+	if !held(fl) {
+		t.Fatal("the new manager removed the address before deciding")
+	}
+	if err := next.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if adds, dels := fl.changes(); adds != 1 || dels != 0 {
+		t.Fatalf("address added %d times and removed %d times across the handover, want 1 and 0", adds, dels)
+	}
+	if p, a := fa.counts(); p != probes || a <= ann {
+		t.Fatalf("after the new Acquire: %d probes (was %d), %d announcements (was %d); want no probe and a new announcement", p, probes, a, ann)
+	}
+	// A stop, unlike a detach, still takes the address away.
+	if err := next.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if held(fl) {
+		t.Fatal("address present after Stop")
+	}
+}
+
 func TestContextEndRemoves(t *testing.T) {
 	fl, fa := testLinks(), &fakeAnnouncer{}
 	m := newManager(Options{AnnounceCount: 1}, testLogger(t), fl, fa)

@@ -15,6 +15,8 @@ type fakeLinks struct {
 	links  []link
 	addErr error
 	watch  chan struct{} // nil: no notifications
+	// adds and dels count the manager's changes (not those by hand).
+	adds, dels int
 }
 
 func newFakeLinks(ls ...link) *fakeLinks { return &fakeLinks{links: ls} }
@@ -36,6 +38,7 @@ func (f *fakeLinks) Add(l link, p netip.Prefix) error {
 	if f.addErr != nil {
 		return f.addErr
 	}
+	f.adds++
 	for i := range f.links {
 		if f.links[i].Index == l.Index {
 			f.links[i].Addrs = append(f.links[i].Addrs, ifAddr{Prefix: p})
@@ -47,6 +50,7 @@ func (f *fakeLinks) Add(l link, p netip.Prefix) error {
 func (f *fakeLinks) Del(l link, p netip.Prefix) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.dels++
 	for i := range f.links {
 		if f.links[i].Index == l.Index {
 			f.links[i].Addrs = slices.DeleteFunc(f.links[i].Addrs, func(a ifAddr) bool { return a.Prefix == p })
@@ -140,4 +144,10 @@ func (a *fakeAnnouncer) counts() (probes, announces int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.probes, len(a.announces)
+}
+
+func (f *fakeLinks) changes() (adds, dels int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.adds, f.dels
 }

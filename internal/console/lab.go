@@ -86,6 +86,12 @@ Faults, to see what tandem does about them:
                                     freeze processes (SIGSTOP) / let them go on
   dns set|rm|ptr|list|reset         break (and mend) the lab's DNS records
 
+Service management, as systemctl does it on a real node:
+
+  reload HOST                       systemctl reload tandemd: the binary on disk
+                                    replaces tandemd, PostgreSQL and the cluster IP stay
+  restart HOST                      systemctl restart tandemd: stops PostgreSQL too
+
 'tandem lab env' lists the faults in force.
 
 'tandem lab down' stops every lab process (tandemd first, so PostgreSQL
@@ -127,6 +133,8 @@ Needs root, iproute2 (ip, tc), dnsmasq and PostgreSQL's server programs.`,
 		newLabHealCommand(&name, labName, logger),
 		newLabPauseCommand(&name, labName, logger),
 		newLabResumeCommand(&name, labName, logger),
+		newLabReloadCommand(&name, labName, logger),
+		newLabRestartCommand(&name, labName, logger),
 		newLabDNSCommand(&name, labName, logger),
 		newLabWatchdogCommand(&name, labName),
 	)
@@ -793,4 +801,69 @@ func newLabWatchdogCommand(name *string, check func() error) *cobra.Command {
 			return lab.ServeWatchdog(ctx, log, *name, args[0], cmd.OutOrStdout())
 		},
 	}
+}
+
+func newLabReloadCommand(name *string, check func() error, logger func(*cobra.Command) *slog.Logger) *cobra.Command {
+	return &cobra.Command{
+		Use:   "reload HOST",
+		Short: "Do what 'systemctl reload tandemd' does on a lab node: replace tandemd live",
+		Long: `Run on node HOST what the unit's ExecReload runs: 'tandemd --config FILE
+--reload', with the lab's tandemd executable (the file 'lab up' started;
+build a new one over it to try an upgrade). The running tandemd checks the
+new binary against its configuration, lets the operation in flight finish,
+and re-executes itself with the same PID; PostgreSQL keeps running with
+its clients and the cluster IP stays where it is. The command returns once
+the new process answers, and fails (exit 1) if the reload was refused.`,
+		Example: `  go build -o /usr/local/bin/tandemd ./cmd/tandemd && sudo tandem lab reload a`,
+		Args:    labArgs(1, 1, "reload HOST"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := check(); err != nil {
+				return err
+			}
+			l, err := lab.Load(*name)
+			if err != nil {
+				return err
+			}
+			if _, err := l.LookupHost(args[0]); err != nil {
+				return labUsage(err)
+			}
+			code, err := lab.Reload(context.WithoutCancel(cmd.Context()), logger(cmd), *name, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return &ExitError{Code: code, Err: fmt.Errorf("reload on %s failed (exit status %d)", args[0], code)}
+			}
+			return nil
+		},
+	}
+}
+
+func newLabRestartCommand(name *string, check func() error, logger func(*cobra.Command) *slog.Logger) *cobra.Command {
+	var wait time.Duration
+	c := &cobra.Command{
+		Use:   "restart HOST",
+		Short: "Do what 'systemctl restart tandemd' does on a lab node or the witness",
+		Long: `Stop tandemd on HOST with SIGTERM, as systemd does (on a node it stops
+PostgreSQL cleanly first, and a primary gives up the cluster IP), wait for
+it to exit, start it again with the same configuration and wait for its
+/health. On the primary this is an outage for clients; 'reload' is not.`,
+		Example: `  sudo tandem lab restart b`,
+		Args:    labArgs(1, 1, "restart HOST"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := check(); err != nil {
+				return err
+			}
+			l, err := lab.Load(*name)
+			if err != nil {
+				return err
+			}
+			if _, err := l.LookupHost(args[0]); err != nil {
+				return labUsage(err)
+			}
+			return lab.Restart(context.WithoutCancel(cmd.Context()), logger(cmd), *name, args[0], wait, cmd.OutOrStdout())
+		},
+	}
+	c.Flags().DurationVar(&wait, "wait", lab.DefaultPowerOnTimeout, "how long to wait for the restarted tandemd's /health")
+	return c
 }

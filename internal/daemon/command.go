@@ -24,6 +24,7 @@ func NewCommand() *cobra.Command {
 		printConfig bool
 		checkOnly   bool
 		witness     bool
+		reload      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "tandemd --config FILE",
@@ -42,6 +43,12 @@ Signals: SIGTERM or SIGINT stop PostgreSQL (smart, then fast, then
 immediate shutdown) and exit; a second one exits at once. SIGHUP re-reads
 log.level from the config file, and the admin token (state_dir/admin-token,
 created anew if removed) and the metrics token (metrics.token_file).
+SIGUSR2 reloads: tandemd checks the executable now on disk against the
+configuration (--check), lets the operation in flight finish, and
+re-executes itself in place (same PID) while PostgreSQL keeps running with
+its clients and the cluster IP stays; everything in the configuration takes
+effect. --reload sends it and waits until the new process answers (exit 0)
+or the reload was refused (exit 1); it is the unit's ExecReload.
 
 --witness runs the witness instead, on a third machine, for clusters in
 automatic failover mode: one member of the cluster's etcd quorum, a node
@@ -72,6 +79,17 @@ nothing else is read. See docs/quorum.md.`,
 				fmt.Fprint(cmd.OutOrStdout(), cfg.YAML())
 				return nil
 			}
+			if reload {
+				if witness {
+					return errors.New("--reload is for a node; the witness holds no PostgreSQL nor cluster IP: restart it")
+				}
+				// This is the binary now on disk: what the running tandemd
+				// would become must accept this configuration and host.
+				if err := cfg.CheckHost(); err != nil {
+					return err
+				}
+				return Reload(cmd.Context(), cfg.StateDir, func(format string, a ...any) { fmt.Fprintf(cmd.OutOrStdout(), format, a...) })
+			}
 			if checkOnly {
 				// What a start would trip over later, or worse not at
 				// all: a node IP on no interface, a missing state dir.
@@ -85,11 +103,11 @@ nothing else is read. See docs/quorum.md.`,
 			_ = level.UnmarshalText([]byte(cfg.Log.Level))
 			log := newLogger(cmd.ErrOrStderr(), cfg.Log.Format, level)
 			if witness {
-				ctx, stop := signalContext(log, func() { reloadLevel(log, configPath, level, true) })
+				ctx, stop := signalContext(log, func() { reloadLevel(log, configPath, level, true) }, nil)
 				defer stop()
 				return RunWitness(ctx, cfg, log)
 			}
-			d := New(cfg, log)
+			d := New(cfg, configPath, log)
 			ctx, stop := signalContext(log, func() {
 				reloadLevel(log, configPath, level, false)
 				if err := d.ReloadTokens(); err != nil {
@@ -97,15 +115,21 @@ nothing else is read. See docs/quorum.md.`,
 				} else {
 					log.Info("SIGHUP: reloaded the admin token and the metrics token")
 				}
-			})
-			defer stop()
-			return d.Run(ctx)
+			}, d.RequestReload)
+			err = d.Run(ctx)
+			stop()
+			if err == nil && d.Handover() != nil {
+				err = d.Reexec()
+				return fmt.Errorf("could not re-execute %s for the reload (PostgreSQL keeps running; the next start adopts it): %w", os.Args[0], err)
+			}
+			return err
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML configuration file (see docs/config.md)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "", "override log.level: debug, info, warn or error")
 	cmd.Flags().BoolVar(&printConfig, "print-config", false, "print the merged, validated configuration and exit")
 	cmd.Flags().BoolVar(&checkOnly, "check", false, "validate the configuration, and that node.ip is this machine's and state_dir exists and is private, and exit")
+	cmd.Flags().BoolVar(&reload, "reload", false, "replace the running tandemd of this configuration with this binary, keeping PostgreSQL and the cluster IP (what systemctl reload runs), and wait until it is back")
 	cmd.Flags().BoolVar(&witness, "witness", false, "run the quorum witness (a third machine, automatic failover mode) instead of a node")
 	return cmd
 }
@@ -121,16 +145,23 @@ func newLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
 // signalContext ends the returned context at the first SIGTERM or SIGINT
 // and exits the process at the second, for an operator who will not wait
 // for PostgreSQL's shutdown.
-func signalContext(log *slog.Logger, onHUP func()) (context.Context, func()) {
+func signalContext(log *slog.Logger, onHUP, onReload func()) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan os.Signal, 4)
-	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, ReloadSignal)
 	go func() {
 		stopping := false
 		for sig := range ch {
 			switch {
 			case sig == syscall.SIGHUP:
 				onHUP()
+			case sig == ReloadSignal && onReload == nil:
+				log.Warn("reload signal ignored: the witness reloads by a restart", "signal", sig.String())
+			case sig == ReloadSignal && !stopping:
+				log.Info("reload signal received", "signal", sig.String())
+				onReload()
+			case sig == ReloadSignal:
+				log.Warn("reload signal ignored: tandemd is stopping", "signal", sig.String())
 			case !stopping:
 				stopping = true
 				log.Info("signal received, shutting down", "signal", sig.String())

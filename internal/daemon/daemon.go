@@ -45,12 +45,43 @@ type Daemon struct {
 
 	mu  sync.Mutex
 	srv *api.Server // once the API is built; ReloadTokens reaches it
+
+	// A reload (reload.go): the executable and configuration file to
+	// re-execute with, the requests from the signal handler, and what the
+	// old process hands over once Run has let go of everything.
+	exe        string
+	configPath string
+	reloads    chan struct{}
+	handover   *cluster.Handover
 }
 
-// New returns a daemon for a validated configuration.
-func New(cfg config.Config, log *slog.Logger) *Daemon {
-	return &Daemon{cfg: cfg, log: log}
+// New returns a daemon for a validated configuration read from
+// configPath (a reload reads it again).
+func New(cfg config.Config, configPath string, log *slog.Logger) *Daemon {
+	// The path, taken now: after a package upgrade replaced the file,
+	// /proc/self/exe names the deleted old binary.
+	exe, err := os.Executable()
+	if err != nil {
+		log.Warn("cannot tell where tandemd's executable is; reloads will be refused", "err", err)
+	}
+	return &Daemon{cfg: cfg, log: log, exe: exe, configPath: configPath, reloads: make(chan struct{}, 1)}
 }
+
+// RequestReload asks Run to re-execute tandemd (ReloadSignal).
+func (d *Daemon) RequestReload() {
+	select {
+	case d.reloads <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// Handover is what Run let go of for a reload, nil after a stop: the
+// caller then re-executes (Reexec).
+func (d *Daemon) Handover() *cluster.Handover { return d.handover }
+
+// Reexec replaces the process after Run returned with a Handover; it
+// returns only on failure.
+func (d *Daemon) Reexec() error { return d.reexec(*d.handover) }
 
 // Run starts every component and blocks until ctx ends, then stops them in
 // reverse order: the API first (so nobody is told "running" while
@@ -74,6 +105,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	log.Info("tandemd starting", "version", version.Version, "term", st.Term, "role", st.Role)
+	reloaded := takeHandover(log)
 
 	token, metricsToken, err := readTokens(d.cfg)
 	if err != nil {
@@ -175,6 +207,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// The node takes its exclusion for the boot decision before the API
 	// answers, so no operation can start on a node that does not know its
 	// role yet; the API then answers (PostgreSQL "stopped") while it decides.
+	if reloaded != nil {
+		node.SetHandover(*reloaded)
+	}
 	node.Start()
 	// The API first, so the node answers (PostgreSQL "stopped") while the
 	// cluster logic decides in which role PostgreSQL may start.
@@ -201,10 +236,35 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := sdNotify("READY=1\nSTATUS=node API listening; role " + string(st.Role)); err != nil {
 		log.Warn("could not tell systemd tandemd is ready", "err", err)
 	}
+	run := runInfo{PID: os.Getpid(), Version: version.Version, Started: time.Now().UTC(), Ready: true}
+	if err := writeRunInfo(d.cfg.StateDir, run); err != nil {
+		log.Warn("could not write the run file; `tandemd --reload` will not find this tandemd", "err", err)
+	}
 
-	<-ctx.Done()
-	log.Info("tandemd stopping")
-	_ = sdNotify("STOPPING=1")
+	reload := false
+	for !reload {
+		select {
+		case <-ctx.Done():
+		case <-d.reloads:
+			if err := d.checkNewBinary(ctx); err != nil {
+				log.Error("reload refused; this tandemd runs on unchanged", "err", err)
+				run.ReloadError, run.ReloadErrorAt = err.Error(), time.Now().UTC()
+				_ = writeRunInfo(d.cfg.StateDir, run)
+				continue
+			}
+			reload = true
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if reload {
+		log.Info("tandemd reloading: PostgreSQL and the cluster IP stay as they are", "exe", d.exe)
+		_ = sdNotify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=reloading", monoNow()/1000))
+	} else {
+		log.Info("tandemd stopping")
+		_ = sdNotify("STOPPING=1")
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_ = srv.Stop(sctx)
 	cancel()
@@ -212,6 +272,27 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// finishes before anything it relies on stops; one that outlasts the
 	// grace is cancelled and rolls back, or resumes at the next start.
 	node.Stop(OperationGrace)
+	if reload && ctx.Err() != nil {
+		// A stop arrived while the reload was under way: stop instead.
+		log.Info("tandemd stopping instead of reloading")
+		reload = false
+	}
+	if reload {
+		// Let go of everything without stopping it: the process this one
+		// becomes adopts PostgreSQL, keeps the cluster IP, resumes the lease.
+		h := node.PrepareHandover()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := vip.Detach(sctx); err != nil {
+			log.Error("could not detach the cluster IP manager", "err", err)
+		}
+		if err := d.pg.Detach(sctx); err != nil {
+			log.Error("could not detach the PostgreSQL supervisor", "err", err)
+		}
+		cancel()
+		d.handover = &h
+		log.Info("tandemd let go of PostgreSQL and the cluster IP for the reload")
+		return nil
+	}
 	// The cluster IP goes before PostgreSQL, so clients see a clean
 	// "nobody here" rather than connections refused by a stopping server.
 	sctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)

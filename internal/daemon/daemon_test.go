@@ -47,7 +47,7 @@ func TestReloadTokens(t *testing.T) {
 	write(filepath.Join(dir, identity.TokenFile), admin1, 0o600)
 	write(metricsFile, metrics1, 0o600)
 	cfg := config.Config{StateDir: dir, Metrics: config.Metrics{TokenFile: metricsFile}}
-	d := New(cfg, slog.New(slog.DiscardHandler))
+	d := New(cfg, "", slog.New(slog.DiscardHandler))
 	if err := d.ReloadTokens(); err == nil {
 		t.Error("ReloadTokens before the API exists should say so")
 	}

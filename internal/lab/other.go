@@ -76,3 +76,13 @@ func EditDNS(ctx context.Context, log *slog.Logger, name string, out io.Writer, 
 func DNSZone(name string) (*Zone, error) {
 	return nil, CheckHost()
 }
+
+// Reload needs Linux network namespaces.
+func Reload(ctx context.Context, log *slog.Logger, name, host string, stdout, stderr io.Writer) (int, error) {
+	return 0, CheckHost()
+}
+
+// Restart needs Linux network namespaces.
+func Restart(ctx context.Context, log *slog.Logger, name, host string, wait time.Duration, out io.Writer) error {
+	return CheckHost()
+}

@@ -126,13 +126,30 @@ func (s *Supervisor) adopt(r *runningPostmaster) *postmaster {
 			case <-tick.C:
 			}
 			if !alive(p.proc) {
-				p.exit = "exit status unknown (adopted, not tandemd's child)"
+				p.exit = reapAdopted(p.pid)
 				close(p.gone)
 				return
 			}
 		}
 	}()
 	return p
+}
+
+// reapAdopted collects the exit status of an adopted postmaster that has
+// gone. After a reload (tandemd re-executed itself in place) the
+// postmaster tandemd started before is still this process's child: unless
+// it is waited for, it stays a zombie. Any other adopted postmaster is
+// not our child and its status is unknown.
+func reapAdopted(pid int) string {
+	var ws syscall.WaitStatus
+	got, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+	switch {
+	case err != nil || got != pid:
+		return "exit status unknown (adopted, not tandemd's child)"
+	case ws.Signaled():
+		return fmt.Sprintf("killed by signal %d (%s)", int(ws.Signal()), signalName(ws.Signal()))
+	}
+	return fmt.Sprintf("exit status %d", ws.ExitStatus())
 }
 
 func describeExit(ps *os.ProcessState, err error) string {

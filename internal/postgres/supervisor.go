@@ -101,7 +101,7 @@ type Supervisor struct {
 	reqs      chan request
 	done      chan struct{} // closed when the owner goroutine has returned
 	started   atomic.Bool
-	abandoned chan struct{} // test hook: owner leaves without touching the postmaster
+	abandoned chan struct{} // closed by Detach: the owner leaves without touching the postmaster
 	abandon1  sync.Once
 
 	// life is cancelled when the owner returns; tools it runs use it.
@@ -336,12 +336,27 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 	}
 }
 
+// Detach ends the owner goroutine without touching the postmaster: it
+// keeps running, with its clients, for the next tandemd to adopt. It is
+// the supervisor's part of a reload (tandemd re-executing itself); a
+// request under way finishes first, since the owner handles one at a
+// time. When ctx ends first Detach returns; the owner still lets go.
+func (s *Supervisor) Detach(ctx context.Context) error {
+	if !s.started.Load() {
+		return nil
+	}
+	s.abandon1.Do(func() { close(s.abandoned) })
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("while letting go of PostgreSQL: %w", ctx.Err())
+	}
+}
+
 // abandonForTest ends the owner goroutine without touching the postmaster,
 // as if tandemd had been killed.
-func (s *Supervisor) abandonForTest() {
-	s.abandon1.Do(func() { close(s.abandoned) })
-	<-s.done
-}
+func (s *Supervisor) abandonForTest() { _ = s.Detach(context.Background()) }
 
 func (s *Supervisor) setState(state string, pid int, errText string) {
 	s.mu.Lock()
@@ -632,7 +647,7 @@ func (o *owner) cancelRetry() {
 	}
 }
 
-// leave lets go of the postmaster without touching it (test hook).
+// leave lets go of the postmaster without touching it (Detach).
 func (o *owner) leave() {
 	if p := o.cur; p != nil {
 		p.stopProbe()

@@ -307,6 +307,27 @@ func (l *Leadership) Close() {
 	l.lose(ReasonClosed)
 }
 
+// Release stops renewing without revoking, for a tandemd that re-executes
+// itself (a reload) and takes the tenure back with Resume in the new
+// process. It renews once more first, so the new process has the most time
+// the lease allows, and returns the fence deadline that renewal set (or
+// the last one's, if it failed): the new process must have renewed by then
+// or fence. Lost closes, as after Close.
+func (l *Leadership) Release(ctx context.Context) time.Time {
+	l.halt()
+	sent := l.clock.Now()
+	if left := l.Deadline().Sub(sent); left > 0 {
+		rctx, cancel := context.WithTimeout(ctx, left)
+		resp, err := l.cli.KeepAliveOnce(rctx, l.lease)
+		cancel()
+		if err == nil && resp.TTL > 0 {
+			l.dl.renewed(sent, time.Duration(resp.TTL)*time.Second)
+		}
+	}
+	l.lose(ReasonClosed)
+	return l.Deadline()
+}
+
 func (l *Leadership) halt() {
 	l.stopOnce.Do(func() { close(l.stop) })
 	l.wg.Wait()

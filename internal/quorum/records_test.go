@@ -158,3 +158,36 @@ func TestMoveLeader(t *testing.T) {
 		t.Fatal("moving the leadership to an unknown member did not fail")
 	}
 }
+
+// A reload: the old process releases its tenure after one last renewal,
+// the new one resumes it before the deadline Release returned.
+func TestReleaseThenResume(t *testing.T) {
+	tc := newTestCluster(t)
+	cliA, cliB := tc.client("a"), tc.client("b")
+	ctx := ctxT(t, 30*time.Second)
+
+	la, err := Campaign(ctx, cliA, prefix, "a", LeaseConfig{}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := la.Deadline()
+	time.Sleep(100 * time.Millisecond)
+	deadline := la.Release(ctx)
+	if !deadline.After(before) {
+		t.Fatalf("Release's deadline %s is not later than the last renewal's %s: it did not renew once more", deadline, before)
+	}
+	if la.Held() || !Intentional(la.LostReason()) {
+		t.Fatalf("after Release: held=%v reason %q, want released intentionally", la.Held(), la.LostReason())
+	}
+	if h, ok, _ := CurrentHolder(ctx, cliB, prefix); !ok || h.Name != "a" {
+		t.Fatalf("Release gave the key away: holder %+v held %v", h, ok)
+	}
+	l2, ok, err := Resume(ctx, cliA, prefix, "a", la.LeaseID(), LeaseConfig{}, testLog(t))
+	if err != nil || !ok {
+		t.Fatalf("Resume after Release: ok=%v err=%v, want the tenure back", ok, err)
+	}
+	if l2.Revision() != la.Revision() {
+		t.Fatalf("resumed revision %d, want %d", l2.Revision(), la.Revision())
+	}
+	l2.Close()
+}
