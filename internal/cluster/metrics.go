@@ -94,12 +94,21 @@ var (
 	descRetained     = prometheus.NewDesc("tandem_wal_retained_bytes", "WAL the primary keeps in pg_wal for the secondary (its slot).", nil, nil)
 	descOps          = prometheus.NewDesc("tandem_operations_total", "Operations run on this node, by outcome.", []string{"operation", "outcome"}, nil)
 	descLastDuration = prometheus.NewDesc("tandem_last_operation_duration_seconds", "Duration of the last successful operation of each kind on this node.", []string{"operation"}, nil)
-	descAge          = prometheus.NewDesc("tandem_metrics_age_seconds", "Seconds since tandemd last read the values that come from PostgreSQL (it reads them once a second).", nil, nil)
+	// Automatic failover mode (docs/quorum.md); absent in manual mode.
+	descQuorumUp      = prometheus.NewDesc("tandem_quorum_reachable", "Automatic mode: 1 when this node's etcd client gets answers from the quorum.", nil, nil)
+	descQuorumMember  = prometheus.NewDesc("tandem_quorum_member_healthy", "Automatic mode: 1 when the quorum member answers healthy, as this node sees it.", []string{"member"}, nil)
+	descLeaderHeld    = prometheus.NewDesc("tandem_leader_key_held", "Automatic mode: 1 while this node holds the leader key.", nil, nil)
+	descFenceIn       = prometheus.NewDesc("tandem_fence_deadline_seconds", "Automatic mode, on the holder: seconds before it must fence itself unless a renewal (or a failsafe promise) succeeds.", nil, nil)
+	descFailsafe      = prometheus.NewDesc("tandem_failsafe_active", "Automatic mode: 1 while this primary is kept by its secondary's failsafe promise (etcd does not renew its lease).", nil, nil)
+	descEligible      = prometheus.NewDesc("tandem_automatic_failover_eligible", "Automatic mode, on the secondary: 1 when it would fail over by itself if the leader key went vacant.", nil, nil)
+	descFencedByLease = prometheus.NewDesc("tandem_fenced", "Automatic mode: 1 while this primary has fenced itself and waits for the quorum.", nil, nil)
+	descAge           = prometheus.NewDesc("tandem_metrics_age_seconds", "Seconds since tandemd last read the values that come from PostgreSQL (it reads them once a second).", nil, nil)
 )
 
 // Describe lists the metrics for Prometheus.
 func (n *Node) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRole, descTerm, descPGUp, descVIP, descPeer, descPeerSilent, descSync, descLagBytes, descLagSeconds, descStreaming, descRetained, descOps, descLastDuration, descAge} {
+	for _, d := range []*prometheus.Desc{descRole, descTerm, descPGUp, descVIP, descPeer, descPeerSilent, descSync, descLagBytes, descLagSeconds, descStreaming, descRetained, descOps, descLastDuration, descAge,
+		descQuorumUp, descQuorumMember, descLeaderHeld, descFenceIn, descFailsafe, descEligible, descFencedByLease} {
 		ch <- d
 	}
 }
@@ -148,6 +157,27 @@ func (n *Node) Collect(ch chan<- prometheus.Metric) {
 		if s.Role == state.RolePrimary {
 			gauge(descRetained, float64(r.RetainedBytes))
 		}
+	}
+	if automatic(s) {
+		if q := n.quorumInfo(); q != nil {
+			gauge(descQuorumUp, b2f(q.Reachable))
+			for _, m := range q.Members {
+				gauge(descQuorumMember, b2f(m.Healthy), m.Name)
+			}
+			gauge(descFailsafe, b2f(q.Failsafe))
+			if s.Role == state.RoleSecondary {
+				gauge(descEligible, b2f(q.Eligible))
+			}
+		}
+		l := n.leadership()
+		gauge(descLeaderHeld, b2f(l != nil && l.Held()))
+		if l != nil {
+			gauge(descFenceIn, time.Until(l.Deadline()).Seconds())
+		}
+		n.q.mu.Lock()
+		fenced := n.q.fenced
+		n.q.mu.Unlock()
+		gauge(descFencedByLease, b2f(fenced))
 	}
 	n.ops.mu.Lock()
 	for k, c := range n.ops.count {
