@@ -276,6 +276,19 @@ func TestAutomaticSwitchover(t *testing.T) {
 	c.noEvent("lease_lost", "automatic_failover_started", "fenced")
 	c.noFence("a")
 	c.noFence("b")
+
+	// Disassembly releases the witness for another cluster.
+	out, errOut, code := c.console("disassemble", "--yes")
+	if code != 0 {
+		t.Fatalf("disassemble: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "left the quorum") {
+		t.Errorf("disassemble does not say the witness left:\n%s", out)
+	}
+	var wi api.WitnessInfo
+	if err := c.witnessCall(http.MethodGet, "/v1/witness", &wi, 5*time.Second); err != nil || wi.Cluster != "" || wi.State != "none" {
+		t.Fatalf("the witness after the disassembly: %+v, %v; want no cluster, member none", wi, err)
+	}
 }
 
 // TestAutomaticSecondaryCutOff: the secondary loses the primary and the

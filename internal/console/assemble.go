@@ -191,7 +191,11 @@ Exit status: 0 assembled; 2 bad flags, or not confirmed off a terminal
 
 			c := tr.cache
 			tr.mu.Lock()
-			c.Clusters[clusterNameOf(res.Record, name)] = cachedFromAssembly(res.Record, req, pc, time.Now().UTC())
+			cached := cachedFromAssembly(res.Record, req, pc, time.Now().UTC())
+			if wc != nil {
+				cached.Witness = wc.Addr()
+			}
+			c.Clusters[clusterNameOf(res.Record, name)] = cached
 			err = c.Save()
 			tr.mu.Unlock()
 			if err != nil {

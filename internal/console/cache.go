@@ -39,8 +39,11 @@ type CachedCluster struct {
 	Term        int64        `json:"term"`    // the highest term seen
 	Primary     string       `json:"primary"` // as of Term
 	Nodes       []CachedNode `json:"nodes"`
-	AssembledAt time.Time    `json:"assembled_at"`
-	UpdatedAt   time.Time    `json:"updated_at"`
+	// Witness is the API address of the quorum witness in automatic
+	// failover mode ("" in manual mode): a disassembly has it leave.
+	Witness     string    `json:"witness,omitempty"`
+	AssembledAt time.Time `json:"assembled_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
 }
 
 // CachedNode is one node of a cached cluster.

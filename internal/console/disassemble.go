@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,8 @@ type DisassembleOutput struct {
 	Fallback bool                  `json:"fallback"`
 	Result   api.DisassembleResult `json:"result"`
 	Left     []string              `json:"left_to_clean,omitempty"` // nodes not told, to clean with --endpoint
+	// Witness: what became of the quorum witness (automatic mode).
+	Witness string `json:"witness,omitempty"`
 }
 
 // NewDisassembleCommand takes a cluster apart.
@@ -179,6 +182,9 @@ nodes' state forbids it; 1 anything else.`,
 			// With --endpoint on a secondary, the primary still holds the
 			// cluster: keep it in the cache.
 			forget := g.endpoint == "" || target.view.Node.Role == rolePrimary
+			if c, ok := tr.cache.Clusters[name]; ok && forget && c.Witness != "" {
+				out.Witness = releaseWitness(ctx, tr, c.Witness)
+			}
 			if _, ok := tr.cache.Clusters[name]; ok && forget {
 				delete(tr.cache.Clusters, name)
 				if err := tr.cache.Save(); err != nil {
@@ -224,5 +230,27 @@ func printDisassembled(w io.Writer, out DisassembleOutput) {
 	for _, a := range out.Left {
 		fmt.Fprintf(w, "NOT TOLD: %s. When it is back, run `tandem disassemble --force --endpoint %s`.\n", a, a)
 	}
+	if out.Witness != "" {
+		fmt.Fprintf(w, "  witness:   %s\n", out.Witness)
+	}
 	fmt.Fprintln(w, "The console keeps the pinned certificates and the tokens.")
+}
+
+// releaseWitness has the witness of a disassembled cluster leave its
+// quorum (its member stops, its data goes), so it can serve another
+// cluster; it says what happened.
+func releaseWitness(ctx context.Context, tr *trust, addr string) string {
+	toks, err := LoadTokens()
+	if err != nil {
+		return fmt.Sprintf("NOT released (%v): run `curl -X POST …/v1/witness/leave` on %s, or restart it with an empty state dir", err, addr)
+	}
+	kept := toks.lookup(tr.cache, addr)
+	c, err := dialWant(ctx, addr, kept.token, tr, tr.pinned(addr))
+	if err == nil {
+		err = c.Post(ctx, "/v1/witness/leave", struct{}{}, nil)
+	}
+	if err != nil {
+		return fmt.Sprintf("%s NOT released (%v): before it serves another cluster, POST /v1/witness/leave to it (docs/api.md)", addr, err)
+	}
+	return addr + " left the quorum (its member stopped, its data removed)"
 }
