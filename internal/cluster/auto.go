@@ -102,7 +102,14 @@ func (n *Node) startQuorum(spec api.QuorumSpec) error {
 		return err
 	}
 	mc.Log = n.log.With("component", "quorum")
-	cli, err := quorum.NewClient(n.quorumClientConfig(state.State{Cluster: &state.Membership{Quorum: &spec}}))
+	// The client talks to this node's own member only: it forwards to the
+	// etcd leader, and it fails exactly when this node is cut off from
+	// the majority — which is when the primary must fence. A client
+	// spread over the three members would send a share of the renewals to
+	// a member that is gone and miss the deadline for it.
+	ccfg := n.quorumClientConfig(state.State{Cluster: &state.Membership{Quorum: &spec}})
+	ccfg.Endpoints = []string{"https://" + n.cfg.QuorumSelf.ClientAddr}
+	cli, err := quorum.NewClient(ccfg)
 	if err != nil {
 		return err
 	}

@@ -171,8 +171,10 @@ func (l *Leadership) renewLoop() {
 		if left <= 0 {
 			return // watchDeadline reports it
 		}
-		// No answer is worth waiting for past the deadline.
-		ctx, cancel := context.WithTimeout(context.Background(), left)
+		// No answer is worth waiting for past the deadline, nor longer than
+		// one renewal interval: a renewal stuck on a dead connection must
+		// not eat the whole budget the next attempts need.
+		ctx, cancel := context.WithTimeout(context.Background(), min(left, l.cfg.RenewEvery))
 		go func() {
 			select {
 			case <-l.stop:
