@@ -337,3 +337,53 @@ func TestAutomaticSecondaryCutOff(t *testing.T) {
 		t.Errorf("a's postmaster changed from %d to %d while only b was cut off", pm, now)
 	}
 }
+
+// TestFailoverModeChange: an automatic cluster goes manual while it runs
+// (the witness leaves, nothing fails over by itself any more, no outage),
+// then automatic again (the primary takes the key, the secondary watches)
+// and a power-off of the primary then fails over by itself.
+func TestFailoverModeChange(t *testing.T) {
+	needRoot(t)
+	c := upCluster(t, clusterOpts{failover: "automatic", mode: "sync", synchronized: true})
+	c.waitEligible("a", "b")
+	w := c.startWitness()
+	pm := c.postmasterPid("a")
+
+	// Bad input first: nothing changes.
+	if out, errOut, code := c.console("failover-mode", "sometimes", "--yes"); code != 2 {
+		t.Fatalf("failover-mode sometimes: exit %d, want 2\n%s\n%s", code, out, errOut)
+	}
+	if out, errOut, code := c.console("failover-mode", "manual", "--witness", "w", "--yes"); code != 2 {
+		t.Fatalf("failover-mode manual --witness: exit %d, want 2\n%s\n%s", code, out, errOut)
+	}
+
+	out, errOut, code := c.console("failover-mode", "manual", "--yes")
+	if code != 0 {
+		t.Fatalf("failover-mode manual: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "left the quorum") {
+		t.Errorf("failover-mode manual does not say the witness left:\n%s", out)
+	}
+	st, _, _ := c.console("status")
+	if !strings.Contains(st, "failover manual") {
+		t.Errorf("status after failover-mode manual:\n%s", st)
+	}
+	var wi api.WitnessInfo
+	if err := c.witnessCall(http.MethodGet, "/v1/witness", &wi, 5*time.Second); err != nil || wi.Cluster != "" {
+		t.Fatalf("the witness after failover-mode manual: %+v, %v; want no cluster", wi, err)
+	}
+
+	out, errOut, code = c.consoleWith([]string{"TANDEM_WITNESS_TOKEN=" + c.env.Witness.Token}, time.Minute, "failover-mode", "automatic", "--witness", c.fqdn("w"), "--yes")
+	if code != 0 {
+		t.Fatalf("failover-mode automatic: exit %d\n%s\n%s", code, out, errOut)
+	}
+	c.waitEligible("a", "b")
+	if now := c.postmasterPid("a"); now != pm {
+		t.Errorf("a's postmaster changed from %d to %d across the mode changes", pm, now)
+	}
+	c.noFence("a")
+	c.powerOff("a")
+	c.waitStatus("b primary by itself", 30*time.Second, func(s labStatus) bool { return s.roles()["b"] == "primary" })
+	c.waitWrites("b", 20*time.Second)
+	w.stop(true)
+}

@@ -119,6 +119,11 @@ func (s *Server) Handler() http.Handler {
 			routes[p] = rt
 		}
 	}
+	if fb, ok := s.cfg.Backend.(FailoverModeBackend); ok && cb != nil {
+		for p, rt := range failoverModeRoutes(fb) {
+			routes[p] = rt
+		}
+	}
 	if wb, ok := s.cfg.Backend.(WitnessBackend); ok {
 		for p, rt := range s.witnessRoutes(wb) {
 			routes[p] = rt

@@ -502,3 +502,20 @@ type FailsafeRequest struct {
 type FailsafeResult struct {
 	WindowMS int64 `json:"window_ms"`
 }
+
+// FailoverModeRequest is POST /v1/cluster/failover-mode on the primary
+// (and, from the primary, POST /v1/peer/failover-mode on the secondary):
+// the cluster's failover mode changed while it runs. Automatic needs the
+// quorum (the witness joined it first); manual retires it.
+type FailoverModeRequest struct {
+	Failover string      `json:"failover"`
+	Quorum   *QuorumSpec `json:"quorum,omitempty"`
+	Term     int64       `json:"term,omitempty"` // peer call: the primary's term
+}
+
+// FailoverModeResult says what each node did.
+type FailoverModeResult struct {
+	Failover  string `json:"failover"`
+	Primary   string `json:"primary"`
+	Secondary string `json:"secondary"`
+}

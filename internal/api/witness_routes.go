@@ -70,3 +70,29 @@ func failsafeRoutes(fb FailsafeBackend) map[string]route {
 		}},
 	}
 }
+
+// FailoverModeBackend changes a running cluster's failover mode.
+type FailoverModeBackend interface {
+	SetFailoverMode(ctx context.Context, req FailoverModeRequest) (FailoverModeResult, error)
+	PeerFailoverMode(ctx context.Context, req FailoverModeRequest) error
+}
+
+func failoverModeRoutes(fb FailoverModeBackend) map[string]route {
+	return map[string]route{
+		"/v1/cluster/failover-mode": {method: http.MethodPost, auth: authToken, h: func(r *http.Request) (any, int, error) {
+			var req FailoverModeRequest
+			if err := decode(r, &req); err != nil {
+				return nil, 0, err
+			}
+			v, err := fb.SetFailoverMode(r.Context(), req)
+			return v, http.StatusOK, err
+		}},
+		"/v1/peer/failover-mode": {method: http.MethodPost, auth: authPeer, h: func(r *http.Request) (any, int, error) {
+			var req FailoverModeRequest
+			if err := decode(r, &req); err != nil {
+				return nil, 0, err
+			}
+			return struct{}{}, http.StatusOK, fb.PeerFailoverMode(r.Context(), req)
+		}},
+	}
+}
