@@ -71,6 +71,7 @@ type monitor struct {
 	// record (automatic mode); syncRecordKnown: since this tenure began.
 	syncRecord      string
 	syncRecordKnown bool
+	syncRecordRev   int64 // the tenure (leader key revision) it was written in
 }
 
 // monitorEvery is how often the monitor looks.
@@ -358,19 +359,21 @@ func (n *Node) watchReplication(ctx context.Context, m *monitor, s state.State) 
 // recordSync writes the sync record (only while this node holds the
 // leader key), unless it already says node in this tenure.
 func (n *Node) recordSync(ctx context.Context, m *monitor, node string) error {
-	if m.syncRecordKnown && m.syncRecord == node {
-		return nil
-	}
 	l := n.leadership()
 	if l == nil {
 		return fmt.Errorf("this node does not hold the leader key")
+	}
+	// Per tenure: a new one (a regained key, a quorum made anew by a
+	// change of mode) may find another record, or none.
+	if m.syncRecordKnown && m.syncRecord == node && m.syncRecordRev == l.Revision() {
+		return nil
 	}
 	qctx, cancel := context.WithTimeout(ctx, quorumCall)
 	defer cancel()
 	if err := l.WriteSync(qctx, node); err != nil {
 		return err
 	}
-	m.syncRecord, m.syncRecordKnown = node, true
+	m.syncRecord, m.syncRecordKnown, m.syncRecordRev = node, true, l.Revision()
 	n.log.Info("sync record written", "synchronous", node)
 	return nil
 }
