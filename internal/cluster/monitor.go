@@ -71,7 +71,7 @@ type monitor struct {
 	// record (automatic mode); syncRecordKnown: since this tenure began.
 	syncRecord      string
 	syncRecordKnown bool
-	syncRecordRev   int64 // the tenure (leader key revision) it was written in
+	syncRecordLease int64 // the tenure (its lease) it was written in
 }
 
 // monitorEvery is how often the monitor looks.
@@ -365,7 +365,7 @@ func (n *Node) recordSync(ctx context.Context, m *monitor, node string) error {
 	}
 	// Per tenure: a new one (a regained key, a quorum made anew by a
 	// change of mode) may find another record, or none.
-	if m.syncRecordKnown && m.syncRecord == node && m.syncRecordRev == l.Revision() {
+	if m.syncRecordKnown && m.syncRecord == node && m.syncRecordLease == int64(l.LeaseID()) {
 		return nil
 	}
 	qctx, cancel := context.WithTimeout(ctx, quorumCall)
@@ -373,7 +373,7 @@ func (n *Node) recordSync(ctx context.Context, m *monitor, node string) error {
 	if err := l.WriteSync(qctx, node); err != nil {
 		return err
 	}
-	m.syncRecord, m.syncRecordKnown, m.syncRecordRev = node, true, l.Revision()
+	m.syncRecord, m.syncRecordKnown, m.syncRecordLease = node, true, int64(l.LeaseID())
 	n.log.Info("sync record written", "synchronous", node)
 	return nil
 }
