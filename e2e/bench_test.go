@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -24,6 +26,8 @@ import (
 //	TANDEM_BENCH_RUNS      runs of each short measurement (default 5)
 //	TANDEM_BENCH_DB_MB     database size for rejoin, clone and catch-up (default 1024)
 //	TANDEM_BENCH_BIG_RUNS  runs of the rejoin and clone measurements (default 3)
+//	TANDEM_BENCH_PGBENCH_MINUTES  minutes of pgbench at full speed on a healthy
+//	                       automatic-mode cluster, counting fences and failovers (default 0: off)
 func TestBenchmark(t *testing.T) {
 	needRoot(t)
 	if os.Getenv("TANDEM_BENCH") != "1" {
@@ -138,6 +142,8 @@ func TestBenchmark(t *testing.T) {
 	rows = append(rows, summarize("streaming resumes after a partition between the nodes heals (12 s partitions): start of `lab heal` → `tandem status` shows streaming", "ms", resume, "≤ 2 s"))
 
 	c.Down()
+
+	rows = append(rows, benchAutomatic(t, runs)...)
 
 	if bigRuns == 0 {
 		fmt.Printf("\n%s\n%s", machine(), table(rows))
@@ -322,4 +328,125 @@ func (c *testLab) psqlLong(host, sql string) {
 	if err != nil {
 		c.t.Fatalf("psql: %v\n%s\n%s", err, out, errOut)
 	}
+}
+
+// benchAutomatic measures automatic failover mode (docs/quorum.md) in a
+// lab with the witness host w: tandemd's and the witness's resident
+// memory after a minute of writes, optionally N minutes of pgbench with no
+// fence and no failover, then primary power-off → first acknowledged
+// write through the cluster IP, runs times.
+func benchAutomatic(t *testing.T, runs int) []benchRow {
+	var rows []benchRow
+	c := upCluster(t, clusterOpts{failover: "automatic", mode: "sync", synchronized: true})
+	defer c.Down()
+	c.waitEligible("a", "b")
+
+	w := c.startWitness()
+	time.Sleep(time.Minute)
+	rssPrimary := rssMiB(c.tandemdPid(c.primary()))
+	rssWitness := rssMiB(c.tandemdPid("w"))
+	w.stop(true)
+	rows = append(rows, one("tandemd resident memory with an embedded etcd member (primary, automatic mode, after a minute of writes)", "MiB", rssPrimary, "≤ 64 MiB"))
+	rows = append(rows, one("the witness's resident memory (tandemd --witness on w, same minute)", "MiB", rssWitness, "≤ 40 MiB"))
+
+	if minutes := envInt("TANDEM_BENCH_PGBENCH_MINUTES", 0); minutes > 0 {
+		fences, failovers := c.pgbenchHealthy(minutes)
+		rows = append(rows, one(fmt.Sprintf("fences during %d minutes of pgbench at full speed through the cluster IP (healthy cluster)", minutes), "", float64(fences), "0"))
+		rows = append(rows, one(fmt.Sprintf("failovers during the same %d minutes", minutes), "", float64(failovers), "0"))
+	}
+
+	var af []float64
+	for i := 0; i < runs; i++ {
+		primary := c.primary()
+		secondary := other(primary)
+		c.waitEligible(primary, secondary)
+		w := c.startWitness()
+		time.Sleep(time.Second)
+		off := time.Now()
+		c.powerOff(primary)
+		eventually(t, "the first write acknowledged after the power-off", 30*time.Second, func() (bool, string) {
+			return w.firstAckAfter(off) > 0, w.summary()
+		})
+		af = append(af, ms(w.firstAckAfter(off)))
+		c.powerOn(primary)
+		c.waitStatus("the old primary back as the synchronous standby", 120*time.Second, func(s labStatus) bool {
+			r := s.roles()
+			return r[primary] == "secondary" && r[secondary] == "primary" && s.Cluster != nil && s.Cluster.Synchronized
+		})
+		c.waitEligible(secondary, primary)
+		w.stop(true)
+	}
+	rows = append(rows, summarize("automatic failover, primary powered off → first acknowledged write through the cluster IP", "ms", af, "≤ 3 s median"))
+	return rows
+}
+
+// one is a row of a single measurement.
+func one(what, unit string, v float64, target string) benchRow {
+	return benchRow{what: what, unit: unit, med: v, min: v, p95: v, max: v, n: 1, target: target}
+}
+
+// rssMiB is a process's resident memory (VmRSS), as idleFootprint reads it.
+func rssMiB(pid int) float64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			kb, _ := strconv.ParseFloat(strings.Fields(l)[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// pgbenchHealthy runs pgbench (8 clients, no pause) through the cluster
+// DNS name for minutes on a healthy cluster and returns the fences (both
+// nodes' logs) and the failovers (term changes, automatic failovers
+// started) it caused, which must be 0: it fails the test otherwise.
+func (c *testLab) pgbenchHealthy(minutes int) (fences, failovers int) {
+	t := c.t
+	pgbench := findPgbench(t)
+	dsn := fmt.Sprintf("host=%s user=postgres password=%s dbname=postgres connect_timeout=2", c.env.DNSName, c.env.Postgres.Password)
+	if out, errOut, err := c.execErr("client", nil, pgbench, "-i", "-q", "-s", "10", dsn); err != nil {
+		t.Fatalf("pgbench -i: %v\n%s\n%s", err, out, errOut)
+	}
+	before := map[string]int{"a": c.fenceLines("a"), "b": c.fenceLines("b")}
+	term := c.status().Cluster.Term
+	started := countEvents(c.events(), "automatic_failover_started")
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(minutes)*time.Minute+5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", c.netnsOf("client"), pgbench, "-n", "-c", "8", "-j", "2", "-T", strconv.Itoa(minutes*60), "-P", "60", dsn)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	t.Logf("pgbench for %d minutes (%v):\n%s", minutes, err, tail(out.String(), 20))
+	if err != nil {
+		t.Errorf("pgbench through %s on a healthy cluster failed: %v", c.env.DNSName, err)
+	}
+	fences = c.fenceLines("a") - before["a"] + c.fenceLines("b") - before["b"]
+	s := c.status()
+	if s.Cluster != nil && s.Cluster.Term != term {
+		failovers += int(s.Cluster.Term - term)
+	}
+	if n := countEvents(c.events(), "automatic_failover_started") - started; n > failovers {
+		failovers = n
+	}
+	if fences != 0 || failovers != 0 {
+		t.Errorf("during %d minutes of pgbench on a healthy cluster: %d fences, %d failovers; want none", minutes, fences, failovers)
+	}
+	return fences, failovers
+}
+
+// fenceLines counts the self-fences in node's tandemd log (the lines
+// noFence looks for).
+func (c *testLab) fenceLines(node string) int {
+	b, err := os.ReadFile(filepath.Join(c.nodeDir(node), "tandemd.log"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "FENCE:") || strings.Contains(line, "fencing:") {
+			n++
+		}
+	}
+	return n
 }

@@ -44,6 +44,18 @@ type chaosScenario struct {
 	ci bool
 	// mode is the replication mode; "" is sync.
 	mode string
+	// failover is "automatic" for a run in automatic failover mode (the
+	// lab with the witness host w, assembled --failover automatic); "" is
+	// manual. chaosAll makes the automatic variants.
+	failover string
+	// ciAuto: the automatic variant is part of the CI subset.
+	ciAuto bool
+	// manualOnly, when set, says why the scenario has no automatic variant.
+	manualOnly string
+	// autoRun and autoAfter replace run and after in the automatic
+	// variant, where automatic failover changes what must happen.
+	autoRun   func(x *chaosRun)
+	autoAfter func(x *chaosRun)
 	// skip, when it returns a reason, skips the run before any lab is
 	// built (a missing kernel feature already seen by an earlier run).
 	skip func() string
@@ -140,8 +152,13 @@ func runChaos(t *testing.T, sc chaosScenario, res *chaosResult) {
 			x.afterLab[i]()
 		}
 	})
-	x.l = upCluster(t, clusterOpts{mode: mode, synchronized: true})
-	x.logf("lab %s assembled (%s)", x.l.name, mode)
+	x.l = upCluster(t, clusterOpts{failover: sc.failover, mode: mode, synchronized: true})
+	if x.auto() {
+		x.l.waitEligible("a", "b")
+		x.logf("lab %s assembled (%s, automatic failover: a holds the leader key, b eligible)", x.l.name, mode)
+	} else {
+		x.logf("lab %s assembled (%s)", x.l.name, mode)
+	}
 	// Registered after the lab, so it runs before `lab down`.
 	t.Cleanup(x.keepLab)
 	if x.sc.prepare != nil {
@@ -207,10 +224,30 @@ func (x *chaosRun) lab(verb string, args ...string) {
 func (x *chaosRun) markHealed() { x.healed = time.Now() }
 
 // failover runs `tandem failover --yes` on the client and expects it to
-// succeed; it returns the console's stdout and stderr (the warnings).
+// succeed; it returns the console's stdout and stderr (the warnings). In
+// automatic mode the operator types nothing: it waits for the secondary to
+// promote by itself, within 30 s, and returns nothing.
 func (x *chaosRun) failover() (string, string) {
 	x.t.Helper()
 	start := time.Now()
+	if x.auto() {
+		var to string
+		eventually(x.t, "the secondary promotes by itself (automatic failover)", 30*time.Second, func() (bool, string) {
+			s, err := x.l.statusErr()
+			if err != nil {
+				return false, err.Error()
+			}
+			for _, n := range s.Nodes {
+				if n.Reachable && n.Role == "primary" && n.Name == "b" { // every scenario fails a over to b
+					to = n.Name
+					return true, ""
+				}
+			}
+			return false, s.String()
+		})
+		x.logf("automatic failover: %s primary by itself %s after the operator would have typed", to, time.Since(start).Round(time.Millisecond))
+		return "", ""
+	}
 	out, errOut, code := x.l.console("failover", "--yes")
 	if code != 0 {
 		x.t.Fatalf("tandem failover: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
@@ -362,8 +399,49 @@ func (x *chaosRun) convergedNow() (bool, string) {
 	if !x.l.holdsClusterIP(primary.Name) || x.l.holdsClusterIP(secondary.Name) {
 		return false, fmt.Sprintf("cluster IP held by %s %v, %s %v", primary.Name, x.l.holdsClusterIP(primary.Name), secondary.Name, x.l.holdsClusterIP(secondary.Name))
 	}
+	if x.auto() {
+		// The quorum whole again: the primary holds the key and the
+		// secondary would fail over by itself.
+		q, err := x.l.quorumOf(secondary.Name)
+		if err != nil || q == nil {
+			return false, "the secondary's quorum view: " + errText(err)
+		}
+		if q.Holder != primary.Name || !q.Eligible {
+			return false, secondary.Name + "'s quorum: " + describeQuorum(q)
+		}
+		for _, m := range q.Members {
+			if !m.Healthy {
+				return false, secondary.Name + "'s quorum: " + describeQuorum(q)
+			}
+		}
+	}
 	x.wantPrimary = primary.Name
 	return true, ""
+}
+
+// auto says whether this run is in automatic failover mode.
+func (x *chaosRun) auto() bool { return x.sc.failover == "automatic" }
+
+// chaosAll is the scenario table with the automatic variants: every
+// scenario that is not manual-only once more as NAME-auto, then the
+// automatic-only scenarios.
+func chaosAll() []chaosScenario {
+	all := append([]chaosScenario(nil), chaosScenarios...)
+	for _, sc := range chaosScenarios {
+		if sc.manualOnly != "" {
+			continue
+		}
+		v := sc
+		v.name, v.failover, v.ci = sc.name+"-auto", "automatic", sc.ciAuto
+		if sc.autoRun != nil {
+			v.run = sc.autoRun
+		}
+		if sc.autoAfter != nil {
+			v.after = sc.autoAfter
+		}
+		all = append(all, v)
+	}
+	return append(all, chaosAutoScenarios...)
 }
 
 // finishWitness stops the witness, which checks the invariants (witness.stop),
@@ -510,7 +588,7 @@ func (x *chaosRun) keepLab() {
 	}
 	dir := x.keepDir()
 	lab := filepath.Join(labBase, x.l.name)
-	for _, f := range []string{"a/tandemd.log", "b/tandemd.log", "a/tandemd.yaml", "b/tandemd.yaml",
+	for _, f := range []string{"a/tandemd.log", "b/tandemd.log", "w/tandemd.log", "a/tandemd.yaml", "b/tandemd.yaml",
 		"a/state/state.json", "b/state/state.json", "dnsmasq.log", "faults.json", "layout.json"} {
 		copyFile(filepath.Join(lab, f), filepath.Join(dir, strings.ReplaceAll(f, "/", "-")))
 	}

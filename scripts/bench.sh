@@ -9,7 +9,10 @@
 # (default /tmp/tandem-bench.log). Environment: TANDEM_BENCH_SWITCHOVERS
 # (20), TANDEM_BENCH_RUNS (5, the other short measurements),
 # TANDEM_BENCH_DB_MB (1024), TANDEM_BENCH_BIG_RUNS (3; 0 leaves the 1 GiB
-# measurements out). Run it on a quiet
+# measurements out), TANDEM_BENCH_PGBENCH_MINUTES (0: off; N adds N
+# minutes of pgbench on an automatic-mode cluster, counting fences and
+# failovers). Automatic failover mode adds its own lab: power-off →
+# first acknowledged write, tandemd's and the witness's memory. Run it on a quiet
 # machine: a build alongside doubles the switchover gap on 2 cores.
 set -eu
 cd "$(dirname "$0")/.."
