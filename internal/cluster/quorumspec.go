@@ -83,9 +83,10 @@ func pemFingerprint(certPEM string) (string, error) {
 // member self, whose data lives in dir; certPEM and keyPEM are its own
 // (the node certificate).
 func MemberConfig(q api.QuorumSpec, self, dir string, certPEM, keyPEM []byte) (quorum.MemberConfig, error) {
-	c := quorum.MemberConfig{Name: self, Dir: dir, Token: q.Token, Peers: map[string]string{}, CertPEM: certPEM, KeyPEM: keyPEM}
+	c := quorum.MemberConfig{Name: self, Dir: dir, Token: q.Token, Peers: map[string]string{}, ClientAddrs: map[string]string{}, CertPEM: certPEM, KeyPEM: keyPEM}
 	for _, m := range q.Members {
 		c.Peers[m.Name] = m.PeerAddr
+		c.ClientAddrs[m.Name] = m.ClientAddr
 		c.TrustedPEM = append(c.TrustedPEM, []byte(m.CertPEM))
 		if m.Name == self {
 			c.PeerAddr, c.ClientAddr = m.PeerAddr, m.ClientAddr

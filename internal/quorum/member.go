@@ -63,6 +63,9 @@ type MemberConfig struct {
 	// Existing is set when this member was added to a running cluster
 	// (AddMember) instead of being one of the three at assembly.
 	Existing bool
+	// ClientAddrs maps every member's name to its client host:port; Keep
+	// uses the others' to replace this member when its data is lost.
+	ClientAddrs map[string]string
 
 	CertPEM, KeyPEM []byte // this member's certificate (NewMemberCert) and key
 	// TrustedPEM holds the certificates of all members (this one's
