@@ -113,6 +113,8 @@ type Postgres interface {
 	// EndWALReceiver ends the WAL receiver process pid (a fresh one
 	// follows).
 	EndWALReceiver(pid int) error
+	// SetHandsOff: maintenance mode, no crash restart (postgres/handsoff.go).
+	SetHandsOff(on bool)
 }
 
 // VIP is what the cluster logic needs from the cluster IP owner
@@ -307,6 +309,10 @@ func (n *Node) Node(ctx context.Context) api.NodeInfo {
 		if info.Failover == "" && s.Cluster.Peer != nil {
 			info.Failover = FailoverManual
 		}
+	}
+	if s.Cluster != nil && s.Cluster.Maintenance != nil {
+		m := *s.Cluster.Maintenance
+		info.Maintenance = &m
 	}
 	if len(n.cfg.CertPEM) > 0 {
 		self := n.cfg.QuorumSelf
