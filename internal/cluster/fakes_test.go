@@ -265,6 +265,9 @@ func (p *fakePeer) RecreateSlot(context.Context) error {
 func (p *fakePeer) PeerEvent(_ context.Context, e api.PeerEvent) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.hb == nil {
+		return errSilent // a silent peer records nothing either
+	}
 	p.events = append(p.events, e)
 	return nil
 }

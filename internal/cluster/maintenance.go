@@ -41,6 +41,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -183,7 +184,7 @@ func (n *Node) SetMaintenance(ctx context.Context, req api.MaintenanceRequest) (
 		if !pn.Applied {
 			what += "; " + pn.Error
 		}
-		n.event(ctx, kind, n.cfg.Name, what)
+		n.eventKept(ctx, kind, what)
 	}
 	return res, nil
 }
@@ -295,7 +296,7 @@ func (n *Node) watchByHand(ctx context.Context, w *byHandWatch, since *time.Time
 func (n *Node) noteAutoBlocked(ctx context.Context, s state.State, why string) {
 	if m := maintenanceOf(s); m != nil {
 		n.log.Error("the primary's leader key is gone; maintenance mode: this secondary does not fail over by itself", "why", why)
-		n.event(ctx, EventAutoFailoverSuppressed, n.cfg.Name, fmt.Sprintf("the leader key of %s is vacant, but %s does not fail over by itself: %s. `tandem maintenance off` lets it fail over", s.Cluster.Peer.Name, n.cfg.Name, describeMaintenance(m)))
+		n.eventKept(ctx, EventAutoFailoverSuppressed, fmt.Sprintf("the leader key of %s is vacant, but %s does not fail over by itself: %s. `tandem maintenance off` lets it fail over", s.Cluster.Peer.Name, n.cfg.Name, describeMaintenance(m)))
 		return
 	}
 	n.log.Error("the primary's leader key is gone, but this secondary may not promote by itself", "why", why)
@@ -319,4 +320,57 @@ func (n *Node) holdSyncChange(ctx context.Context, held *bool, want bool, peer s
 		n.event(ctx, EventSyncChangeHeld, peer, fmt.Sprintf("tandemd %s: %s", what, describeMaintenance(m)))
 	}
 	return true
+}
+
+// keptEvents are maintenance events the history did not take: on a
+// secondary whose primary is down (the history lives in the primary's
+// PostgreSQL), or on a primary whose PostgreSQL an operator stopped. Who
+// switched maintenance and why must not be lost for that; the monitor
+// records them once the history answers (a few, in memory: a tandemd
+// restart meanwhile loses them, and the log has them).
+type keptEvents struct {
+	mu     sync.Mutex
+	events []keptEvent
+}
+
+type keptEvent struct {
+	kind, msg string
+	at        time.Time
+}
+
+// maxKeptEvents bounds the queue; the oldest go first.
+const maxKeptEvents = 20
+
+// eventKept records an event about this node now, or keeps it for later.
+func (n *Node) eventKept(ctx context.Context, kind, msg string) {
+	if n.eventErr(ctx, kind, n.cfg.Name, msg) == nil {
+		return
+	}
+	n.kept.mu.Lock()
+	defer n.kept.mu.Unlock()
+	n.kept.events = append(n.kept.events, keptEvent{kind: kind, msg: msg, at: time.Now().UTC()})
+	if len(n.kept.events) > maxKeptEvents {
+		n.kept.events = n.kept.events[len(n.kept.events)-maxKeptEvents:]
+	}
+}
+
+// flushKeptEvents records the kept events, oldest first, while the
+// history takes them.
+func (n *Node) flushKeptEvents(ctx context.Context) {
+	for {
+		n.kept.mu.Lock()
+		if len(n.kept.events) == 0 {
+			n.kept.mu.Unlock()
+			return
+		}
+		e := n.kept.events[0]
+		n.kept.mu.Unlock()
+		msg := fmt.Sprintf("%s (at %s; recorded late, the history did not answer then)", e.msg, e.at.Format(time.RFC3339))
+		if n.eventErr(ctx, e.kind, n.cfg.Name, msg) != nil {
+			return
+		}
+		n.kept.mu.Lock()
+		n.kept.events = n.kept.events[1:]
+		n.kept.mu.Unlock()
+	}
 }

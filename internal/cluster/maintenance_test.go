@@ -215,3 +215,19 @@ func TestMonitorDoesNotReseedInMaintenance(t *testing.T) {
 		t.Fatalf("re-seeded %d times in maintenance", n)
 	}
 }
+
+// Switched on at the secondary while the primary (which holds the
+// history) is down: the event is kept and recorded once it answers.
+func TestMaintenanceEventKeptUntilTheHistoryAnswers(t *testing.T) {
+	tn := newTestNode(t, clusterState(state.RoleSecondary, 3))
+	if _, err := tn.SetMaintenance(context.Background(), api.MaintenanceRequest{On: true, Reason: "rack move", By: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	tn.peer.answer(api.Heartbeat{Name: "b", Role: "primary", Term: 3})
+	tn.flushKeptEvents(context.Background())
+	tn.peer.mu.Lock()
+	defer tn.peer.mu.Unlock()
+	if len(tn.peer.events) != 1 || tn.peer.events[0].Kind != EventMaintenanceOn || !strings.Contains(tn.peer.events[0].Message, "rack move") || !strings.Contains(tn.peer.events[0].Message, "recorded late") {
+		t.Fatalf("events the primary got: %+v", tn.peer.events)
+	}
+}

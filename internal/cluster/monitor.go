@@ -128,6 +128,9 @@ func (n *Node) runMonitor(ctx context.Context) {
 			}
 			s = n.State()
 		}
+		if err == nil || s.Role != state.RoleSecondary {
+			n.flushKeptEvents(ctx) // maintenance events the history missed
+		}
 		if err == nil && n.observeTerm(ctx, s, hb) {
 			continue
 		}

@@ -11,6 +11,10 @@ import (
 	"github.com/tandem-ha/tandem/internal/api"
 )
 
+// maintenanceTimeout bounds the switch: both nodes' state files and one
+// peer call (its own timeout is shorter, so a silent peer is reported).
+const maintenanceTimeout = 30 * time.Second
+
 // MaintenanceOutput is `tandem maintenance on|off -o json`.
 type MaintenanceOutput struct {
 	Cluster string                `json:"cluster"`
@@ -54,7 +58,7 @@ Exit status: 0 done (also when it already was so); 2 bad arguments;
 			default:
 				return exitf(ExitUsage, "maintenance takes on or off, not %q. Nothing was sent", args[0])
 			}
-			op, err := g.startOperation(cmd, "maintenance", true, cluster, 0)
+			op, err := g.startOperation(cmd, "maintenance", true, cluster, maintenanceTimeout)
 			if err != nil {
 				return err
 			}

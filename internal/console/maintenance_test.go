@@ -30,3 +30,29 @@ func TestMaintenanceTakesOnOrOff(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errb.String())
 	}
 }
+
+// The switch goes to the primary, with who and why; a peer that did not
+// take it is a loud warning, not a failure.
+func TestMaintenanceOnGoesToThePrimaryAndWarnsOfASilentPeer(t *testing.T) {
+	a, b := assembled(t)
+	a.set(func(f *fakeNode) {
+		f.maintenance = api.MaintenanceResult{Changed: true,
+			Maintenance: api.MaintenanceInfo{On: true, By: "alice@ops", Reason: "kernel update", At: time.Now(), Gen: 1},
+			Nodes:       []api.MaintenanceNode{{Name: "a", Applied: true}, {Name: "b", Error: "b did not take the change (silent)"}}}
+	})
+	code, stdout, stderr := runIn(t, "", "maintenance", "on", "--reason", "kernel update")
+	if code != 0 || !strings.Contains(stdout, "is ON") || !strings.Contains(stdout, "kernel update") || !strings.Contains(stderr, "WARNING: b did not take the change") {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	posts := a.posts()
+	if len(posts) != 1 || posts[0].Path != "/v1/cluster/maintenance" {
+		t.Fatalf("a got %v", posts)
+	}
+	req := decode[api.MaintenanceRequest](t, string(posts[0].Body))
+	if !req.On || req.Reason != "kernel update" || req.By == "" {
+		t.Fatalf("request %+v, want on with the reason and who", req)
+	}
+	if len(b.posts()) != 0 {
+		t.Fatalf("the secondary was sent %v; the primary passes the switch on", b.posts())
+	}
+}

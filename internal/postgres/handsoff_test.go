@@ -71,3 +71,26 @@ func waitStatus(ctx context.Context, t *testing.T, s *Supervisor, ok func(Status
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// Hands off stops only the supervisor's own restarts: a start asked for
+// (an operation the operator started, such as a switchover) still starts.
+func TestHandsOffStillServesAStartAskedFor(t *testing.T) {
+	opts := testOptions(t)
+	s := newSupervisor(t, opts)
+	first := startOK(t, s)
+	s.SetHandsOff(true)
+	if err := syscall.Kill(first.PID, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	waitStatus(ctx, t, s, func(st Status) bool { return st.State == StateStopped && st.Error == StoppedByHand })
+	if err := s.StartPrimary(ctx, nil, false); err != nil {
+		t.Fatalf("a start asked for while hands off: %v", err)
+	}
+	if st := s.Status(ctx); st.State != StateRunning || st.PID == 0 || st.PID == first.PID {
+		t.Fatalf("after the start asked for: %+v", st)
+	}
+	stopOK(t, s)
+	waitNoProcesses(t, opts.DataDir)
+}

@@ -583,7 +583,9 @@ func (o *owner) restart() {
 		o.s.setState(StateStopped, 0, "fenced")
 		return
 	}
-	if o.s.handsOff.Load() {
+	if o.s.handsOff.Load() && len(o.waiters) == 0 {
+		// Hands off, and nobody asked for a start (a request waiting on
+		// this timer, resume's, is served by the start below).
 		o.adoptByHand()
 		return
 	}
