@@ -121,6 +121,7 @@ func TestMaintenanceAutomatic(t *testing.T) {
 		return err == nil && n.Postgres.State == "running" && n.Postgres.PID == byHand, fmt.Sprint(n.Postgres, err)
 	})
 	c.waitEvent("postgres_started_by_hand", 20*time.Second)
+	c.waitEvent("postgres_stopped_by_hand", 20*time.Second) // kept while the history was down
 	c.waitWrites("a", 20*time.Second)
 
 	// (a) The primary powered off: no automatic failover.

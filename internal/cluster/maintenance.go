@@ -5,9 +5,9 @@ package cluster
 // switched off. What that means, decision by decision (docs/operations.md,
 // "Maintenance mode", says the same for operators):
 //
-//   - Suppressed: the sync mode's degrade and restore (commits keep doing
-//     what they did: waiting for an absent secondary goes on past
-//     sync_grace), the automatic failover of automatic mode, the automatic
+//   - Suppressed: the sync mode's degrade (commits keep waiting for an
+//     absent secondary past sync_grace: loosening the promise is a
+//     judgement the operator reserved), the automatic failover of automatic mode, the automatic
 //     rejoin of a fenced or stale primary (it stays stopped), the re-seed
 //     of a secondary and the kick of a stuck WAL receiver, and the
 //     supervisor's crash restart of PostgreSQL (hands off: it adopts the
@@ -19,7 +19,12 @@ package cluster
 //     secondary then fails over by itself if the key is vacant).
 //   - Allowed: `tandem switchover` (planned, both nodes answer and it
 //     checks everything itself; Patroni allows it in pause too), and what
-//     an operation the operator started does to its end.
+//     an operation the operator started does to its end. Also the sync
+//     mode's restore: it only brings back the promise the cluster is
+//     configured with. A new primary starts with commits not waiting
+//     (after a promotion nobody streams yet) and the restore makes them
+//     wait once its standby streams; holding it would leave a switchover
+//     made in maintenance unsynchronized until maintenance ends.
 //   - Kept, on purpose: in automatic mode the primary renews its leader
 //     lease, feeds the watchdog and fences itself when it cannot renew.
 //     "Only the holder of the leader key may be primary" is what makes
@@ -176,7 +181,7 @@ func (n *Node) SetMaintenance(ctx context.Context, req api.MaintenanceRequest) (
 	if res.Changed {
 		kind, what := EventMaintenanceOff, "maintenance mode switched off by "+by+": tandemd acts by itself again"
 		if m.On {
-			kind, what = EventMaintenanceOn, "maintenance mode switched on by "+by+": tandemd reports but takes no automatic action (no sync degrade or restore, no automatic failover, rejoin or re-seed, no PostgreSQL restart)"
+			kind, what = EventMaintenanceOn, "maintenance mode switched on by "+by+": tandemd reports but takes no automatic action (no sync degrade, no automatic failover, rejoin or re-seed, no PostgreSQL restart)"
 		}
 		if m.Reason != "" {
 			what += "; reason: " + m.Reason
@@ -271,16 +276,16 @@ type byHandWatch struct {
 }
 
 // watchByHand reports PostgreSQL stopped or started outside tandemd while
-// maintenance is on. A stop on the primary is only logged when the
-// history (in PostgreSQL) cannot take it; the start says how long it was
-// down.
+// maintenance is on. A stop on the primary is kept and recorded once its
+// PostgreSQL, which holds the history, is back; the start says how long
+// it was down.
 func (n *Node) watchByHand(ctx context.Context, w *byHandWatch, since *time.Time) {
 	ps := n.pg.Status(ctx)
 	switch {
 	case ps.State == postgres.StateStopped && ps.Error == postgres.StoppedByHand:
 		if !w.stopped {
 			w.stopped, *since = true, time.Now()
-			n.event(ctx, EventPostgresStoppedByHand, n.cfg.Name, fmt.Sprintf("PostgreSQL on %s (pid %d) stopped outside tandemd; maintenance mode: tandemd does not restart it and adopts the postmaster started by hand", n.cfg.Name, w.pid))
+			n.eventKept(ctx, EventPostgresStoppedByHand, fmt.Sprintf("PostgreSQL on %s (pid %d) stopped outside tandemd; maintenance mode: tandemd does not restart it and adopts the postmaster started by hand", n.cfg.Name, w.pid))
 		}
 	case ps.State == postgres.StateRunning && ps.PID != 0:
 		if w.stopped {
@@ -304,19 +309,17 @@ func (n *Node) noteAutoBlocked(ctx context.Context, s state.State, why string) {
 }
 
 // holdSyncChange reports whether maintenance holds a change of the sync
-// mode's setting the monitor wants (noting it once per hold).
+// mode's setting the monitor wants (noting it once per hold): a degrade
+// (want false) is held, a restore is not (see the top of this file).
 func (n *Node) holdSyncChange(ctx context.Context, held *bool, want bool, peer string) bool {
 	m := n.inMaintenance()
-	if m == nil {
+	if m == nil || want {
 		*held = false
 		return false
 	}
 	if !*held {
 		*held = true
 		what := "would degrade synchronous replication (the secondary is gone past sync_grace); commits keep waiting for it"
-		if want {
-			what = "would restore synchronous replication; commits keep not waiting for the secondary"
-		}
 		n.event(ctx, EventSyncChangeHeld, peer, fmt.Sprintf("tandemd %s: %s", what, describeMaintenance(m)))
 	}
 	return true

@@ -172,6 +172,11 @@ func TestSyncChangeHeldInMaintenance(t *testing.T) {
 	if !tn2.holdSyncChange(context.Background(), &held, false, "b") || !held {
 		t.Fatal("a degrade was not held in maintenance")
 	}
+	// The restore brings back the configured promise (after a switchover
+	// made in maintenance, say): not held.
+	if tn2.holdSyncChange(context.Background(), &held, true, "b") {
+		t.Fatal("a restore was held in maintenance")
+	}
 }
 
 // A primary that learns of a newer term still fences in maintenance (two

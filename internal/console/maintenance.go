@@ -30,7 +30,8 @@ func NewMaintenanceCommand(g *globals) *cobra.Command {
 		Long: `Switch the cluster's maintenance mode (Patroni's pause).
 
 While it is on, tandemd keeps reporting but acts on nothing by itself: sync
-mode neither degrades nor restores, the secondary does not fail over by
+mode does not degrade (commits keep waiting for an absent secondary), the
+secondary does not fail over by
 itself (automatic mode), a fenced or stale node does not rejoin, nothing is
 re-seeded, and PostgreSQL may be stopped and started by hand: tandemd does
 not restart it and adopts the postmaster started by hand.
