@@ -124,6 +124,11 @@ func (s *Server) Handler() http.Handler {
 			routes[p] = rt
 		}
 	}
+	if mb, ok := s.cfg.Backend.(MaintenanceBackend); ok && cb != nil {
+		for p, rt := range maintenanceRoutes(mb) {
+			routes[p] = rt
+		}
+	}
 	if wb, ok := s.cfg.Backend.(WitnessBackend); ok {
 		for p, rt := range s.witnessRoutes(wb) {
 			routes[p] = rt

@@ -24,6 +24,9 @@ type NodeInfo struct {
 	// NextFingerprint is the certificate a rotation has prepared and not
 	// yet put in force (POST /v1/cert/prepare); the peer accepts both.
 	NextFingerprint string `json:"next_fingerprint,omitempty"`
+	// Maintenance is the cluster's maintenance mode as this node knows
+	// it (absent: never switched on); On: tandemd takes no automatic action.
+	Maintenance *MaintenanceInfo `json:"maintenance,omitempty"`
 	// Role is none (no cluster), primary, secondary or standalone (a former
 	// primary after disassembly, still holding the cluster IP).
 	Role     string    `json:"role"`
@@ -341,6 +344,9 @@ type Heartbeat struct {
 	// record is no witness: it lags exactly when the secondary does.)
 	Synchronized bool   `json:"synchronized,omitempty"`
 	FlushLSN     string `json:"flush_lsn,omitempty"`
+	// Maintenance is the maintenance mode as this node knows it, so the
+	// peer adopts a later change it missed (maintenance.go in cluster).
+	Maintenance *MaintenanceInfo `json:"maintenance,omitempty"`
 }
 
 // PeerEvent is POST /v1/peer/event: the secondary asks the primary to

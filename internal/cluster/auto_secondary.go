@@ -56,8 +56,7 @@ func (n *Node) runAutoWatch(ctx context.Context) {
 			n.setEligibility(false, why)
 			if !blockedNoted {
 				blockedNoted = true
-				n.log.Error("the primary's leader key is gone, but this secondary may not promote by itself", "why", why)
-				n.event(ctx, EventAutoFailoverBlocked, n.cfg.Name, fmt.Sprintf("the leader key of %s is vacant, but %s does not promote by itself: %s. `tandem failover --force` promotes it anyway, losing what it lacks", s.Cluster.Peer.Name, n.cfg.Name, why))
+				n.noteAutoBlocked(ctx, s, why)
 			}
 			if !n.run.wait(ctx, watchRetry) {
 				return
@@ -81,6 +80,9 @@ func (n *Node) setEligibility(ok bool, why string) {
 // names it) or all but quorum.max_lag of the primary's WAL at the last
 // contact (async).
 func (n *Node) autoEligible(ctx context.Context, s state.State) (bool, string) {
+	if m := maintenanceOf(s); m != nil {
+		return false, describeMaintenance(m) + ": no automatic failover"
+	}
 	if why := n.watchdogBlocks(); why != "" {
 		return false, why
 	}

@@ -25,6 +25,9 @@ func (n *Node) Start() {
 		n.log.Error("cannot start the node", "err", err)
 		return
 	}
+	// Maintenance mode holds through a restart: the supervisor keeps its
+	// hands off from the start (its first start is still made by boot).
+	n.pg.SetHandsOff(n.inMaintenance() != nil)
 	n.run.goAttach(n.runCollector)
 	n.run.goAttach(n.runAutoWatch)
 	n.run.goAttach(n.runQuorumInfo)

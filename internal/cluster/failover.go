@@ -55,6 +55,11 @@ func (n *Node) failover(ctx context.Context, req api.FailoverRequest) (api.Failo
 	if s.Role != state.RoleSecondary || s.Cluster == nil || s.Cluster.Peer == nil {
 		return api.FailoverResult{}, conflict("%s is not the secondary of a cluster (role %s); failover is sent to the secondary", n.cfg.Name, s.Role)
 	}
+	if m := maintenanceOf(s); m != nil {
+		// Its justification is that the primary is dead; in maintenance
+		// it is most often stopped on purpose (maintenance.go).
+		return api.FailoverResult{}, refusedInMaintenance(m, "failover", "In maintenance a primary that does not answer may be stopped on purpose; `tandem maintenance off` first (in automatic mode the secondary then fails over by itself if the primary's key is vacant)")
+	}
 	if err := n.noPendingJournal(s); err != nil {
 		return api.FailoverResult{}, err
 	}

@@ -34,6 +34,13 @@ type fakePG struct {
 	files    map[string][]byte
 	haltErr  error
 	fenced   bool
+	handsOff bool
+}
+
+func (f *fakePG) SetHandsOff(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.handsOff = on
 }
 
 func newFakePG(t *testing.T) *fakePG {
@@ -225,6 +232,8 @@ type fakePeer struct {
 	hb      func() (api.Heartbeat, error)
 	promote func(api.PromoteRequest) (api.PromoteResult, error)
 	events  []api.PeerEvent
+	// maint answers PeerMaintenance (nil: silent).
+	maint func(api.MaintenanceInfo) (api.MaintenanceInfo, error)
 
 	slotsRecreated int
 }
@@ -256,8 +265,20 @@ func (p *fakePeer) RecreateSlot(context.Context) error {
 func (p *fakePeer) PeerEvent(_ context.Context, e api.PeerEvent) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.hb == nil {
+		return errSilent // a silent peer records nothing either
+	}
 	p.events = append(p.events, e)
 	return nil
+}
+func (p *fakePeer) PeerMaintenance(_ context.Context, m api.MaintenanceInfo) (api.MaintenanceInfo, error) {
+	p.mu.Lock()
+	f := p.maint
+	p.mu.Unlock()
+	if f == nil {
+		return api.MaintenanceInfo{}, errSilent
+	}
+	return f(m)
 }
 func (p *fakePeer) answer(hb api.Heartbeat) {
 	p.mu.Lock()

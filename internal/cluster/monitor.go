@@ -72,6 +72,11 @@ type monitor struct {
 	syncRecord      string
 	syncRecordKnown bool
 	syncRecordLease int64 // the tenure (its lease) it was written in
+	// Maintenance mode (maintenance.go): a held sync change was noted,
+	// and PostgreSQL stopped or started by hand.
+	syncHeld    bool
+	byHand      byHandWatch
+	byHandSince time.Time
 }
 
 // monitorEvery is how often the monitor looks.
@@ -100,7 +105,7 @@ func (n *Node) runMonitor(ctx context.Context) {
 		if s.Operation != nil {
 			// The one journaled operation the monitor carries on: a re-seed
 			// that failed or was interrupted.
-			if s.Operation.Kind == OpReseed && s.Role == state.RoleSecondary && time.Since(m.lastReseed) >= reseedRetry {
+			if s.Operation.Kind == OpReseed && s.Role == state.RoleSecondary && time.Since(m.lastReseed) >= reseedRetry && maintenanceOf(s) == nil {
 				m.lastReseed = time.Now()
 				n.inline(OpReseed, func(ctx context.Context) error {
 					return n.reseed(ctx, "a re-seed was left unfinished (a failure or a restart); trying again")
@@ -112,8 +117,21 @@ func (n *Node) runMonitor(ctx context.Context) {
 			// A new role or term: start watching afresh.
 			*m = monitor{role: s.Role, term: s.Term, lastStreaming: time.Now(), peerUp: true}
 		}
+		if maintenanceOf(s) != nil {
+			n.watchByHand(ctx, &m.byHand, &m.byHandSince)
+		}
 		hb, err := n.heartbeat(ctx, s)
 		n.watchPeer(ctx, m, s, err)
+		if err == nil && hb.Maintenance.Newer(s.Cluster.Maintenance) {
+			// A switch made while this node was away or unreachable.
+			if aerr := n.adoptMaintenance(hb.Maintenance, hb.Name); aerr != nil {
+				n.log.Error("could not save the maintenance mode the peer holds", "err", aerr)
+			}
+			s = n.State()
+		}
+		if err == nil || s.Role != state.RoleSecondary {
+			n.flushKeptEvents(ctx) // maintenance events the history missed
+		}
 		if err == nil && n.observeTerm(ctx, s, hb) {
 			continue
 		}
@@ -121,6 +139,9 @@ func (n *Node) runMonitor(ctx context.Context) {
 		case state.RolePrimary:
 			n.watchReplication(ctx, m, s)
 		case state.RoleSecondary:
+			if maintenanceOf(s) != nil {
+				break // no receiver kick, no re-seed: the operator's hands
+			}
 			if err == nil && state.Role(hb.Role) == state.RolePrimary {
 				n.kickStuckReceiver(ctx, &m.receiver)
 			}
@@ -156,6 +177,9 @@ func (n *Node) Heartbeat(ctx context.Context) api.Heartbeat {
 	// journaled yet (a promotion waiting for replay): a peer settling a
 	// switchover must not take "no operation" for "did not promote".
 	hb.Operation = opString(s.Operation)
+	if s.Cluster != nil {
+		hb.Maintenance = s.Cluster.Maintenance
+	}
 	if cur, _ := n.run.snapshot(); hb.Operation == "" && cur != nil {
 		hb.Operation = cur.Kind + ":" + cur.Step
 	}
@@ -299,7 +323,7 @@ func (n *Node) watchReplication(ctx context.Context, m *monitor, s state.State) 
 		m.syncOn, m.syncKnown = n.syncSettingOn(), true
 	}
 	want, change := syncWanted(s.Cluster.Replication, m.syncOn, r.rowExists, streaming, now.Sub(m.lastStreaming), n.cfg.SyncGrace)
-	if !m.syncKnown || want != m.syncOn || n.syncSettingDiffers(want, peer) {
+	if (!m.syncKnown || want != m.syncOn || n.syncSettingDiffers(want, peer)) && !n.holdSyncChange(ctx, &m.syncHeld, want, peer) {
 		// Under the exclusion, and only if this node is still the primary
 		// the tick looked at: an operation may have changed the role (and
 		// PostgreSQL's settings) since.

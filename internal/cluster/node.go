@@ -113,6 +113,8 @@ type Postgres interface {
 	// EndWALReceiver ends the WAL receiver process pid (a fresh one
 	// follows).
 	EndWALReceiver(pid int) error
+	// SetHandsOff: maintenance mode, no crash restart (postgres/handsoff.go).
+	SetHandsOff(on bool)
 }
 
 // VIP is what the cluster logic needs from the cluster IP owner
@@ -166,6 +168,8 @@ type Node struct {
 	svcMu sync.Mutex
 
 	peers peerClients // the one client to the peer, kept alive (peer.go)
+
+	kept keptEvents // maintenance events the history could not take yet (maintenance.go)
 
 	q  quorumState   // automatic mode (auto.go)
 	wd watchdogState // its watchdog (watchdog.go)
@@ -308,6 +312,10 @@ func (n *Node) Node(ctx context.Context) api.NodeInfo {
 			info.Failover = FailoverManual
 		}
 	}
+	if s.Cluster != nil && s.Cluster.Maintenance != nil {
+		m := *s.Cluster.Maintenance
+		info.Maintenance = &m
+	}
 	if len(n.cfg.CertPEM) > 0 {
 		self := n.cfg.QuorumSelf
 		info.QuorumMember = &self
@@ -410,6 +418,12 @@ func (n *Node) heardAgo() time.Duration {
 // writes the record; a secondary asks the primary, and when that fails
 // the event is only logged.
 func (n *Node) event(ctx context.Context, kind, node, msg string) {
+	_ = n.eventErr(ctx, kind, node, msg)
+}
+
+// eventErr is event, saying whether the history took it (a caller that
+// must not lose one keeps it for later: maintenance.go).
+func (n *Node) eventErr(ctx context.Context, kind, node, msg string) error {
 	n.log.Info("event", "kind", kind, "about", node, "message", msg)
 	s := n.State()
 	if n.cfg.Notify != nil {
@@ -423,14 +437,18 @@ func (n *Node) event(ctx context.Context, kind, node, msg string) {
 		if err != nil {
 			n.log.Warn("could not record the event", "kind", kind, "err", err)
 		}
+		return err
 	case state.RoleSecondary:
 		if s.Cluster == nil || s.Cluster.Peer == nil {
-			return
+			return nil
 		}
-		if err := n.peer(memberOf(s.Cluster.Peer)).PeerEvent(ctx, api.PeerEvent{Kind: kind, Message: msg}); err != nil {
+		err := n.peer(memberOf(s.Cluster.Peer)).PeerEvent(ctx, api.PeerEvent{Kind: kind, Message: msg})
+		if err != nil {
 			n.log.Warn("could not have the primary record the event", "kind", kind, "err", err)
 		}
+		return err
 	}
+	return nil
 }
 
 func memberOf(p *state.Peer) *api.Member {

@@ -17,6 +17,8 @@ type Peer interface {
 	Leave(ctx context.Context) error
 	RecreateSlot(ctx context.Context) error
 	PeerEvent(ctx context.Context, e api.PeerEvent) error
+	// PeerMaintenance hands the peer a maintenance switch (maintenance.go).
+	PeerMaintenance(ctx context.Context, m api.MaintenanceInfo) (api.MaintenanceInfo, error)
 }
 
 // peer returns the peer API of member (a fake one in unit tests).
@@ -52,6 +54,12 @@ func (p peerCalls) RecreateSlot(ctx context.Context) error {
 
 func (p peerCalls) PeerEvent(ctx context.Context, e api.PeerEvent) error {
 	return p.c.do(ctx, http.MethodPost, "/v1/peer/event", e, nil)
+}
+
+func (p peerCalls) PeerMaintenance(ctx context.Context, m api.MaintenanceInfo) (api.MaintenanceInfo, error) {
+	var got api.MaintenanceInfo
+	err := p.c.do(ctx, http.MethodPost, "/v1/peer/maintenance", m, &got)
+	return got, err
 }
 
 // askPeer sends the peer a heartbeat, bounded by timeout.

@@ -69,6 +69,11 @@ func (n *Node) fence(ctx context.Context, newTerm int64, why string) {
 // (it holds the exclusion the whole time: nothing else may touch a node
 // that is between roles).
 func (n *Node) rejoinLoop(ctx context.Context) error {
+	// A rejoin tandemd starts by itself waits for maintenance to end: the
+	// fenced node stays stopped (maintenance.go).
+	if err := n.waitMaintenanceOff(ctx); err != nil {
+		return err
+	}
 	for delay := time.Second; ; delay = min(delay*2, 30*time.Second) {
 		err := n.rejoin(ctx)
 		if err == nil {

@@ -52,6 +52,7 @@ type fakeNode struct {
 	dir          string
 	cert         atomic.Pointer[tls.Certificate]
 	rotationPeer *fakeNode
+	maintenance  api.MaintenanceResult // answers POST /v1/cluster/maintenance
 }
 
 type fakeRequest struct {
@@ -124,7 +125,7 @@ func (f *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 		"/v1/node": http.MethodGet, "/v1/cluster": http.MethodGet, "/v1/events": http.MethodGet,
 		"/v1/preflight": http.MethodPost, "/v1/cluster/assemble": http.MethodPost, "/v1/cluster/disassemble": http.MethodPost,
 		"/v1/cert/prepare": http.MethodPost, "/v1/cert/switch": http.MethodPost,
-		"/v1/cluster/failover": http.MethodPost,
+		"/v1/cluster/failover": http.MethodPost, "/v1/cluster/maintenance": http.MethodPost,
 	}
 	m, ok := want[r.URL.Path]
 	switch {
@@ -198,6 +199,8 @@ func (f *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusOK, api.CertSwitchResult{Node: f.info.Name, Old: old, Fingerprint: req.Fingerprint, Peer: "b", PeerConfirmed: true, RecordUpdated: true})
 	case "/v1/cluster/failover":
 		reply(http.StatusOK, f.failover)
+	case "/v1/cluster/maintenance":
+		reply(http.StatusOK, f.maintenance)
 	}
 }
 

@@ -498,6 +498,9 @@ func printStatus(w io.Writer, format string, s StatusOutput) error {
 		}
 		fmt.Fprintf(w, "  (record from %s)\n", c.RecordFrom)
 		fmt.Fprintf(w, "  cluster IP %s%s   DNS name %s%s\n", dash(c.ClusterIP), answerOf(c.ClusterIPAnswer), dash(c.DNSName), answerOf(c.DNSNameAnswer))
+		for _, l := range maintenanceLines(s.Nodes) {
+			fmt.Fprintln(w, "  "+l)
+		}
 		for _, l := range failoverLines(s.Nodes) {
 			fmt.Fprintln(w, "  "+l)
 		}

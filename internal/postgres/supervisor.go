@@ -125,6 +125,10 @@ type Supervisor struct {
 	// fenced is set by Fence: no crash restart, and nothing starts
 	// PostgreSQL read-write, until Unfence (or a start as a standby).
 	fenced atomic.Bool
+	// handsOff is set while the cluster is in maintenance mode
+	// (handsoff.go): a postmaster that exits is not restarted, and one
+	// started by hand on the data directory is adopted.
+	handsOff atomic.Bool
 
 	// Tunables; tests shorten them.
 	readyTimeout time.Duration // how long a start may take before Start gives up waiting
@@ -563,6 +567,10 @@ func (o *owner) scheduleRestart(cause error) {
 		return
 	}
 	o.settle(cause) // those waiting for a crash restart hear of its failure
+	if o.s.handsOff.Load() {
+		o.waitByHand(cause)
+		return
+	}
 	d := o.bo.next()
 	o.s.setState(StateCrashed, 0, cause.Error())
 	o.s.log.Info("restarting PostgreSQL after a delay", "delay", d)
@@ -573,6 +581,12 @@ func (o *owner) restart() {
 	if o.s.fenced.Load() {
 		o.halted = true
 		o.s.setState(StateStopped, 0, "fenced")
+		return
+	}
+	if o.s.handsOff.Load() && len(o.waiters) == 0 {
+		// Hands off, and nobody asked for a start (a request waiting on
+		// this timer, resume's, is served by the start below).
+		o.adoptByHand()
 		return
 	}
 	if err := o.bringUp(false); err != nil {

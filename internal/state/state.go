@@ -68,6 +68,11 @@ type Membership struct {
 	Failover string `json:"failover,omitempty"`
 	// Quorum is the etcd quorum of automatic mode.
 	Quorum *api.QuorumSpec `json:"quorum,omitempty"`
+	// Maintenance is the cluster's maintenance mode as this node last
+	// knew it (nil: never switched on). Both nodes keep it, so each holds
+	// it through a restart and while the other is down; the heartbeat
+	// carries it so the two converge (the higher Gen wins).
+	Maintenance *api.MaintenanceInfo `json:"maintenance,omitempty"`
 }
 
 // Peer is the other node.
@@ -104,6 +109,10 @@ func (s State) Clone() State {
 			q := *c.Quorum
 			q.Members = slices.Clone(q.Members)
 			c.Quorum = &q
+		}
+		if c.Maintenance != nil {
+			m := *c.Maintenance
+			c.Maintenance = &m
 		}
 		s.Cluster = &c
 	}
