@@ -65,6 +65,15 @@ func (n *Node) PrepareHandover() Handover {
 		h.LeaseLeft = time.Until(deadline)
 		n.log.Info("leader lease released for the reload", "deadline_in", h.LeaseLeft.Round(time.Millisecond))
 	}
+	// The watchdog's file would close at the exec without the magic
+	// close, leaving the device counting while the new process boots and
+	// resumes the lease: a reload would reset the machine. It is disarmed
+	// here and armed again by the new process before it carries on as the
+	// holder (armWatchdog in tryHoldPrimary). The price: for the ~0.1–0.5 s
+	// of the exec, a new process that hangs is not reset by the device; it
+	// has not resumed the lease then, so the secondary promotes only once
+	// the lease runs out, as for a primary that died.
+	n.disarmWatchdogFor(nil, "reload: the new process arms it again")
 	n.closeQuorum(false, false)
 	return h
 }
