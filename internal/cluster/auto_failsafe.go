@@ -102,6 +102,8 @@ func (n *Node) keepByFailsafe(ctx context.Context, l *quorum.Leadership, renewEv
 		select {
 		case <-ctx.Done():
 			return
+		case <-n.run.stopping: // shutdown or reload: not a reason to hold Stop for its grace
+			return
 		case <-l.Lost():
 			return
 		case <-t.C:
