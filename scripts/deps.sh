@@ -35,6 +35,9 @@ command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
 command -v script >/dev/null 2>&1 || need="$need bsdutils"
 [ -x /usr/sbin/nft ] || need="$need nftables"
+# `tandem lab up --failover automatic --etcd-external` (and its e2e tests)
+# run Debian's etcd on lab hosts, as a site's own etcd cluster.
+command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need="$need etcd-server"
 if $test; then
 	# `go test -race` builds with cgo; without gcc Go turns cgo off and
 	# -race refuses to run. gcc alone (no recommends) lacks libc6-dev.
@@ -59,6 +62,16 @@ else
 	fi
 	echo "deps: installing:$need"
 	export DEBIAN_FRONTEND=noninteractive
+	# No package may start its service on this machine: etcd-server's
+	# would run an etcd on the host's loopback, which nothing here uses
+	# (the lab starts its own in namespaces). A policy-rc.d that refuses
+	# every start does that, for this install only, where none exists.
+	policy=/usr/sbin/policy-rc.d
+	if [ ! -e $policy ]; then
+		printf '#!/bin/sh\n# written by tandem scripts/deps.sh during apt-get install\nexit 101\n' >$policy
+		chmod 755 $policy
+		trap 'rm -f $policy' EXIT
+	fi
 	apt-get update
 	# shellcheck disable=SC2086
 	apt-get install -y --no-install-recommends $need

@@ -62,14 +62,25 @@ type QuorumMember struct {
 	Fingerprint string `json:"fingerprint"`
 }
 
-// QuorumSpec is how a cluster's quorum is made: the etcd cluster token
-// (members of another cluster refuse these), the key prefix and the three
-// members.
+// QuorumSpec is how a cluster's quorum is made, in one of two shapes:
+//
+//   - embedded: the etcd cluster token (members of another cluster refuse
+//     these), the key prefix and the three members (the nodes' and the
+//     witness's);
+//   - external: Etcd, the client URLs of an etcd cluster the site runs,
+//     and the key prefix that is this cluster's alone there; each node
+//     reaches it with the TLS files of its own config (quorum.etcd.*), so
+//     no key or certificate travels in the spec.
 type QuorumSpec struct {
-	Token   string         `json:"token"`
+	Token   string         `json:"token,omitempty"`
 	Prefix  string         `json:"prefix"`
-	Members []QuorumMember `json:"members"`
+	Members []QuorumMember `json:"members,omitempty"`
+	Etcd    []string       `json:"etcd,omitempty"`
 }
+
+// External says whether the quorum is an etcd cluster the site runs
+// (rather than members embedded in tandemd and the witness).
+func (q QuorumSpec) External() bool { return len(q.Etcd) > 0 }
 
 // QuorumInfo is a node's view of the quorum, for status.
 type QuorumInfo struct {
@@ -77,6 +88,11 @@ type QuorumInfo struct {
 	// members is up and sees each other).
 	Reachable bool                 `json:"reachable"`
 	Members   []QuorumMemberStatus `json:"members"`
+	// External: the quorum is an etcd cluster the site runs (Members are
+	// its endpoints), under Prefix; otherwise the members embedded in
+	// tandemd and the witness.
+	External bool   `json:"external,omitempty"`
+	Prefix   string `json:"prefix,omitempty"`
 	// Holder of the leader key ("" vacant) and, on the holder, the time
 	// left before it must fence itself unless a renewal succeeds.
 	Holder     string `json:"holder,omitempty"`

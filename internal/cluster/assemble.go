@@ -116,7 +116,7 @@ func failoverProblems(mode string, q *api.QuorumSpec) []string {
 		}
 	case FailoverAutomatic:
 		if q == nil {
-			return []string{"automatic failover needs a quorum: give a witness (--witness HOST)"}
+			return []string{"automatic failover needs a quorum: give a witness (--witness HOST) or an external etcd (--etcd URL,...)"}
 		}
 	default:
 		return []string{fmt.Sprintf("failover mode %q must be manual or automatic", mode)}
@@ -127,9 +127,16 @@ func failoverProblems(mode string, q *api.QuorumSpec) []string {
 // checkQuorumMembers checks, at assembly and join, that the quorum names
 // both nodes as they are (their fingerprints) and this node at the
 // address its own member listens on.
-func (n *Node) checkQuorumMembers(q api.QuorumSpec, primary, secondary api.Member) error {
+//
+// With an external etcd there are no members to check: the node checks
+// that it can use that etcd, and the primary also that the prefix is free
+// (checkExternalEtcd).
+func (n *Node) checkQuorumMembers(ctx context.Context, q api.QuorumSpec, primary, secondary api.Member) error {
 	if err := CheckQuorumSpec(q, n.cfg.Name); err != nil {
 		return badRequest("the quorum is refused: %v", err)
+	}
+	if q.External() {
+		return n.checkExternalEtcd(ctx, q, primary.Name == n.cfg.Name)
 	}
 	byName := map[string]api.QuorumMember{}
 	for _, m := range q.Members {
@@ -214,7 +221,7 @@ func (n *Node) assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 	}
 	secondary := api.Member{Name: info.Name, IP: info.IP, APIPort: info.APIPort, PGPort: info.Postgres.Port, Fingerprint: info.Fingerprint, Slot: slotName(info.Name)}
 	if req.Failover == FailoverAutomatic {
-		if err := n.checkQuorumMembers(*req.Quorum, n.self(""), secondary); err != nil {
+		if err := n.checkQuorumMembers(ctx, *req.Quorum, n.self(""), secondary); err != nil {
 			return api.AssembleResult{}, err
 		}
 	}
@@ -332,7 +339,7 @@ func (n *Node) assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 		now := n.State()
 		l, err := n.takeKeyFor(ctx, now, 1, 30*time.Second)
 		if err != nil {
-			return fail(fmt.Errorf("the quorum did not form (is the witness up and given this cluster?): %w", err))
+			return fail(fmt.Errorf("the quorum did not form (is the witness up and given this cluster, or the external etcd up?): %w", err))
 		}
 		n.holdLeadership(l)
 	}
@@ -417,7 +424,7 @@ func (n *Node) join(ctx context.Context, req api.JoinRequest) (api.JoinResult, e
 		return api.JoinResult{}, err
 	}
 	if req.Failover == FailoverAutomatic {
-		if err := n.checkQuorumMembers(*req.Quorum, req.Primary, req.Secondary); err != nil {
+		if err := n.checkQuorumMembers(ctx, *req.Quorum, req.Primary, req.Secondary); err != nil {
 			return api.JoinResult{}, err
 		}
 	}

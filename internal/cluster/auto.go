@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -91,7 +92,18 @@ func automatic(s state.State) bool {
 func (n *Node) startQuorum(spec api.QuorumSpec) error {
 	n.q.mu.Lock()
 	defer n.q.mu.Unlock()
-	if n.q.cli != nil && n.q.token == spec.Token {
+	if n.q.cli != nil && n.q.token == quorumID(spec) {
+		return nil
+	}
+	if spec.External() {
+		// No member here: this node is a client of the site's etcd.
+		cli, err := n.newExternalClient(spec)
+		if err != nil {
+			return err
+		}
+		n.q.token, n.q.cli, n.q.stopKeep, n.q.keepDone = quorumID(spec), cli, nil, nil
+		n.q.member, n.q.memberSt, n.q.memberErr = nil, "external", ""
+		n.log.Info("quorum client started (external etcd)", "endpoints", strings.Join(spec.Etcd, ","), "prefix", spec.Prefix)
 		return nil
 	}
 	if len(n.cfg.CertPEM) == 0 || n.cfg.QuorumDir == "" {
@@ -117,7 +129,7 @@ func (n *Node) startQuorum(spec api.QuorumSpec) error {
 	// shutdown: not on the node's lifetime, which ends before that.
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	n.q.token, n.q.cli, n.q.stopKeep, n.q.keepDone = spec.Token, cli, cancel, done
+	n.q.token, n.q.cli, n.q.stopKeep, n.q.keepDone = quorumID(spec), cli, cancel, done
 	go func() {
 		defer close(done)
 		quorum.Keep(ctx, mc, mc.Log, func(m *quorum.Member, st string, err error) {
@@ -131,6 +143,15 @@ func (n *Node) startQuorum(spec api.QuorumSpec) error {
 	}()
 	n.log.Info("quorum member starting", "members", len(spec.Members), "prefix", spec.Prefix)
 	return nil
+}
+
+// quorumID tells one quorum from another: the embedded quorum's token, or
+// an external etcd's endpoints and prefix.
+func quorumID(q api.QuorumSpec) string {
+	if q.External() {
+		return "etcd " + strings.Join(q.Etcd, ",") + " " + q.Prefix
+	}
+	return q.Token
 }
 
 // closeQuorum ends this node's part of the quorum: the leadership (resigned

@@ -26,7 +26,7 @@ func (n *Node) runQuorumInfo(ctx context.Context) {
 			n.q.mu.Unlock()
 			continue
 		}
-		info := &api.QuorumInfo{}
+		info := &api.QuorumInfo{External: s.Cluster.Quorum.External(), Prefix: s.Cluster.Quorum.Prefix}
 		qctx, cancel := context.WithTimeout(ctx, 800*time.Millisecond)
 		h, held, err := quorum.CurrentHolder(qctx, cli, s.Cluster.Quorum.Prefix)
 		if err != nil {
@@ -43,6 +43,9 @@ func (n *Node) runQuorumInfo(ctx context.Context) {
 			}
 		}
 		cancel()
+		if s.Cluster.Quorum.External() {
+			info.Members = externalMembers(ctx, cli, *s.Cluster.Quorum)
+		}
 		for _, m := range s.Cluster.Quorum.Members {
 			ms := api.QuorumMemberStatus{Name: m.Name}
 			mctx, mcancel := context.WithTimeout(ctx, 500*time.Millisecond)
@@ -63,7 +66,7 @@ func (n *Node) runQuorumInfo(ctx context.Context) {
 		info.Eligible, info.Why = n.q.eligible, n.q.why
 		n.q.info = info
 		n.q.mu.Unlock()
-		if s.Role == state.RolePrimary {
+		if s.Role == state.RolePrimary && !s.Cluster.Quorum.External() {
 			n.keepEtcdLeaderOff(ctx, s, info)
 		}
 	}

@@ -71,9 +71,9 @@ func (n *Node) setFailoverMode(ctx context.Context, req api.FailoverModeRequest)
 	switch req.Failover {
 	case FailoverAutomatic:
 		if req.Quorum == nil {
-			return res, badRequest("automatic failover needs a quorum: give a witness")
+			return res, badRequest("automatic failover needs a quorum: give a witness or an external etcd")
 		}
-		if err := n.checkQuorumMembers(*req.Quorum, n.self(""), *peer); err != nil {
+		if err := n.checkQuorumMembers(ctx, *req.Quorum, n.self(""), *peer); err != nil {
 			return res, err
 		}
 		if err := n.startQuorum(*req.Quorum); err != nil {
@@ -84,7 +84,7 @@ func (n *Node) setFailoverMode(ctx context.Context, req api.FailoverModeRequest)
 		l, err := n.takeKeyFor(ctx, with, s.Term, 30*time.Second)
 		if err != nil {
 			n.closeQuorum(true, true)
-			return res, fmt.Errorf("the quorum did not form (is the witness up and given this cluster?); nothing was changed: %w", err)
+			return res, fmt.Errorf("the quorum did not form (is the witness up and given this cluster, or the external etcd up?); nothing was changed: %w", err)
 		}
 		if err := n.set(func(st *state.State) { st.Cluster.Failover, st.Cluster.Quorum = FailoverAutomatic, req.Quorum }); err != nil {
 			_ = l.Resign(context.WithoutCancel(ctx))
@@ -136,7 +136,7 @@ func (n *Node) PeerFailoverMode(ctx context.Context, req api.FailoverModeRequest
 			if req.Quorum == nil {
 				return struct{}{}, badRequest("automatic failover needs a quorum")
 			}
-			if err := n.checkQuorumMembers(*req.Quorum, *memberOf(s.Cluster.Peer), n.self("")); err != nil {
+			if err := n.checkQuorumMembers(ctx, *req.Quorum, *memberOf(s.Cluster.Peer), n.self("")); err != nil {
 				return struct{}{}, err
 			}
 			if err := n.startQuorum(*req.Quorum); err != nil {

@@ -63,6 +63,8 @@ type Config struct {
 	CertPEM, KeyPEM []byte
 	Lease           quorum.LeaseConfig
 	MaxLag          int64
+	// Etcd: this node's TLS files for an external etcd (quorum.etcd.*).
+	Etcd EtcdFiles
 	// Watchdog is the device a primary arms in automatic mode (watchdog.go).
 	Watchdog WatchdogConfig
 }

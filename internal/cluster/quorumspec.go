@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"regexp"
 
 	"github.com/tandem-ha/tandem/internal/api"
@@ -25,8 +26,12 @@ var quorumPrefixRE = regexp.MustCompile(`^/[A-Za-z0-9/_.-]{1,200}$`)
 // CheckQuorumSpec checks a quorum as the console proposes it: three
 // members with distinct names and addresses, each certificate readable and
 // matching its fingerprint, and self among them. The problems are listed
-// at once, each naming the member.
+// at once, each naming the member. An external etcd's spec has endpoints
+// and a prefix instead (checkExternalSpec).
 func CheckQuorumSpec(q api.QuorumSpec, self string) error {
+	if q.External() {
+		return checkExternalSpec(q)
+	}
 	var errs []error
 	if !quorumTokenRE.MatchString(q.Token) {
 		errs = append(errs, errors.New("quorum token must be 16-128 letters, digits or '-'"))
@@ -66,6 +71,50 @@ func CheckQuorumSpec(q api.QuorumSpec, self string) error {
 		errs = append(errs, fmt.Errorf("the quorum does not name this node (%s) as a member", self))
 	}
 	return errors.Join(errs...)
+}
+
+// maxEtcdEndpoints bounds --etcd: etcd clusters have an odd number of
+// members, rarely more than 7.
+const maxEtcdEndpoints = 9
+
+// checkExternalSpec checks the quorum of an external etcd: the key prefix
+// and the endpoints, each an https URL of a host and port (tandemd talks
+// TLS to it, verified with quorum.etcd.ca_file), none twice.
+func checkExternalSpec(q api.QuorumSpec) error {
+	var errs []error
+	if !quorumPrefixRE.MatchString(q.Prefix) {
+		errs = append(errs, fmt.Errorf("quorum prefix %q must start with / and hold only letters, digits and /_.-", q.Prefix))
+	}
+	if len(q.Members) > 0 || q.Token != "" {
+		errs = append(errs, errors.New("a quorum is either embedded (members and a token) or an external etcd (endpoints), not both"))
+	}
+	if len(q.Etcd) > maxEtcdEndpoints {
+		errs = append(errs, fmt.Errorf("%d etcd endpoints: give at most %d (one per etcd member)", len(q.Etcd), maxEtcdEndpoints))
+	}
+	seen := map[string]bool{}
+	for _, e := range q.Etcd {
+		if err := checkEtcdEndpoint(e); err != nil {
+			errs = append(errs, err)
+		}
+		if seen[e] {
+			errs = append(errs, fmt.Errorf("etcd endpoint %s is given twice", e))
+		}
+		seen[e] = true
+	}
+	return errors.Join(errs...)
+}
+
+// checkEtcdEndpoint checks one --etcd URL: https://HOST:PORT and nothing
+// more (no path, user or query: etcd's client takes none).
+func checkEtcdEndpoint(e string) error {
+	u, err := url.Parse(e)
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("etcd endpoint %q must be an https URL of a host and port, such as https://etcd1.example.net:2379 (tandemd reaches etcd over TLS only)", e)
+	}
+	if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" {
+		return fmt.Errorf("etcd endpoint %q has no port: give it, such as https://%s:2379", e, u.Host)
+	}
+	return nil
 }
 
 func pemFingerprint(certPEM string) (string, error) {

@@ -19,7 +19,23 @@ type Quorum struct {
 	// received all but at most this much of the primary's WAL at the last
 	// contact (sync and strict go by the sync record instead).
 	MaxLag string `yaml:"max_lag"`
+	// Etcd is how this node reaches an external etcd (a cluster assembled
+	// with --etcd): the files stay on the node, the console sends only
+	// the endpoints and the key prefix.
+	Etcd EtcdTLS `yaml:"etcd"`
 }
+
+// EtcdTLS are the TLS files for an external etcd: CAFile verifies its
+// servers; CertFile and KeyFile are this node's client certificate, for
+// an etcd that authenticates clients by certificate (--client-cert-auth).
+type EtcdTLS struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Configured says whether any external etcd file is set.
+func (e EtcdTLS) Configured() bool { return e.CAFile != "" || e.CertFile != "" || e.KeyFile != "" }
 
 // Default quorum ports: beside the node API's 7400.
 const (
@@ -70,6 +86,29 @@ func (c *Config) quorumProblems() []string {
 	}
 	if _, err := parseSize(c.Quorum.MaxLag); err != nil {
 		p = append(p, "quorum.max_lag: "+err.Error())
+	}
+	return append(p, c.Quorum.Etcd.problems()...)
+}
+
+// problems checks the external etcd files: a CA is needed (an etcd reached
+// without verifying it could be anyone's), the certificate and key come
+// together, each is an absolute path. Whether the files can be read is
+// checked when a cluster is assembled with --etcd, and reported then.
+func (e EtcdTLS) problems() []string {
+	if !e.Configured() {
+		return nil
+	}
+	var p []string
+	if e.CAFile == "" {
+		p = append(p, "quorum.etcd.ca_file is missing: give the CA certificate that signed the etcd servers' certificates")
+	}
+	if (e.CertFile == "") != (e.KeyFile == "") {
+		p = append(p, "quorum.etcd.cert_file and quorum.etcd.key_file come together: give both (a client certificate and its key) or neither")
+	}
+	for _, f := range []struct{ key, v string }{{"ca_file", e.CAFile}, {"cert_file", e.CertFile}, {"key_file", e.KeyFile}} {
+		if f.v != "" && !strings.HasPrefix(f.v, "/") {
+			p = append(p, fmt.Sprintf("quorum.etcd.%s %q must be an absolute path", f.key, f.v))
+		}
 	}
 	return p
 }

@@ -18,6 +18,9 @@ func TestQuorumSettings(t *testing.T) {
 		{Quorum{PeerPort: 7410, ClientPort: 7410, MaxLag: "1MB"}, "give them different ports"},
 		{Quorum{PeerPort: 7400, ClientPort: 7411, MaxLag: "1MB"}, "must differ from the node API's port 7400"},
 		{Quorum{PeerPort: 7410, ClientPort: 7411, MaxLag: "lots"}, "quorum.max_lag"},
+		{Quorum{PeerPort: 7410, ClientPort: 7411, MaxLag: "1MB", Etcd: EtcdTLS{CertFile: "/c", KeyFile: "/k"}}, "quorum.etcd.ca_file is missing"},
+		{Quorum{PeerPort: 7410, ClientPort: 7411, MaxLag: "1MB", Etcd: EtcdTLS{CAFile: "/ca", CertFile: "/c"}}, "come together"},
+		{Quorum{PeerPort: 7410, ClientPort: 7411, MaxLag: "1MB", Etcd: EtcdTLS{CAFile: "ca.pem"}}, `quorum.etcd.ca_file "ca.pem" must be an absolute path`},
 	} {
 		c := Defaults()
 		c.API.Listen = ":7400"

@@ -60,7 +60,10 @@ lease fences itself before anyone may replace it, and the secondary
 promotes by itself once the lease is gone, if it holds every acknowledged
 commit (sync, strict: the sync record names it; async: within
 quorum.max_lag). The witness's token comes from --witness-token-file,
-TANDEM_WITNESS_TOKEN or the console's tokens. See docs/quorum.md.
+TANDEM_WITNESS_TOKEN or the console's tokens. Instead of a witness, the
+quorum can be an etcd cluster the site already runs (--etcd URL,...,
+--etcd-prefix): no member runs in tandemd then, and each node reaches that
+etcd with the TLS files of its quorum.etcd.* settings. See docs/quorum.md.
 
 Exit status: 0 assembled; 2 bad flags, or not confirmed off a terminal
 (nothing sent); 3 a node unreachable; 4 certificate or token refused;
@@ -138,6 +141,8 @@ Exit status: 0 assembled; 2 bad flags, or not confirmed off a terminal
 					return err
 				}
 				req.Failover = failoverAutomatic
+			} else if wf.etcd != "" {
+				req.Quorum, req.Failover = wf.externalQuorum(name), failoverAutomatic
 			}
 			errw := cmd.ErrOrStderr()
 			printAssemblePlan(errw, pc, req)
@@ -218,6 +223,8 @@ Exit status: 0 assembled; 2 bad flags, or not confirmed off a terminal
 	f.StringVar(&wf.witness, "witness", "", "automatic mode: API address of the witness (`tandemd --witness` on a third machine): host, host:port or https://host:port")
 	f.StringVar(&wf.tokenFile, "witness-token-file", "", "file holding the witness's admin token (default: TANDEM_WITNESS_TOKEN, then the console's tokens)")
 	f.StringVar(&wf.fp, "witness-fingerprint", "", "accept the witness, if not pinned yet, only with this certificate fingerprint (default: --fingerprint)")
+	f.StringVar(&wf.etcd, "etcd", "", "automatic mode with an external etcd instead of a witness: its client URLs, comma-separated (https://host:port,...); each node reaches it with the TLS files of its quorum.etcd.* settings")
+	f.StringVar(&wf.etcdPrefix, "etcd-prefix", "", "with --etcd: the key prefix that is this cluster's alone in that etcd (default /tandem/NAME)")
 	return cmd
 }
 
@@ -280,7 +287,9 @@ func printAssemblePlan(w io.Writer, pc *pairClients, req api.AssembleRequest) {
 	fmt.Fprintf(w, "  primary     %s  (node IP %s, API %s), PostgreSQL %s: keeps its database, takes the cluster IP\n", p.Name, p.IP, pc.p.Addr(), pgVersion(p))
 	fmt.Fprintf(w, "  secondary   %s  (node IP %s, API %s), PostgreSQL %s: becomes its hot standby\n", s.Name, s.IP, pc.s.Addr(), pgVersion(s))
 	fmt.Fprintf(w, "  cluster IP  %s   DNS name %s   replication %s\n", req.ClusterIP, req.DNSName, req.Replication)
-	if req.Quorum != nil {
+	if req.Quorum != nil && req.Quorum.External() {
+		fmt.Fprintf(w, "  failover    AUTOMATIC: quorum of the external etcd %s, key prefix %s\n", strings.Join(req.Quorum.Etcd, ","), req.Quorum.Prefix)
+	} else if req.Quorum != nil {
 		w3 := req.Quorum.Members[2]
 		fmt.Fprintf(w, "  failover    AUTOMATIC: quorum of %s, %s and the witness %s (etcd members at %s, %s, %s)\n", req.Quorum.Members[0].Name, req.Quorum.Members[1].Name, w3.Name, req.Quorum.Members[0].PeerAddr, req.Quorum.Members[1].PeerAddr, w3.PeerAddr)
 	} else {

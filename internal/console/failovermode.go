@@ -19,7 +19,7 @@ func NewFailoverModeCommand(g *globals) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "failover-mode manual|automatic",
-		Short: "Change a running cluster's failover mode (automatic needs a witness)",
+		Short: "Change a running cluster's failover mode (automatic needs a witness or an external etcd)",
 		Long: `Change the failover mode of the cluster while it runs, with no outage.
 
 automatic: the secondary promotes by itself once the primary's leader
@@ -28,7 +28,9 @@ the quorum fences itself (docs/quorum.md). It needs --witness, a third
 machine running 'tandemd --witness' (token: --witness-token-file,
 TANDEM_WITNESS_TOKEN or the console's tokens). The console gives the
 witness the quorum, then the primary takes the leader key, then the
-secondary starts watching it.
+secondary starts watching it. Or --etcd URL,... (and --etcd-prefix): an
+etcd cluster the site runs, reached by each node with its quorum.etcd.*
+TLS files; the primary first checks that the prefix is free there.
 
 manual: nothing promotes by itself; 'tandem failover' is for an operator.
 The secondary stops watching first, then the primary retires the quorum
@@ -41,6 +43,7 @@ confirmed off a terminal; 3 a node or the witness could not be reached;
 4 certificate or token refused; 5 refused by the cluster's state; 1
 anything else.`,
 		Example: `  TANDEM_WITNESS_TOKEN=… tandem failover-mode automatic --witness w.example.net
+  tandem failover-mode automatic --etcd https://etcd1.example.net:2379,https://etcd2.example.net:2379,https://etcd3.example.net:2379
   tandem failover-mode manual --yes`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -96,6 +99,10 @@ anything else.`,
 				}
 				fmt.Fprintf(errw, "\nFailover mode of %s → automatic: quorum of %s, %s and the witness %s.\n", name, pc.pInfo.Name, pc.sInfo.Name, wi.Name)
 				fmt.Fprintf(errw, "  The secondary %s will promote by itself once the primary's lease is gone.\n\n", pc.sInfo.Name)
+			} else if mode == failoverAutomatic {
+				req.Quorum = wf.externalQuorum(name)
+				fmt.Fprintf(errw, "\nFailover mode of %s → automatic: quorum of the external etcd %s, key prefix %s.\n", name, strings.Join(req.Quorum.Etcd, ","), req.Quorum.Prefix)
+				fmt.Fprintf(errw, "  The secondary will promote by itself once the primary's lease is gone.\n\n")
 			} else {
 				fmt.Fprintf(errw, "\nFailover mode of %s → manual: nothing will promote by itself; `tandem failover` is for an operator.\n\n", name)
 			}
@@ -145,5 +152,7 @@ anything else.`,
 	f.StringVar(&wf.witness, "witness", "", "automatic: API address of the witness (`tandemd --witness` on a third machine)")
 	f.StringVar(&wf.tokenFile, "witness-token-file", "", "file holding the witness's admin token (default: TANDEM_WITNESS_TOKEN, then the console's tokens)")
 	f.StringVar(&wf.fp, "witness-fingerprint", "", "accept the witness, if not pinned yet, only with this certificate fingerprint (default: --fingerprint)")
+	f.StringVar(&wf.etcd, "etcd", "", "automatic, with an external etcd instead of a witness: its client URLs, comma-separated (https://host:port,...); each node uses its quorum.etcd.* TLS files")
+	f.StringVar(&wf.etcdPrefix, "etcd-prefix", "", "with --etcd: the key prefix that is this cluster's alone in that etcd (default /tandem/NAME)")
 	return cmd
 }

@@ -150,6 +150,7 @@ func newLabUpCommand(name *string, check func() error, logger func(*cobra.Comman
 		noAssemble  bool
 		replication string
 		failover    string
+		etcdExt     bool
 		wait        time.Duration
 	)
 	c := &cobra.Command{
@@ -172,6 +173,15 @@ reverse), running 'tandemd --witness' with a config written to
 client's console store, and assembles with '--failover automatic --witness
 w.<lab>.test'. The mode is recorded in the lab's layout; 'lab env' shows it.
 
+--failover automatic --etcd-external tests the other shape of the quorum,
+an etcd cluster the site already runs: instead of w, hosts e1, e2 and e3
+(.21 to .23) each run one member of Debian's etcd (package etcd-server),
+on ports 2379 and 2380, with TLS from a CA the lab makes (members and
+clients must present a certificate it signed). Each node's config points
+quorum.etcd.* at its client certificate, and the lab assembles with
+'--etcd https://<e1>:2379,…'. power-off, partition and pause work on the
+etcd hosts; power-on starts etcd again.
+
 A lab of the same name is removed first, so 'up' also repairs a lab left
 half built. If a node does not become healthy, the lab is left up for
 inspection and the end of its log is printed; 'tandem lab down' removes it.
@@ -188,6 +198,9 @@ executable, else from PATH.`,
 			if err := lab.CheckFailover(failover); err != nil {
 				return exitf(ExitUsage, "%v", err)
 			}
+			if etcdExt && failover != lab.FailoverAutomatic {
+				return exitf(ExitUsage, "--etcd-external is for --failover automatic (a manual-mode cluster has no quorum)")
+			}
 			if err := check(); err != nil {
 				return err
 			}
@@ -196,6 +209,7 @@ executable, else from PATH.`,
 			_, err := lab.Up(ctx, logger(cmd), lab.UpOptions{
 				Name: *name, Subnet: subnet, IPv6: ipv6, Tandemd: tandemd, NoTandemd: noTandemd, Timeout: wait,
 				NoAssemble: noAssemble || noTandemd, Replication: replication, Failover: failover,
+				ExternalEtcd: etcdExt,
 			}, cmd.OutOrStdout())
 			return err
 		},
@@ -208,6 +222,7 @@ executable, else from PATH.`,
 	f.BoolVar(&noAssemble, "no-assemble", false, "start tandemd on both nodes but do not assemble the cluster (to try `tandem assemble` yourself)")
 	f.StringVar(&replication, "replication", "", "replication mode to assemble with: async, sync (default) or strict")
 	f.StringVar(&failover, "failover", lab.FailoverManual, "failover mode: manual (two nodes, failover by a person) or automatic (adds the witness host w and assembles with it)")
+	f.BoolVar(&etcdExt, "etcd-external", false, "with --failover automatic: the quorum is an etcd cluster on hosts e1-e3 (Debian's etcd-server) instead of the witness w")
 	f.DurationVar(&wait, "wait", lab.DefaultUpTimeout, "how long to wait for both nodes to answer /health")
 	return c
 }

@@ -761,7 +761,11 @@ func failoverLines(nodes []NodeStatus) []string {
 	if rec == "" {
 		rec = "none"
 	}
-	out = append(out, fmt.Sprintf("quorum members: %s; sync record names %s", strings.Join(members, ", "), rec))
+	if view.External {
+		out = append(out, fmt.Sprintf("quorum: external etcd, key prefix %s; endpoints: %s; sync record names %s", view.Prefix, strings.Join(members, ", "), rec))
+	} else {
+		out = append(out, fmt.Sprintf("quorum members: %s; sync record names %s", strings.Join(members, ", "), rec))
+	}
 	for _, n := range nodes {
 		if !n.Reachable || n.Role != roleSecondary || n.Quorum == nil {
 			continue

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/tandem-ha/tandem/internal/api"
@@ -16,12 +18,59 @@ const (
 	failoverAutomatic = "automatic"
 )
 
-// witnessFlags: the third vote of automatic failover.
+// witnessFlags: the third vote of automatic failover, a witness or an
+// external etcd.
 type witnessFlags struct {
-	failover  string
-	witness   string
-	tokenFile string
-	fp        string
+	failover   string
+	witness    string
+	tokenFile  string
+	fp         string
+	etcd       string // comma-separated client URLs of an external etcd
+	etcdPrefix string
+}
+
+var etcdPrefixRE = regexp.MustCompile(`^/[A-Za-z0-9/_.-]{1,200}$`)
+
+// externalQuorum is the quorum of --etcd for cluster name: the endpoints
+// and the key prefix (by default /tandem/NAME). The nodes check that they
+// reach it, with their own TLS files, before anything changes.
+func (w *witnessFlags) externalQuorum(name string) *api.QuorumSpec {
+	prefix := w.etcdPrefix
+	if prefix == "" {
+		prefix = defaultQuorumPrefix(name)
+	}
+	return &api.QuorumSpec{Prefix: prefix, Etcd: splitEndpoints(w.etcd)}
+}
+
+func splitEndpoints(s string) []string {
+	var out []string
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSuffix(strings.TrimSpace(e), "/"); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// etcdProblems checks --etcd and --etcd-prefix as far as the console can
+// (the nodes check the rest: that etcd answers them, and the prefix is
+// free).
+func (w *witnessFlags) etcdProblems() []string {
+	var probs []string
+	eps := splitEndpoints(w.etcd)
+	if len(eps) == 0 {
+		probs = append(probs, "--etcd: give the etcd cluster's client URLs, comma-separated, such as https://etcd1.example.net:2379,https://etcd2.example.net:2379,https://etcd3.example.net:2379")
+	}
+	for _, e := range eps {
+		u, err := url.Parse(e)
+		if err != nil || u.Scheme != "https" || u.Port() == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			probs = append(probs, fmt.Sprintf("--etcd: %q must be an https URL with a port, such as https://etcd1.example.net:2379 (tandemd reaches etcd over TLS only)", e))
+		}
+	}
+	if w.etcdPrefix != "" && !etcdPrefixRE.MatchString(w.etcdPrefix) {
+		probs = append(probs, fmt.Sprintf("--etcd-prefix %q must start with / and hold only letters, digits and /_.-", w.etcdPrefix))
+	}
+	return probs
 }
 
 // witnessTarget is the witness as resolved from the flags.
@@ -36,13 +85,26 @@ func (w *witnessFlags) resolve(toks *Tokens, cache *Cache) (*witnessTarget, []st
 		if w.witness != "" {
 			probs = append(probs, "--witness is only for --failover automatic (manual mode has no quorum)")
 		}
+		if w.etcd != "" || w.etcdPrefix != "" {
+			probs = append(probs, "--etcd and --etcd-prefix are only for --failover automatic (manual mode has no quorum)")
+		}
 		return nil, probs
 	case failoverAutomatic:
 	default:
 		return nil, []string{fmt.Sprintf("--failover %q: use manual or automatic", w.failover)}
 	}
-	if w.witness == "" {
-		return nil, []string{"--failover automatic needs --witness HOST: the third machine running `tandemd --witness`"}
+	switch {
+	case w.witness != "" && w.etcd != "":
+		return nil, []string{"give either --witness (a quorum embedded in tandemd, with a witness) or --etcd (an external etcd), not both"}
+	case w.etcd != "":
+		if w.tokenFile != "" || w.fp != "" {
+			probs = append(probs, "--witness-token-file and --witness-fingerprint are for --witness, not --etcd")
+		}
+		return nil, append(probs, w.etcdProblems()...)
+	case w.etcdPrefix != "":
+		return nil, []string{"--etcd-prefix is for --etcd (with --witness the prefix is the cluster's own etcd's)"}
+	case w.witness == "":
+		return nil, []string{"--failover automatic needs --witness HOST (the third machine running `tandemd --witness`) or --etcd URL,... (an etcd cluster the site runs)"}
 	}
 	t := &witnessTarget{}
 	var err error
@@ -114,11 +176,15 @@ func quorumSpec(name string, pc *pairClients, wi api.WitnessInfo) (*api.QuorumSp
 	if _, err := rand.Read(b); err != nil {
 		return nil, err
 	}
-	prefix := "/tandem/" + strings.Map(func(r rune) rune {
+	return &api.QuorumSpec{Token: "tandem-" + hex.EncodeToString(b), Prefix: defaultQuorumPrefix(name), Members: members}, nil
+}
+
+// defaultQuorumPrefix is the key prefix of cluster name: /tandem/NAME.
+func defaultQuorumPrefix(name string) string {
+	return "/tandem/" + strings.Map(func(r rune) rune {
 		if r == '/' {
 			return '_'
 		}
 		return r
 	}, name)
-	return &api.QuorumSpec{Token: "tandem-" + hex.EncodeToString(b), Prefix: prefix, Members: members}, nil
 }

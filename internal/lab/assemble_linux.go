@@ -47,6 +47,9 @@ func assemble(ctx context.Context, log *slog.Logger, l *Layout, mode string, out
 		// every `lab up --failover automatic` proves that path.
 		args = append(args, l.witnessAssembleArgs(w)...)
 	}
+	if l.ExternalEtcd {
+		args = append(args, "--failover", "automatic", "--etcd", strings.Join(l.EtcdEndpoints(), ","))
+	}
 	fmt.Fprintf(out, "lab %s: assembling the cluster from the client: %s\n", l.Name, strings.Join(args[1:], " "))
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()

@@ -25,7 +25,9 @@ type Env struct {
 	Failover string    `json:"failover"`
 	Nodes    []EnvNode `json:"nodes"`
 	// Witness is the quorum's third member, in an automatic-mode lab only.
-	Witness  *EnvWitness `json:"witness,omitempty"`
+	Witness *EnvWitness `json:"witness,omitempty"`
+	// Etcd is the external etcd of a lab built with --etcd-external.
+	Etcd     *EnvEtcd    `json:"etcd,omitempty"`
 	Hosts    []EnvHost   `json:"hosts"`
 	Postgres EnvPostgres `json:"postgres"`
 	// Faults is what `lab power-off`, `partition`, `netem` and `pause`
@@ -48,6 +50,14 @@ type EnvNode struct {
 	// automatic-mode lab; WatchdogLog is the stand-in's log.
 	Watchdog    string `json:"watchdog,omitempty"`
 	WatchdogLog string `json:"watchdog_log,omitempty"`
+}
+
+// EnvEtcd is the external etcd as `lab env` shows it: its client URLs
+// (what --etcd takes), the lab's CA and each member's log.
+type EnvEtcd struct {
+	Endpoints []string          `json:"endpoints"`
+	CA        string            `json:"ca"`
+	Logs      map[string]string `json:"logs"`
 }
 
 // EnvWitness is the witness host as `lab env` shows it: where the console
@@ -125,6 +135,11 @@ func (l *Layout) Env() Env {
 				Log:              l.LogPath(h.Name),
 				PostgresPassword: l.secret(h.Name, PostgresPasswordFile),
 			})
+		case RoleEtcd:
+			if e.Etcd == nil {
+				e.Etcd = &EnvEtcd{Endpoints: l.EtcdEndpoints(), CA: l.EtcdCAPath(), Logs: map[string]string{}}
+			}
+			e.Etcd.Logs[h.Name] = l.EtcdLogPath(h.Name)
 		case RoleWitness:
 			e.Witness = &EnvWitness{
 				Name:       h.Name,
@@ -182,6 +197,9 @@ func (e Env) WriteText(w io.Writer) error {
 			tok = "(not written yet)"
 		}
 		fmt.Fprintf(&b, "\nwitness (tandemd --witness, quorum ports %d and %d):\n  %s  %s  token %s\n", w.PeerPort, w.ClientPort, w.Name, w.API, tok)
+	}
+	if e := e.Etcd; e != nil {
+		fmt.Fprintf(&b, "\nexternal etcd (the quorum; Debian's etcd, TLS from the lab's CA %s):\n  --etcd %s\n", e.CA, strings.Join(e.Endpoints, ","))
 	}
 	pw := e.Postgres.Password
 	if pw == "" {

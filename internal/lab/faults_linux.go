@@ -177,6 +177,17 @@ func PowerOn(ctx context.Context, log *slog.Logger, name, host string, wait time
 				started = "tandemd --witness"
 			}
 		}
+	case RoleEtcd:
+		if _, ok := readPid(l.EtcdPidPath(h.Name), l.Dir+"/"); !ok {
+			bin, err := lookTool(EtcdBinary)
+			if err != nil {
+				return err
+			}
+			if _, err := startEtcd(log, l, h, bin); err != nil {
+				return err
+			}
+			started = "etcd"
+		}
 	case RoleDNS:
 		if _, ok := readPid(l.DNSPidPath(), l.Dir+"/"); !ok {
 			if err := startDNSServer(ctx, log, l); err != nil {

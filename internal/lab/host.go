@@ -47,6 +47,9 @@ type UpOptions struct {
 	// Failover is the mode to build for: manual (empty) or automatic, which
 	// adds the witness host w and assembles with it.
 	Failover string
+	// ExternalEtcd (automatic only): hosts e1-e3 run an etcd cluster, the
+	// quorum, instead of the witness (etcd.go).
+	ExternalEtcd bool
 }
 
 // DefaultUpTimeout is how long up waits for both nodes (and the witness)
@@ -100,6 +103,6 @@ func lookTool(name string) (string, error) {
 			return p, nil
 		}
 	}
-	hint := map[string]string{"ip": "iproute2", "dnsmasq": "dnsmasq-base"}[name]
+	hint := map[string]string{"ip": "iproute2", "dnsmasq": "dnsmasq-base", "etcd": "etcd-server"}[name]
 	return "", fmt.Errorf("%s not found: install the %s package", name, hint)
 }

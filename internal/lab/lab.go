@@ -91,6 +91,9 @@ const (
 	// RoleWitness runs `tandemd --witness`: an etcd member and nothing else
 	// (no PostgreSQL).
 	RoleWitness = "witness"
+	// RoleEtcd runs one member of the site's own etcd cluster (Debian's
+	// etcd-server), in a lab built with --etcd-external.
+	RoleEtcd = "etcd"
 )
 
 // Offsets of each address from the start of the subnet. In an IPv6 lab the
@@ -101,8 +104,10 @@ const (
 	// The witness comes after the nodes (.11, .12): the quorum's members
 	// read as one block, .11 to .13.
 	witnessOffset = 13
-	dnsOffset     = 53
-	clientOffset  = 100
+	// The external etcd's members (e1, e2, e3) are .21 to .23.
+	etcdOffset   = 21
+	dnsOffset    = 53
+	clientOffset = 100
 )
 
 // macPrefix starts every lab MAC address (locally administered, "tl"); the
@@ -152,6 +157,9 @@ type Layout struct {
 	// the witness host). Layouts written before the mode existed have none,
 	// which is manual.
 	Failover string `json:"failover,omitempty"`
+	// ExternalEtcd: an automatic-mode lab whose quorum is a three-member
+	// etcd cluster on hosts e1, e2 and e3 (etcd.go) instead of the witness.
+	ExternalEtcd bool `json:"external_etcd,omitempty"`
 }
 
 // NewLayout plans a lab for manual failover (no witness); see
@@ -166,6 +174,16 @@ func NewLayout(name, subnet string) (*Layout, error) {
 // lab also has the witness host w, last in layout order so that the
 // other hosts keep their places (and with them their tc handles).
 func NewLayoutFailover(name, subnet, failover string) (*Layout, error) {
+	return NewLayoutQuorum(name, subnet, failover, false)
+}
+
+// NewLayoutQuorum is NewLayoutFailover; with externalEtcd (automatic mode
+// only) the lab's quorum is an etcd cluster on hosts e1, e2 and e3, and it
+// has no witness.
+func NewLayoutQuorum(name, subnet, failover string, externalEtcd bool) (*Layout, error) {
+	if externalEtcd && failover != FailoverAutomatic {
+		return nil, fmt.Errorf("--etcd-external is for --failover automatic (a manual-mode cluster has no quorum)")
+	}
 	if err := ValidateName(name); err != nil {
 		return nil, err
 	}
@@ -184,15 +202,16 @@ func NewLayoutFailover(name, subnet, failover string) (*Layout, error) {
 	}
 	domain := name + ".test"
 	l := &Layout{
-		Name:        name,
-		Dir:         filepath.Join(BaseDir, name),
-		Subnet:      p.String(),
-		Domain:      domain,
-		ClusterIP:   hostAddr(p, clusterOffset).String(),
-		DNSName:     ClusterHost + "." + domain,
-		DNSServer:   hostAddr(p, dnsOffset).String(),
-		SwitchNetns: name + "-" + SwitchSuffix,
-		Failover:    failover,
+		Name:         name,
+		Dir:          filepath.Join(BaseDir, name),
+		Subnet:       p.String(),
+		Domain:       domain,
+		ClusterIP:    hostAddr(p, clusterOffset).String(),
+		DNSName:      ClusterHost + "." + domain,
+		DNSServer:    hostAddr(p, dnsOffset).String(),
+		SwitchNetns:  name + "-" + SwitchSuffix,
+		Failover:     failover,
+		ExternalEtcd: externalEtcd,
 	}
 	type plan struct {
 		name, role string
@@ -204,7 +223,12 @@ func NewLayoutFailover(name, subnet, failover string) (*Layout, error) {
 		{"client", RoleClient, clientOffset},
 		{"dns", RoleDNS, dnsOffset},
 	}
-	if failover == FailoverAutomatic {
+	switch {
+	case externalEtcd:
+		for i, e := range EtcdHosts {
+			hosts = append(hosts, plan{e, RoleEtcd, etcdOffset + i})
+		}
+	case failover == FailoverAutomatic:
 		hosts = append(hosts, plan{WitnessHost, RoleWitness, witnessOffset})
 	}
 	for _, h := range hosts {
@@ -455,7 +479,7 @@ func Load(name string) (*Layout, error) {
 
 // knownSuffixes are the namespace suffixes any version of the lab creates;
 // down removes only these, so it never touches a namespace it did not make.
-var knownSuffixes = []string{"a", "b", "client", "dns", WitnessHost, SwitchSuffix}
+var knownSuffixes = []string{"a", "b", "client", "dns", WitnessHost, "e1", "e2", "e3", SwitchSuffix}
 
 // ownedNamespace tells whether ns belongs to the lab called name.
 func ownedNamespace(name, ns string) bool {

@@ -318,3 +318,32 @@ func TestEnvShell(t *testing.T) {
 		}
 	}
 }
+
+// Every namespace a lab of any shape makes is one down knows to remove:
+// a host missing from knownSuffixes would outlive `lab down`.
+func TestDownKnowsEveryHost(t *testing.T) {
+	for _, shape := range []struct {
+		failover string
+		external bool
+	}{{FailoverManual, false}, {FailoverAutomatic, false}, {FailoverAutomatic, true}} {
+		l, err := NewLayoutQuorum("t", "", shape.failover, shape.external)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ns := range l.Namespaces() {
+			if !ownedNamespace("t", ns) {
+				t.Errorf("%s lab (external etcd %v): namespace %s is not one down removes", shape.failover, shape.external, ns)
+			}
+		}
+	}
+	if _, err := NewLayoutQuorum("t", "", FailoverManual, true); err == nil {
+		t.Error("an external etcd was accepted for a manual-mode lab")
+	}
+	l, _ := NewLayoutQuorum("t", "", FailoverAutomatic, true)
+	if _, ok := l.Witness(); ok || len(l.EtcdMembers()) != 3 || len(l.Daemons()) != 2 {
+		t.Errorf("external-etcd lab: witness %v, etcd members %d, daemons %d; want no witness, 3, 2", ok, len(l.EtcdMembers()), len(l.Daemons()))
+	}
+	if got := strings.Join(l.EtcdEndpoints(), ","); got != "https://10.77.0.21:2379,https://10.77.0.22:2379,https://10.77.0.23:2379" {
+		t.Errorf("endpoints %s", got)
+	}
+}

@@ -58,6 +58,9 @@ func (l *Layout) NodeConfig(h Host) config.Config {
 	if l.Automatic() {
 		c.Watchdog.Mode = "required"
 	}
+	if l.ExternalEtcd {
+		c.Quorum.Etcd = config.EtcdTLS{CAFile: l.EtcdCAPath(), CertFile: l.EtcdCertPath(h.Name), KeyFile: l.EtcdKeyPath(h.Name)}
+	}
 	return c
 }
 

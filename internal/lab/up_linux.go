@@ -36,7 +36,7 @@ func Up(ctx context.Context, log *slog.Logger, o UpOptions, out io.Writer) (*Lay
 	if o.IPv6 && subnet == "" {
 		subnet = DefaultSubnet6
 	}
-	l, err := NewLayoutFailover(o.Name, subnet, o.Failover)
+	l, err := NewLayoutQuorum(o.Name, subnet, o.Failover, o.ExternalEtcd)
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +83,12 @@ func Up(ctx context.Context, log *slog.Logger, o UpOptions, out io.Writer) (*Lay
 		return l, err
 	}
 	fmt.Fprintf(out, "lab %s: DNS server answering on %s for %s\n", l.Name, l.DNSServer, l.Domain)
+	if l.ExternalEtcd {
+		// The site's etcd is there before tandemd, as it would be.
+		if err := startEtcdCluster(ctx, log, l, out); err != nil {
+			return l, err
+		}
+	}
 	if o.NoTandemd {
 		printSummary(out, l, false)
 		return l, nil

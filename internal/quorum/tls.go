@@ -127,11 +127,11 @@ func parseCert(p []byte) (*x509.Certificate, error) {
 func clientTLS(certPEM, keyPEM []byte, trusted [][]byte) (*tls.Config, error) {
 	pool := x509.NewCertPool()
 	for _, p := range trusted {
-		c, err := parseCert(p)
-		if err != nil {
-			return nil, err
+		// A CA file may hold a chain or several CAs: every certificate
+		// in it is trusted.
+		if !pool.AppendCertsFromPEM(p) {
+			return nil, errors.New("quorum: a trusted certificate (or CA file) holds no PEM certificate")
 		}
-		pool.AddCert(c)
 	}
 	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	if len(certPEM) > 0 {

@@ -108,6 +108,7 @@ func (s State) Clone() State {
 		if c.Quorum != nil {
 			q := *c.Quorum
 			q.Members = slices.Clone(q.Members)
+			q.Etcd = slices.Clone(q.Etcd)
 			c.Quorum = &q
 		}
 		if c.Maintenance != nil {
