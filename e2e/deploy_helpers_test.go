@@ -21,6 +21,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,6 +41,10 @@ var deployKeys = map[string]bool{
 	"vars": true, "zone": true, "on": true, "install": true, "start": true,
 	"save": true, "answer": true, "id": true, "variant": true,
 }
+
+// deployHosts are the lab hosts a block may run on: the nodes, the
+// witness and the operator's machine.
+var deployHosts = []string{"a", "b", "w", "client"}
 
 // deployBlock is one fenced block of the document carrying a mark.
 type deployBlock struct {
@@ -118,8 +123,8 @@ func parseDeployDoc(t *testing.T, path string) []deployBlock {
 			b.attrs[k] = v
 		}
 		for _, h := range b.on() {
-			if !slices.Contains([]string{"a", "b", "client"}, h) {
-				t.Fatalf("%s: on=%s names no lab host (a, b, client)", b, h)
+			if !slices.Contains(deployHosts, h) {
+				t.Fatalf("%s: on=%s names no lab host %v", b, h, deployHosts)
 			}
 		}
 		if !b.has("vars") && !b.has("zone") && len(b.on()) == 0 {
@@ -267,7 +272,9 @@ func deployReverseAddr(name string) (netip.Addr, error) {
 // these live under it. Longest first, so /usr/bin/tandemd is not read as
 // /usr/bin/tandem followed by "d".
 var deployNodePaths = []string{
+	"/lib/systemd/system/tandem-witness.service",
 	"/lib/systemd/system/tandemd.service",
+	"/var/lib/tandem-witness",
 	"/etc/postgresql-common",
 	"/var/lib/postgresql",
 	"/etc/nftables.conf",
@@ -275,6 +282,7 @@ var deployNodePaths = []string{
 	"/usr/bin/tandem",
 	"/var/lib/tandem",
 	"/etc/postgresql",
+	"/dev/watchdog",
 	"/etc/tandem",
 	"/run/tandem",
 }
@@ -426,6 +434,14 @@ func (a *answerer) Write(p []byte) (int, error) {
 type deployUnit struct {
 	execStart []string
 	env       map[string]string
+	// stateDir and stateDirMode are StateDirectory= (relative to
+	// /var/lib) and its mode, which systemd makes before the start.
+	stateDir     string
+	stateDirMode os.FileMode
+	// protectSystem and readWrite: under ProtectSystem=strict only
+	// ReadWritePaths= (and the StateDirectory=) may be written.
+	protectSystem string
+	readWrite     []string
 }
 
 // readDeployUnit reads ExecStart= and Environment= from the [Service]
@@ -436,7 +452,7 @@ func readDeployUnit(t *testing.T, path string) deployUnit {
 	if err != nil {
 		t.Fatalf("the packaged unit: %v", err)
 	}
-	u := deployUnit{env: map[string]string{}}
+	u := deployUnit{env: map[string]string{}, stateDirMode: 0o755}
 	section := ""
 	for _, line := range strings.Split(string(b), "\n") {
 		line = strings.TrimSpace(line)
@@ -465,6 +481,21 @@ func readDeployUnit(t *testing.T, path string) deployUnit {
 				}
 				u.env[ek] = ev
 			}
+		case "StateDirectory":
+			if strings.ContainsAny(v, " /") {
+				t.Fatalf("%s: StateDirectory=%s names more than one directory of /var/lib, which the test does not make; teach it", path, v)
+			}
+			u.stateDir = v
+		case "StateDirectoryMode":
+			m, err := strconv.ParseUint(v, 8, 32)
+			if err != nil {
+				t.Fatalf("%s: StateDirectoryMode=%s: %v", path, v, err)
+			}
+			u.stateDirMode = os.FileMode(m)
+		case "ProtectSystem":
+			u.protectSystem = v
+		case "ReadWritePaths":
+			u.readWrite = append(u.readWrite, strings.Fields(v)...)
 		case "EnvironmentFile", "ExecStartPre", "ExecStartPost", "User", "Group", "WorkingDirectory", "RootDirectory":
 			t.Fatalf("%s: the unit now has %s=, which the test does not do when it starts tandemd; teach it", path, k)
 		}
@@ -507,6 +538,20 @@ type deployStatus struct {
 		ClusterIP struct {
 			Held bool `json:"held"`
 		} `json:"cluster_ip"`
+		// Failover and Quorum: the node's failover mode and, in automatic
+		// mode, its view of the quorum (step 12).
+		Failover string `json:"failover"`
+		Quorum   *struct {
+			Reachable bool `json:"reachable"`
+			Members   []struct {
+				Name    string `json:"name"`
+				Healthy bool   `json:"healthy"`
+			} `json:"members"`
+			Holder   string `json:"holder"`
+			Eligible bool   `json:"eligible"`
+			Why      string `json:"why"`
+			Error    string `json:"error"`
+		} `json:"quorum"`
 	} `json:"nodes"`
 }
 
@@ -547,6 +592,36 @@ func (s deployStatus) healthy(clusterName, primary string) string {
 	}
 	if len(want) > 0 {
 		return fmt.Sprintf("nodes missing: %v", want)
+	}
+	return ""
+}
+
+// automatic says what keeps s from showing the quorum the document
+// promises in step 12 (automatic mode, the leader key held by primary,
+// the three members healthy, the secondary ready to fail over by itself),
+// or "" when nothing does.
+func (s deployStatus) automatic(primary string, members []string) string {
+	for _, n := range s.Nodes {
+		q := n.Quorum
+		switch {
+		case n.Failover != "automatic":
+			return fmt.Sprintf("node %s: failover mode %q; want automatic", n.Name, n.Failover)
+		case q == nil || !q.Reachable:
+			return fmt.Sprintf("node %s: the quorum does not answer: %+v", n.Name, q)
+		case n.Name == primary && q.Holder != primary:
+			return fmt.Sprintf("node %s: the leader key is held by %q; want %s", n.Name, q.Holder, primary)
+		case n.Name != primary && !q.Eligible:
+			return fmt.Sprintf("node %s would not fail over by itself: %s", n.Name, q.Why)
+		}
+		var healthy []string
+		for _, m := range q.Members {
+			if m.Healthy {
+				healthy = append(healthy, m.Name)
+			}
+		}
+		if !slices.Equal(sortedCopy(healthy), sortedCopy(members)) {
+			return fmt.Sprintf("node %s: healthy members %v of %+v; want %v", n.Name, healthy, q.Members, members)
+		}
 	}
 	return ""
 }

@@ -11,11 +11,12 @@ package e2e
 // the test's; GitHub shows only the language before it. WORDS are:
 //
 //	on=HOSTS      run the block on these lab hosts, in this order: a, b (the
-//	              nodes, as root) and client (the operator's machine, which
-//	              is also where the application connects from). Each run is
-//	              `bash` with `set -e` on a script of the block's text, in
-//	              the node's root directory or the operator's working
-//	              directory, through `tandem lab exec`.
+//	              nodes, as root), w (the witness of step 12, as root) and
+//	              client (the operator's machine, which is also where the
+//	              application connects from). Each run is `bash` with
+//	              `set -e` on a script of the block's text, in the host's
+//	              root directory or the operator's working directory,
+//	              through `tandem lab exec`.
 //	vars          the site's values (shell assignments). Not run: the test
 //	              gives every block the lab's values for exactly the names
 //	              this block assigns, in the environment, and fails when the
@@ -24,8 +25,10 @@ package e2e
 //	              and address from the document's example values (those of
 //	              the vars block) to the lab's, and makes the lab's DNS serve
 //	              it with `tandem lab dns set/ptr` unless it already does.
-//	              The lab's zone already has a, b and db forward and reverse,
-//	              so normally nothing changes; the test logs what it finds.
+//	              The lab's zone already has a, b, w and db forward and
+//	              reverse, so normally nothing changes; the test logs what
+//	              it finds. Step 1's block must give a, b and db both ways;
+//	              every name of a later block (w's) both ways too.
 //	install       (with on=) replaced, see deviation 1.
 //	start         (with on=) replaced, see deviation 2.
 //	save=FILE     the block's stdout goes into FILE ($NODE_NAME expanded) in
@@ -36,9 +39,16 @@ package e2e
 //	id=NAME       the test checks the block's output afterwards. The block
 //	              id=replicated only reads what the application wrote, on
 //	              the secondary; it is run again until the write shows (up
-//	              to 20 s), as replication takes a moment.
+//	              to 20 s), as replication takes a moment. So is
+//	              id=automatic (`tandem status` after the change to
+//	              automatic failover) until it shows the quorum, which the
+//	              nodes look at every second.
 //	variant=V     only in the run of variant V (the document's "adopting the
 //	              database the host already has" is variant adopt).
+//
+// The lab is built with the witness host w (`lab up --failover automatic
+// --no-tandemd`): the hosts and DNS only, no tandemd anywhere; the
+// document installs and starts everything, the witness's too.
 //
 // The test runs the document twice, in parallel: "new" (fresh hosts;
 // tandemd initialises the primary's database) and "adopt" (hosts that had
@@ -49,59 +59,74 @@ package e2e
 // Where the test cannot do what the document says, and what it does:
 //
 //  1. Installing. `apt install` (or `dpkg -i`) into this machine's root
-//     would install the package once, not once per lab node, and would
-//     leave it on the machine. So each node gets a root directory of its
-//     own, the package (built with the packaging code) is extracted into it
-//     with `dpkg-deb -x`, and the test makes the directories the postinst
-//     makes (/var/lib/tandem 0711, /var/lib/tandem/state 0700) and the one
-//     the unit's RuntimeDirectory= makes (/run/tandem). The block's text is
+//     would install the package once, not once per lab host, and would
+//     leave it on the machine. So each node, and the witness, gets a root
+//     directory of its own, the package (built with the packaging code) is
+//     extracted into it with `dpkg-deb -x`, and the test makes the
+//     directories the postinst makes (/var/lib/tandem 0711,
+//     /var/lib/tandem/state 0700) and the one tandemd's unit's
+//     RuntimeDirectory= makes (/run/tandem). The block's text is
 //     only checked to be an apt install of the .deb. Installing PostgreSQL
 //     would put Debian's createcluster.conf in place: the test copies this
 //     machine's (its include_dir relocated), refuses one the document
 //     wrote itself (apt would then keep the operator's file in place of
 //     Debian's), and asks pg_conftool, as PostgreSQL's postinst does,
 //     whether it would create the cluster main: the answer must be off.
-//     Everything of a node lives under its root, so in the text of every
-//     block run on a node the node paths (the package's: /etc/tandem,
-//     /usr/bin/tandem[d], the unit, /var/lib/tandem, /run/tandem;
-//     PostgreSQL's: /etc/postgresql, /etc/postgresql-common,
-//     /var/lib/postgresql; and /etc/nftables.conf) get the root put
-//     in front of them (relocateText), and the node's PATH starts with the
-//     root's /usr/bin. tandemd itself is started with TANDEMD_STATE_DIR,
-//     TANDEMD_POSTGRES_DATA_DIR and TANDEMD_POSTGRES_SOCKET_DIR pointing
-//     under the root where the config file (as the document left it) does
-//     not already, and the node blocks get PG_CLUSTER_CONF_ROOT, which
-//     relocates Debian's /etc/postgresql for pg_ctlcluster and friends
-//     (and keeps them from handing anything to this machine's systemd),
-//     and TANDEMD_STATE_DIR, so that `tandemd --check` looks at the node's
-//     state dir.
-//  2. Starting. The lab has no systemd: for `systemctl enable --now
-//     tandemd` the test runs the packaged unit's ExecStart= (with its
-//     Environment=, relocated as in 1) in the node's namespace, detached in
-//     a session of its own, output appended to ROOT/tandemd.log (the
-//     journal), as root, from /.
-//  3. Copying tokens and fingerprints from the nodes to the operator's
-//     machine (save=) and typing y (answer=): see the marks.
-//  4. The firewall. `nft -f` runs in the node's network namespace, so the
-//     ruleset is the lab node's alone and every later step goes through
-//     it; `systemctl enable nftables` (at boot) is not run. The node's
-//     ADMIN_NET and APP_NET are the operator's machine's address.
+//     Everything of a host lives under its root, so in the text of every
+//     block run on a node or the witness the node paths (the package's:
+//     /etc/tandem, /usr/bin/tandem[d], the units, /var/lib/tandem,
+//     /var/lib/tandem-witness, /run/tandem; PostgreSQL's: /etc/postgresql,
+//     /etc/postgresql-common, /var/lib/postgresql; /etc/nftables.conf and
+//     /dev/watchdog) get the root put in front of them (relocateText), and
+//     the host's PATH starts with the root's /usr/bin. tandemd itself is
+//     started with TANDEMD_STATE_DIR (and on a node
+//     TANDEMD_POSTGRES_DATA_DIR, TANDEMD_POSTGRES_SOCKET_DIR and
+//     TANDEMD_WATCHDOG_DEVICE, deviation 5) pointing under the root where
+//     the config file (as the document left it) does not already; a path
+//     the test cannot relocate fails it rather than reach this machine's.
+//     The host blocks get PG_CLUSTER_CONF_ROOT, which relocates Debian's
+//     /etc/postgresql for pg_ctlcluster and friends (and keeps them from
+//     handing anything to this machine's systemd), and TANDEMD_STATE_DIR
+//     (the node's, or the one the witness's config file names), so that
+//     `tandemd --check` looks at the host's state dir.
+//  2. Starting. The lab has no systemd: for `systemctl enable --now UNIT`
+//     (tandemd on the nodes, tandem-witness on the witness) the test runs
+//     the packaged unit's ExecStart= (with its Environment=, relocated as
+//     in 1) in the host's namespace, detached in a session of its own,
+//     output appended to ROOT/UNIT.log (the journal), as root, from /.
+//     Before, it makes the unit's StateDirectory= with its mode, as
+//     systemd would, and checks that under ProtectSystem=strict the
+//     config's state_dir is one the unit lets tandemd write.
+//  3. Copying tokens and fingerprints from the nodes and the witness to
+//     the operator's machine (save=) and typing y (answer=): see the marks.
+//  4. The firewall. `nft -f` runs in the host's network namespace, so the
+//     ruleset is the lab host's alone and every later step goes through
+//     it; `systemctl enable nftables` (at boot) is not run. ADMIN_NET and
+//     APP_NET are the operator's machine's address.
+//  5. The watchdog (step 12). A node's watchdog.device, /dev/watchdog,
+//     is relocated into its root, where there is none: a primary in
+//     automatic mode then runs without a watchdog, as the document says
+//     of a host without one, instead of arming this machine's (which
+//     would reset it whenever a test's tandemd stopped feeding it).
 //
-// What the document promises is checked where it promises it: after the
-// firewall block, that the nodes drop what it does not let in (a refused
-// connection would mean no rule dropped it); after id=status and
-// id=switched, the healthy cluster with a, then b, as primary; at the
-// end, the outputs of the blocks with an id.
+// What the document promises is checked where it promises it: after each
+// firewall block, that the hosts it ran on drop what it does not let in (a
+// refused connection would mean no rule dropped it) and let in what it
+// does; after id=status and id=switched, the healthy cluster with a, then
+// b, as primary; after id=automatic, still healthy, in automatic mode,
+// the leader key held by b, the three members healthy and a ready to fail
+// over by itself; at the end, the outputs of the blocks with an id.
 //
 // Cleanup: `lab down` (registered by upLab) stops tandemd (which stops
-// PostgreSQL) and everything else in the lab's namespaces; the roots live
-// in the test's temporary directory, made 0755 so that postgres can reach
-// its data directory; the test checks that no process refers to them
-// afterwards.
+// PostgreSQL), the witness and everything else in the lab's namespaces;
+// the roots live in the test's temporary directory, made 0755 so that
+// postgres can reach its data directory; the test checks that no process
+// refers to them afterwards.
 
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"os/user"
@@ -111,6 +136,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -120,7 +146,14 @@ import (
 
 // deployVarNames are the variables the test knows how to fill with the
 // lab's values; the vars block must assign exactly these.
-var deployVarNames = []string{"A_HOST", "A_IP", "B_HOST", "B_IP", "CLUSTER_NAME", "CLUSTER_IP", "PREFIX", "APP_PASSWORD", "ADMIN_NET", "APP_NET", "NODE_NAME", "NODE_IP"}
+var deployVarNames = []string{"A_HOST", "A_IP", "B_HOST", "B_IP", "CLUSTER_NAME", "CLUSTER_IP", "PREFIX", "W_HOST", "W_IP", "APP_PASSWORD", "ADMIN_NET", "APP_NET", "NODE_NAME", "NODE_IP"}
+
+// deployNamed are the vars that name a host (in the zone blocks) with
+// the address it has.
+var deployNamed = [][2]string{{"A_HOST", "A_IP"}, {"B_HOST", "B_IP"}, {"CLUSTER_NAME", "CLUSTER_IP"}, {"W_HOST", "W_IP"}}
+
+// deployUnits are the packaged units a start block may name.
+var deployUnits = map[string]string{"tandemd": packaging.UnitPath, "tandem-witness": packaging.WitnessUnitPath}
 
 // deployGreeting is what the document's application writes.
 const deployGreeting = "hello through the cluster name"
@@ -176,18 +209,19 @@ type deployment struct {
 	lab     *testLab
 	env     labEnv
 	dir     string            // the test's directory (0755)
-	roots   map[string]string // node → its root directory
+	roots   map[string]string // node or witness → its root directory
 	op      string            // the operator's working directory
 	vars    map[string]string // the site's values, the lab's
 	node    map[string]map[string]string
 	ns      map[string]string // host → network namespace
 	outputs map[string]string // id → stdout of that block
 	example map[string]string // the document's example value → the lab's
+	zoned   map[string]bool   // the host vars (deployNamed) the zone blocks gave
 	step    int
 }
 
 func newDeployment(t *testing.T, deb, variant string) *deployment {
-	d := &deployment{t: t, variant: variant, deb: deb, outputs: map[string]string{}}
+	d := &deployment{t: t, variant: variant, deb: deb, outputs: map[string]string{}, zoned: map[string]bool{}}
 	// Before upLab, so that these clean-ups run after `lab down`.
 	d.dir = t.TempDir()
 	for _, p := range []string{filepath.Dir(d.dir), d.dir} {
@@ -204,23 +238,29 @@ func newDeployment(t *testing.T, deb, variant string) *deployment {
 		d.needDistributionTools()
 	}
 
-	d.lab = upLab(t, "--no-tandemd")
+	// With the witness host w (step 12), whose tandemd, like the nodes',
+	// the test starts as the document says.
+	d.lab = upLab(t, "--no-tandemd", "--failover", "automatic")
 	d.env = d.lab.env
+	if d.env.Witness == nil {
+		t.Fatalf("lab up --failover automatic --no-tandemd: the lab has no witness host (lab env: %+v)", d.env)
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, n := range []string{"a", "b"} {
-				if p := filepath.Join(d.roots[n], "tandemd.log"); fileExists(p) {
-					t.Logf("=== node %s: %s (the journal)\n%s", n, p, tailOf(p, 150))
+			for _, n := range []string{"a", "b", "w"} {
+				logs, _ := filepath.Glob(filepath.Join(d.roots[n], "*.log"))
+				for _, p := range logs {
+					t.Logf("=== host %s: %s (the journal)\n%s", n, p, tailOf(p, 150))
 				}
 			}
 		}
 	})
 
-	d.roots = map[string]string{"a": filepath.Join(d.dir, "a"), "b": filepath.Join(d.dir, "b")}
+	d.roots = map[string]string{"a": filepath.Join(d.dir, "a"), "b": filepath.Join(d.dir, "b"), "w": filepath.Join(d.dir, "w")}
 	d.op = filepath.Join(d.dir, "operator")
-	// A node's root has what a fresh Debian host has before the document
+	// A host's root has what a fresh Debian host has before the document
 	// starts: /etc and root's home.
-	for _, p := range []string{filepath.Join(d.roots["a"], "etc"), filepath.Join(d.roots["b"], "etc"), d.op, filepath.Join(d.dir, "scripts")} {
+	for _, p := range []string{filepath.Join(d.roots["a"], "etc"), filepath.Join(d.roots["b"], "etc"), filepath.Join(d.roots["w"], "etc"), d.op, filepath.Join(d.dir, "scripts")} {
 		if err := os.MkdirAll(p, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -241,6 +281,7 @@ func newDeployment(t *testing.T, deb, variant string) *deployment {
 		"A_HOST": "a." + d.env.Domain, "A_IP": ip["a"],
 		"B_HOST": "b." + d.env.Domain, "B_IP": ip["b"],
 		"CLUSTER_NAME": d.env.DNSName, "CLUSTER_IP": d.env.ClusterIP, "PREFIX": prefix,
+		"W_HOST": d.env.Witness.FQDN, "W_IP": d.env.Witness.IP,
 		"APP_PASSWORD": deployPassword(t),
 		// The operator's machine is also where the application runs.
 		"ADMIN_NET": hostPrefix(d.env.ClientIP), "APP_NET": hostPrefix(d.env.ClientIP),
@@ -282,11 +323,12 @@ func (d *deployment) follow(blocks []deployBlock) {
 				d.install(b, h)
 			}
 		case b.has("start"):
-			if strings.TrimSpace(b.text) != "systemctl enable --now tandemd" {
-				t.Fatalf("%s: the test replaces this block by running the unit's ExecStart, but it says something else:\n%s", b, b.text)
+			unit, ok := strings.CutPrefix(strings.TrimSpace(b.text), "systemctl enable --now ")
+			if _, known := deployUnits[unit]; !ok || !known {
+				t.Fatalf("%s: the test replaces this block by running the ExecStart of the unit it starts, but it is no `systemctl enable --now UNIT` of a packaged unit (%v):\n%s", b, slices.Sorted(maps.Keys(deployUnits)), b.text)
 			}
 			for _, h := range b.on() {
-				d.startService(b, h)
+				d.startService(b, h, unit)
 			}
 		default:
 			for _, h := range b.on() {
@@ -298,6 +340,11 @@ func (d *deployment) follow(blocks []deployBlock) {
 	if d.example == nil {
 		t.Fatalf("docs/deploy.md has no {deploy-test vars} block")
 	}
+	for _, k := range deployNamed {
+		if !d.zoned[k[0]] {
+			t.Errorf("no zone block gives %s (%s) its records, which the document's commands rely on", k[0], d.vars[k[0]])
+		}
+	}
 }
 
 // afterBlock checks what the document promises right after block b.
@@ -307,9 +354,29 @@ func (d *deployment) afterBlock(b deployBlock) {
 		d.checkHealthy("a")
 	case b.attrs["id"] == "switched":
 		d.checkHealthy("b")
+	case b.attrs["id"] == "automatic":
+		// Step 12 comes after step 11's switchover: b is primary.
+		d.checkHealthy("b")
+		d.checkAutomatic("b")
 	case strings.Contains(b.text, "nft -f /etc/nftables.conf"):
-		d.checkFirewall()
+		d.checkFirewall(b)
 	}
+}
+
+// checkAutomatic waits for what step 12 promises once the mode changed:
+// the cluster in automatic mode, the leader key held by primary, the
+// quorum's three members healthy, and the secondary ready to fail over.
+func (d *deployment) checkAutomatic(primary string) {
+	members := []string{"a", "b", d.env.Witness.Name}
+	eventually(d.t, "the cluster in automatic failover mode with "+primary+" holding the leader key", 20*time.Second, func() (bool, string) {
+		out, errOut, code := d.run(deployRun{host: "client", env: d.hostEnv("client"), argv: []string{"tandem", "status", "-o", "json"}, timeout: time.Minute})
+		s, err := parseDeployStatus(out)
+		if code != 0 || err != nil {
+			return false, fmt.Sprintf("tandem status -o json: exit %d, %v\n%s%s", code, err, out, errOut)
+		}
+		why := s.automatic(primary, members)
+		return why == "", why
+	})
 }
 
 // checkHealthy waits for the healthy cluster the document describes, with
@@ -327,30 +394,80 @@ func (d *deployment) checkHealthy(primary string) {
 	})
 }
 
-// checkFirewall proves the nodes' rulesets are in force: a connection to
-// a port no rule opens gets no answer at all (dropped) where, without
-// the ruleset, the node would refuse it at once; ssh from the operator's
-// machine is let through (refused, as no sshd runs in the lab), and ssh
-// from the other node is not.
-func (d *deployment) checkFirewall() {
+// checkFirewall proves the rulesets that block b loaded are in force: a
+// connection to a port no rule opens gets no answer at all (dropped)
+// where, without the ruleset, the host would refuse it at once; what the
+// document lets in is let through (refused where nothing listens yet, as
+// no sshd runs in the lab). On the nodes: ssh from the operator's machine
+// but not from the other node, and the quorum ports (step 12) from the
+// other node and the witness once the ruleset has them, never from the
+// operator's machine. On the witness: ssh and the API from the operator's
+// machine, the quorum ports from the nodes only.
+func (d *deployment) checkFirewall(b deployBlock) {
 	t := d.t
-	for _, c := range []struct {
+	type probe struct {
 		from, to string
 		port     int
 		dropped  bool
-	}{
-		{"client", "A_IP", 9, true},
-		{"client", "B_IP", 9, true},
-		{"client", "A_IP", 22, false},
-		{"a", "B_IP", 22, true},
-	} {
-		out, errOut, code := d.run(deployRun{host: c.from, env: d.hostEnv(c.from), timeout: time.Minute,
-			argv: []string{"timeout", "3", "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/%d", d.vars[c.to], c.port)}})
+	}
+	var probes []probe
+	for _, h := range b.on() {
+		root := d.roots[h]
+		if root == "" {
+			t.Fatalf("%s loads a ruleset on %s, which has no firewall of its own in the lab", b, h)
+		}
+		rules, err := os.ReadFile(relocateText(root, "/etc/nftables.conf"))
+		if err != nil {
+			t.Fatalf("%s: the ruleset on %s: %v", b, h, err)
+		}
+		quorum := strings.Contains(string(rules), "7410, 7411")
+		switch h {
+		case "a", "b":
+			to, other := strings.ToUpper(h)+"_IP", map[string]string{"a": "b", "b": "a"}[h]
+			probes = append(probes,
+				probe{"client", to, 9, true},
+				probe{"client", to, 22, false},
+				probe{other, to, 22, true},
+				probe{"w", to, 7410, !quorum},
+				probe{other, to, 7411, !quorum},
+				probe{"client", to, 7410, true})
+		case "w":
+			probes = append(probes,
+				probe{"client", "W_IP", 9, true},
+				probe{"client", "W_IP", 22, false},
+				probe{"client", "W_IP", 7400, false},
+				probe{"a", "W_IP", 7410, false},
+				probe{"b", "W_IP", 7411, false},
+				probe{"client", "W_IP", 7411, true},
+				probe{"a", "W_IP", 7400, true})
+		}
+	}
+	// At once: each dropped one waits out its 3 s.
+	type result struct {
+		out, errOut string
+		code        int
+	}
+	results := make([]result, len(probes))
+	var wg sync.WaitGroup
+	for i, c := range probes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, errOut, code := d.run(deployRun{host: c.from, env: d.hostEnv(c.from), timeout: time.Minute,
+				argv: []string{"timeout", "3", "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/%d", d.vars[c.to], c.port)}})
+			results[i] = result{out, errOut, code}
+		}()
+	}
+	wg.Wait()
+	for i, c := range probes {
+		r := results[i]
+		// Let through: refused (nothing listens) or connected.
+		through := r.code == 0 || strings.Contains(r.errOut, "refused")
 		switch {
-		case c.dropped && code != 124:
-			t.Errorf("the firewall should drop a connection from %s to %s:%d, but it was answered (exit %d): %s%s", c.from, d.vars[c.to], c.port, code, out, errOut)
-		case !c.dropped && !strings.Contains(errOut, "refused"):
-			t.Errorf("the firewall should let a connection from %s to %s:%d through (and the node refuse it, nothing listens): exit %d: %s%s", c.from, d.vars[c.to], c.port, code, out, errOut)
+		case c.dropped && r.code != 124:
+			t.Errorf("%s: the firewall should drop a connection from %s to %s:%d, but it was answered (exit %d): %s%s", b, c.from, d.vars[c.to], c.port, r.code, r.out, r.errOut)
+		case !c.dropped && !through:
+			t.Errorf("%s: the firewall should let a connection from %s to %s:%d through: exit %d: %s%s", b, c.from, d.vars[c.to], c.port, r.code, r.out, r.errOut)
 		default:
 			t.Logf("firewall: %s → %s:%d %s, as it should", c.from, d.vars[c.to], c.port, map[bool]string{true: "dropped", false: "let through"}[c.dropped])
 		}
@@ -377,8 +494,10 @@ func (d *deployment) checkVars(b deployBlock) {
 		d.t.Fatalf("%s assigns %v; the test fills in %v: teach newDeployment the new ones", b, names, deployVarNames)
 	}
 	d.example = map[string]string{}
-	for _, k := range []string{"A_HOST", "B_HOST", "CLUSTER_NAME", "A_IP", "B_IP", "CLUSTER_IP"} {
-		d.example[strings.ToLower(example[k])] = d.vars[k]
+	for _, k := range deployNamed {
+		for _, v := range k {
+			d.example[strings.ToLower(example[v])] = d.vars[v]
+		}
 	}
 }
 
@@ -395,17 +514,25 @@ func (d *deployment) zone(b deployBlock) {
 		t.Fatalf("%s comes before the vars block, whose example values it is read with", b)
 	}
 	recs := parseDeployZone(t, b, d.example)
-	// The document must give all three names both directions.
-	for _, k := range [][2]string{{"A_HOST", "A_IP"}, {"B_HOST", "B_IP"}, {"CLUSTER_NAME", "CLUSTER_IP"}} {
+	// The first zone block (step 1) must give the nodes and the cluster
+	// name both directions, which the preflight needs; a later one (the
+	// witness's, step 12), each name it has, both directions too.
+	first := len(d.zoned) == 0
+	for _, k := range deployNamed {
 		name, ip := d.vars[k[0]], d.vars[k[1]]
-		var fwd, rev bool
+		var fwd, rev, any bool
 		for _, r := range recs {
 			fwd = fwd || r.kind != "PTR" && r.name == name && r.ip == ip
 			rev = rev || r.kind == "PTR" && r.name == name && r.ip == ip
+			any = any || r.name == name || r.ip == ip
+		}
+		if !any && (!first || k[0] == "W_HOST") {
+			continue
 		}
 		if !fwd || !rev {
 			t.Errorf("%s: the zone lines give %s (%s) forward %v, reverse %v; the preflight needs both", b, k[0], k[1], fwd, rev)
 		}
+		d.zoned[k[0]] = true
 	}
 	zone := d.labZone()
 	for _, r := range recs {
@@ -471,7 +598,17 @@ func (d *deployment) hostEnv(host string) map[string]string {
 		env["PG_CLUSTER_CONF_ROOT"] = filepath.Join(root, "etc/postgresql")
 		// The state dir the config file names is this machine's, not the
 		// node's: `tandemd --check` looks at the node's, as tandemd will.
-		env["TANDEMD_STATE_DIR"] = relocatePath(root, config.Defaults().StateDir)
+		// The witness's is the one its own file names (once installed).
+		stateDir := config.Defaults().StateDir
+		if host == "w" {
+			stateDir = ""
+			if conf := filepath.Join(root, packaging.WitnessConfigPath); fileExists(conf) {
+				stateDir = d.configOf(conf).StateDir
+			}
+		}
+		if stateDir != "" {
+			env["TANDEMD_STATE_DIR"] = d.underRoot(host, stateDir)
+		}
 	} else {
 		env["PATH"] = filepath.Join(d.op, "pkg/usr/bin") + ":" + sysPath
 		env["HOME"] = d.op
@@ -542,15 +679,38 @@ func (d *deployment) runBlock(b deployBlock, host string) string {
 // for by running it again (replication takes a moment); nil for blocks
 // that run once.
 func (d *deployment) retryCheck(b deployBlock) func(string) error {
-	if b.attrs["id"] != "replicated" {
-		return nil
-	}
-	return func(out string) error {
-		if !strings.Contains(out, deployGreeting) {
-			return fmt.Errorf("the secondary does not show %q", deployGreeting)
+	switch b.attrs["id"] {
+	case "replicated":
+		return func(out string) error {
+			if !strings.Contains(out, deployGreeting) {
+				return fmt.Errorf("the secondary does not show %q", deployGreeting)
+			}
+			return nil
 		}
-		return nil
+	case "automatic":
+		// The nodes look at the quorum every second: status may need a
+		// look or two to show it all, as the document says.
+		return func(out string) error {
+			for _, re := range deployQuorumLines {
+				if !re.MatchString(out) {
+					return fmt.Errorf("tandem status does not show %s yet", re)
+				}
+			}
+			return nil
+		}
 	}
+	return nil
+}
+
+// deployQuorumLines are what step 12 says `tandem status` shows once the
+// cluster is in automatic mode, with b primary after step 11.
+var deployQuorumLines = []*regexp.Regexp{
+	regexp.MustCompile(`(?m)^\s*failover automatic: leader key held by b\b`),
+	regexp.MustCompile(`(?m)^\s*quorum members: .*\ba ok\b`),
+	regexp.MustCompile(`(?m)^\s*quorum members: .*\bb ok\b`),
+	regexp.MustCompile(`(?m)^\s*quorum members: .*\bw ok\b`),
+	regexp.MustCompile(`(?m)^\s*quorum members: .*; sync record names a$`),
+	regexp.MustCompile(`(?m)^\s*a fails over by itself if the primary's lease runs out$`),
 }
 
 // install stands for `apt install ./tandem_…deb` on host (deviation 1).
@@ -571,7 +731,7 @@ func (d *deployment) install(b deployBlock, host string) {
 			t.Fatal(err)
 		}
 	}
-	for _, f := range []string{packaging.TandemdPath, packaging.ConsolePath, packaging.UnitPath, packaging.ConfigPath} {
+	for _, f := range []string{packaging.TandemdPath, packaging.ConsolePath, packaging.UnitPath, packaging.ConfigPath, packaging.WitnessUnitPath, packaging.WitnessConfigPath} {
 		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
 			t.Fatalf("%s: the package did not install %s: %v", b, f, err)
 		}
@@ -609,42 +769,94 @@ func (d *deployment) installCreateclusterConf(b deployBlock, host string) {
 	t.Logf("%s on %s: Debian's createcluster.conf in place, unchanged; create_main_cluster is off", b, host)
 }
 
-// startService stands for `systemctl enable --now tandemd` (deviation 2).
-func (d *deployment) startService(b deployBlock, host string) {
+// startService stands for `systemctl enable --now UNIT` (deviation 2):
+// tandemd on a node, tandem-witness on the witness.
+func (d *deployment) startService(b deployBlock, host, unitName string) {
 	t, root := d.t, d.roots[host]
-	unit := readDeployUnit(t, filepath.Join(root, packaging.UnitPath))
+	unit := readDeployUnit(t, filepath.Join(root, deployUnits[unitName]))
 	argv := make([]string, len(unit.execStart))
+	confPath := ""
 	for i, a := range unit.execStart {
 		argv[i] = relocateText(root, a)
+		if i > 0 && unit.execStart[i-1] == "--config" {
+			confPath = argv[i]
+		}
 	}
+	if confPath == "" {
+		t.Fatalf("%s: the unit %s starts tandemd without --config FILE, which the test reads the paths from; teach it", b, unitName)
+	}
+	witness := slices.Contains(unit.execStart, "--witness")
 	env := map[string]string{"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 	for k, v := range unit.env {
 		env[k] = relocateText(root, v)
 	}
 	// The paths tandemd uses, as the config file leaves them, relocated
-	// into the root where they are not there already.
-	confPath := filepath.Join(root, packaging.ConfigPath)
-	cfg, err := config.Load(confPath, nil)
-	if err != nil {
-		t.Fatalf("%s: the config file as the document left it: %v", b, err)
+	// into the root where they are not there already; the watchdog's too,
+	// where there is none (deviation 5).
+	cfg := d.configOf(confPath)
+	paths := []struct{ env, path string }{{"TANDEMD_STATE_DIR", cfg.StateDir}}
+	if !witness {
+		paths = append(paths, []struct{ env, path string }{
+			{"TANDEMD_POSTGRES_DATA_DIR", cfg.Postgres.DataDir},
+			{"TANDEMD_POSTGRES_SOCKET_DIR", cfg.Postgres.SocketDir},
+			{"TANDEMD_WATCHDOG_DEVICE", cfg.Watchdog.Device},
+		}...)
 	}
-	for _, s := range []struct{ env, path string }{
-		{"TANDEMD_STATE_DIR", cfg.StateDir},
-		{"TANDEMD_POSTGRES_DATA_DIR", cfg.Postgres.DataDir},
-		{"TANDEMD_POSTGRES_SOCKET_DIR", cfg.Postgres.SocketDir},
-	} {
-		if p := relocatePath(root, s.path); p != s.path {
+	for _, s := range paths {
+		if p := d.underRoot(host, s.path); p != s.path {
 			env[s.env] = p
 		}
 	}
-	logPath := filepath.Join(root, "tandemd.log")
+	// What systemd does before it starts the unit: StateDirectory=, with
+	// its mode. And what ProtectSystem=strict leaves tandemd: the state
+	// dir must be one it may write.
+	if unit.stateDir != "" {
+		p := filepath.Join(root, "var/lib", unit.stateDir)
+		if err := os.MkdirAll(p, unit.stateDirMode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, unit.stateDirMode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if unit.protectSystem == "strict" {
+		writable := slices.Clone(unit.readWrite)
+		if unit.stateDir != "" {
+			writable = append(writable, "/var/lib/"+unit.stateDir)
+		}
+		if !slices.ContainsFunc(writable, func(w string) bool { return cfg.StateDir == w || strings.HasPrefix(cfg.StateDir, w+"/") }) {
+			t.Fatalf("%s: state_dir %s is none of the paths the unit %s lets tandemd write under ProtectSystem=strict (%v): it could not start", b, cfg.StateDir, unitName, writable)
+		}
+	}
+	logPath := filepath.Join(root, unitName+".log")
 	pid, done := deployStartDetached(t, d.ns[host], deployEnv(env), logPath, argv)
 	t.Logf("%s on %s: started %s (pid %d) with %v, output in %s (instead of systemctl)", b, host, strings.Join(argv, " "), pid, deployEnv(env), logPath)
 	select {
 	case <-done:
-		t.Fatalf("%s: tandemd on %s exited at once:\n%s", b, host, tailOf(logPath, 30))
+		t.Fatalf("%s: %s on %s exited at once:\n%s", b, unitName, host, tailOf(logPath, 30))
 	case <-time.After(300 * time.Millisecond):
 	}
+}
+
+// configOf is the configuration file at path (in a host's root) as the
+// document left it.
+func (d *deployment) configOf(path string) config.Config {
+	cfg, err := config.Load(path, nil)
+	if err != nil {
+		d.t.Fatalf("the config file %s as the document left it: %v", path, err)
+	}
+	return cfg
+}
+
+// underRoot is path relocated into host's root. Anything tandemd would
+// write outside it would be this machine's: the test stops there.
+func (d *deployment) underRoot(host, path string) string {
+	root := d.roots[host]
+	p := relocatePath(root, path)
+	if !strings.HasPrefix(p, root+"/") {
+		d.t.Fatalf("%s on %s is none of the paths the test relocates into the host's root (deployNodePaths): tandemd would use this machine's; teach the test", path, host)
+	}
+	return p
 }
 
 // check verifies what the document promises once its steps are done.
@@ -684,6 +896,15 @@ func (d *deployment) check() {
 	if !regexp.MustCompile(`primary b\b`).MatchString(sw) || !strings.Contains(sw, "INSERT 0 1") ||
 		!regexp.MustCompile(`(?m)^\s*`+regexp.QuoteMeta(d.vars["CLUSTER_IP"])+`\s*\|\s*f\s*\|\s*2\s*$`).MatchString(sw) {
 		t.Errorf("after the switchover, b should be primary and the write answered on the cluster IP %s, read-write, with both greetings:\n%s", d.vars["CLUSTER_IP"], sw)
+	}
+	// Step 12: the change to automatic failover, and the quorum in status.
+	if out := d.outputs["failover-mode"]; !strings.Contains(out, "Failover mode of "+d.vars["CLUSTER_NAME"]+" is automatic.") {
+		t.Errorf("tandem failover-mode should say the cluster is in automatic mode:\n%s", out)
+	}
+	for _, re := range deployQuorumLines {
+		if out := d.outputs["automatic"]; !re.MatchString(out) {
+			t.Errorf("tandem status should show %s:\n%s", re, out)
+		}
 	}
 	if d.variant == "new" {
 		// Step 5: the new cluster checksums its pages, and so does its
