@@ -89,6 +89,10 @@ func (l *testLab) assemble(mode string) {
 	if w := l.env.Witness; w != nil {
 		extra = append(extra, "--failover", "automatic", "--witness", w.FQDN)
 	}
+	// One built with the external etcd, for automatic failover with it.
+	if e := l.env.Etcd; e != nil {
+		extra = append(extra, "--failover", "automatic", "--etcd", strings.Join(e.Endpoints, ","))
+	}
 	start := time.Now()
 	out := l.consoleOK(l.assembleEnv(), 5*time.Minute, l.assembleArgs(extra...)...)
 	l.t.Logf("assembled in %s:\n%s", time.Since(start).Round(10*time.Millisecond), out)

@@ -213,7 +213,9 @@ func upLabFlags(t *testing.T, flags ...string) *testLab {
 type clusterOpts struct {
 	// failover "automatic" builds the lab with the witness host w (`lab up
 	// --failover automatic`) and assembles with --failover automatic
-	// --witness w.<domain>; "" is manual, without w.
+	// --witness w.<domain>; "automatic-etcd" builds it with the external
+	// etcd on e1-e3 instead (--etcd-external) and assembles with --etcd;
+	// "" is manual, without either.
 	failover string
 	// mode is the replication mode given to assemble ("" = its default, sync).
 	mode string
@@ -244,8 +246,13 @@ func upCluster(t *testing.T, o clusterOpts) *testLab {
 		l = upLab(t)
 	case "automatic":
 		l = upWitnessLab(t, "--no-assemble")
+	case "automatic-etcd":
+		l = upLabFlags(t, "--failover", "automatic", "--etcd-external", "--no-assemble")
+		if l.env.Etcd == nil || len(l.env.Etcd.Endpoints) != 3 || l.env.Witness != nil {
+			t.Fatalf("lab up --etcd-external: lab env says etcd %+v, witness %+v; want three endpoints and no witness", l.env.Etcd, l.env.Witness)
+		}
 	default:
-		t.Fatalf("clusterOpts.failover %q: want \"\" or automatic", o.failover)
+		t.Fatalf("clusterOpts.failover %q: want \"\", automatic or automatic-etcd", o.failover)
 	}
 	if len(l.env.Nodes) != 2 || l.env.Nodes[0].Name != "a" || l.env.Nodes[1].Name != "b" || l.env.Postgres.Password == "" {
 		t.Fatalf("lab env: want nodes a and b and a PostgreSQL password, got %+v", l.env)
@@ -354,6 +361,10 @@ type labEnv struct {
 		PeerPort   int    `json:"peer_port"`
 		ClientPort int    `json:"client_port"`
 	} `json:"witness"`
+	// Etcd is the external etcd, in a lab built with --etcd-external only.
+	Etcd *struct {
+		Endpoints []string `json:"endpoints"`
+	} `json:"etcd"`
 	Hosts []struct {
 		Name  string `json:"name"`
 		IP    string `json:"ip"`
