@@ -25,6 +25,11 @@ var chaosAutoScenarios = []chaosScenario{
 	{name: "20-auto-oneway-primary-witness", failover: "automatic", run: chaosAutoOneWay},
 	{name: "21-auto-both-nodes-power-off", failover: "automatic", run: chaosAutoBothOff},
 	{name: "22-auto-quorum-data-lost", failover: "automatic", run: chaosAutoQuorumDataLost},
+	// The external shape: the lab's etcd on e1-e3 instead of the witness.
+	{name: "23-auto-etcd-down", failover: "automatic-etcd", run: chaosAutoEtcdDown},
+	{name: "24-auto-etcd-member-power-off", failover: "automatic-etcd", run: chaosAutoEtcdMemberOff},
+	{name: "25-auto-etcd-primary-cut-off", failover: "automatic-etcd", run: chaosAutoPrimaryCutOffFrom("b", "e1", "e2", "e3"),
+		after: func(x *chaosRun) { x.eventsHave("automatic_failover_finished", "rejoined") }},
 }
 
 // fenceBound is how long after a cut the cut-off primary may still accept
@@ -74,12 +79,22 @@ func (x *chaosRun) lastWritable(node string) time.Time {
 // client still reaches it): a fences itself within fenceBound of the cut;
 // b promotes by itself once the lease is gone; the sampler never sees two
 // writers (the common check). Healed, a rejoins as b's standby.
-func chaosAutoPrimaryCutOff(x *chaosRun) {
+func chaosAutoPrimaryCutOff(x *chaosRun) { chaosAutoPrimaryCutOffFrom("b", "w")(x) }
+
+// chaosAutoPrimaryCutOffFrom is 15 with the primary cut off from hosts:
+// the secondary and the quorum's other members (w, or the external etcd's
+// e1-e3 in 25).
+func chaosAutoPrimaryCutOffFrom(hosts ...string) func(x *chaosRun) {
+	return func(x *chaosRun) { chaosAutoPrimaryCut(x, hosts) }
+}
+
+func chaosAutoPrimaryCut(x *chaosRun, hosts []string) {
 	x.pause(time.Second, 4*time.Second, "writes flow before the fault")
 	cut := time.Now()
-	x.l.partition("a", "b")
-	x.l.partition("a", "w")
-	x.logf("a cut off from b and w")
+	for _, h := range hosts {
+		x.l.partition("a", h)
+	}
+	x.logf("a cut off from %s", strings.Join(hosts, ", "))
 	x.failover() // b promotes by itself
 	x.waitWritesOn("b", 30*time.Second)
 	eventually(x.t, "a fenced (PostgreSQL not running, no cluster IP)", 10*time.Second, func() (bool, string) {
@@ -290,4 +305,69 @@ func chaosTandemdGoneAuto(kill bool) func(x *chaosRun) {
 		x.wantPrimary = "b"
 		x.sc.after = func(x *chaosRun) { x.eventsHave("automatic_failover_finished") }
 	}
+}
+
+// 23. The whole external etcd powered off for 10–20 s while the pair is
+// whole: failsafe keeps a primary on b's promise not to take over. Roles
+// are sampled every second and must not change, writes go on, a says
+// failsafe keeps it, no fence, term unchanged; etcd back, a holds its
+// lease again (convergence: every endpoint healthy, b eligible).
+func chaosAutoEtcdDown(x *chaosRun) {
+	x.wantPrimary, x.wantTerm = "a", x.termNow()
+	x.pause(time.Second, 3*time.Second, "writes flow before the fault")
+	hold := x.between(10*time.Second, 20*time.Second)
+	for _, e := range []string{"e1", "e2", "e3"} {
+		x.lab("power-off", e)
+	}
+	end := time.Now().Add(hold)
+	x.logf("the whole etcd (e1, e2, e3) off for %s", hold.Round(time.Second))
+	x.waitAckedGrowth(10, 30*time.Second, "writes acknowledged while etcd is down")
+	failsafe := false
+	for time.Now().Before(end) {
+		if s, err := x.l.statusErr(); err == nil {
+			if r := s.roles(); r["a"] != "primary" || r["b"] != "secondary" {
+				x.t.Fatalf("the roles changed while etcd was down and the pair whole: %v", r)
+			}
+		}
+		if q, err := x.l.quorumOf("a"); err == nil && q != nil && q.Failsafe {
+			failsafe = true
+		}
+		time.Sleep(time.Second)
+	}
+	if !failsafe {
+		x.t.Errorf("a never said failsafe keeps it primary while etcd was down")
+	}
+	x.l.noFence("a")
+	x.logf("nothing changed while etcd was down: a primary on failsafe, b secondary")
+	for _, e := range []string{"e1", "e2", "e3"} {
+		x.lab("power-on", e)
+	}
+	x.markHealed()
+	x.sc.after = func(x *chaosRun) { x.l.noEvent("lease_lost", "automatic_failover_started", "fenced") }
+}
+
+// 24. One external etcd member powered off for 10–20 s (drawn from the
+// seed): the other two are a majority, nothing changes, and status shows
+// that endpoint down.
+func chaosAutoEtcdMemberOff(x *chaosRun) {
+	x.wantPrimary, x.wantTerm = "a", x.termNow()
+	x.pause(time.Second, 3*time.Second, "writes flow before the fault")
+	e := []string{"e1", "e2", "e3"}[x.rng.IntN(3)]
+	hold := x.between(10*time.Second, 20*time.Second)
+	x.lab("power-off", e)
+	end := time.Now().Add(hold)
+	x.noChange("etcd member "+e+" is powered off", time.Until(end)-time.Second)
+	ip := ""
+	for _, h := range x.l.env.Hosts {
+		if h.Name == e {
+			ip = h.IP
+		}
+	}
+	if out, _, _ := x.l.console("status"); !strings.Contains(out, ip+":2379 DOWN") {
+		x.t.Errorf("status does not show %s (%s) down:\n%s", e, ip, out)
+	}
+	x.sleepUntil(end)
+	x.lab("power-on", e)
+	x.markHealed()
+	x.sc.after = func(x *chaosRun) { x.l.noEvent("lease_lost", "automatic_failover_started", "fenced") }
 }

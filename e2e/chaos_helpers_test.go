@@ -420,7 +420,7 @@ func (x *chaosRun) convergedNow() (bool, string) {
 }
 
 // auto says whether this run is in automatic failover mode.
-func (x *chaosRun) auto() bool { return x.sc.failover == "automatic" }
+func (x *chaosRun) auto() bool { return strings.HasPrefix(x.sc.failover, "automatic") }
 
 // chaosAll is the scenario table with the automatic variants: every
 // scenario that is not manual-only once more as NAME-auto, then the

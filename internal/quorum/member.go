@@ -23,6 +23,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
 
 // Bounds on the member's memory and disk. etcd's defaults are sized for
@@ -271,7 +273,16 @@ func NewClient(c ClientConfig) (*clientv3.Client, error) {
 		// Keepalive pings find a dead connection before the lease does.
 		DialKeepAliveTime:    time.Second,
 		DialKeepAliveTimeout: time.Second,
-		Logger:               zap.NewNop(),
+		// gRPC's reconnect backoff grows to 2 minutes by default: after an
+		// outage of the whole etcd (or of this node's own member) the
+		// client would wait that long before it tries again, while the
+		// members are back and the primary lives on failsafe promises.
+		// A lease of seconds wants a retry within a second.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: time.Second,
+		})},
+		Logger: zap.NewNop(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("while creating the quorum client for %s: %w", strings.Join(c.Endpoints, ","), err)
