@@ -94,6 +94,11 @@ func (n *Node) keepEtcdLeaderOff(ctx context.Context, s state.State, info *api.Q
 	}
 	to := ""
 	switch {
+	case etcdLeaderOnPrimary():
+		if leader == "" || leader == n.cfg.Name {
+			return
+		}
+		to = n.cfg.Name
 	case leader == "" || leader == witness:
 		return
 	case healthy[witness]:

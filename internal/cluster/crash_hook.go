@@ -22,3 +22,9 @@ func crashAt(log *slog.Logger, kind state.OpKind, step state.Step) {
 		os.Exit(137)
 	}
 }
+
+// etcdLeaderOnPrimary is the benchmark's knob (TANDEMD_ETCD_LEADER_ON_PRIMARY=1,
+// crashhook builds only): the primary pulls the etcd leadership to its own
+// member instead of keeping it off, so that a power-off of the primary is
+// measured with the etcd election it then costs.
+func etcdLeaderOnPrimary() bool { return os.Getenv("TANDEMD_ETCD_LEADER_ON_PRIMARY") == "1" }

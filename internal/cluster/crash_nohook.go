@@ -13,3 +13,7 @@ const CrashHookBuilt = false
 
 // crashAt does nothing in a production build; see crash_hook.go.
 func crashAt(*slog.Logger, state.OpKind, state.Step) {}
+
+// etcdLeaderOnPrimary is always false in a production build; see
+// crash_hook.go.
+func etcdLeaderOnPrimary() bool { return false }
