@@ -98,7 +98,7 @@ func (n *Node) checkExternalEtcd(ctx context.Context, q api.QuorumSpec, claim bo
 	defer cancel()
 	h, held, err := quorum.CurrentHolder(ctx, cli, q.Prefix)
 	if err != nil {
-		return unavailable("%s cannot use the etcd at %s: %v (check quorum.etcd.* in its configuration, that its client certificate is allowed, and the firewall); nothing was changed", n.cfg.Name, strings.Join(q.Etcd, ","), etcdErr(err))
+		return unavailable("%s cannot use the etcd at %s: %v%s (check quorum.etcd.* in its configuration, that its client certificate is allowed, and the firewall); nothing was changed", n.cfg.Name, strings.Join(q.Etcd, ","), etcdErr(err), n.probeEtcd(q))
 	}
 	if !claim {
 		return nil
@@ -114,6 +114,28 @@ func (n *Node) checkExternalEtcd(ctx context.Context, q api.QuorumSpec, claim bo
 		return conflict("the key prefix %s at the etcd %s records %q as primary of term %d (another tandem cluster, or one not disassembled); give this cluster a prefix of its own with --etcd-prefix", q.Prefix, strings.Join(q.Etcd, ","), rec.Node, rec.Term)
 	}
 	return nil
+}
+
+// probeEtcd says, for an etcd that gave no answer, what each endpoint does
+// with a TLS handshake: a certificate problem is then named instead of a
+// bare timeout.
+func (n *Node) probeEtcd(q api.QuorumSpec) string {
+	cfg, err := n.externalClientConfig(q)
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, e := range q.Etcd {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if err := quorum.ProbeTLS(ctx, cfg, e); err != nil {
+			out = append(out, fmt.Sprintf("%s: %v", e, etcdErr(err)))
+		}
+		cancel()
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return "; " + strings.Join(out, "; ")
 }
 
 // etcdErr makes a client error readable: a deadline means no endpoint

@@ -23,6 +23,11 @@ func (n *Node) runQuorumInfo(ctx context.Context) {
 		if !automatic(s) || cli == nil {
 			n.q.mu.Lock()
 			n.q.info = nil
+			if automatic(s) && n.q.memberErr != "" {
+				// The quorum could not start here (boot logged why): say it
+				// in status too, or the operator sees only silence.
+				n.q.info = &api.QuorumInfo{External: s.Cluster.Quorum.External(), Prefix: s.Cluster.Quorum.Prefix, Error: "this node's quorum did not start: " + n.q.memberErr}
+			}
 			n.q.mu.Unlock()
 			continue
 		}

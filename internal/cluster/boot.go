@@ -69,7 +69,10 @@ func (n *Node) boot(ctx context.Context) error {
 	// leader key.
 	if s := n.State(); automatic(s) {
 		if err := n.startQuorum(*s.Cluster.Quorum); err != nil {
-			n.log.Error("could not start the quorum member", "err", err)
+			n.log.Error("could not start the quorum (this node cannot be primary, nor fail over by itself, until it does)", "err", err)
+			n.q.mu.Lock()
+			n.q.memberErr = err.Error()
+			n.q.mu.Unlock()
 		}
 	}
 	n.recoverAtBoot(ctx)
