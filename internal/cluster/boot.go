@@ -32,6 +32,7 @@ func (n *Node) Start() {
 	n.run.goAttach(n.runAutoWatch)
 	n.run.goAttach(n.runQuorumInfo)
 	n.run.goAttach(n.runHealWatch)
+	n.run.goAttach(n.runFileSync)
 	n.run.goAttach(func(ctx context.Context) {
 		start := time.Now()
 		err := n.boot(ctx)

@@ -65,6 +65,9 @@ type Config struct {
 	MaxLag          int64
 	// Etcd: this node's TLS files for an external etcd (quorum.etcd.*).
 	Etcd EtcdFiles
+	// SyncFiles: the files the primary carries to the secondary
+	// (sync.files, filesync.go).
+	SyncFiles []string
 	// Watchdog is the device a primary arms in automatic mode (watchdog.go).
 	Watchdog WatchdogConfig
 }

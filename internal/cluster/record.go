@@ -48,6 +48,16 @@ CREATE TABLE IF NOT EXISTS tandem.events (
 	term    bigint NOT NULL DEFAULT 0,
 	message text NOT NULL
 );
+CREATE TABLE IF NOT EXISTS tandem.files (  -- sync.files (filesync.go)
+	path       text PRIMARY KEY,
+	content    bytea NOT NULL,
+	mode       int NOT NULL,
+	uid        int NOT NULL,
+	gid        int NOT NULL,
+	sha256     text NOT NULL,
+	node       text NOT NULL,
+	updated_at timestamptz NOT NULL DEFAULT now()
+);
 CREATE TABLE IF NOT EXISTS tandem.operations (
 	id          bigserial PRIMARY KEY,
 	kind        text NOT NULL,

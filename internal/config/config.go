@@ -51,7 +51,9 @@ type Config struct {
 	// Watchdog: the device a primary in automatic failover mode arms
 	// (watchdog.go).
 	Watchdog Watchdog `yaml:"watchdog"`
-	Log      Log      `yaml:"log"`
+	// Sync: files the primary carries to the secondary (sync.go).
+	Sync Sync `yaml:"sync"`
+	Log  Log  `yaml:"log"`
 }
 
 // Notify says whom to tell about events that need a person.
@@ -542,6 +544,7 @@ func (c *Config) Validate() error {
 	p = append(p, c.metricsProblems()...)
 	p = append(p, c.quorumProblems()...)
 	p = append(p, c.watchdogProblems()...)
+	p = append(p, c.syncProblems()...)
 	p = append(p, c.logProblems()...)
 	if len(p) > 0 {
 		return &Problems{List: p}

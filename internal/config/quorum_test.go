@@ -54,3 +54,29 @@ func TestValidateWitness(t *testing.T) {
 		t.Fatalf("witness problems: %v", err)
 	}
 }
+
+func TestSyncFilesSettings(t *testing.T) {
+	for _, tc := range []struct {
+		files []string
+		want  string
+	}{
+		{[]string{"etc/app.conf"}, "must be an absolute path"},
+		{[]string{"/etc/../etc/app.conf"}, "must be a clean path"},
+		{[]string{"/etc/app.conf", "/etc/app.conf"}, "listed twice"},
+		{[]string{"/var/lib/tandem/state/x"}, "under state_dir"},
+		{[]string{"/etc/tandem/tandemd.yaml"}, "tandemd's own configuration"},
+		{[]string{"/etc/app.conf.tandem-prev"}, "replaced copy"},
+	} {
+		c := Defaults()
+		c.StateDir = "/var/lib/tandem/state"
+		c.Sync.Files = tc.files
+		if got := strings.Join(c.syncProblems(), "; "); !strings.Contains(got, tc.want) {
+			t.Errorf("%v: problems %q, want %q", tc.files, got, tc.want)
+		}
+	}
+	c := Defaults()
+	c.Sync.Files = []string{"/etc/app/app.conf", "/etc/app/other.conf"}
+	if p := c.syncProblems(); len(p) != 0 {
+		t.Errorf("good files refused: %v", p)
+	}
+}

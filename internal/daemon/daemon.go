@@ -190,6 +190,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		KeyPEM:         keyPEM,
 		MaxLag:         d.cfg.MaxLagBytes(),
 		Etcd:           cluster.EtcdFiles{CA: d.cfg.Quorum.Etcd.CAFile, Cert: d.cfg.Quorum.Etcd.CertFile, Key: d.cfg.Quorum.Etcd.KeyFile},
+		SyncFiles:      d.cfg.Sync.Files,
 		Watchdog:       cluster.WatchdogConfig{Mode: d.cfg.Watchdog.Mode, Device: d.cfg.Watchdog.Device},
 		Notify: func(kind, about string, term int64, msg string) {
 			cluster := ""

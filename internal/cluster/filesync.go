@@ -1,0 +1,386 @@
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tandem-ha/tandem/internal/fsutil"
+	"github.com/tandem-ha/tandem/internal/state"
+)
+
+// Carrying configuration files (sync.files, docs/operations.md): the
+// primary stores each listed file in the cluster record (tandem.files),
+// which PostgreSQL replicates like any other change; the secondary reads
+// the table on its hot standby and writes what differs, atomically, with
+// the primary's mode and numeric owner, keeping the copy it replaces once
+// as FILE.tandem-prev.
+//
+// Why the record and not the peer API: the record is already how the
+// secondary learns everything the primary decides, it survives a restart
+// of either tandemd, and a secondary that was away gets the files with the
+// WAL it catches up on, with no new protocol.
+//
+// Each node writes only what its own sync.files lists: a primary, or
+// whoever holds its credentials, cannot write anywhere else on the
+// secondary.
+
+// Events of sync.files.
+const (
+	EventFileStored     = "file_stored"
+	EventFileSynced     = "file_synced"
+	EventFileSyncFailed = "file_sync_failed"
+)
+
+// fileSyncEvery is how often each side looks: a change reaches the
+// secondary within about two of these plus replication.
+const fileSyncEvery = 500 * time.Millisecond
+
+// prevSuffix names the copy a write replaces.
+const prevSuffix = ".tandem-prev"
+
+// maxSyncFileSize bounds one carried file (config.MaxSyncFileSize).
+const maxSyncFileSize = 256 << 10 // config.MaxSyncFileSize
+
+// syncedFile is one carried file as stored in the record.
+type syncedFile struct {
+	Path     string
+	Content  []byte
+	Mode     uint32 // permission bits with setuid, setgid, sticky (07777)
+	UID, GID int
+	Sum      string // sha256 of Content, hex
+}
+
+// fileStamp tells whether a file may have changed since it was last read.
+type fileStamp struct {
+	size, mtime int64
+	ino         uint64
+	mode        uint32
+	uid, gid    int
+}
+
+func stampOf(fi fs.FileInfo) (fileStamp, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileStamp{}, false
+	}
+	return fileStamp{size: fi.Size(), mtime: fi.ModTime().UnixNano(), ino: st.Ino, mode: uint32(st.Mode) & 0o7777, uid: int(st.Uid), gid: int(st.Gid)}, true
+}
+
+// readSyncFile reads path as the primary stores it: a regular file (not a
+// symbolic link: the secondary would replace the link with a file), at
+// most maxSyncFileSize.
+func readSyncFile(path string) (syncedFile, fileStamp, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return syncedFile{}, fileStamp{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return syncedFile{}, fileStamp{}, fmt.Errorf("%s is not a regular file (%s): list the file itself", path, fi.Mode().Type())
+	}
+	if fi.Size() > maxSyncFileSize {
+		return syncedFile{}, fileStamp{}, fmt.Errorf("%s is %d bytes, more than the %d a carried file may hold", path, fi.Size(), maxSyncFileSize)
+	}
+	stamp, ok := stampOf(fi)
+	if !ok {
+		return syncedFile{}, fileStamp{}, fmt.Errorf("%s: no owner information", path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return syncedFile{}, fileStamp{}, err
+	}
+	if len(b) > maxSyncFileSize {
+		return syncedFile{}, fileStamp{}, fmt.Errorf("%s grew past %d bytes while it was read", path, maxSyncFileSize)
+	}
+	sum := sha256.Sum256(b)
+	return syncedFile{Path: path, Content: b, Mode: stamp.mode, UID: stamp.uid, GID: stamp.gid, Sum: hex.EncodeToString(sum[:])}, stamp, nil
+}
+
+// storeSyncFile writes f into the record (on the primary).
+func storeSyncFile(ctx context.Context, conn *pgx.Conn, f syncedFile, node string) error {
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if err := localCommit(ctx, tx); err != nil {
+			return err
+		}
+		if err := EnsureSchema(ctx, tx); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `
+INSERT INTO tandem.files (path, content, mode, uid, gid, sha256, node, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+ON CONFLICT (path) DO UPDATE SET content = $2, mode = $3, uid = $4, gid = $5, sha256 = $6, node = $7, updated_at = now()`,
+			f.Path, f.Content, int64(f.Mode), f.UID, f.GID, f.Sum, node)
+		if err != nil {
+			return fmt.Errorf("while storing %s in the cluster record: %w", f.Path, err)
+		}
+		return nil
+	})
+}
+
+// storedSyncFiles lists the record's files without their contents (the
+// secondary looks every fileSyncEvery; it fetches a content only when it
+// differs from its own copy).
+func storedSyncFiles(ctx context.Context, db execer) ([]syncedFile, error) {
+	var exists bool
+	if err := db.QueryRow(ctx, `SELECT to_regclass('tandem.files') IS NOT NULL`).Scan(&exists); err != nil {
+		return nil, err
+	}
+	if !exists {
+		return nil, nil
+	}
+	rows, err := db.Query(ctx, `SELECT path, mode, uid, gid, sha256 FROM tandem.files ORDER BY path`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []syncedFile
+	for rows.Next() {
+		var f syncedFile
+		var mode int64
+		if err := rows.Scan(&f.Path, &mode, &f.UID, &f.GID, &f.Sum); err != nil {
+			return nil, err
+		}
+		f.Mode = uint32(mode) & 0o7777
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}
+
+func storedSyncContent(ctx context.Context, db execer, path, sum string) ([]byte, error) {
+	var b []byte
+	err := db.QueryRow(ctx, `SELECT content FROM tandem.files WHERE path = $1 AND sha256 = $2`, path, sum).Scan(&b)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%s changed again while it was read; next look", path)
+	}
+	return b, err
+}
+
+// writeSyncFile puts f in place on the secondary: the file it replaces is
+// kept once as FILE.tandem-prev (a later write replaces that copy), the new
+// one is written beside the target and renamed over it, so a reader sees
+// the old file or the new one, never half of one. The directory must exist.
+func writeSyncFile(f syncedFile) (kept bool, err error) {
+	dir := filepath.Dir(f.Path)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return false, fmt.Errorf("the directory %s does not exist here: create it", dir)
+	}
+	if old, err := os.ReadFile(f.Path); err == nil {
+		fi, _ := os.Lstat(f.Path)
+		mode := os.FileMode(0o600)
+		if fi != nil {
+			mode = fi.Mode().Perm()
+		}
+		if err := fsutil.WriteFileAtomic(f.Path+prevSuffix, old, mode); err != nil {
+			return false, fmt.Errorf("while keeping the replaced copy: %w", err)
+		}
+		kept = true
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return false, err
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.Path)+".tandem-*")
+	if err != nil {
+		return kept, err
+	}
+	defer os.Remove(tmp.Name()) // after the rename: nothing there
+	if _, err := tmp.Write(f.Content); err != nil {
+		tmp.Close()
+		return kept, err
+	}
+	if err := setOwnerMode(tmp, f); err != nil {
+		tmp.Close()
+		return kept, err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return kept, err
+	}
+	if err := tmp.Close(); err != nil {
+		return kept, err
+	}
+	if err := os.Rename(tmp.Name(), f.Path); err != nil {
+		return kept, err
+	}
+	return kept, fsutil.SyncDir(dir)
+}
+
+// setOwnerMode gives file the numeric owner and the mode of f (chmod after
+// chown: chown clears setuid and setgid).
+func setOwnerMode(file *os.File, f syncedFile) error {
+	if err := file.Chown(f.UID, f.GID); err != nil {
+		return fmt.Errorf("while giving %s to %d:%d: %w", f.Path, f.UID, f.GID, err)
+	}
+	return syscall.Fchmod(int(file.Fd()), f.Mode)
+}
+
+// fileSync is the loop's memory between looks.
+type fileSync struct {
+	role     state.Role
+	conn     *pgx.Conn
+	stored   map[string]string    // primary: path → sum in the record
+	stamps   map[string]fileStamp // path → stamp when last read or written
+	sums     map[string]string    // path → sum of the file on disk at that stamp
+	reported map[string]string    // path → the last problem reported, once each
+}
+
+func (fsy *fileSync) reset(role state.Role) {
+	if fsy.conn != nil {
+		fsy.conn.Close(context.Background())
+	}
+	*fsy = fileSync{role: role, stored: nil, stamps: map[string]fileStamp{}, sums: map[string]string{}, reported: map[string]string{}}
+}
+
+// runFileSync carries sync.files while this node is primary or secondary.
+func (n *Node) runFileSync(ctx context.Context) {
+	if len(n.cfg.SyncFiles) == 0 {
+		return
+	}
+	var fsy fileSync
+	fsy.reset("")
+	defer fsy.reset("")
+	for n.run.wait(ctx, fileSyncEvery) {
+		s := n.State()
+		if s.Role != fsy.role {
+			fsy.reset(s.Role)
+		}
+		if s.Role != state.RolePrimary && s.Role != state.RoleSecondary {
+			continue
+		}
+		if fsy.conn == nil || fsy.conn.IsClosed() {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			conn, err := n.pg.Connect(cctx)
+			cancel()
+			if err != nil {
+				continue // PostgreSQL not up: the next look
+			}
+			fsy.conn = conn
+		}
+		var err error
+		if s.Role == state.RolePrimary {
+			err = n.publishFiles(ctx, &fsy)
+		} else {
+			err = n.applyFiles(ctx, &fsy)
+		}
+		if err != nil && ctx.Err() == nil {
+			n.log.Debug("sync.files: the record did not answer", "err", err)
+			fsy.conn.Close(context.Background())
+			fsy.conn = nil
+		}
+	}
+}
+
+// problem reports, once for each distinct problem of path, why it is not
+// carried.
+func (n *Node) problem(ctx context.Context, fsy *fileSync, path string, err error) {
+	msg := err.Error()
+	if fsy.reported[path] == msg {
+		return
+	}
+	fsy.reported[path] = msg
+	n.log.Warn("sync.files: not carried", "path", path, "err", err)
+	n.event(ctx, EventFileSyncFailed, n.cfg.Name, fmt.Sprintf("%s: %s not carried: %s", n.cfg.Name, path, msg))
+}
+
+// publishFiles is the primary's look: each listed file whose stamp changed
+// is read, and stored when its content, mode or owner differs from the
+// record's.
+func (n *Node) publishFiles(ctx context.Context, fsy *fileSync) error {
+	if fsy.stored == nil {
+		rows, err := storedSyncFiles(ctx, fsy.conn)
+		if err != nil {
+			return err
+		}
+		fsy.stored = map[string]string{}
+		for _, f := range rows {
+			fsy.stored[f.Path] = storedKey(f)
+		}
+	}
+	for _, path := range n.cfg.SyncFiles {
+		if fi, err := os.Lstat(path); err == nil {
+			if st, ok := stampOf(fi); ok && st == fsy.stamps[path] && fsy.stored[path] != "" {
+				continue
+			}
+		}
+		f, stamp, err := readSyncFile(path)
+		if err != nil {
+			n.problem(ctx, fsy, path, err)
+			continue
+		}
+		delete(fsy.reported, path)
+		if fsy.stored[path] == storedKey(f) {
+			fsy.stamps[path] = stamp
+			continue
+		}
+		if err := storeSyncFile(ctx, fsy.conn, f, n.cfg.Name); err != nil {
+			return err
+		}
+		fsy.stored[path], fsy.stamps[path] = storedKey(f), stamp
+		n.event(ctx, EventFileStored, n.cfg.Name, fmt.Sprintf("%s stored %s for the secondary (%d bytes, mode %04o, owner %d:%d, sha256 %.12s)", n.cfg.Name, path, len(f.Content), f.Mode, f.UID, f.GID, f.Sum))
+	}
+	return nil
+}
+
+// storedKey is what must match for a file to need no write: content, mode
+// and owner.
+func storedKey(f syncedFile) string {
+	return fmt.Sprintf("%s %04o %d:%d", f.Sum, f.Mode, f.UID, f.GID)
+}
+
+// applyFiles is the secondary's look: each file of the record that this
+// node's own sync.files lists and that differs on disk is written.
+func (n *Node) applyFiles(ctx context.Context, fsy *fileSync) error {
+	rows, err := storedSyncFiles(ctx, fsy.conn)
+	if err != nil {
+		return err
+	}
+	for _, f := range rows {
+		if !slices.Contains(n.cfg.SyncFiles, f.Path) {
+			n.problem(ctx, fsy, f.Path, fmt.Errorf("the primary carries it, but this node's sync.files does not list it (list it on both nodes)"))
+			continue
+		}
+		onDisk := ""
+		if fi, err := os.Lstat(f.Path); err == nil {
+			if st, ok := stampOf(fi); ok && st == fsy.stamps[f.Path] {
+				onDisk = fsy.sums[f.Path]
+			} else if local, stamp, err := readSyncFile(f.Path); err == nil {
+				onDisk = storedKey(local)
+				fsy.stamps[f.Path], fsy.sums[f.Path] = stamp, onDisk
+			}
+		}
+		if onDisk == storedKey(f) {
+			delete(fsy.reported, f.Path)
+			continue
+		}
+		content, err := storedSyncContent(ctx, fsy.conn, f.Path, f.Sum)
+		if err != nil {
+			return err
+		}
+		f.Content = content
+		kept, err := writeSyncFile(f)
+		if err != nil {
+			n.problem(ctx, fsy, f.Path, err)
+			continue
+		}
+		delete(fsy.reported, f.Path)
+		if fi, err := os.Lstat(f.Path); err == nil {
+			if st, ok := stampOf(fi); ok {
+				fsy.stamps[f.Path], fsy.sums[f.Path] = st, storedKey(f)
+			}
+		}
+		msg := fmt.Sprintf("%s wrote %s from the primary (%d bytes, mode %04o, owner %d:%d, sha256 %.12s)", n.cfg.Name, f.Path, len(content), f.Mode, f.UID, f.GID, f.Sum)
+		if kept {
+			msg += "; the replaced copy is " + f.Path + prevSuffix
+		}
+		n.event(ctx, EventFileSynced, n.cfg.Name, msg)
+	}
+	return nil
+}
