@@ -156,6 +156,11 @@ type testLab struct {
 	env   labEnv // `tandem lab env --json` once the lab was up (readEnv reads it anew)
 	cache string // TANDEM_CACHE_DIR of every console call on the client
 	down  *bool  // shared with the copies sub makes
+	// private: directories a node's tandemd sees as its own (node → the
+	// node's source dir → the path both nodes use): the lab's nodes share
+	// this machine's file system, and a test of what one node writes for
+	// the other needs the same path to be two places (startTandemd).
+	private map[string][2]string
 }
 
 // upLab brings up a lab whose nodes run tandemd but form no cluster yet

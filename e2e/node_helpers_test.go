@@ -76,6 +76,12 @@ func (l *testLab) startTandemd(node string, env ...string) {
 	defer logf.Close()
 	fmt.Fprintf(logf, "\n=== %s: the e2e test %s starts tandemd %v\n", time.Now().Format(time.RFC3339Nano), l.t.Name(), env)
 	args := []string{"netns", "exec", l.netnsOf(node), filepath.Join(l.bin, "tandemd"), "--config", filepath.Join(dir, "tandemd.yaml")}
+	if b, ok := l.private[node]; ok {
+		// `ip netns exec` runs the command in a mount namespace of its
+		// own: a bind mount made there is this tandemd's (and its
+		// PostgreSQL's) alone. sh execs tandemd, so the pid stays.
+		args = append([]string{"netns", "exec", l.netnsOf(node), "sh", "-c", `mount --bind "$1" "$2" && shift 2 && exec "$@"`, "sh", b[0], b[1]}, args[3:]...)
+	}
 	if node == "w" {
 		// The lab's witness host runs the witness, never a node.
 		args = append(args, "--witness")

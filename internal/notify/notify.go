@@ -35,6 +35,8 @@ var DefaultEvents = []string{
 	"secondary_unavailable", "secondary_recovered", "failover_started", "failover_finished", "failover_failed",
 	"fenced", "wal_cap_reached", "reseeded", "sync_degraded", "cluster_ip_conflict", "service_failed",
 	"watchdog_unavailable",
+	// sync.files: a file the secondary's services need did not arrive.
+	"file_sync_failed",
 	// Automatic failover mode: a primary that fenced itself, a failover
 	// that happened (or could not) without a person.
 	"lease_lost", "automatic_failover_started", "automatic_failover_finished", "automatic_failover_blocked",
