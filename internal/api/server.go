@@ -124,6 +124,11 @@ func (s *Server) Handler() http.Handler {
 			routes[p] = rt
 		}
 	}
+	if eb, ok := s.cfg.Backend.(EditBackend); ok && cb != nil {
+		for p, rt := range editRoutes(eb) {
+			routes[p] = rt
+		}
+	}
 	if mb, ok := s.cfg.Backend.(MaintenanceBackend); ok && cb != nil {
 		for p, rt := range maintenanceRoutes(mb) {
 			routes[p] = rt
