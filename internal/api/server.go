@@ -124,6 +124,11 @@ func (s *Server) Handler() http.Handler {
 			routes[p] = rt
 		}
 	}
+	if ub, ok := s.cfg.Backend.(UpgradeBackend); ok && cb != nil {
+		for p, rt := range upgradeRoutes(ub) {
+			routes[p] = rt
+		}
+	}
 	if eb, ok := s.cfg.Backend.(EditBackend); ok && cb != nil {
 		for p, rt := range editRoutes(eb) {
 			routes[p] = rt

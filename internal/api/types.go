@@ -48,6 +48,8 @@ type NodeInfo struct {
 	QuorumMember *QuorumMember `json:"quorum_member,omitempty"`
 	// Quorum is this node's view of the cluster's quorum (automatic mode).
 	Quorum *QuorumInfo `json:"quorum,omitempty"`
+	// Upgrade is the last `tandem upgrade` this tandemd ran (nil: none).
+	Upgrade *UpgradeInfo `json:"upgrade,omitempty"`
 }
 
 // QuorumMember is one of the three members of an embedded quorum: node a,

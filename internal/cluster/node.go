@@ -68,6 +68,8 @@ type Config struct {
 	// SyncFiles: the files the primary carries to the secondary
 	// (sync.files, filesync.go).
 	SyncFiles []string
+	// Upgrade: this node's part of `tandem upgrade` (upgrade.go).
+	Upgrade UpgradeConfig
 	// Watchdog is the device a primary arms in automatic mode (watchdog.go).
 	Watchdog WatchdogConfig
 }
@@ -142,6 +144,7 @@ type Node struct {
 	pg  Postgres
 	vip VIP
 	run *runner
+	up  upgradeState
 
 	mu sync.Mutex // held across read, modify, save and publish of st
 	st state.State
@@ -328,6 +331,7 @@ func (n *Node) Node(ctx context.Context) api.NodeInfo {
 	if automatic(s) {
 		info.Quorum = n.quorumInfo()
 	}
+	info.Upgrade = n.up.get()
 	info.NextFingerprint = n.nextFingerprint()
 	info.Op = opString(s.Operation)
 	info.Running, info.Last = n.run.snapshot()

@@ -53,7 +53,9 @@ type Config struct {
 	Watchdog Watchdog `yaml:"watchdog"`
 	// Sync: files the primary carries to the secondary (sync.go).
 	Sync Sync `yaml:"sync"`
-	Log  Log  `yaml:"log"`
+	// Upgrade: how `tandem upgrade` installs another version (upgrade.go).
+	Upgrade Upgrade `yaml:"upgrade"`
+	Log     Log     `yaml:"log"`
 }
 
 // Notify says whom to tell about events that need a person.
@@ -209,6 +211,7 @@ func Defaults() Config {
 		Log:      Log{Level: "info", Format: "text"},
 		Quorum:   defaultQuorum(),
 		Watchdog: defaultWatchdog(),
+		Upgrade:  defaultUpgrade(),
 	}
 }
 
@@ -545,6 +548,7 @@ func (c *Config) Validate() error {
 	p = append(p, c.quorumProblems()...)
 	p = append(p, c.watchdogProblems()...)
 	p = append(p, c.syncProblems()...)
+	p = append(p, c.upgradeProblems()...)
 	p = append(p, c.logProblems()...)
 	if len(p) > 0 {
 		return &Problems{List: p}

@@ -100,7 +100,7 @@ func roundTrip(t *testing.T, c Config) {
 
 // normalized treats an empty list as no list: YAML writes both as [].
 func normalized(c Config) Config {
-	for _, l := range []*[]string{&c.Notify.Command, &c.Notify.Events, &c.Hooks.OnRoleChange, &c.Postgres.SuperuserAllow, &c.Postgres.HBA, &c.Metrics.Allow, &c.Sync.Files} {
+	for _, l := range []*[]string{&c.Notify.Command, &c.Notify.Events, &c.Hooks.OnRoleChange, &c.Postgres.SuperuserAllow, &c.Postgres.HBA, &c.Metrics.Allow, &c.Sync.Files, &c.Upgrade.Command} {
 		if len(*l) == 0 {
 			*l = nil
 		}

@@ -563,6 +563,7 @@ func printStatus(w io.Writer, format string, s StatusOutput) error {
 	for _, warn := range s.Warnings {
 		notes = append(notes, "WARNING: "+warn)
 	}
+	notes = append(notes, versionsNote(s.Nodes)...)
 	if len(notes) > 0 {
 		fmt.Fprintln(w)
 		for _, n := range notes {
@@ -570,6 +571,37 @@ func printStatus(w io.Writer, format string, s StatusOutput) error {
 		}
 	}
 	return nil
+}
+
+// versionsNote names each reachable node's tandem version, loudly when
+// they differ (a rolling update half done, or one forgotten), and a node's
+// upgrade in flight or failed.
+func versionsNote(nodes []NodeStatus) []string {
+	var vs []string
+	seen := map[string]bool{}
+	var out []string
+	for _, n := range nodes {
+		if !n.Reachable || n.TandemdVersion == "" {
+			continue
+		}
+		vs = append(vs, n.Name+" "+n.TandemdVersion)
+		seen[n.TandemdVersion] = true
+		if u := n.Upgrade; u != nil && u.State != "done" {
+			line := fmt.Sprintf("%s: upgrade to tandem %s %s", n.Name, u.Version, u.State)
+			if u.Error != "" {
+				line += ": " + u.Error
+			}
+			out = append(out, line)
+		}
+	}
+	if len(vs) == 0 {
+		return out
+	}
+	line := "tandem: " + strings.Join(vs, ", ")
+	if len(seen) > 1 {
+		line += " (the nodes run DIFFERENT versions: finish the update with `tandem upgrade --version V`)"
+	}
+	return append([]string{line}, out...)
 }
 
 func answerOf(a *EndpointAnswer) string {

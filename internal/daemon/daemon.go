@@ -191,6 +191,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		MaxLag:         d.cfg.MaxLagBytes(),
 		Etcd:           cluster.EtcdFiles{CA: d.cfg.Quorum.Etcd.CAFile, Cert: d.cfg.Quorum.Etcd.CertFile, Key: d.cfg.Quorum.Etcd.KeyFile},
 		SyncFiles:      d.cfg.Sync.Files,
+		Upgrade: cluster.UpgradeConfig{
+			Argv:         d.cfg.Upgrade.UpgradeArgv,
+			Timeout:      d.cfg.Upgrade.Timeout.D(),
+			Executable:   d.exe,
+			Reload:       d.RequestReload,
+			ValidVersion: config.VersionRE.MatchString,
+		},
 		Watchdog:       cluster.WatchdogConfig{Mode: d.cfg.Watchdog.Mode, Device: d.cfg.Watchdog.Device},
 		Notify: func(kind, about string, term int64, msg string) {
 			cluster := ""

@@ -1,0 +1,43 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// UpgradeRequest is POST /v1/node/upgrade: install tandem at Version with
+// the node's upgrade.command, then reload into it.
+type UpgradeRequest struct {
+	Version string `json:"version"`
+}
+
+// UpgradeInfo is a node's upgrade as it last went (in GET /v1/node while
+// this tandemd has run one; a reload into the new version starts afresh,
+// and the node's tandemd_version then says the rest). State: running (the
+// command), reloading (installed, the reload asked), failed.
+type UpgradeInfo struct {
+	Version   string    `json:"version"`
+	State     string    `json:"state"`
+	Error     string    `json:"error,omitempty"`
+	Output    string    `json:"output,omitempty"` // the command's last output lines
+	StartedAt time.Time `json:"started_at"`
+}
+
+// UpgradeBackend runs a node's upgrade.
+type UpgradeBackend interface {
+	Upgrade(ctx context.Context, req UpgradeRequest) (UpgradeInfo, error)
+}
+
+func upgradeRoutes(ub UpgradeBackend) map[string]route {
+	return map[string]route{
+		"/v1/node/upgrade": {method: http.MethodPost, auth: authToken, h: func(r *http.Request) (any, int, error) {
+			var req UpgradeRequest
+			if err := decode(r, &req); err != nil {
+				return nil, 0, err
+			}
+			v, err := ub.Upgrade(r.Context(), req)
+			return v, http.StatusAccepted, err
+		}},
+	}
+}

@@ -1,0 +1,143 @@
+package console
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tandem-ha/tandem/internal/api"
+)
+
+// versionRE is what --version may be (the nodes check it again): the
+// characters of a package version, never anything a shell would read.
+var versionRE = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+~:-]{0,63}$`)
+
+// NewUpgradeCommand is the rolling update: the secondary first, then the
+// primary, each by its own upgrade.command and a live reload.
+func NewUpgradeCommand(g *globals) *cobra.Command {
+	var (
+		yes     bool
+		cluster string
+		ver     string
+		each    time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "upgrade --version V",
+		Short: "Rolling update of tandem on both nodes: the secondary first, then the primary, each by live reload",
+		Long: `Install tandem at version V on both nodes of the cluster, one after the
+other, with no write gap: the secondary first, then the primary.
+
+On each node tandemd runs its upgrade.command for V (by default apt-get
+installs the tandem package at that version from the node's apt sources;
+see docs/config.md), checks that the executable now on disk is V, and
+reloads into it in place: PostgreSQL keeps running with its clients and
+the cluster IP stays. The console waits for the secondary to answer at V
+and stream again before it touches the primary; a failure on the
+secondary stops the update with the primary untouched.
+
+V is checked here and on each node: letters, digits and .+~:- only. It
+reaches the command as an argument ({version} in upgrade.command) and in
+TANDEM_UPGRADE_VERSION, never through a shell. Not yet: a PostgreSQL minor
+update (--postgres) and a check that versions N and N+1 work together
+beyond this project's own tests.
+
+Exit status: 0 both nodes at V; 2 bad flags or not confirmed off a
+terminal; 3 a node could not be reached; 4 certificate or token refused;
+5 refused (a node's state, or its upgrade.command); 1 the upgrade failed on
+a node (its output is shown); 6 the console stopped waiting.`,
+		Example: `  tandem upgrade --version 0.2.0
+  tandem upgrade --version 0.2.0 --yes --each-timeout 15m`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !versionRE.MatchString(ver) {
+				return exitf(ExitUsage, "--version %q must be a package version: letters, digits and .+~:-, at most 64 (such as 0.2.0). Nothing was sent", ver)
+			}
+			op, err := g.startOperation(cmd, "upgrade", yes, cluster, 2*each+time.Minute)
+			if err != nil {
+				return err
+			}
+			defer op.cancel()
+			tr, name, cc, toks, ctx := op.tr, op.name, op.cc, op.toks, op.ctx
+			probes := probeNodes(ctx, tr, toks, cc.Nodes)
+			primary := primaryOf(probes)
+			var secondary *probe
+			for _, p := range probes {
+				if p != primary {
+					secondary = p
+				}
+			}
+			if primary == nil || secondary == nil || !secondary.reachable() {
+				return &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("both nodes must answer, the primary and the secondary (%s): a rolling update goes from one to the other. Nothing was sent", describe(probes))}
+			}
+			errw := cmd.ErrOrStderr()
+			fmt.Fprintf(errw, "\nRolling update of cluster %s to tandem %s:\n", name, ver)
+			fmt.Fprintf(errw, "  1. secondary %s (now %s), then it must stream again\n", secondary.view.Node.Name, secondary.view.Node.TandemdVersion)
+			fmt.Fprintf(errw, "  2. primary   %s (now %s), by live reload: no write gap\n\n", primary.view.Node.Name, primary.view.Node.TandemdVersion)
+			if err := confirmOrRefuse(tr, yes, fmt.Sprintf("Upgrade cluster %s to %s?", name, ver)); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			for _, step := range []struct {
+				p    *probe
+				role string
+			}{{secondary, roleSecondary}, {primary, rolePrimary}} {
+				start := time.Now()
+				if err := upgradeOne(ctx, step.p.c, step.p.view.Node.Name, step.role, ver, each); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "%s (%s) is at tandem %s after %s.\n", step.p.view.Node.Name, step.role, ver, time.Since(start).Round(100*time.Millisecond))
+			}
+			fmt.Fprintf(out, "Cluster %s runs tandem %s on both nodes.\n", name, ver)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&ver, "version", "", "the version to install (required), as the nodes' upgrade.command takes it")
+	f.DurationVar(&each, "each-timeout", 12*time.Minute, "how long to wait for each node (its upgrade.command, the reload, streaming again)")
+	f.BoolVar(&yes, "yes", false, "confirm without asking (scripts)")
+	f.StringVar(&cluster, "cluster", "", "which cached cluster, when the console knows several")
+	return cmd
+}
+
+// upgradeOne upgrades one node and waits until it answers at ver in role
+// (a secondary streaming again), or its upgrade failed, or limit passed.
+func upgradeOne(ctx context.Context, c *Client, name, role, ver string, limit time.Duration) error {
+	var info api.UpgradeInfo
+	if err := c.Post(ctx, "/v1/node/upgrade", api.UpgradeRequest{Version: ver}, &info); err != nil {
+		return fmt.Errorf("%s refused the upgrade: %w", name, err)
+	}
+	deadline := time.Now().Add(limit)
+	last := ""
+	for {
+		var v api.ClusterView
+		err := c.Get(ctx, "/v1/cluster", &v)
+		switch {
+		case err != nil:
+			last = err.Error() // reloading: the API is away for a moment
+		case v.Node.Upgrade != nil && v.Node.Upgrade.State == "failed":
+			return &ExitError{Code: ExitFailure, Err: fmt.Errorf("the upgrade of %s to %s failed: %s\n%s", name, ver, v.Node.Upgrade.Error, v.Node.Upgrade.Output)}
+		case v.Node.TandemdVersion != ver:
+			last = fmt.Sprintf("%s still runs %s", name, v.Node.TandemdVersion)
+			if v.Node.Upgrade != nil {
+				last += " (upgrade " + v.Node.Upgrade.State + ")"
+			}
+		case v.Node.Role != role:
+			return &ExitError{Code: ExitConflict, Err: fmt.Errorf("%s is at %s but is now %s, not %s: look at `tandem status` before the next step", name, ver, v.Node.Role, role)}
+		case role == roleSecondary && (v.Replication == nil || v.Replication.ReceiverStatus != "streaming"):
+			last = fmt.Sprintf("%s is at %s and waits to stream again", name, ver)
+		default:
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return &ExitError{Code: ExitDetached, Err: fmt.Errorf("stopped waiting for %s after %s: %s. The upgrade may still finish: see `tandem status`", name, limit, last)}
+		}
+		select {
+		case <-ctx.Done():
+			return &ExitError{Code: ExitDetached, Err: fmt.Errorf("stopped waiting for %s: %s", name, last)}
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
