@@ -198,7 +198,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			Reload:       d.RequestReload,
 			ValidVersion: config.VersionRE.MatchString,
 		},
-		Watchdog:       cluster.WatchdogConfig{Mode: d.cfg.Watchdog.Mode, Device: d.cfg.Watchdog.Device},
+		Watchdog: cluster.WatchdogConfig{Mode: d.cfg.Watchdog.Mode, Device: d.cfg.Watchdog.Device},
 		Notify: func(kind, about string, term int64, msg string) {
 			cluster := ""
 			if s := node.State(); s.Cluster != nil {
