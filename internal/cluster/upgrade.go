@@ -1,13 +1,14 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/tandem-ha/tandem/internal/api"
@@ -84,15 +85,24 @@ func (n *Node) Upgrade(ctx context.Context, req api.UpgradeRequest) (api.Upgrade
 	info := api.UpgradeInfo{Version: req.Version, State: "running", StartedAt: time.Now().UTC()}
 	n.up.info = &info
 	n.up.mu.Unlock()
-	if !n.run.goAttach(func(ctx context.Context) { n.upgrade(ctx, req.Version) }) {
+	if n.run.isStopping() {
 		n.up.set(func(i *api.UpgradeInfo) { i.State, i.Error = "failed", "tandemd is stopping" })
 		return api.UpgradeInfo{}, unavailable("%s is stopping", n.cfg.Name)
 	}
+	// Not on the node's lifetime (goAttach): a package's own upgrade
+	// reloads tandemd while the command still runs, and the command must
+	// not be killed for it, nor the reload wait for the command.
+	go n.upgrade(req.Version)
 	n.log.Info("upgrade started", "version", req.Version, "command", strings.Join(u.Argv(req.Version), " "))
 	return info, nil
 }
 
-func (n *Node) upgrade(ctx context.Context, v string) {
+// upgrade runs the command in a session of its own, its output going to
+// state_dir/upgrade.log rather than to a pipe: should this process be
+// replaced meanwhile (the package's postinst reloads tandemd), the command
+// goes on undisturbed — no SIGPIPE, no kill — and finishes the install.
+func (n *Node) upgrade(v string) {
+	ctx := context.Background()
 	u := n.cfg.Upgrade
 	fail := func(msg, out string) {
 		n.up.set(func(i *api.UpgradeInfo) { i.State, i.Error, i.Output = "failed", msg, out })
@@ -102,28 +112,41 @@ func (n *Node) upgrade(ctx context.Context, v string) {
 	argv := u.Argv(v)
 	cctx, cancel := context.WithTimeout(ctx, u.Timeout)
 	defer cancel()
+	logPath := filepath.Join(n.cfg.StateDir, "upgrade.log")
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		fail(err.Error(), "")
+		return
+	}
+	readOut := func() string {
+		b, _ := os.ReadFile(logPath)
+		return tail(string(b), 2048)
+	}
 	cmd := exec.CommandContext(cctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "TANDEM_UPGRADE_VERSION="+v, "DEBIAN_FRONTEND=noninteractive")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Run(); err != nil {
+	err = cmd.Run()
+	logf.Close()
+	if err != nil {
 		if cctx.Err() == context.DeadlineExceeded {
 			err = fmt.Errorf("timed out after %s (upgrade.timeout)", u.Timeout)
 		}
-		fail(fmt.Sprintf("%s: %v", argv[0], err), tail(out.String(), 2048))
+		fail(fmt.Sprintf("%s: %v", argv[0], err), readOut())
 		return
 	}
+	out := readOut()
 	got, err := executableVersion(ctx, u.Executable)
 	if err != nil {
-		fail(err.Error(), tail(out.String(), 2048))
+		fail(err.Error(), out)
 		return
 	}
 	if got != v {
-		fail(fmt.Sprintf("the command succeeded, but %s is at version %s, not %s", u.Executable, got, v), tail(out.String(), 2048))
+		fail(fmt.Sprintf("the command succeeded, but %s is at version %s, not %s", u.Executable, got, v), out)
 		return
 	}
-	n.up.set(func(i *api.UpgradeInfo) { i.State, i.Output = "reloading", tail(out.String(), 2048) })
+	n.up.set(func(i *api.UpgradeInfo) { i.State, i.Output = "reloading", out })
 	n.event(ctx, EventUpgradeInstalled, n.cfg.Name, fmt.Sprintf("%s: tandem %s installed (was %s); reloading into it", n.cfg.Name, v, version.Version))
 	u.Reload()
 }
