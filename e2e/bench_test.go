@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-ha/tandem/internal/api"
 )
 
 // TestBenchmark measures what DESIGN.md sets targets for and prints a
@@ -49,13 +52,15 @@ func TestBenchmark(t *testing.T) {
 	// Switchover and failover outages, status latency, memory and CPU, in
 	// one lab with a writer running.
 	c := upCluster(t, clusterOpts{mode: "sync", synchronized: true})
-	var sw, fo, stUp, stDown []float64
+	var sw, fo, stUp, stDown, syncAfter []float64
 	for i := 0; i < switchovers; i++ {
+		to := other(c.primary())
 		w := c.startWitness()
 		time.Sleep(time.Second)
 		if out, errOut, code := c.console("switchover", "--yes"); code != 0 {
 			t.Fatalf("switchover: exit %d\n%s\n%s", code, out, errOut)
 		}
+		syncAfter = append(syncAfter, ms(c.untilSynchronized(to, 30*time.Second)))
 		time.Sleep(time.Second)
 		gap := w.stop(true)
 		sw = append(sw, ms(gap))
@@ -64,6 +69,7 @@ func TestBenchmark(t *testing.T) {
 		})
 	}
 	rows = append(rows, summarize("switchover: longest gap between acknowledged writes through the cluster IP", "ms", sw, "≤ 300 ms median"))
+	rows = append(rows, summarize("switchover (sync mode): `tandem switchover` returns → the new primary's record says synchronized", "ms", syncAfter, "≤ 300 ms"))
 
 	// A reload of tandemd on the primary (what a package upgrade does):
 	// the writer's longest gap over the reload, beside the same over an
@@ -432,6 +438,22 @@ func (c *testLab) autoFailovers(runs int, env []string) []float64 {
 		w.stop(true)
 	}
 	return af
+}
+
+// untilSynchronized polls primary's own cluster record every 10 ms until it
+// says synchronized, and returns how long that took.
+func (c *testLab) untilSynchronized(primary string, limit time.Duration) time.Duration {
+	c.t.Helper()
+	start := time.Now()
+	for time.Since(start) < limit {
+		var v api.ClusterView
+		if err := c.call(c.env, c.env.nodeIP(primary), primary, http.MethodGet, "/v1/cluster", nil, &v, time.Second); err == nil && v.Record != nil && v.Record.Primary == primary && v.Record.Synchronized {
+			return time.Since(start)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.t.Fatalf("%s's record not synchronized within %s of the switchover", primary, limit)
+	return 0
 }
 
 // one is a row of a single measurement.

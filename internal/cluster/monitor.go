@@ -82,21 +82,51 @@ type monitor struct {
 // monitorEvery is how often the monitor looks.
 const monitorEvery = time.Second
 
+// After a switchover the new primary's monitor looks every
+// monitorHurryEvery for monitorHurryFor: the old primary streams again
+// within a few hundred milliseconds of restarting as the standby, and
+// synchronous commit (with the sync record in automatic mode) should be
+// back as soon as it does, not at the next one-second look and the one
+// after it (issue 12: synchronous again within 300 ms).
+const (
+	monitorHurryEvery = 50 * time.Millisecond
+	monitorHurryFor   = 5 * time.Second
+)
+
+// hurryMonitor asks the monitor for its quick looks (it never blocks).
+func (n *Node) hurryMonitor() {
+	select {
+	case n.hurry <- struct{}{}:
+	default:
+	}
+}
+
 // offlineAfter is how long the peer's API may be silent before the
 // node_offline event; short blips are not worth a line in the history.
 const offlineAfter = 5 * time.Second
 
 func (n *Node) runMonitor(ctx context.Context) {
 	m := &monitor{lastStreaming: time.Now(), peerUp: true}
-	t := time.NewTicker(monitorEvery)
+	t := time.NewTimer(monitorEvery)
 	defer t.Stop()
+	var hurryUntil time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-n.run.stopping:
 			return
+		case <-n.hurry:
+			hurryUntil = time.Now().Add(monitorHurryFor)
 		case <-t.C:
+		}
+		if m.synchronized && m.role == state.RolePrimary {
+			hurryUntil = time.Time{} // what the quick looks were for is done
+		}
+		if time.Now().Before(hurryUntil) {
+			t.Reset(monitorHurryEvery)
+		} else {
+			t.Reset(monitorEvery)
 		}
 		s := n.State()
 		if s.Cluster == nil || s.Cluster.Peer == nil {

@@ -145,6 +145,9 @@ type Node struct {
 	vip VIP
 	run *runner
 	up  upgradeState
+	// hurry asks the monitor to look every monitorHurryEvery for a while
+	// (hurryMonitor).
+	hurry chan struct{}
 
 	mu sync.Mutex // held across read, modify, save and publish of st
 	st state.State
@@ -213,7 +216,7 @@ func New(cfg Config, st state.State, pg Postgres, vip VIP, log *slog.Logger) *No
 	if cfg.MaxSlotWALKeep == "" {
 		cfg.MaxSlotWALKeep = "8GB"
 	}
-	n := &Node{cfg: cfg, st: st, pg: pg, vip: vip, log: log, run: newRunner(), cert: cfg.Cert, certFP: cfg.Fingerprint}
+	n := &Node{cfg: cfg, st: st, pg: pg, vip: vip, log: log, run: newRunner(), cert: cfg.Cert, certFP: cfg.Fingerprint, hurry: make(chan struct{}, 1)}
 	n.loadPreparedCert()
 	return n
 }

@@ -339,6 +339,7 @@ func (n *Node) Promote(ctx context.Context, req api.PromoteRequest) (api.Promote
 			return api.PromoteResult{}, err
 		}
 		n.run.goAttach(func(ctx context.Context) { n.afterPromotion(ctx, req.Term, "switchover") })
+		n.hurryMonitor()
 		return api.PromoteResult{Term: req.Term, Steps: st.list}, nil
 	})
 }
