@@ -93,6 +93,16 @@ func (s *Server) clusterRoutes(cb ClusterBackend) map[string]route {
 			v, err := cb.Preflight(r.Context(), req)
 			return v, http.StatusOK, err
 		}},
+		// The same checks asked by the peer (an edit of the cluster's
+		// address or name, run from the primary): they change nothing.
+		"/v1/peer/preflight": {method: http.MethodPost, auth: authPeer, h: func(r *http.Request) (any, int, error) {
+			var req PreflightRequest
+			if err := decode(r, &req); err != nil {
+				return nil, 0, err
+			}
+			v, err := cb.Preflight(r.Context(), req)
+			return v, http.StatusOK, err
+		}},
 		"/v1/cluster/switchover": {method: http.MethodPost, auth: authToken, h: func(r *http.Request) (any, int, error) {
 			var req SwitchoverRequest
 			if err := decode(r, &req); err != nil {

@@ -129,7 +129,7 @@ func (n *Node) edit(ctx context.Context, req api.EditRequest) (api.EditResult, e
 	pc := n.peerOf(peer)
 	if next.clusterIP != old.clusterIP || next.dnsName != old.dnsName {
 		n.run.noteStep("preflight")
-		if err := n.preflightBoth(ctx, api.AssembleRequest{ClusterIP: next.clusterIP, DNSName: next.dnsName}, *peer, pc); err != nil {
+		if err := n.preflightBothAt(ctx, api.AssembleRequest{ClusterIP: next.clusterIP, DNSName: next.dnsName}, *peer, pc, "/v1/peer/preflight"); err != nil {
 			var ae *api.Error
 			if errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
 				// The values are well formed; the network or DNS is not

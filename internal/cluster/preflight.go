@@ -87,12 +87,19 @@ func (n *Node) acceptOwnClusterIP(ctx context.Context, rs []dnscheck.Result, pre
 // preflightBoth runs the checks here and on the secondary and refuses the
 // assembly on any problem, listing them all.
 func (n *Node) preflightBoth(ctx context.Context, req api.AssembleRequest, secondary api.Member, sec *peerClient) error {
+	return n.preflightBothAt(ctx, req, secondary, sec, "/v1/preflight")
+}
+
+// preflightBothAt is preflightBoth asking the other node at path: the
+// admin token's /v1/preflight at assembly, /v1/peer/preflight (the peer's
+// certificate) once the two are a cluster.
+func (n *Node) preflightBothAt(ctx context.Context, req api.AssembleRequest, secondary api.Member, sec *peerClient, path string) error {
 	mine, err := n.Preflight(ctx, api.PreflightRequest{Peer: secondary, ClusterIP: req.ClusterIP, DNSName: req.DNSName})
 	if err != nil {
 		return err
 	}
 	var theirs api.PreflightResult
-	if err := sec.do(ctx, http.MethodPost, "/v1/preflight", api.PreflightRequest{Peer: n.self(""), ClusterIP: req.ClusterIP, DNSName: req.DNSName}, &theirs); err != nil {
+	if err := sec.do(ctx, http.MethodPost, path, api.PreflightRequest{Peer: n.self(""), ClusterIP: req.ClusterIP, DNSName: req.DNSName}, &theirs); err != nil {
 		return fmt.Errorf("while running the preflight on the secondary: %w", err)
 	}
 	var p []string
