@@ -33,6 +33,7 @@ import (
 //	TANDEM_BENCH_PGBENCH_MINUTES  minutes of pgbench at full speed on a healthy
 //	                       automatic-mode cluster, counting fences and failovers (default 0: off)
 //	TANDEM_BENCH_ONLY=automatic   only the automatic failover mode's rows
+//	TANDEM_BENCH_ONLY=switchover  only the switchover rows
 func TestBenchmark(t *testing.T) {
 	needRoot(t)
 	if os.Getenv("TANDEM_BENCH") != "1" {
@@ -70,6 +71,10 @@ func TestBenchmark(t *testing.T) {
 	}
 	rows = append(rows, summarize("switchover: longest gap between acknowledged writes through the cluster IP", "ms", sw, "≤ 300 ms median"))
 	rows = append(rows, summarize("switchover (sync mode): `tandem switchover` returns → the new primary's record says synchronized", "ms", syncAfter, "≤ 300 ms"))
+	if os.Getenv("TANDEM_BENCH_ONLY") == "switchover" {
+		fmt.Printf("\n%s\n%s", machine(), table(rows))
+		return
+	}
 
 	// A reload of tandemd on the primary (what a package upgrade does):
 	// the writer's longest gap over the reload, beside the same over an
