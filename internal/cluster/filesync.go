@@ -108,13 +108,7 @@ func readSyncFile(path string) (syncedFile, fileStamp, error) {
 
 // storeSyncFile writes f into the record (on the primary).
 func storeSyncFile(ctx context.Context, conn *pgx.Conn, f syncedFile, node string) error {
-	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if err := localCommit(ctx, tx); err != nil {
-			return err
-		}
-		if err := EnsureSchema(ctx, tx); err != nil {
-			return err
-		}
+	return recordTx(ctx, conn, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `
 INSERT INTO tandem.files (path, content, mode, uid, gid, sha256, node, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, now())

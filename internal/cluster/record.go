@@ -97,13 +97,7 @@ func EnsureSchema(ctx context.Context, db execer) error {
 
 // WriteRecord replaces the cluster row and its members in one transaction.
 func WriteRecord(ctx context.Context, conn *pgx.Conn, r Record) error {
-	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if err := localCommit(ctx, tx); err != nil {
-			return err
-		}
-		if err := EnsureSchema(ctx, tx); err != nil {
-			return err
-		}
+	return recordTx(ctx, conn, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `
 INSERT INTO tandem.cluster (id, name, state, term, primary_node, cluster_ip, dns_name, replication, synchronized, updated_at)
 VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, now())
@@ -162,13 +156,7 @@ func ReadRecord(ctx context.Context, db execer) (Record, error) {
 
 // AddEvent appends to the cluster's history (primary only).
 func AddEvent(ctx context.Context, conn *pgx.Conn, kind, node string, term int64, message string) error {
-	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if err := localCommit(ctx, tx); err != nil {
-			return err
-		}
-		if err := EnsureSchema(ctx, tx); err != nil {
-			return err
-		}
+	return recordTx(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO tandem.events (kind, node, term, message) VALUES ($1, $2, $3, $4)`, kind, node, term, message); err != nil {
 			return fmt.Errorf("while recording event %s: %w", kind, err)
 		}
@@ -191,6 +179,20 @@ func SetSynchronized(ctx context.Context, conn *pgx.Conn, v bool) error {
 // synchronous standby: recording "the secondary is gone" must not hang
 // because the secondary is gone. The data it protects is the
 // application's, not this history.
+// recordTx runs fn in a transaction that commits locally (a record write
+// must not wait for a standby that may be gone) with the schema in place.
+func recordTx(ctx context.Context, conn *pgx.Conn, fn func(tx pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if err := localCommit(ctx, tx); err != nil {
+			return err
+		}
+		if err := EnsureSchema(ctx, tx); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
 func localCommit(ctx context.Context, tx pgx.Tx) error {
 	_, err := tx.Exec(ctx, `SET LOCAL synchronous_commit TO local`)
 	return err

@@ -65,15 +65,9 @@ anything else.`,
 			defer op.cancel()
 			tr, name, cc, toks, ctx := op.tr, op.name, op.cc, op.toks, op.ctx
 			probes := probeNodes(ctx, tr, toks, cc.Nodes)
-			primary := primaryOf(probes)
+			primary, secondary := primaryAndOther(probes)
 			if primary == nil {
 				return &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("no node of cluster %s answers as primary (%s): the mode changes on both nodes together. Nothing was sent", name, describe(probes))}
-			}
-			var secondary *probe
-			for _, p := range probes {
-				if p != primary {
-					secondary = p
-				}
 			}
 			if secondary == nil || !secondary.reachable() {
 				return &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("the secondary does not answer (%s): the mode changes on both nodes together. Nothing was sent", describe(probes))}

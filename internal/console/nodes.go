@@ -340,6 +340,21 @@ func primaryOf(ps []*probe) *probe {
 	return best
 }
 
+// primaryAndOther is primaryOf and the other node's probe (nil when the
+// cluster has no second node, or no primary answered).
+func primaryAndOther(ps []*probe) (primary, other *probe) {
+	primary = primaryOf(ps)
+	if primary == nil {
+		return nil, nil
+	}
+	for _, p := range ps {
+		if p != primary {
+			other = p
+		}
+	}
+	return primary, other
+}
+
 // remember writes what the probes saw into the cached cluster: roles, when
 // each node was last seen, the highest term and its primary.
 func remember(c *Cache, name string, ps []*probe, now time.Time) error {

@@ -65,15 +65,9 @@ stopped waiting, the switchover carries on on the node; 1 anything else.`,
 			defer op.cancel()
 			tr, name, cc, toks, ctx := op.tr, op.name, op.cc, op.toks, op.ctx
 			probes := probeNodes(ctx, tr, toks, cc.Nodes)
-			primary := primaryOf(probes)
+			primary, secondary := primaryAndOther(probes)
 			if primary == nil {
 				return &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("no node of cluster %s answers as primary (%s): a switchover needs both nodes. If the primary is gone, see `tandem failover`. Nothing was sent", name, describe(probes))}
-			}
-			var secondary *probe
-			for _, p := range probes {
-				if p != primary {
-					secondary = p
-				}
 			}
 			if secondary == nil || !secondary.reachable() {
 				return &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("the secondary does not answer (%s): there is nothing to switch to. Nothing was sent", describe(probes))}

@@ -62,13 +62,7 @@ a node (its output is shown); 6 the console stopped waiting.`,
 			defer op.cancel()
 			tr, name, cc, toks, ctx := op.tr, op.name, op.cc, op.toks, op.ctx
 			probes := probeNodes(ctx, tr, toks, cc.Nodes)
-			primary := primaryOf(probes)
-			var secondary *probe
-			for _, p := range probes {
-				if p != primary {
-					secondary = p
-				}
-			}
+			primary, secondary := primaryAndOther(probes)
 			if primary == nil || secondary == nil || !secondary.reachable() {
 				return &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("both nodes must answer, the primary and the secondary (%s): a rolling update goes from one to the other. Nothing was sent", describe(probes))}
 			}
