@@ -17,10 +17,16 @@ type EditRequest struct {
 }
 
 // EditResult says what changed ("cluster IP 10.0.0.10/24 → 10.0.0.20/24"),
-// empty when the cluster already was as asked, and the record after.
+// empty when the cluster already was as asked, the record after, and the
+// values now in force.
 type EditResult struct {
 	Changed []string `json:"changed"`
 	Record  Record   `json:"record"`
+	// The values in force on both nodes now (the record may lag, should
+	// its write have failed).
+	ClusterIP   string `json:"cluster_ip"`
+	DNSName     string `json:"dns_name"`
+	Replication string `json:"replication"`
 }
 
 // EditBackend changes a running cluster's settings.

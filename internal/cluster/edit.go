@@ -116,7 +116,7 @@ func (n *Node) edit(ctx context.Context, req api.EditRequest) (api.EditResult, e
 		return api.EditResult{}, err
 	}
 	if len(changed) == 0 {
-		return api.EditResult{Record: n.recordNow(ctx)}, nil
+		return api.EditResult{Record: n.recordNow(ctx), ClusterIP: old.clusterIP, DNSName: old.dnsName, Replication: old.replication}, nil
 	}
 	peer := memberOf(s.Cluster.Peer)
 	hb, err := n.askPeer(ctx, peer, 3*time.Second)
@@ -141,18 +141,26 @@ func (n *Node) edit(ctx context.Context, req api.EditRequest) (api.EditResult, e
 	}
 
 	n.run.noteStep("secondary")
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	err = pc.do(pctx, http.MethodPost, "/v1/peer/edit", api.EditRequest{ClusterIP: next.clusterIP, DNSName: next.dnsName, Replication: next.replication, Term: s.Term}, nil)
-	cancel()
-	if err != nil {
-		return api.EditResult{}, fmt.Errorf("the secondary %s did not take the edit; nothing was changed: %w", peer.Name, err)
-	}
-	undoPeer := func() {
+	// undoPeer gives the secondary its old values back (idempotent: also
+	// after a call whose answer was lost but which the secondary carried
+	// out); false when it could not be reached.
+	undoPeer := func() bool {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if err := pc.do(uctx, http.MethodPost, "/v1/peer/edit", api.EditRequest{ClusterIP: old.clusterIP, DNSName: old.dnsName, Replication: old.replication, Term: s.Term}, nil); err != nil {
 			n.log.Error("could not give the secondary its old settings back", "err", err)
+			return false
 		}
+		return true
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = pc.do(pctx, http.MethodPost, "/v1/peer/edit", api.EditRequest{ClusterIP: next.clusterIP, DNSName: next.dnsName, Replication: next.replication, Term: s.Term}, nil)
+	cancel()
+	if err != nil {
+		if !undoPeer() {
+			return api.EditResult{}, fmt.Errorf("the secondary %s did not confirm the edit (%w), and could not be given its old values back: it may hold the new ones; nothing changed on %s. Run the edit again once it answers", peer.Name, err, n.cfg.Name)
+		}
+		return api.EditResult{}, fmt.Errorf("the secondary %s did not take the edit; nothing was changed: %w", peer.Name, err)
 	}
 
 	n.run.noteStep("primary")
@@ -173,19 +181,19 @@ func (n *Node) edit(ctx context.Context, req api.EditRequest) (api.EditResult, e
 	}
 
 	n.run.noteStep("record")
+	// Only the edited columns: the monitor may change synchronized
+	// meanwhile, and a read-then-write would put its old value back.
 	err = n.withConn(ctx, func(c *pgx.Conn) error {
-		rec, err := ReadRecord(ctx, c)
-		if err != nil {
+		return recordTx(ctx, c, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `UPDATE tandem.cluster SET cluster_ip = $1, dns_name = $2, replication = $3, updated_at = now() WHERE id = 1`, next.clusterIP, next.dnsName, next.replication)
 			return err
-		}
-		rec.ClusterIP, rec.DNSName, rec.Replication = next.clusterIP, next.dnsName, next.replication
-		return WriteRecord(ctx, c, rec)
+		})
 	})
 	if err != nil {
 		n.log.Error("the edit is in force on both nodes but the cluster record was not rewritten; the next edit or operation rewrites it", "err", err)
 	}
 	n.event(ctx, EventEdited, n.cfg.Name, fmt.Sprintf("cluster %s edited: %s", s.Cluster.Name, strings.Join(changed, "; ")))
-	return api.EditResult{Changed: changed, Record: n.recordNow(ctx)}, nil
+	return api.EditResult{Changed: changed, Record: n.recordNow(ctx), ClusterIP: next.clusterIP, DNSName: next.dnsName, Replication: next.replication}, nil
 }
 
 // moveClusterIP gives up old and takes the state's cluster IP, with its

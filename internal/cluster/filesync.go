@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -56,7 +57,7 @@ const maxSyncFileSize = 256 << 10 // config.MaxSyncFileSize
 type syncedFile struct {
 	Path     string
 	Content  []byte
-	Mode     uint32 // permission bits with setuid, setgid, sticky (07777)
+	Mode     uint32 // permission bits (0777): setuid, setgid and sticky are not carried
 	UID, GID int
 	Sum      string // sha256 of Content, hex
 }
@@ -74,7 +75,7 @@ func stampOf(fi fs.FileInfo) (fileStamp, bool) {
 	if !ok {
 		return fileStamp{}, false
 	}
-	return fileStamp{size: fi.Size(), mtime: fi.ModTime().UnixNano(), ino: st.Ino, mode: uint32(st.Mode) & 0o7777, uid: int(st.Uid), gid: int(st.Gid)}, true
+	return fileStamp{size: fi.Size(), mtime: fi.ModTime().UnixNano(), ino: st.Ino, mode: uint32(st.Mode) & 0o777, uid: int(st.Uid), gid: int(st.Gid)}, true
 }
 
 // readSyncFile reads path as the primary stores it: a regular file (not a
@@ -144,7 +145,9 @@ func storedSyncFiles(ctx context.Context, db execer) ([]syncedFile, error) {
 		if err := rows.Scan(&f.Path, &mode, &f.UID, &f.GID, &f.Sum); err != nil {
 			return nil, err
 		}
-		f.Mode = uint32(mode) & 0o7777
+		// Permission bits only: a row that asks for setuid (written by
+		// whoever holds the database's superuser) does not get it here.
+		f.Mode = uint32(mode) & 0o777
 		out = append(out, f)
 	}
 	return out, rows.Err()
@@ -164,31 +167,43 @@ func storedSyncContent(ctx context.Context, db execer, path, sum string) ([]byte
 // one is written beside the target and renamed over it, so a reader sees
 // the old file or the new one, never half of one. The directory must exist.
 func writeSyncFile(f syncedFile) (kept bool, err error) {
+	if sum := sha256.Sum256(f.Content); hex.EncodeToString(sum[:]) != f.Sum {
+		return false, fmt.Errorf("the content read from the record does not match its sha256 %.12s", f.Sum)
+	}
 	dir := filepath.Dir(f.Path)
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return false, fmt.Errorf("the directory %s does not exist here: create it", dir)
 	}
-	if old, err := os.ReadFile(f.Path); err == nil {
-		fi, _ := os.Lstat(f.Path)
-		mode := os.FileMode(0o600)
-		if fi != nil {
-			mode = fi.Mode().Perm()
+	// What is there now: kept once, if it is a regular file of a carried
+	// file's size; a link, a FIFO or a device is not replaced at all (a
+	// rename would put a file where the link was, and reading a FIFO or a
+	// device could block or never end).
+	if fi, err := os.Lstat(f.Path); err == nil {
+		if !fi.Mode().IsRegular() {
+			return false, fmt.Errorf("%s is not a regular file here (%s): remove it, or list the file it points to", f.Path, fi.Mode().Type())
 		}
-		if err := fsutil.WriteFileAtomic(f.Path+prevSuffix, old, mode); err != nil {
-			return false, fmt.Errorf("while keeping the replaced copy: %w", err)
+		if fi.Size() <= maxSyncFileSize {
+			old, err := readNoFollow(f.Path)
+			if err != nil {
+				return false, fmt.Errorf("while keeping the replaced copy: %w", plainErr(err))
+			}
+			if err := fsutil.WriteFileAtomic(f.Path+prevSuffix, old, fi.Mode().Perm()); err != nil {
+				return false, fmt.Errorf("while keeping the replaced copy: %w", plainErr(err))
+			}
+			kept = true
 		}
-		kept = true
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return false, err
+		return false, plainErr(err)
 	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.Path)+".tandem-*")
 	if err != nil {
-		return kept, err
+		return kept, fmt.Errorf("while creating the new copy in %s: %w", dir, plainErr(err))
 	}
 	defer os.Remove(tmp.Name()) // after the rename: nothing there
+	werr := func(err error) error { return fmt.Errorf("while writing the new copy: %w", plainErr(err)) }
 	if _, err := tmp.Write(f.Content); err != nil {
 		tmp.Close()
-		return kept, err
+		return kept, werr(err)
 	}
 	if err := setOwnerMode(tmp, f); err != nil {
 		tmp.Close()
@@ -196,15 +211,49 @@ func writeSyncFile(f syncedFile) (kept bool, err error) {
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return kept, err
+		return kept, werr(err)
 	}
 	if err := tmp.Close(); err != nil {
-		return kept, err
+		return kept, werr(err)
 	}
 	if err := os.Rename(tmp.Name(), f.Path); err != nil {
-		return kept, err
+		return kept, fmt.Errorf("while putting the new copy in place: %w", plainErr(err))
 	}
 	return kept, fsutil.SyncDir(dir)
+}
+
+// readNoFollow reads a regular file without following a link put in its
+// place meanwhile.
+func readNoFollow(path string) ([]byte, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	file := os.NewFile(uintptr(fd), path)
+	defer file.Close()
+	fi, err := file.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > maxSyncFileSize {
+		return nil, fmt.Errorf("%s changed into something else while it was read", path)
+	}
+	b := make([]byte, fi.Size()+1)
+	n, err := io.ReadFull(file, b)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, err
+	}
+	return b[:n], nil
+}
+
+// plainErr is err without the path of a temporary file in it, so that a
+// problem reported once per distinct message (problem) stays one message.
+func plainErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
 }
 
 // setOwnerMode gives file the numeric owner and the mode of f (chmod after

@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,7 +47,7 @@ func TestWriteSyncFile(t *testing.T) {
 	}
 	dir := t.TempDir()
 	p := filepath.Join(dir, "app.conf")
-	f := syncedFile{Path: p, Content: []byte("v1\n"), Mode: 0o640, UID: 1234, GID: 5678}
+	f := withSum(syncedFile{Path: p, Content: []byte("v1\n"), Mode: 0o640, UID: 1234, GID: 5678})
 	if kept, err := writeSyncFile(f); err != nil || kept {
 		t.Fatalf("first write: kept %v, %v", kept, err)
 	}
@@ -60,11 +62,13 @@ func TestWriteSyncFile(t *testing.T) {
 	}
 	check("v1\n", 0o640, 1234, 5678)
 	f.Content, f.Mode, f.UID, f.GID = []byte("v2\n"), 0o600, 0, 0
+	f = withSum(f)
 	if kept, err := writeSyncFile(f); err != nil || !kept {
 		t.Fatalf("second write: kept %v, %v", kept, err)
 	}
 	check("v2\n", 0o600, 0, 0)
 	f.Content = []byte("v3\n")
+	f = withSum(f)
 	if _, err := writeSyncFile(f); err != nil {
 		t.Fatal(err)
 	}
@@ -77,8 +81,36 @@ func TestWriteSyncFile(t *testing.T) {
 			t.Errorf("left behind: %s", e.Name())
 		}
 	}
+	// A content that does not match its sum is not written.
+	bad := f
+	bad.Content = []byte("tampered\n")
+	if _, err := writeSyncFile(bad); err == nil || !strings.Contains(err.Error(), "does not match its sha256") {
+		t.Errorf("a content not matching its sum: %v, want it refused", err)
+	}
+	// A link where the file should be is neither followed nor replaced.
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.conf")
+	if err := os.Symlink(secret, link); err != nil {
+		t.Fatal(err)
+	}
+	l := withSum(syncedFile{Path: link, Content: []byte("x\n"), Mode: 0o644})
+	if _, err := writeSyncFile(l); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("a link at the target: %v, want it refused", err)
+	}
+	if _, err := os.Stat(link + prevSuffix); !os.IsNotExist(err) {
+		t.Errorf("a copy of what the link points to was kept (%v)", err)
+	}
 	f.Path = filepath.Join(dir, "missing", "x.conf")
 	if _, err := writeSyncFile(f); err == nil || !strings.Contains(err.Error(), "does not exist here") {
 		t.Errorf("a missing directory: %v, want it named", err)
 	}
+}
+
+func withSum(f syncedFile) syncedFile {
+	sum := sha256.Sum256(f.Content)
+	f.Sum = hex.EncodeToString(sum[:])
+	return f
 }

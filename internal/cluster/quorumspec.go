@@ -118,9 +118,14 @@ func checkEtcdEndpoint(e string) error {
 }
 
 func pemFingerprint(certPEM string) (string, error) {
-	b, _ := pem.Decode([]byte(certPEM))
+	b, rest := pem.Decode([]byte(certPEM))
 	if b == nil || b.Type != "CERTIFICATE" {
 		return "", errors.New("no PEM certificate")
+	}
+	// Exactly one: every certificate a member's PEM holds is trusted by
+	// the others, and only this one is pinned by its fingerprint.
+	if more, _ := pem.Decode(rest); more != nil {
+		return "", errors.New("more than one PEM block: a member's certificate is one certificate")
 	}
 	if _, err := x509.ParseCertificate(b.Bytes); err != nil {
 		return "", fmt.Errorf("unreadable certificate: %w", err)

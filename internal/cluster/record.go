@@ -175,10 +175,6 @@ func SetSynchronized(ctx context.Context, conn *pgx.Conn, v bool) error {
 	})
 }
 
-// localCommit makes tandem's own bookkeeping commit without waiting for a
-// synchronous standby: recording "the secondary is gone" must not hang
-// because the secondary is gone. The data it protects is the
-// application's, not this history.
 // recordTx runs fn in a transaction that commits locally (a record write
 // must not wait for a standby that may be gone) with the schema in place.
 func recordTx(ctx context.Context, conn *pgx.Conn, fn func(tx pgx.Tx) error) error {
@@ -193,6 +189,10 @@ func recordTx(ctx context.Context, conn *pgx.Conn, fn func(tx pgx.Tx) error) err
 	})
 }
 
+// localCommit makes tandem's own bookkeeping commit without waiting for a
+// synchronous standby: recording "the secondary is gone" must not hang
+// because the secondary is gone. The data it protects is the
+// application's, not this history.
 func localCommit(ctx context.Context, tx pgx.Tx) error {
 	_, err := tx.Exec(ctx, `SET LOCAL synchronous_commit TO local`)
 	return err

@@ -36,9 +36,10 @@ type UpgradeConfig struct {
 	Argv    func(version string) []string // the command for a version; nil or empty: refused
 	Timeout time.Duration
 	// Executable is tandemd's own path (its version is asked after the
-	// command); Reload asks the daemon to reload into it.
+	// command); Reload checks the executable against the configuration
+	// (`--check`) and, if it passes, asks the daemon to reload into it.
 	Executable string
-	Reload     func()
+	Reload     func() error
 	// ValidVersion checks a version string (config.VersionRE).
 	ValidVersion func(string) bool
 }
@@ -126,6 +127,10 @@ func (n *Node) upgrade(v string) {
 	cmd.Env = append(os.Environ(), "TANDEM_UPGRADE_VERSION="+v, "DEBIAN_FRONTEND=noninteractive")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// At the timeout the whole session goes (dpkg and the maintainer
+	// scripts too), not only the command: a dpkg left running would hold
+	// its lock against a retry, and might still replace the binary.
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	err = cmd.Run()
 	logf.Close()
@@ -146,9 +151,12 @@ func (n *Node) upgrade(v string) {
 		fail(fmt.Sprintf("the command succeeded, but %s is at version %s, not %s", u.Executable, got, v), out)
 		return
 	}
+	if err := u.Reload(); err != nil {
+		fail(fmt.Sprintf("tandem %s is installed, but this tandemd refused to reload into it (it runs on at %s): %v", v, version.Version, err), out)
+		return
+	}
 	n.up.set(func(i *api.UpgradeInfo) { i.State, i.Output = "reloading", out })
 	n.event(ctx, EventUpgradeInstalled, n.cfg.Name, fmt.Sprintf("%s: tandem %s installed (was %s); reloading into it", n.cfg.Name, v, version.Version))
-	u.Reload()
 }
 
 // executableVersion asks a tandemd executable for its version

@@ -49,6 +49,14 @@ func (c *Config) syncProblems() []string {
 				p = append(p, fmt.Sprintf("sync.files: %s is under %s (%s), whose files belong to each node alone", f, dir.key, dir.path))
 			}
 		}
+		for _, own := range []struct{ key, path string }{
+			{"quorum.etcd.ca_file", c.Quorum.Etcd.CAFile}, {"quorum.etcd.cert_file", c.Quorum.Etcd.CertFile},
+			{"quorum.etcd.key_file", c.Quorum.Etcd.KeyFile}, {"metrics.token_file", c.Metrics.TokenFile},
+		} {
+			if own.path != "" && f == own.path {
+				p = append(p, fmt.Sprintf("sync.files: %s is this node's %s, which is each node's own", f, own.key))
+			}
+		}
 		if filepath.Base(f) == "tandemd.yaml" || filepath.Base(f) == "witness.yaml" {
 			p = append(p, fmt.Sprintf("sync.files: %s looks like tandemd's own configuration, which names each node: it is not carried", f))
 		}

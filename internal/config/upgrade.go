@@ -26,9 +26,16 @@ type Upgrade struct {
 // 64.
 var VersionRE = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+~:-]{0,63}$`)
 
+// defaultUpgrade installs the package with apt, run by systemd as a
+// transient unit of its own: the packaged tandemd.service makes /usr and
+// /etc read-only for tandemd and its children (ProtectSystem=full), where
+// dpkg could not unpack, and a child of tandemd would share its fate when
+// the package's postinst reloads it.
 func defaultUpgrade() Upgrade {
 	return Upgrade{
-		Command: []string{"/usr/bin/apt-get", "install", "-y", "--allow-downgrades", "-o", "Dpkg::Options::=--force-confold", "tandem={version}"},
+		Command: []string{"/usr/bin/systemd-run", "--unit=tandem-upgrade", "--wait", "--collect", "--pipe", "--quiet",
+			"--setenv=DEBIAN_FRONTEND=noninteractive",
+			"/usr/bin/apt-get", "install", "-y", "--allow-downgrades", "-o", "Dpkg::Options::=--force-confold", "tandem={version}"},
 		Timeout: Duration(10 * time.Minute),
 	}
 }

@@ -67,9 +67,12 @@ refused; 5 refused (preflight, or the cluster's state); 1 anything else.`,
 			defer op.cancel()
 			tr, name, cc, toks, ctx := op.tr, op.name, op.cc, op.toks, op.ctx
 			probes := probeNodes(ctx, tr, toks, cc.Nodes)
-			primary := primaryOf(probes)
+			primary, secondary := primaryAndOther(probes)
 			if primary == nil {
 				return &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("no node of cluster %s answers as primary (%s): an edit changes both nodes together. Nothing was sent", name, describe(probes))}
+			}
+			if secondary == nil || !secondary.reachable() {
+				return &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("the secondary does not answer (%s): an edit changes both nodes together. Nothing was sent", describe(probes))}
 			}
 			errw := cmd.ErrOrStderr()
 			fmt.Fprintf(errw, "\nEdit cluster %s:\n", name)
@@ -91,12 +94,15 @@ refused; 5 refused (preflight, or the cluster's state); 1 anything else.`,
 			}
 			var res api.EditResult
 			if err := primary.c.Post(ctx, "/v1/cluster/edit", req, &res); err != nil {
+				if ctx.Err() != nil {
+					return &ExitError{Code: ExitDetached, Err: fmt.Errorf("stopped waiting for the edit (%v); it may still finish on the nodes: see `tandem status`", err)}
+				}
 				return fmt.Errorf("the edit was refused or failed: %w", err)
 			}
 			tr.mu.Lock()
 			c := tr.cache.Clusters[name]
-			if res.Record.Name != "" {
-				c.ClusterIP, c.DNSName, c.Replication = res.Record.ClusterIP, res.Record.DNSName, res.Record.Replication
+			if res.ClusterIP != "" {
+				c.ClusterIP, c.DNSName, c.Replication = res.ClusterIP, res.DNSName, res.Replication
 			}
 			c.UpdatedAt = time.Now().UTC()
 			tr.cache.Clusters[name] = c

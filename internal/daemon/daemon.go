@@ -195,7 +195,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 			Argv:         d.cfg.Upgrade.UpgradeArgv,
 			Timeout:      d.cfg.Upgrade.Timeout.D(),
 			Executable:   d.exe,
-			Reload:       d.RequestReload,
+			Reload: func() error {
+				if err := d.checkNewBinary(context.Background()); err != nil {
+					return err
+				}
+				d.RequestReload()
+				return nil
+			},
 			ValidVersion: config.VersionRE.MatchString,
 		},
 		Watchdog: cluster.WatchdogConfig{Mode: d.cfg.Watchdog.Mode, Device: d.cfg.Watchdog.Device},
