@@ -471,6 +471,20 @@ func walOnTmpfs(x *chaosRun) {
 	}
 	x.markHealed()
 	x.l.startTandemd("a")
+	if x.auto() {
+		// Stopping a's tandemd resigned its leader key: b took over by
+		// itself, and a came back as its standby. A switchover makes a,
+		// whose WAL is on the tmpfs, the primary again.
+		x.wantPrimary = ""
+		x.converge(chaosBound)
+		if x.wantPrimary != "a" {
+			if out, errOut, code := x.l.console("switchover", "--yes"); code != 0 {
+				x.t.Fatalf("switchover back to a: exit %d\n%s\n%s", code, out, errOut)
+			}
+			x.logf("a's tandemd stop handed the key to b; switched over back to a")
+		}
+		x.markHealed()
+	}
 	x.wantPrimary = "a"
 	x.converge(chaosBound)
 	x.wantTerm = x.termNow()
