@@ -445,6 +445,13 @@ func walOnTmpfs(x *chaosRun) {
 	}
 	walDir := filepath.Join(x.l.nodeDir("a"), "pgdata", "pg_wal")
 	size := dirSize(walDir) + 48<<20
+	if x.auto() {
+		// The failover and the switchover back (below) start two new
+		// timelines, each with WAL segments of its own: without room for
+		// them, freeing the filler would leave less than a segment, and
+		// PostgreSQL could not finish its recovery.
+		size += 64 << 20
+	}
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tandem-chaos-wal", dir).CombinedOutput(); err != nil {
 		_ = os.Remove(dir)
 		x.t.Skipf("cannot mount a tmpfs for a's WAL (%v %s): the disk-full scenario needs one", err, strings.TrimSpace(string(out)))
