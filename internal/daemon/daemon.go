@@ -192,9 +192,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Etcd:           cluster.EtcdFiles{CA: d.cfg.Quorum.Etcd.CAFile, Cert: d.cfg.Quorum.Etcd.CertFile, Key: d.cfg.Quorum.Etcd.KeyFile},
 		SyncFiles:      d.cfg.Sync.Files,
 		Upgrade: cluster.UpgradeConfig{
-			Argv:         d.cfg.Upgrade.UpgradeArgv,
-			Timeout:      d.cfg.Upgrade.Timeout.D(),
-			Executable:   d.exe,
+			Argv:       d.cfg.Upgrade.UpgradeArgv,
+			Timeout:    d.cfg.Upgrade.Timeout.D(),
+			Executable: d.exe,
 			Reload: func() error {
 				if err := d.checkNewBinary(context.Background()); err != nil {
 					return err
