@@ -83,8 +83,11 @@ func (n *Node) Upgrade(ctx context.Context, req api.UpgradeRequest) (api.Upgrade
 		n.up.mu.Unlock()
 		return api.UpgradeInfo{}, conflict("%s is already upgrading to %s (%s, since %s)", n.cfg.Name, i.Version, i.State, i.StartedAt.Format(time.RFC3339))
 	}
+	// The answer is a copy: the upgrade's goroutine changes the stored
+	// one from the start.
 	info := api.UpgradeInfo{Version: req.Version, State: "running", StartedAt: time.Now().UTC()}
-	n.up.info = &info
+	stored := info
+	n.up.info = &stored
 	n.up.mu.Unlock()
 	if n.run.isStopping() {
 		n.up.set(func(i *api.UpgradeInfo) { i.State, i.Error = "failed", "tandemd is stopping" })
