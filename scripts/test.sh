@@ -40,7 +40,17 @@ fuzz FuzzConninfo ./internal/cluster
 fuzz FuzzHBAPeers ./internal/postgres
 if [ "$(id -u)" = 0 ]; then
 	echo "== end-to-end tests in the lab"
-	go test -count=1 -tags e2e -timeout 75m -v ./e2e/...
+	# The output is kept as well, to end the run with what failed
+	# (scripts/failures.awk).
+	e2elog="$(mktemp)"
+	{ go test -count=1 -tags e2e -timeout 75m -v ./e2e/... 2>&1; echo $? >"$e2elog.rc"; } | tee "$e2elog"
+	rc="$(cat "$e2elog.rc")"
+	if [ "$rc" != 0 ]; then
+		awk -f scripts/failures.awk "$e2elog"
+		rm -f "$e2elog" "$e2elog.rc"
+		exit "$rc"
+	fi
+	rm -f "$e2elog" "$e2elog.rc"
 elif [ "${CI:-}" = true ]; then
 	echo "the end-to-end tier needs root; CI must run as root" >&2
 	exit 1

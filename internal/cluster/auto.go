@@ -47,6 +47,7 @@ const (
 	EventAutoFailoverFinished  = "automatic_failover_finished"
 	EventAutoFailoverBlocked   = "automatic_failover_blocked"
 	EventPrimaryRegained       = "primary_regained"
+	EventLeaseRetaken          = "lease_retaken"
 	handoverWait               = 15 * time.Second // a switchover's promote arrives well within this
 	quorumCall                 = 3 * time.Second  // bound on one call to the quorum
 	watchRetry                 = 500 * time.Millisecond

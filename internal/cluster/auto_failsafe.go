@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -93,11 +94,15 @@ func (n *Node) endCampaign() {
 }
 
 // keepByFailsafe runs on the primary for tenure l: while renewals fail, it
-// asks the secondary for its promise and counts each one.
+// asks the secondary for its promise and counts each one. When the tenure
+// took the key back under a new lease (its lease expired while promises
+// kept it: quorum's retake), it remembers the new lease, as holdLeadership
+// does, for a restart of tandemd to resume.
 func (n *Node) keepByFailsafe(ctx context.Context, l *quorum.Leadership, renewEvery time.Duration) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	kept := false
+	lease := l.LeaseID()
 	for {
 		select {
 		case <-ctx.Done():
@@ -107,6 +112,16 @@ func (n *Node) keepByFailsafe(ctx context.Context, l *quorum.Leadership, renewEv
 		case <-l.Lost():
 			return
 		case <-t.C:
+		}
+		if now := l.LeaseID(); now != lease && l.Held() {
+			old := lease
+			lease = now
+			if err := n.set(func(s *state.State) { s.Lease = int64(now) }); err != nil {
+				n.log.Error("could not remember the leader lease taken back", "err", err)
+			}
+			msg := fmt.Sprintf("%s's leader lease (%x) expired while its secondary's failsafe promise kept it the only primary; it took the vacant key back under lease %x and stays primary, with no fence and no failover", n.cfg.Name, int64(old), int64(now))
+			// Off this loop: the history may be slow, the promises may not.
+			n.run.goAttach(func(ctx context.Context) { n.event(ctx, EventLeaseRetaken, n.cfg.Name, msg) })
 		}
 		if time.Since(l.LastRenewal()) < renewEvery+failsafeAfter {
 			if kept {

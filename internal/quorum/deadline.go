@@ -129,6 +129,14 @@ func (d *deadlineTracker) extend(sent time.Time, window time.Duration) time.Time
 	return d.at
 }
 
+// keptByPromise says whether the deadline is further on than the last
+// successful renewal alone would set it: a peer's promise (extend) holds it.
+func (d *deadlineTracker) keptByPromise() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.at.After(FenceDeadline(d.sent, d.cfg.TTL, d.cfg.DriftRate, d.cfg.FenceMargin))
+}
+
 func (d *deadlineTracker) lastSent() time.Time {
 	d.mu.Lock()
 	defer d.mu.Unlock()

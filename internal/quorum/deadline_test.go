@@ -66,3 +66,29 @@ func TestLeaseConfigDefaults(t *testing.T) {
 		t.Fatalf("TTL 3 s: %+v", c)
 	}
 }
+
+// The deadline is held by a promise only while the promise moved it
+// further than the last successful renewal did (retake's condition).
+func TestKeptByPromise(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	d := deadlineTracker{cfg: DefaultLeaseConfig}
+	d.renewed(t0.Add(400*time.Millisecond), 2*time.Second)
+	// A promise (failsafe) that moves the deadline further than the last
+	// renewal did holds it; the next renewal past it takes over again.
+	if d.keptByPromise() {
+		t.Fatal("kept by a promise before any was counted")
+	}
+	d.extend(t0.Add(300*time.Millisecond), 2*time.Second) // ends before the renewal's: changes nothing
+	if d.keptByPromise() {
+		t.Fatal("a promise that did not move the deadline counts as keeping it")
+	}
+	d.extend(t0.Add(600*time.Millisecond), 2*time.Second)
+	if !d.keptByPromise() {
+		t.Fatalf("deadline %v moved by a promise, yet not kept by it", d.deadline())
+	}
+	d.renewed(t0.Add(800*time.Millisecond), 2*time.Second)
+	if d.keptByPromise() {
+		t.Fatal("still kept by a promise after a renewal past it")
+	}
+
+}

@@ -31,9 +31,14 @@ type Leadership struct {
 	clock  Clock
 	log    *slog.Logger
 
+	// lease and rev change only when a tenure kept by failsafe takes the
+	// vacant key back (retake); idMu guards them.
+	idMu  sync.Mutex
 	lease clientv3.LeaseID
 	rev   int64 // create revision of the leader key we put
-	dl    deadlineTracker
+	// retakes counts retake's successes (idMu).
+	retakes int
+	dl      deadlineTracker
 
 	lostOnce sync.Once
 	lost     chan struct{}
@@ -93,7 +98,7 @@ func campaign(ctx context.Context, cli *clientv3.Client, prefix, name string, cf
 			continue
 		}
 		l := newLeadership(cli, prefix, name, cfg, clock, log, g.ID, tr.Header.Revision, sent, time.Duration(g.TTL)*time.Second)
-		l.log.Info("leader key taken", "node", name, "revision", l.rev, "deadline_in", time.Until(l.Deadline()).Round(time.Millisecond))
+		l.log.Info("leader key taken", "node", name, "revision", l.Revision(), "deadline_in", time.Until(l.Deadline()).Round(time.Millisecond))
 		return l, nil
 	}
 }
@@ -146,7 +151,7 @@ func Resume(ctx context.Context, cli *clientv3.Client, prefix, name string, leas
 		return nil, false, nil
 	}
 	l = newLeadership(cli, prefix, name, cfg, clock, log, lease, r.Kvs[0].CreateRevision, sent, time.Duration(resp.TTL)*time.Second)
-	l.log.Info("leader key kept across a restart", "node", name, "revision", l.rev, "deadline_in", time.Until(l.Deadline()).Round(time.Millisecond))
+	l.log.Info("leader key kept across a restart", "node", name, "revision", l.Revision(), "deadline_in", time.Until(l.Deadline()).Round(time.Millisecond))
 	return l, true, nil
 }
 
@@ -182,13 +187,21 @@ func (l *Leadership) renewLoop() {
 			case <-ctx.Done():
 			}
 		}()
-		resp, err := l.cli.KeepAliveOnce(ctx, l.lease)
+		resp, err := l.cli.KeepAliveOnce(ctx, l.LeaseID())
 		cancel()
 		switch {
 		case err == nil && resp.TTL > 0:
 			l.dl.renewed(sent, time.Duration(resp.TTL)*time.Second)
 		case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && resp.TTL <= 0):
 			// Expired or revoked (a forced failover): the key is gone.
+			// Kept by failsafe, the key may be taken back (retake).
+			if l.dl.keptByPromise() {
+				rerr := l.retake()
+				if rerr == nil {
+					continue
+				}
+				l.log.Warn("the lease expired while failsafe kept this tenure, and the key could not be taken back", "err", rerr)
+			}
 			l.lose("the lease is gone (expired or revoked)")
 			return
 		default:
@@ -200,6 +213,83 @@ func (l *Leadership) renewLoop() {
 			l.log.Warn("leader lease renewal failed", "err", err, "deadline_in", l.Deadline().Sub(l.clock.Now()).Round(time.Millisecond))
 		}
 	}
+}
+
+// retake takes the leader key back under a new lease, for a tenure that
+// failsafe kept while its lease expired: the primary's renewals could not
+// reach the etcd leader (a cut between it and the witness, say) but its
+// secondary kept promising not to take the key, so the primary stayed the
+// only writer, and the key has been vacant since the lease ran out.
+// Fencing then would end a healthy tenure for nothing and hand the pair a
+// failover the fault never called for. The key is taken back only if it is
+// still vacant and the primary record still names this node unchanged, in
+// one transaction: if the secondary took the key (its promise ran out), or
+// took it and promoted, the transaction fails and the caller fences as
+// before. It must finish before the deadline the promise set; it returns
+// ErrNotLeader when the key cannot be taken back.
+func (l *Leadership) retake() error {
+	now := l.clock.Now()
+	left := l.Deadline().Sub(now)
+	if left <= 0 {
+		return fmt.Errorf("the fence deadline has passed: %w", ErrNotLeader)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), left)
+	defer cancel()
+	go func() {
+		select {
+		case <-l.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	r, err := l.cli.Get(ctx, PrimaryKey(l.prefix))
+	if err != nil {
+		return fmt.Errorf("while reading the primary record: %w", err)
+	}
+	var rec PrimaryRecord
+	if len(r.Kvs) == 0 {
+		return fmt.Errorf("no primary record: %w", ErrNotLeader)
+	}
+	if err := json.Unmarshal(r.Kvs[0].Value, &rec); err != nil {
+		return fmt.Errorf("while reading the primary record: %w", err)
+	}
+	if rec.Node != l.name {
+		return fmt.Errorf("the primary record names %s at term %d: %w", rec.Node, rec.Term, ErrNotLeader)
+	}
+	sent := l.clock.Now()
+	g, err := l.cli.Grant(ctx, int64(l.cfg.TTL/time.Second))
+	if err != nil {
+		return fmt.Errorf("while granting a new leader lease: %w", err)
+	}
+	key := LeaderKey(l.prefix)
+	tr, err := l.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
+			clientv3.Compare(clientv3.ModRevision(PrimaryKey(l.prefix)), "=", r.Kvs[0].ModRevision)).
+		Then(clientv3.OpPut(key, l.name, clientv3.WithLease(g.ID))).
+		Commit()
+	if err != nil {
+		revokeQuietly(l.cli, g.ID)
+		return fmt.Errorf("while taking the leader key back: %w", err)
+	}
+	if !tr.Succeeded {
+		revokeQuietly(l.cli, g.ID)
+		return fmt.Errorf("the leader key was taken, or the primary record changed: %w", ErrNotLeader)
+	}
+	l.idMu.Lock()
+	old := l.lease
+	l.lease, l.rev = g.ID, tr.Header.Revision
+	l.retakes++
+	l.idMu.Unlock()
+	l.dl.renewed(sent, time.Duration(g.TTL)*time.Second)
+	if !l.Held() {
+		// The deadline passed while the transaction ran: the caller
+		// fences; the key must not outlive this belief.
+		revokeQuietly(l.cli, g.ID)
+		return fmt.Errorf("the fence deadline passed while the key was taken back: %w", ErrNotLeader)
+	}
+	l.log.Warn("the leader lease had expired while failsafe kept this tenure; the vacant key is taken back under a new lease",
+		"node", l.name, "new_lease", fmt.Sprintf("%x", int64(g.ID)), "old_lease", fmt.Sprintf("%x", int64(old)), "revision", tr.Header.Revision, "deadline_in", l.Deadline().Sub(l.clock.Now()).Round(time.Millisecond))
+	return nil
 }
 
 // watchDeadline closes Lost at the deadline unless a renewal moved it on.
@@ -285,10 +375,27 @@ func (l *Leadership) KeptBy(sent time.Time, window time.Duration) {
 
 // Revision is the leader key's create revision: it names this tenure, and
 // the sync record's writes are conditioned on it.
-func (l *Leadership) Revision() int64 { return l.rev }
+func (l *Leadership) Revision() int64 {
+	l.idMu.Lock()
+	defer l.idMu.Unlock()
+	return l.rev
+}
 
 // LeaseID is the lease the key is held under (a forced failover revokes it).
-func (l *Leadership) LeaseID() clientv3.LeaseID { return l.lease }
+// It changes when a tenure kept by failsafe takes the key back (retake).
+func (l *Leadership) LeaseID() clientv3.LeaseID {
+	l.idMu.Lock()
+	defer l.idMu.Unlock()
+	return l.lease
+}
+
+// Retakes counts the times this tenure took the vacant key back under a
+// new lease (retake).
+func (l *Leadership) Retakes() int {
+	l.idMu.Lock()
+	defer l.idMu.Unlock()
+	return l.retakes
+}
 
 // Resign hands the key over: renewals stop, Lost closes, then the lease is
 // revoked, which deletes the key at once so the other node may take it.
@@ -296,7 +403,7 @@ func (l *Leadership) LeaseID() clientv3.LeaseID { return l.lease }
 func (l *Leadership) Resign(ctx context.Context) error {
 	l.halt()
 	l.lose(ReasonResigned)
-	if _, err := l.cli.Revoke(ctx, l.lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+	if _, err := l.cli.Revoke(ctx, l.LeaseID()); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		return fmt.Errorf("while revoking the leader lease (it expires by itself within %s): %w", l.cfg.TTL, err)
 	}
 	return nil
@@ -320,7 +427,7 @@ func (l *Leadership) Release(ctx context.Context) time.Time {
 	sent := l.clock.Now()
 	if left := l.Deadline().Sub(sent); left > 0 {
 		rctx, cancel := context.WithTimeout(ctx, left)
-		resp, err := l.cli.KeepAliveOnce(rctx, l.lease)
+		resp, err := l.cli.KeepAliveOnce(rctx, l.LeaseID())
 		cancel()
 		if err == nil && resp.TTL > 0 {
 			l.dl.renewed(sent, time.Duration(resp.TTL)*time.Second)

@@ -160,3 +160,100 @@ func TestNeverTwoHolders(t *testing.T) {
 	defer held["a"].Close()
 	check("a took it back")
 }
+
+// promiseWhile counts a peer's failsafe promise on l every 50 ms, as the
+// primary's failsafe loop does when its secondary answers, until stop.
+func promiseWhile(l *Leadership, stop <-chan struct{}) {
+	for {
+		l.KeptBy(time.Now(), 2*time.Second)
+		select {
+		case <-stop:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// A tenure kept by failsafe whose lease expired (here: revoked) takes the
+// vacant key back under a new lease while the primary record still names
+// it; once the record names another node it fences (Lost) instead.
+func TestRetakeKeptByFailsafe(t *testing.T) {
+	tc := newTestCluster(t)
+	cliA, w := tc.client("a"), tc.client("w")
+	ctx := ctxT(t, 30*time.Second)
+
+	la, err := CampaignAsPrimary(ctx, cliA, prefix, "a", 4, LeaseConfig{}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer la.Close()
+	stop := make(chan struct{})
+	go promiseWhile(la, stop)
+	time.Sleep(200 * time.Millisecond)
+
+	oldLease, oldRev := la.LeaseID(), la.Revision()
+	if _, err := w.Revoke(ctx, oldLease); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * DefaultLeaseConfig.RenewEvery)
+	for la.Retakes() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if la.Retakes() != 1 || !la.Held() {
+		t.Fatalf("after its lease went, kept by promises: retakes %d, held %v (%s); want the key taken back", la.Retakes(), la.Held(), la.LostReason())
+	}
+	h, ok, err := CurrentHolder(ctx, w, prefix)
+	if err != nil || !ok || h.Name != "a" || h.Lease != la.LeaseID() || h.Revision != la.Revision() {
+		t.Fatalf("the server names %+v (present %v, err %v); want a under lease %x, revision %d", h, ok, err, int64(la.LeaseID()), la.Revision())
+	}
+	if la.LeaseID() == oldLease || la.Revision() == oldRev {
+		t.Fatalf("retaken under the old lease %x / revision %d", int64(oldLease), oldRev)
+	}
+	// The new tenure is the one records are conditioned on.
+	if err := la.WriteSync(ctx, "b"); err != nil {
+		t.Fatalf("sync record after the retake: %v", err)
+	}
+
+	// Now the secondary has taken over meanwhile (the record names b): the
+	// next time the lease goes, a fences rather than take anything back.
+	put(t, w, PrimaryKey(prefix), `{"node":"b","term":5}`)
+	if _, err := w.Revoke(ctx, la.LeaseID()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-la.Lost():
+	case <-time.After(3 * DefaultLeaseConfig.RenewEvery):
+		t.Fatal("a did not fence with its lease gone and the record naming b")
+	}
+	close(stop)
+	if la.Retakes() != 1 {
+		t.Fatalf("retakes %d, want still 1", la.Retakes())
+	}
+	if _, ok, err := CurrentHolder(ctx, w, prefix); err != nil || ok {
+		t.Fatalf("the key is held (%v, err %v) after a fenced without taking it back", ok, err)
+	}
+}
+
+// Without a promise holding the deadline (a forced failover's revoke) the
+// lease's end is the tenure's end, as before.
+func TestRevokedWithoutPromiseFences(t *testing.T) {
+	tc := newTestCluster(t)
+	cliA, w := tc.client("a"), tc.client("w")
+	ctx := ctxT(t, 30*time.Second)
+	la, err := CampaignAsPrimary(ctx, cliA, prefix, "a", 4, LeaseConfig{}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer la.Close()
+	if _, err := w.Revoke(ctx, la.LeaseID()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-la.Lost():
+	case <-time.After(3 * DefaultLeaseConfig.RenewEvery):
+		t.Fatal("a did not notice its lease was revoked")
+	}
+	if la.Retakes() != 0 {
+		t.Fatalf("a took the key back %d times with no promise", la.Retakes())
+	}
+}

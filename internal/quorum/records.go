@@ -52,7 +52,7 @@ func (l *Leadership) putIfHeld(ctx context.Context, key string, v any, what stri
 		return err
 	}
 	tr, err := l.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(LeaderKey(l.prefix)), "=", l.rev)).
+		If(clientv3.Compare(clientv3.CreateRevision(LeaderKey(l.prefix)), "=", l.Revision())).
 		Then(clientv3.OpPut(key, string(b))).
 		Commit()
 	if err != nil {
@@ -104,7 +104,7 @@ func (l *Leadership) HandOver(ctx context.Context, from, to string, term int64) 
 	}
 	key := LeaderKey(l.prefix)
 	tr, err := l.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), "=", l.rev)).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", l.Revision())).
 		Then(clientv3.OpDelete(key), clientv3.OpPut(HandoverKey(l.prefix), string(b))).
 		Commit()
 	if err != nil {
@@ -120,7 +120,7 @@ func (l *Leadership) HandOver(ctx context.Context, from, to string, term int64) 
 	go func() {
 		rctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		if _, err := l.cli.Revoke(rctx, l.lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		if _, err := l.cli.Revoke(rctx, l.LeaseID()); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			l.log.Warn("could not revoke the handed-over lease; it expires by itself", "err", err)
 		}
 	}()
@@ -134,7 +134,7 @@ func (l *Leadership) ClearHandover(ctx context.Context) error {
 		return ErrNotLeader
 	}
 	_, err := l.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(LeaderKey(l.prefix)), "=", l.rev)).
+		If(clientv3.Compare(clientv3.CreateRevision(LeaderKey(l.prefix)), "=", l.Revision())).
 		Then(clientv3.OpDelete(HandoverKey(l.prefix))).
 		Commit()
 	return err

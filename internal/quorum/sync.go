@@ -31,13 +31,13 @@ func (l *Leadership) WriteSync(ctx context.Context, node string) error {
 	if !l.Held() {
 		return fmt.Errorf("while recording %q as synchronous: %w (%s)", node, ErrNotLeader, l.LostReason())
 	}
-	rec := SyncRecord{Sync: node, Leader: l.name, Revision: l.rev, At: time.Now().UTC()}
+	rec := SyncRecord{Sync: node, Leader: l.name, Revision: l.Revision(), At: time.Now().UTC()}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
 	tr, err := l.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(LeaderKey(l.prefix)), "=", l.rev)).
+		If(clientv3.Compare(clientv3.CreateRevision(LeaderKey(l.prefix)), "=", l.Revision())).
 		Then(clientv3.OpPut(SyncKey(l.prefix), string(b))).
 		Commit()
 	if err != nil {
