@@ -39,7 +39,7 @@ var DefaultEvents = []string{
 	"file_sync_failed",
 	// Automatic failover mode: a primary that fenced itself, a failover
 	// that happened (or could not) without a person.
-	"lease_lost", "automatic_failover_started", "automatic_failover_finished", "automatic_failover_blocked",
+	"lease_lost", "lease_retaken", "automatic_failover_started", "automatic_failover_finished", "automatic_failover_blocked",
 }
 
 // Config says where notifications go.
