@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tandem-ha/tandem/internal/identity"
+	"github.com/tandem-ha/tandem/internal/version"
 )
 
 // MaxAnswer caps the body of an answer the client reads.
@@ -229,6 +230,7 @@ func (c *Client) roundTrip(ctx context.Context, method, path string, in any) (an
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	req.Header.Set(ProtocolHeader, version.Protocol)
 	res, err := c.http.Do(req)
 	if err != nil {
 		return answer{}, c.unreachable(err)

@@ -39,6 +39,9 @@ const (
 	// CodeDetached: the caller went away before the operation it started
 	// finished; the operation carries on on the node.
 	CodeDetached = "detached"
+	// CodeIncompatible: the caller speaks a protocol this node does not
+	// work with (version.Compatible); nothing was done.
+	CodeIncompatible = "incompatible"
 )
 
 // Errorf builds an *Error.

@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/tandem-ha/tandem/internal/identity"
+	"github.com/tandem-ha/tandem/internal/version"
 )
 
 // Backend is what the API needs from the daemon. It is small so handler
@@ -166,6 +168,11 @@ func (s *Server) Handler() http.Handler {
 			s.writeError(w, r, Errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "%s does not accept %s; use %s", r.URL.Path, r.Method, rt.method))
 			return
 		}
+		w.Header().Set(ProtocolHeader, version.Protocol)
+		if err := protocolRefusal(r, rt.method); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		v, status, err := rt.h(withClientCertificate(r))
 		if err != nil {
@@ -174,6 +181,44 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeJSON(w, status, v)
 	})
+}
+
+// ProtocolHeader carries the sender's version.Protocol on every request
+// and answer of the node API.
+const ProtocolHeader = "Tandem-Protocol"
+
+// steadyRoutes are the POSTs the pair's steady state needs (the failsafe
+// promise, an event handed to the primary) and the upgrade that makes a
+// pair compatible again: they are never refused for the protocol, so
+// that a pair at incompatible versions keeps running until it is fixed.
+var steadyRoutes = map[string]bool{
+	"/v1/peer/failsafe": true,
+	"/v1/peer/event":    true,
+	"/v1/node/upgrade":  true,
+}
+
+// protocolRefusal refuses an operation (a POST) from a caller whose
+// protocol this build does not work with, before anything is done. Reads
+// (status, heartbeats, metrics) are answered whatever the caller speaks:
+// a console must be able to see what is wrong.
+func protocolRefusal(r *http.Request, method string) error {
+	if method != http.MethodPost || steadyRoutes[r.URL.Path] {
+		return nil
+	}
+	h := r.Header.Get(ProtocolHeader)
+	if h == "" {
+		return nil
+	}
+	p, err := strconv.Atoi(h)
+	if err != nil {
+		return Errorf(http.StatusBadRequest, CodeBadRequest, "%s header %q is not a number", ProtocolHeader, h)
+	}
+	if version.Compatible(p) {
+		return nil
+	}
+	return Errorf(http.StatusConflict, CodeIncompatible,
+		"this node runs tandem %s (protocol %d) and the caller speaks protocol %d: tandem works only between protocols at most one apart, so nothing was done; upgrade the older side first (tandem upgrade --version …, or the console's package)",
+		version.Version, version.ProtocolLevel(), p)
 }
 
 // SetTokens replaces the admin token and the metrics token ("": none)

@@ -16,6 +16,9 @@ type NodeInfo struct {
 	IP             string `json:"ip"`
 	APIPort        int    `json:"api_port"`
 	TandemdVersion string `json:"tandemd_version"`
+	// Protocol is the node API protocol this tandemd speaks
+	// (version.Protocol; 0 from a build before it was reported).
+	Protocol int `json:"protocol,omitempty"`
 	// TandemdPID and TandemdStarted name the running tandemd process: a
 	// reload keeps the PID (it re-executes in place) and changes the start.
 	TandemdPID     int       `json:"tandemd_pid,omitempty"`
@@ -365,6 +368,10 @@ type Heartbeat struct {
 	// Maintenance is the maintenance mode as this node knows it, so the
 	// peer adopts a later change it missed (maintenance.go in cluster).
 	Maintenance *MaintenanceInfo `json:"maintenance,omitempty"`
+	// Version and Protocol of the tandemd answering, so that an operation
+	// can refuse an incompatible peer before it changes anything.
+	Version  string `json:"version,omitempty"`
+	Protocol int    `json:"protocol,omitempty"`
 }
 
 // PeerEvent is POST /v1/peer/event: the secondary asks the primary to

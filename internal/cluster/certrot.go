@@ -147,9 +147,13 @@ func (n *Node) rotationPeer(ctx context.Context, s state.State) (*api.Member, er
 		return nil, nil
 	}
 	peer := memberOf(s.Cluster.Peer)
-	if _, err := n.askPeer(ctx, peer, 3*time.Second); err != nil {
+	hb, err := n.askPeer(ctx, peer, 3*time.Second)
+	if err != nil {
 		return nil, unavailable("%s cannot rotate its certificate while its peer %s does not answer (%v): the peer must learn the new certificate before %s presents it, or it would refuse %s. Rotate once both nodes answer (if %s is gone for good, `tandem disassemble --force` first). Nothing was changed",
 			n.cfg.Name, peer.Name, err, n.cfg.Name, n.cfg.Name, peer.Name)
+	}
+	if err := n.peerCompatible(peer.Name, hb); err != nil {
+		return nil, err
 	}
 	return peer, nil
 }

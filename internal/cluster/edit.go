@@ -123,6 +123,9 @@ func (n *Node) edit(ctx context.Context, req api.EditRequest) (api.EditResult, e
 	if err != nil {
 		return api.EditResult{}, unavailable("the secondary %s does not answer (%v): an edit changes both nodes together; nothing was changed", peer.Name, err)
 	}
+	if err := n.peerCompatible(peer.Name, hb); err != nil {
+		return api.EditResult{}, err
+	}
 	if state.Role(hb.Role) != state.RoleSecondary || hb.Term != s.Term || hb.Operation != "" {
 		return api.EditResult{}, conflict("the secondary %s is not ready (role %s, term %d, operation %q); nothing was changed", peer.Name, hb.Role, hb.Term, hb.Operation)
 	}

@@ -64,6 +64,9 @@ func (n *Node) setFailoverMode(ctx context.Context, req api.FailoverModeRequest)
 	if err != nil {
 		return res, unavailable("the secondary %s does not answer (%v): the mode changes on both nodes together; nothing was changed", peer.Name, err)
 	}
+	if err := n.peerCompatible(peer.Name, hb); err != nil {
+		return res, err
+	}
 	if state.Role(hb.Role) != state.RoleSecondary || hb.Term != s.Term || hb.Operation != "" {
 		return res, conflict("the secondary %s is not ready (role %s, term %d, operation %q); nothing was changed", peer.Name, hb.Role, hb.Term, hb.Operation)
 	}

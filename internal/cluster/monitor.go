@@ -10,6 +10,7 @@ import (
 
 	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/state"
+	"github.com/tandem-ha/tandem/internal/version"
 )
 
 // Event kinds written by the monitor and operations.
@@ -202,7 +203,8 @@ func (n *Node) Heartbeat(ctx context.Context) api.Heartbeat {
 	n.notePeerCert(ctx)
 	s := n.State()
 	ps := n.pg.Status(ctx)
-	hb := api.Heartbeat{Name: n.cfg.Name, Role: string(s.Role), Term: s.Term, Postgres: ps.State, InRecovery: ps.InRecovery}
+	hb := api.Heartbeat{Name: n.cfg.Name, Role: string(s.Role), Term: s.Term, Postgres: ps.State, InRecovery: ps.InRecovery,
+		Version: version.Version, Protocol: version.ProtocolLevel()}
 	// The journaled operation, or else the one in flight that has not
 	// journaled yet (a promotion waiting for replay): a peer settling a
 	// switchover must not take "no operation" for "did not promote".

@@ -299,6 +299,7 @@ func (n *Node) Node(ctx context.Context) api.NodeInfo {
 		IP:             n.cfg.IP,
 		APIPort:        n.cfg.APIPort,
 		TandemdVersion: version.Version,
+		Protocol:       version.ProtocolLevel(),
 		TandemdPID:     os.Getpid(),
 		TandemdStarted: processStarted,
 		Fingerprint:    n.fingerprint(),

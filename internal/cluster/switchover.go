@@ -112,6 +112,9 @@ func (n *Node) switchover(ctx context.Context, req api.SwitchoverRequest, reply 
 	if err != nil {
 		return api.SwitchoverResult{}, unavailable("the secondary %s does not answer (%v); nothing was changed", peer.Name, err)
 	}
+	if err := n.peerCompatible(peer.Name, hb); err != nil {
+		return api.SwitchoverResult{}, err
+	}
 	if state.Role(hb.Role) != state.RoleSecondary || hb.Term != s.Term || !hb.InRecovery || hb.Postgres != "running" || hb.Operation != "" {
 		return api.SwitchoverResult{}, conflict("the secondary %s is not ready (role %s, term %d, PostgreSQL %s, in recovery %v, operation %q); nothing was changed", peer.Name, hb.Role, hb.Term, hb.Postgres, hb.InRecovery, hb.Operation)
 	}

@@ -601,7 +601,34 @@ func versionsNote(nodes []NodeStatus) []string {
 	if len(seen) > 1 {
 		line += " (the nodes run DIFFERENT versions: finish the update with `tandem upgrade --version V`)"
 	}
+	if msg := protocolGap(nodes); msg != "" {
+		out = append([]string{msg}, out...)
+	}
 	return append([]string{line}, out...)
+}
+
+// protocolGap says, loudly, when the reachable nodes speak protocols more
+// than one apart (version.Compatible): operations are then refused until
+// the older node is upgraded. "" when they work together.
+func protocolGap(nodes []NodeStatus) string {
+	var lo, hi *NodeStatus
+	for i := range nodes {
+		n := &nodes[i]
+		if !n.Reachable || n.Protocol <= 0 {
+			continue
+		}
+		if lo == nil || n.Protocol < lo.Protocol {
+			lo = n
+		}
+		if hi == nil || n.Protocol > hi.Protocol {
+			hi = n
+		}
+	}
+	if lo == nil || hi.Protocol-lo.Protocol <= 1 {
+		return ""
+	}
+	return fmt.Sprintf("INCOMPATIBLE VERSIONS: %s speaks protocol %d, %s protocol %d; operations are refused until %s is upgraded (tandem upgrade --version %s)",
+		lo.Name, lo.Protocol, hi.Name, hi.Protocol, lo.Name, hi.TandemdVersion)
 }
 
 func answerOf(a *EndpointAnswer) string {

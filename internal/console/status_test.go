@@ -203,3 +203,28 @@ func TestOperationNotesShowTheOperationInFlightAndTheLastOne(t *testing.T) {
 		t.Errorf("notes for an operation an hour ago: %v", got)
 	}
 }
+
+// Nodes two protocols apart are named loudly, with the node to upgrade;
+// one apart (a rolling update) is not an alarm.
+func TestProtocolGap(t *testing.T) {
+	node := func(name, ver string, proto int) NodeStatus {
+		var n NodeStatus
+		n.Name, n.TandemdVersion, n.Protocol, n.Reachable = name, ver, proto, true
+		return n
+	}
+	if msg := protocolGap([]NodeStatus{node("a", "1.0", 1), node("b", "1.1", 2)}); msg != "" {
+		t.Errorf("N and N+1: %q, want nothing", msg)
+	}
+	msg := protocolGap([]NodeStatus{node("a", "3.0", 3), node("b", "1.0", 1)})
+	if !strings.Contains(msg, "INCOMPATIBLE") || !strings.Contains(msg, "b speaks protocol 1, a protocol 3") || !strings.Contains(msg, "until b is upgraded (tandem upgrade --version 3.0)") {
+		t.Errorf("two protocols apart: %q", msg)
+	}
+	down := node("a", "3.0", 3)
+	down.Reachable = false
+	if msg := protocolGap([]NodeStatus{down, node("b", "1.0", 1)}); msg != "" {
+		t.Errorf("with a unreachable: %q, want nothing", msg)
+	}
+	if notes := versionsNote([]NodeStatus{node("a", "3.0", 3), node("b", "1.0", 1)}); len(notes) < 2 || !strings.Contains(notes[1], "INCOMPATIBLE") {
+		t.Errorf("versionsNote: %q, want the versions line then the incompatibility", notes)
+	}
+}

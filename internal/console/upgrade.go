@@ -79,10 +79,18 @@ a node (its output is shown); 6 the console stopped waiting.`,
 				role string
 			}{{secondary, roleSecondary}, {primary, rolePrimary}} {
 				start := time.Now()
-				if err := upgradeOne(ctx, step.p.c, step.p.view.Node.Name, step.role, ver, each); err != nil {
+				now, err := upgradeOne(ctx, step.p.c, step.p.view.Node.Name, step.role, ver, each)
+				if err != nil {
 					return err
 				}
 				fmt.Fprintf(out, "%s (%s) is at tandem %s after %s.\n", step.p.view.Node.Name, step.role, ver, time.Since(start).Round(100*time.Millisecond))
+				if p, q := now.Protocol, primary.view.Node.Protocol; step.p == secondary && p > 0 && q > 0 && (p-q > 1 || q-p > 1) {
+					// More than one protocol apart: operations between the
+					// two are refused until the primary is at ver too,
+					// which is the next step (a reload needs no peer).
+					fmt.Fprintf(errw, "warning: %s now speaks protocol %d and %s protocol %d, more than one apart: switchover and other operations are refused until %s is upgraded too, which follows now.\n",
+						now.Name, p, primary.view.Node.Name, q, primary.view.Node.Name)
+				}
 			}
 			fmt.Fprintf(out, "Cluster %s runs tandem %s on both nodes.\n", name, ver)
 			return nil
@@ -97,11 +105,12 @@ a node (its output is shown); 6 the console stopped waiting.`,
 }
 
 // upgradeOne upgrades one node and waits until it answers at ver in role
-// (a secondary streaming again), or its upgrade failed, or limit passed.
-func upgradeOne(ctx context.Context, c *Client, name, role, ver string, limit time.Duration) error {
+// (a secondary streaming again), or its upgrade failed, or limit passed;
+// it returns what the node says of itself then.
+func upgradeOne(ctx context.Context, c *Client, name, role, ver string, limit time.Duration) (api.NodeInfo, error) {
 	var info api.UpgradeInfo
 	if err := c.Post(ctx, "/v1/node/upgrade", api.UpgradeRequest{Version: ver}, &info); err != nil {
-		return fmt.Errorf("%s refused the upgrade: %w", name, err)
+		return api.NodeInfo{}, fmt.Errorf("%s refused the upgrade: %w", name, err)
 	}
 	deadline := time.Now().Add(limit)
 	last := ""
@@ -112,25 +121,25 @@ func upgradeOne(ctx context.Context, c *Client, name, role, ver string, limit ti
 		case err != nil:
 			last = err.Error() // reloading: the API is away for a moment
 		case v.Node.Upgrade != nil && v.Node.Upgrade.State == "failed":
-			return &ExitError{Code: ExitFailure, Err: fmt.Errorf("the upgrade of %s to %s failed: %s\n%s", name, ver, v.Node.Upgrade.Error, v.Node.Upgrade.Output)}
+			return api.NodeInfo{}, &ExitError{Code: ExitFailure, Err: fmt.Errorf("the upgrade of %s to %s failed: %s\n%s", name, ver, v.Node.Upgrade.Error, v.Node.Upgrade.Output)}
 		case v.Node.TandemdVersion != ver:
 			last = fmt.Sprintf("%s still runs %s", name, v.Node.TandemdVersion)
 			if v.Node.Upgrade != nil {
 				last += " (upgrade " + v.Node.Upgrade.State + ")"
 			}
 		case v.Node.Role != role:
-			return &ExitError{Code: ExitConflict, Err: fmt.Errorf("%s is at %s but is now %s, not %s: look at `tandem status` before the next step", name, ver, v.Node.Role, role)}
+			return api.NodeInfo{}, &ExitError{Code: ExitConflict, Err: fmt.Errorf("%s is at %s but is now %s, not %s: look at `tandem status` before the next step", name, ver, v.Node.Role, role)}
 		case role == roleSecondary && (v.Replication == nil || v.Replication.ReceiverStatus != "streaming"):
 			last = fmt.Sprintf("%s is at %s and waits to stream again", name, ver)
 		default:
-			return nil
+			return v.Node, nil
 		}
 		if time.Now().After(deadline) {
-			return &ExitError{Code: ExitDetached, Err: fmt.Errorf("stopped waiting for %s after %s: %s. The upgrade may still finish: see `tandem status`", name, limit, last)}
+			return api.NodeInfo{}, &ExitError{Code: ExitDetached, Err: fmt.Errorf("stopped waiting for %s after %s: %s. The upgrade may still finish: see `tandem status`", name, limit, last)}
 		}
 		select {
 		case <-ctx.Done():
-			return &ExitError{Code: ExitDetached, Err: fmt.Errorf("stopped waiting for %s: %s", name, last)}
+			return api.NodeInfo{}, &ExitError{Code: ExitDetached, Err: fmt.Errorf("stopped waiting for %s: %s", name, last)}
 		case <-time.After(300 * time.Millisecond):
 		}
 	}

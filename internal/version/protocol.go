@@ -1,0 +1,36 @@
+package version
+
+import "strconv"
+
+// Protocol is the version of what tandemd nodes and the console say to
+// each other over the node API (routes, fields, the order of an
+// operation's steps). It is a string so that a build can be stamped with
+// -ldflags "-X github.com/tandem-ha/tandem/internal/version.Protocol=N"
+// (the end-to-end tests do, to stand for a later release).
+//
+// Two sides work together when their protocols differ by at most one: a
+// release that changes the protocol still speaks the one before, so a
+// rolling update (one node at N, the other at N+1) can run every
+// operation, and the step after that may drop what N needed. A pair two
+// steps apart refuses operations and says to upgrade the older node.
+var Protocol = "1"
+
+// ProtocolLevel is Protocol as a number (0 if the stamp is not one).
+func ProtocolLevel() int {
+	n, err := strconv.Atoi(Protocol)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
+
+// Compatible says whether a side speaking protocol other works with this
+// build. 0 is "not said" (a build from before protocols were checked, or a
+// client such as curl): those are not refused.
+func Compatible(other int) bool {
+	if other <= 0 {
+		return true
+	}
+	d := other - ProtocolLevel()
+	return d >= -1 && d <= 1
+}
