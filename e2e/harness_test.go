@@ -41,8 +41,8 @@ func TestMain(m *testing.M) {
 	if bins.cleanup {
 		os.RemoveAll(bins.dir)
 	}
-	if upgraded.path != "" { // the reload tests' second build
-		os.RemoveAll(filepath.Dir(upgraded.path))
+	for _, p := range stamped.paths { // the upgrade tests' other builds
+		os.RemoveAll(filepath.Dir(p))
 	}
 	os.Exit(code)
 }

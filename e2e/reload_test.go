@@ -3,49 +3,66 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tandem-ha/tandem/internal/version"
 )
 
 // upgradeVersion is the version stamped into the tandemd a reload test
 // upgrades to.
 const upgradeVersion = "0.0.0-e2e-reload"
 
-var upgraded struct {
-	once sync.Once
-	path string
-	err  error
+var stamped struct {
+	mu    sync.Mutex
+	paths map[string]string
 }
 
 // upgradeBinary is a tandemd built from this tree with another version
-// stamp: the "new package" a reload replaces the running one with.
+// stamp: the "new package" a reload replaces the running one with. It
+// speaks the next protocol (N+1), as a release that changed it would.
 func upgradeBinary(t *testing.T) string {
 	t.Helper()
-	upgraded.once.Do(func() {
-		dir, err := os.MkdirTemp("", "tandem-e2e-upgrade-")
-		if err != nil {
-			upgraded.err = err
-			return
-		}
-		cmd := exec.Command("go", "build", "-tags", "crashhook", "-ldflags", "-X github.com/tandem-ha/tandem/internal/version.Version="+upgradeVersion, "-o", dir, "./cmd/tandemd")
-		cmd.Dir = ".."
-		cmd.Env = append(os.Environ(), "PATH="+os.Getenv("PATH")+":/usr/local/go/bin")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			upgraded.err = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		upgraded.path = filepath.Join(dir, "tandemd")
-	})
-	if upgraded.err != nil {
-		t.Fatalf("cannot build the upgraded tandemd: %v", upgraded.err)
+	return stampedBinary(t, upgradeVersion, nextProtocol())
+}
+
+// nextProtocol is this tree's protocol plus one (version.Protocol).
+func nextProtocol() string {
+	return strconv.Itoa(version.ProtocolLevel() + 1)
+}
+
+// stampedBinary is a tandemd built from this tree stamped with version ver
+// and protocol proto, built once per stamp.
+func stampedBinary(t *testing.T, ver, proto string) string {
+	t.Helper()
+	stamped.mu.Lock()
+	defer stamped.mu.Unlock()
+	key := ver + " " + proto
+	if p, ok := stamped.paths[key]; ok {
+		return p
 	}
-	return upgraded.path
+	dir, err := os.MkdirTemp("", "tandem-e2e-upgrade-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ld := "-X github.com/tandem-ha/tandem/internal/version.Version=" + ver + " -X github.com/tandem-ha/tandem/internal/version.Protocol=" + proto
+	cmd := exec.Command("go", "build", "-tags", "crashhook", "-ldflags", ld, "-o", dir, "./cmd/tandemd")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "PATH="+os.Getenv("PATH")+":/usr/local/go/bin")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cannot build a tandemd stamped %s, protocol %s: go build: %v\n%s", ver, proto, err, out)
+	}
+	if stamped.paths == nil {
+		stamped.paths = map[string]string{}
+	}
+	stamped.paths[key] = filepath.Join(dir, "tandemd")
+	return stamped.paths[key]
 }
 
 // installUpgrade puts the upgraded tandemd where the lab's tandemd is, as a

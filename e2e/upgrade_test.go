@@ -3,11 +3,15 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-ha/tandem/internal/version"
 )
 
 // TestRollingUpgrade: `tandem upgrade --version V` installs V on the
@@ -111,4 +115,102 @@ func TestRollingUpgrade(t *testing.T) {
 	if st, _, _ := c.console("status"); !strings.Contains(st, "tandem: a "+upgradeVersion+", b "+upgradeVersion) {
 		t.Errorf("status does not show both nodes at %s:\n%s", upgradeVersion, st)
 	}
+}
+
+// TestMixedVersions: a node one protocol ahead (N+1, as in a rolling
+// update) works with its peer for switchovers both ways; two ahead, every
+// operation between them is refused with a message naming both protocols
+// and the node to upgrade, and nothing changes (roles, processes), while
+// the pair keeps replicating; once the node is back at N, operations work
+// again.
+func TestMixedVersions(t *testing.T) {
+	needRoot(t)
+	c := upCluster(t, clusterOpts{mode: "sync", synchronized: true})
+	cur := filepath.Join(c.bin, "tandemd")
+	orig := cur + ".before-mixed-versions"
+	if err := os.Link(cur, orig); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.Rename(orig, cur); err != nil {
+			t.Errorf("putting the original tandemd back: %v", err)
+		}
+	})
+	install := func(from string) {
+		t.Helper()
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(cur+".new", b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(cur+".new", cur); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := version.ProtocolLevel()
+	protocols := func() (a, b int) {
+		return c.nodeInfo(c.env, "a").Protocol, c.nodeInfo(c.env, "b").Protocol
+	}
+	switchover := func(want string) {
+		t.Helper()
+		if out, errOut, code := c.console("switchover", "--yes"); code != 0 {
+			t.Fatalf("switchover to %s: exit %d\n%s\n%s", want, code, out, errOut)
+		}
+		if r := c.role(want); r != "primary" {
+			t.Fatalf("%s is %s after the switchover, want primary", want, r)
+		}
+	}
+
+	// N+1 on b: a rolling update half done.
+	install(stampedBinary(t, "0.0.0-e2e-next", strconv.Itoa(n+1)))
+	c.labReload("b")
+	if pa, pb := protocols(); pa != n || pb != n+1 {
+		t.Fatalf("protocols a %d, b %d; want %d and %d", pa, pb, n, n+1)
+	}
+	st, _, _ := c.console("status")
+	if strings.Contains(st, "INCOMPATIBLE") {
+		t.Errorf("status calls N and N+1 incompatible:\n%s", st)
+	}
+	switchover("b")
+	switchover("a")
+
+	// N+2 on b: refused, nothing changes.
+	install(stampedBinary(t, "0.0.0-e2e-far", strconv.Itoa(n+2)))
+	c.labReload("b")
+	if _, pb := protocols(); pb != n+2 {
+		t.Fatalf("b speaks protocol %d, want %d", pb, n+2)
+	}
+	st, _, _ = c.console("status")
+	if want := fmt.Sprintf("INCOMPATIBLE VERSIONS: a speaks protocol %d, b protocol %d; operations are refused until a is upgraded", n, n+2); !strings.Contains(st, want) {
+		t.Errorf("status does not say %q:\n%s", want, st)
+	}
+	pids := map[string][2]int{}
+	for _, node := range []string{"a", "b"} {
+		pids[node] = [2]int{c.tandemdPid(node), c.postmasterPid(node)}
+	}
+	for _, args := range [][]string{{"switchover", "--yes"}, {"edit", "--replication", "async", "--yes"}} {
+		out, errOut, code := c.console(args...)
+		if code != 5 || !strings.Contains(errOut, fmt.Sprintf("(protocol %d)", n+2)) || !strings.Contains(errOut, "nothing was changed") {
+			t.Errorf("%s with b two protocols ahead: exit %d, want 5 naming b's protocol and that nothing changed\n%s\n%s", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	for _, node := range []string{"a", "b"} {
+		if got := [2]int{c.tandemdPid(node), c.postmasterPid(node)}; got != pids[node] {
+			t.Errorf("%s: tandemd and postmaster PIDs %v after the refusals, want %v", node, got, pids[node])
+		}
+	}
+	if ra, rb := c.role("a"), c.role("b"); ra != "primary" || rb != "secondary" {
+		t.Errorf("roles a %s, b %s after the refusals, want primary, secondary", ra, rb)
+	}
+	if v := c.view(c.env, "a"); v.Record == nil || v.Record.Replication != "sync" {
+		t.Errorf("the refused edit changed the cluster record: %+v", v.Record)
+	}
+	c.waitStreaming("while two protocols apart", 10*time.Second) // the steady state goes on
+
+	// Back at N: operations work again.
+	install(orig)
+	c.labReload("b")
+	switchover("b")
 }

@@ -40,9 +40,11 @@ secondary stops the update with the primary untouched.
 
 V is checked here and on each node: letters, digits and .+~:- only. It
 reaches the command as an argument ({version} in upgrade.command) and in
-TANDEM_UPGRADE_VERSION, never through a shell. Not yet: a PostgreSQL minor
-update (--postgres) and a check that versions N and N+1 work together
-beyond this project's own tests.
+TANDEM_UPGRADE_VERSION, never through a shell. Nodes one protocol apart
+(N and N+1) work together throughout; a jump of more than one protocol is
+warned about after the secondary, and operations between the nodes are
+refused until the primary is upgraded too. Not yet: a PostgreSQL minor
+update (--postgres).
 
 Exit status: 0 both nodes at V; 2 bad flags or not confirmed off a
 terminal; 3 a node could not be reached; 4 certificate or token refused;
