@@ -214,3 +214,64 @@ func TestMixedVersions(t *testing.T) {
 	c.labReload("b")
 	switchover("b")
 }
+
+// TestPostgresMinorUpdate: `tandem upgrade --postgres` restarts the
+// secondary's PostgreSQL, switches over and restarts the other's, under
+// a writer: both postmasters are new processes, the term went up by one
+// (one switchover), the roles are swapped, no acknowledged write is lost,
+// and the longest write gap is the switchover's. (The lab has one
+// PostgreSQL minor release, so the versions before and after are the
+// same; what is tested is the sequence that puts new binaries in use.)
+func TestPostgresMinorUpdate(t *testing.T) {
+	needRoot(t)
+	c := upCluster(t, clusterOpts{mode: "sync", synchronized: true})
+	if _, errOut, code := c.console("upgrade", "--postgres", "--version", "1.0", "--yes"); code != 2 || !strings.Contains(errOut, "Nothing was sent") {
+		t.Errorf("--postgres with --version: exit %d, want 2 with nothing sent\n%s", code, errOut)
+	}
+	if out, errOut, code := c.console("upgrade", "--yes"); code != 2 || !strings.Contains(errOut, "--postgres") {
+		t.Errorf("upgrade with neither: exit %d, want 2 naming --version and --postgres\n%s\n%s", code, out, errOut)
+	}
+	termBefore := c.view(c.env, "a").Node.Term
+	pm := map[string]int{"a": c.postmasterPid("a"), "b": c.postmasterPid("b")}
+	td := map[string]int{"a": c.tandemdPid("a"), "b": c.tandemdPid("b")}
+
+	w := c.startWitness()
+	time.Sleep(2 * time.Second)
+	from := time.Now()
+	out, errOut, code := c.consoleWith(nil, 5*time.Minute, "upgrade", "--postgres", "--yes")
+	to := time.Now()
+	if code != 0 {
+		t.Fatalf("upgrade --postgres: exit %d\n%s\n%s", code, out, errOut)
+	}
+	t.Logf("upgrade --postgres took %s:\n%s", to.Sub(from).Round(10*time.Millisecond), out)
+	time.Sleep(time.Second)
+	w.stop(true) // never two writers, no acknowledged write lost
+	gap, at := w.longestAckGap(from, to)
+	t.Logf("writer: longest gap between acknowledged writes %s (at %s)", gap.Round(time.Millisecond), at.Format("15:04:05.000"))
+	if gap > 3*time.Second {
+		t.Errorf("longest write gap %s: more than one switchover's", gap)
+	}
+	for _, n := range []string{"a", "b"} {
+		if got := c.postmasterPid(n); got == pm[n] || got == 0 {
+			t.Errorf("%s: postmaster PID %d, was %d: PostgreSQL was not restarted", n, got, pm[n])
+		}
+		if got := c.tandemdPid(n); got != td[n] {
+			t.Errorf("%s: tandemd PID %d, was %d: tandemd itself should not restart", n, got, td[n])
+		}
+	}
+	if ra, rb := c.role("a"), c.role("b"); ra != "secondary" || rb != "primary" {
+		t.Errorf("roles a %s, b %s, want secondary, primary (one switchover)", ra, rb)
+	}
+	if term := c.view(c.env, "b").Node.Term; term != termBefore+1 {
+		t.Errorf("term %d after the update, was %d: want exactly one switchover", term, termBefore)
+	}
+	var restarted []string
+	for _, e := range c.events() {
+		if e.Kind == "postgres_restarted" && e.At.After(from) {
+			restarted = append(restarted, e.Node)
+		}
+	}
+	if strings.Join(restarted, ",") != "b,a" {
+		t.Errorf("postgres_restarted events from %v, want b then a", restarted)
+	}
+}

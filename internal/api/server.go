@@ -131,6 +131,11 @@ func (s *Server) Handler() http.Handler {
 			routes[p] = rt
 		}
 	}
+	if pb, ok := s.cfg.Backend.(PostgresRestartBackend); ok && cb != nil {
+		for p, rt := range postgresRestartRoutes(pb) {
+			routes[p] = rt
+		}
+	}
 	if eb, ok := s.cfg.Backend.(EditBackend); ok && cb != nil {
 		for p, rt := range editRoutes(eb) {
 			routes[p] = rt

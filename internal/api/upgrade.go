@@ -41,3 +41,29 @@ func upgradeRoutes(ub UpgradeBackend) map[string]route {
 		}},
 	}
 }
+
+// PostgresRestartResult answers POST /v1/node/postgres-restart: the
+// secondary's PostgreSQL restarted in place (a minor update's new
+// binaries), streaming again.
+type PostgresRestartResult struct {
+	Node          string `json:"node"`
+	VersionBefore string `json:"version_before"`
+	VersionAfter  string `json:"version_after"`
+	PIDBefore     int    `json:"pid_before"`
+	PIDAfter      int    `json:"pid_after"`
+	Took          string `json:"took"`
+}
+
+// PostgresRestartBackend restarts a secondary's PostgreSQL.
+type PostgresRestartBackend interface {
+	RestartPostgres(ctx context.Context) (PostgresRestartResult, error)
+}
+
+func postgresRestartRoutes(pb PostgresRestartBackend) map[string]route {
+	return map[string]route{
+		"/v1/node/postgres-restart": {method: http.MethodPost, auth: authToken, h: func(r *http.Request) (any, int, error) {
+			v, err := pb.RestartPostgres(r.Context())
+			return v, http.StatusOK, err
+		}},
+	}
+}
