@@ -58,13 +58,18 @@ func TestBenchmark(t *testing.T) {
 		to := other(c.primary())
 		w := c.startWitness()
 		time.Sleep(time.Second)
-		if out, errOut, code := c.console("switchover", "--yes"); code != 0 {
+		typed := time.Now()
+		out, errOut, code := c.console("switchover", "--yes", "-o", "json")
+		if code != 0 {
 			t.Fatalf("switchover: exit %d\n%s\n%s", code, out, errOut)
 		}
 		syncAfter = append(syncAfter, ms(c.untilSynchronized(to, 30*time.Second)))
 		time.Sleep(time.Second)
 		gap := w.stop(true)
 		sw = append(sw, ms(gap))
+		if os.Getenv("TANDEM_BENCH_TRACE") == "1" {
+			w.traceGap(t, typed, out)
+		}
 		c.waitStatus("synchronized again", 60*time.Second, func(s labStatus) bool {
 			return s.Cluster != nil && s.Cluster.Synchronized
 		})
@@ -530,4 +535,22 @@ func (c *testLab) fenceLines(node string) int {
 		}
 	}
 	return n
+}
+
+// traceGap logs, for TANDEM_BENCH_TRACE=1, what the writer saw over the
+// longest gap after typed (each attempt: start and end relative to the
+// gap's start, outcome, error) and the switchover's own steps (its -o json
+// output): where a switchover's write gap goes.
+func (w *witness) traceGap(t *testing.T, typed time.Time, switchoverJSON string) {
+	t.Helper()
+	gap, began := w.longestAckGap(typed, time.Now())
+	g0 := began.UnixNano()
+	t.Logf("trace: gap %s began %s after the command was typed", gap.Round(100*time.Microsecond), began.Sub(typed).Round(100*time.Microsecond))
+	for _, pw := range w.writes() {
+		if pw.End < g0 || pw.Start > g0+int64(gap) {
+			continue
+		}
+		t.Logf("trace:   %+8.1f … %+8.1f ms  %-7s %s", float64(pw.Start-g0)/1e6, float64(pw.End-g0)/1e6, pw.Outcome, pw.Error)
+	}
+	t.Logf("trace: switchover %s", switchoverJSON)
 }
