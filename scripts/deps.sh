@@ -38,6 +38,8 @@ command -v script >/dev/null 2>&1 || need="$need bsdutils"
 # `tandem lab up --failover automatic --etcd-external` (and its e2e tests)
 # run Debian's etcd on lab hosts, as a site's own etcd cluster.
 command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need="$need etcd-server"
+# BIND 9: the cross-subnet lab's DNS server, and internal/dnsupdate's integration test.
+command -v named >/dev/null 2>&1 || [ -x /usr/sbin/named ] || need="$need bind9"
 if $test; then
 	# `go test -race` builds with cgo; without gcc Go turns cgo off and
 	# -race refuses to run. gcc alone (no recommends) lacks libc6-dev.
