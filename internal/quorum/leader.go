@@ -195,12 +195,8 @@ func (l *Leadership) renewLoop() {
 		case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && resp.TTL <= 0):
 			// Expired or revoked (a forced failover): the key is gone.
 			// Kept by failsafe, the key may be taken back (retake).
-			if l.dl.keptByPromise() {
-				rerr := l.retake()
-				if rerr == nil {
-					continue
-				}
-				l.log.Warn("the lease expired while failsafe kept this tenure, and the key could not be taken back", "err", rerr)
+			if l.dl.keptByPromise() && l.retakeWhileKept() {
+				continue
 			}
 			l.lose("the lease is gone (expired or revoked)")
 			return
@@ -211,6 +207,40 @@ func (l *Leadership) renewLoop() {
 			default:
 			}
 			l.log.Warn("leader lease renewal failed", "err", err, "deadline_in", l.Deadline().Sub(l.clock.Now()).Round(time.Millisecond))
+		}
+	}
+}
+
+// retakeWhileKept tries retake until it succeeds (true), or it fails for
+// good (the key or the record is someone else's) or the deadline passes
+// (false). This node's member may learn that the lease expired (it applied
+// the etcd leader's revocation) before it can reach that leader again: a
+// one-way cut lets entries in but no answers out, so reads and writes
+// through the leader time out for a while after the renewal said "lease
+// not found". Meanwhile the promises keep the deadline, and so the tenure.
+func (l *Leadership) retakeWhileKept() bool {
+	granted := map[clientv3.LeaseID]time.Time{}
+	for attempt := 1; ; attempt++ {
+		err := l.retake(granted)
+		switch {
+		case err == nil:
+			return true
+		case errors.Is(err, ErrNotLeader):
+			l.log.Warn("the lease expired while failsafe kept this tenure, and the key cannot be taken back", "err", err)
+			return false
+		case !l.Held():
+			l.log.Warn("the lease expired while failsafe kept this tenure; the deadline passed before the key could be taken back", "err", err)
+			return false
+		}
+		if attempt == 1 || attempt%10 == 0 {
+			l.log.Warn("the lease expired while failsafe kept this tenure; taking the key back as soon as etcd answers", "attempt", attempt, "err", err, "deadline_in", l.Deadline().Sub(l.clock.Now()).Round(time.Millisecond))
+		}
+		select {
+		case <-l.stop:
+			return false
+		case <-l.lost:
+			return false
+		case <-l.clock.After(100 * time.Millisecond):
 		}
 	}
 }
@@ -226,14 +256,19 @@ func (l *Leadership) renewLoop() {
 // one transaction: if the secondary took the key (its promise ran out), or
 // took it and promoted, the transaction fails and the caller fences as
 // before. It must finish before the deadline the promise set; it returns
-// ErrNotLeader when the key cannot be taken back.
-func (l *Leadership) retake() error {
+// ErrNotLeader when the key cannot be taken back. granted holds the leases
+// earlier attempts granted, with when they were asked for: a transaction
+// whose answer was lost may have put the key under one of them, and the
+// next attempt then finds the key this node's and adopts it.
+func (l *Leadership) retake(granted map[clientv3.LeaseID]time.Time) error {
 	now := l.clock.Now()
 	left := l.Deadline().Sub(now)
 	if left <= 0 {
 		return fmt.Errorf("the fence deadline has passed: %w", ErrNotLeader)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), left)
+	// One attempt is bounded by a second as well: the caller tries again
+	// while the promises hold the deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), min(left, time.Second))
 	defer cancel()
 	go func() {
 		select {
@@ -261,34 +296,47 @@ func (l *Leadership) retake() error {
 	if err != nil {
 		return fmt.Errorf("while granting a new leader lease: %w", err)
 	}
+	granted[g.ID] = sent
 	key := LeaderKey(l.prefix)
 	tr, err := l.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
 			clientv3.Compare(clientv3.ModRevision(PrimaryKey(l.prefix)), "=", r.Kvs[0].ModRevision)).
 		Then(clientv3.OpPut(key, l.name, clientv3.WithLease(g.ID))).
+		Else(clientv3.OpGet(key)).
 		Commit()
 	if err != nil {
-		revokeQuietly(l.cli, g.ID)
+		// Perhaps committed: the lease is kept for the next attempt to
+		// adopt; if not, it holds nothing and expires by itself.
 		return fmt.Errorf("while taking the leader key back: %w", err)
 	}
+	lease, rev := g.ID, tr.Header.Revision
 	if !tr.Succeeded {
+		kvs := tr.Responses[0].GetResponseRange().GetKvs()
+		var mine bool
+		if len(kvs) == 1 && string(kvs[0].Value) == l.name {
+			sent, mine = granted[clientv3.LeaseID(kvs[0].Lease)]
+		}
 		revokeQuietly(l.cli, g.ID)
-		return fmt.Errorf("the leader key was taken, or the primary record changed: %w", ErrNotLeader)
+		if !mine {
+			return fmt.Errorf("the leader key was taken, or the primary record changed: %w", ErrNotLeader)
+		}
+		// An earlier attempt's transaction did put it: that tenure is ours.
+		lease, rev = clientv3.LeaseID(kvs[0].Lease), kvs[0].CreateRevision
 	}
 	l.idMu.Lock()
 	old := l.lease
-	l.lease, l.rev = g.ID, tr.Header.Revision
+	l.lease, l.rev = lease, rev
 	l.retakes++
 	l.idMu.Unlock()
-	l.dl.renewed(sent, time.Duration(g.TTL)*time.Second)
+	l.dl.renewed(sent, l.cfg.TTL)
 	if !l.Held() {
 		// The deadline passed while the transaction ran: the caller
 		// fences; the key must not outlive this belief.
-		revokeQuietly(l.cli, g.ID)
+		revokeQuietly(l.cli, lease)
 		return fmt.Errorf("the fence deadline passed while the key was taken back: %w", ErrNotLeader)
 	}
 	l.log.Warn("the leader lease had expired while failsafe kept this tenure; the vacant key is taken back under a new lease",
-		"node", l.name, "new_lease", fmt.Sprintf("%x", int64(g.ID)), "old_lease", fmt.Sprintf("%x", int64(old)), "revision", tr.Header.Revision, "deadline_in", l.Deadline().Sub(l.clock.Now()).Round(time.Millisecond))
+		"node", l.name, "new_lease", fmt.Sprintf("%x", int64(lease)), "old_lease", fmt.Sprintf("%x", int64(old)), "revision", rev, "deadline_in", l.Deadline().Sub(l.clock.Now()).Round(time.Millisecond))
 	return nil
 }
 
