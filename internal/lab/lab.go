@@ -5,7 +5,8 @@
 // quorum's third member). It is the bed for every end-to-end test.
 //
 // Everything a lab owns carries its name: namespaces <name>-a, <name>-b,
-// <name>-client, <name>-dns, <name>-w and <name>-sw (the bridge),
+// <name>-client, <name>-dns, <name>-w and <name>-sw (the bridges), in a
+// cross-subnet lab also <name>-r (the router, crosssubnet.go),
 // /etc/netns/<name>-* and the directory BaseDir/<name>. Nothing lives in the root namespace, so
 // two labs with different names run side by side, even on the same subnet.
 //
