@@ -370,12 +370,24 @@ type labEnv struct {
 	Etcd *struct {
 		Endpoints []string `json:"endpoints"`
 	} `json:"etcd"`
-	Hosts []struct {
-		Name  string `json:"name"`
-		IP    string `json:"ip"`
-		Netns string `json:"netns"`
-		MAC   string `json:"mac"`
-	} `json:"hosts"`
+	// CrossSubnet, Router, Segments and DNSUpdate are set in a lab built
+	// with --cross-subnet only.
+	CrossSubnet bool   `json:"cross_subnet"`
+	Router      string `json:"router"`
+	Segments    []struct {
+		Name    string `json:"name"`
+		Subnet  string `json:"subnet"`
+		Gateway string `json:"gateway"`
+	} `json:"segments"`
+	DNSUpdate *struct {
+		Software  string            `json:"software"`
+		Server    string            `json:"server"`
+		Zone      string            `json:"zone"`
+		KeyName   string            `json:"key_name"`
+		Algorithm string            `json:"algorithm"`
+		KeyFiles  map[string]string `json:"key_files"`
+	} `json:"dns_update"`
+	Hosts []labHost `json:"hosts"`
 	Nodes []struct {
 		Name             string `json:"name"`
 		IP               string `json:"ip"`
@@ -388,6 +400,17 @@ type labEnv struct {
 		User     string `json:"user"`
 		Password string `json:"password"`
 	} `json:"postgres"`
+}
+
+// labHost is one of `lab env --json`'s hosts; Subnet and Gateway are set
+// in a cross-subnet lab only.
+type labHost struct {
+	Name    string `json:"name"`
+	IP      string `json:"ip"`
+	Netns   string `json:"netns"`
+	MAC     string `json:"mac"`
+	Subnet  string `json:"subnet"`
+	Gateway string `json:"gateway"`
 }
 
 // readEnv is `tandem lab env --json` now (faults in force included).
@@ -470,7 +493,7 @@ func leftovers(name string) []string {
 // failed run.
 func (l *testLab) dumpLogs() {
 	dir := filepath.Join(labBase, l.name)
-	for _, f := range []string{"a/tandemd.log", "b/tandemd.log", "w/tandemd.log", "w/tandemd.yaml", "dnsmasq.log", "dnsmasq.stderr", "layout.json", "faults.json", "dnsmasq.conf"} {
+	for _, f := range []string{"a/tandemd.log", "b/tandemd.log", "w/tandemd.log", "w/tandemd.yaml", "dnsmasq.log", "dnsmasq.stderr", "layout.json", "faults.json", "dnsmasq.conf", "named/named.log", "named/named.conf"} {
 		b, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil {
 			l.t.Logf("=== %s: %v", f, err)

@@ -39,12 +39,7 @@ func TestLabWitness(t *testing.T) {
 		w.PeerPort != 7410 || w.ClientPort != 7411 {
 		t.Fatalf("lab env witness: %+v", *w)
 	}
-	if len(e.Nodes) != 2 || slices.IndexFunc(e.Hosts, func(h struct {
-		Name  string `json:"name"`
-		IP    string `json:"ip"`
-		Netns string `json:"netns"`
-		MAC   string `json:"mac"`
-	}) bool {
+	if len(e.Nodes) != 2 || slices.IndexFunc(e.Hosts, func(h labHost) bool {
 		return h.Name == "w" && h.IP == w.IP && h.Netns == l.netnsOf("w")
 	}) < 0 {
 		t.Fatalf("lab env: nodes %+v hosts %+v", e.Nodes, e.Hosts)

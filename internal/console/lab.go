@@ -56,6 +56,17 @@ tandem, and the bed every end-to-end test runs in. 'tandem lab up' builds
 and assembles the cluster for automatic failover with w as its witness.
 Without the flag the lab has no w and failover waits for a person.
 
+'tandem lab up --cross-subnet' puts the nodes in two subnets of their own,
+joined by a router (namespace lab-r), with no cluster IP and BIND 9 as the
+DNS server, which takes updates of db.lab.test signed with a TSIG key the
+lab makes (see 'tandem lab up --help'); it does not assemble:
+
+  a        10.77.1.11   a.lab.test        tandemd and PostgreSQL (node)
+  b        10.77.2.12   b.lab.test        tandemd and PostgreSQL (node)
+  client   10.77.3.100  client.lab.test   nothing: run the console here
+  dns      10.77.3.53   dns.lab.test      named (BIND 9), the lab's DNS server
+  router   10.77.1.1, 10.77.2.1, 10.77.3.1  (namespace lab-r, not a host)
+
 'tandem lab up --ipv6' builds the same in IPv6 (fd00:77::/64: a is
 fd00:77::11, the cluster IP fd00:77::10, and so on; AAAA and ip6.arpa
 records instead of A and in-addr.arpa).
@@ -101,7 +112,8 @@ shuts down cleanly) and removes the namespaces and files, faults and all;
 Files live in /var/lib/tandem-lab/NAME (configs, logs, state, data).
 Several labs run at once under different --name values (default "lab",
 or $TANDEM_LAB); the names above then carry that name instead of "lab".
-Needs root, iproute2 (ip, tc), dnsmasq and PostgreSQL's server programs.`,
+Needs root, iproute2 (ip, tc), dnsmasq (bind9 with --cross-subnet) and
+PostgreSQL's server programs.`,
 		Example: `  sudo tandem lab up
   sudo tandem lab up --failover automatic     # with the witness w
   sudo tandem lab env
@@ -151,6 +163,7 @@ func newLabUpCommand(name *string, check func() error, logger func(*cobra.Comman
 		replication string
 		failover    string
 		etcdExt     bool
+		crossSubnet bool
 		wait        time.Duration
 	)
 	c := &cobra.Command{
@@ -182,6 +195,24 @@ quorum.etcd.* at its client certificate, and the lab assembles with
 '--etcd https://<e1>:2379,…'. power-off, partition and pause work on the
 etcd hosts; power-on starts etcd again.
 
+--cross-subnet builds the shape of issue 14, two nodes in two subnets with
+no address in common: a in 10.77.1.0/24 (.11), b in 10.77.2.0/24 (.12),
+and client, dns (and w or e1-e3) in 10.77.3.0/24, each subnet a bridge of
+its own, joined by a router namespace NAME-r at .1 of each (the 2nd, 3rd
+and 4th /24 of --subnet, default 10.77.0.0/16). There is no cluster IP:
+the cluster name db.NAME.test is to be an A record that the primary points
+at itself by dynamic DNS, so the DNS server is BIND 9 (Debian's bind9)
+instead of dnsmasq, with forward and reverse zones the lab writes and a
+TSIG key (hmac-sha256) that may update the forward zone; each node has a
+copy in /var/lib/tandem-lab/NAME/NODE/dns-update.key (mode 0600) and 'lab
+env' names it. IPv4 only. It implies --no-assemble: tandemd runs on a and
+b, which reach each other through the router, but nothing assembles a
+cluster without a cluster IP yet (that comes with 'tandem assemble
+--endpoint dns'). power-off, power-on, partition, netem, heal, pause and
+resume work as in the default lab (across the router, partitions and
+netem match the peer's address instead of its MAC); 'lab dns' edits
+rewrite BIND's zone files and restart it, which discards dynamic updates.
+
 A lab of the same name is removed first, so 'up' also repairs a lab left
 half built. If a node does not become healthy, the lab is left up for
 inspection and the end of its log is printed; 'tandem lab down' removes it.
@@ -201,6 +232,12 @@ executable, else from PATH.`,
 			if etcdExt && failover != lab.FailoverAutomatic {
 				return exitf(ExitUsage, "--etcd-external is for --failover automatic (a manual-mode cluster has no quorum)")
 			}
+			if crossSubnet && ipv6 {
+				return exitf(ExitUsage, "--cross-subnet builds an IPv4 lab only for now: leave out --ipv6")
+			}
+			if crossSubnet && replication != "" {
+				return exitf(ExitUsage, "--replication is for the assembly, which --cross-subnet does not do yet (it implies --no-assemble)")
+			}
 			if err := check(); err != nil {
 				return err
 			}
@@ -209,7 +246,7 @@ executable, else from PATH.`,
 			_, err := lab.Up(ctx, logger(cmd), lab.UpOptions{
 				Name: *name, Subnet: subnet, IPv6: ipv6, Tandemd: tandemd, NoTandemd: noTandemd, Timeout: wait,
 				NoAssemble: noAssemble || noTandemd, Replication: replication, Failover: failover,
-				ExternalEtcd: etcdExt,
+				ExternalEtcd: etcdExt, CrossSubnet: crossSubnet,
 			}, cmd.OutOrStdout())
 			return err
 		},
@@ -223,6 +260,7 @@ executable, else from PATH.`,
 	f.StringVar(&replication, "replication", "", "replication mode to assemble with: async, sync (default) or strict")
 	f.StringVar(&failover, "failover", lab.FailoverManual, "failover mode: manual (two nodes, failover by a person) or automatic (adds the witness host w and assembles with it)")
 	f.BoolVar(&etcdExt, "etcd-external", false, "with --failover automatic: the quorum is an etcd cluster on hosts e1-e3 (Debian's etcd-server) instead of the witness w")
+	f.BoolVar(&crossSubnet, "cross-subnet", false, "put a, b and the client in three subnets joined by a router, with BIND 9 (dynamic updates, a TSIG key) as the DNS server and no cluster IP; IPv4 only; implies --no-assemble (a cross-subnet cluster cannot be assembled yet)")
 	f.DurationVar(&wait, "wait", lab.DefaultUpTimeout, "how long to wait for both nodes to answer /health")
 	return c
 }
@@ -316,9 +354,16 @@ user and password. --json (or -o json) prints the same for scripts:
 cluster_ip, dns_name, dns_server, client_ip, failover (manual or
 automatic), nodes[] {name, ip, fqdn, api, token}, witness {name, ip, fqdn,
 api, token, peer_port, client_port} (only with a witness), postgres {port,
-user, password}. --shell prints export lines for eval: TANDEM_LAB,
-TANDEM_TOKEN_A, TANDEM_TOKEN_B, TANDEM_TOKEN_W (with a witness) and
-TANDEM_LAB_* (addresses, TANDEM_LAB_FAILOVER, PostgreSQL password).`,
+user, password}; in a cross-subnet lab also cross_subnet, router (its
+namespace), segments[] {name, subnet, bridge, gateway, router_iface,
+router_veth, router_mac}, hosts[].subnet and .gateway, and dns_update
+{software, server, zone, key_name, algorithm, key_files {a, b}, config,
+log}. --shell prints export lines for eval: TANDEM_LAB, TANDEM_TOKEN_A,
+TANDEM_TOKEN_B, TANDEM_TOKEN_W (with a witness) and TANDEM_LAB_*
+(addresses, TANDEM_LAB_FAILOVER, PostgreSQL password; in a cross-subnet lab
+TANDEM_LAB_CROSS_SUBNET=1, TANDEM_LAB_DNS_ZONE, TANDEM_LAB_DNS_KEY_NAME,
+TANDEM_LAB_DNS_KEY_ALGORITHM, TANDEM_LAB_A_DNS_KEY_FILE and
+TANDEM_LAB_B_DNS_KEY_FILE).`,
 		Example: `  tandem lab env
   tandem lab env --json | jq -r '.nodes[] | select(.name=="a") | .token'
   eval "$(sudo tandem lab env --shell)"; echo "$TANDEM_TOKEN_A"`,

@@ -66,6 +66,37 @@ func TestLabUpFailoverFlag(t *testing.T) {
 	}
 }
 
+// TestLabUpCrossSubnetFlag: --cross-subnet is IPv4 only and does not
+// assemble, so --ipv6 and --replication are usage errors before anything
+// is built; its help says it implies --no-assemble.
+func TestLabUpCrossSubnetFlag(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"--cross-subnet", "--ipv6"}, "IPv4"},
+		{[]string{"--cross-subnet", "--replication", "sync"}, "--no-assemble"},
+	} {
+		cmd := NewLabCommand()
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetErr(&out)
+		cmd.SetArgs(append([]string{"--name", "nosuchlab", "up"}, c.args...))
+		err := cmd.Execute()
+		if code := ExitCode(err); code != ExitUsage || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("lab up %s: exit %d (%v), want %d saying %q", strings.Join(c.args, " "), code, err, ExitUsage, c.says)
+		}
+	}
+	up, _, err := NewLabCommand().Find([]string{"up"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := up.Flags().Lookup("cross-subnet")
+	if f == nil || f.DefValue != "false" || !strings.Contains(f.Usage, "implies --no-assemble") || !strings.Contains(up.Long, "implies --no-assemble") {
+		t.Errorf("lab up --cross-subnet: %+v", f)
+	}
+}
+
 // The lab writes the witness's token into the client console's store
 // (the console cannot be imported by the lab, so the lab writes the file
 // itself): the console must read it, and find it under the address that

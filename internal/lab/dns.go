@@ -17,10 +17,16 @@ type DNSRecord struct {
 
 // DNSRecords lists the names the lab's DNS server answers for after up:
 // every host and the cluster DNS name, forward (A or AAAA) and reverse (PTR).
+// The cluster name is there only with a cluster IP.
 func (l *Layout) DNSRecords() []DNSRecord {
 	var out []DNSRecord
 	for _, h := range l.Hosts {
 		out = append(out, DNSRecord{Name: h.FQDN, IP: h.IP})
+	}
+	if l.ClusterIP == "" {
+		// A cross-subnet lab: the name has no address until a primary
+		// points it at itself by dynamic update.
+		return out
 	}
 	return append(out, DNSRecord{Name: l.DNSName, IP: l.ClusterIP})
 }
@@ -29,23 +35,7 @@ func (l *Layout) DNSRecords() []DNSRecord {
 // to a whole octet in IPv4 (10.77.0.0/24 → 0.77.10.in-addr.arpa) and a
 // whole nibble in IPv6 (fd00:77::/64 → 0.0.0.0.7.7.0.0.0.0.d.f.ip6.arpa).
 func (l *Layout) ReverseZone() string {
-	p := netip.MustParsePrefix(l.Subnet)
-	b := p.Addr().AsSlice()
-	var labels []string
-	if p.Addr().Is4() {
-		for i := p.Bits()/8 - 1; i >= 0; i-- {
-			labels = append(labels, fmt.Sprint(b[i]))
-		}
-		return strings.Join(append(labels, "in-addr.arpa"), ".")
-	}
-	for i := p.Bits()/4 - 1; i >= 0; i-- {
-		nib := b[i/2] >> 4
-		if i%2 == 1 {
-			nib = b[i/2] & 0xf
-		}
-		labels = append(labels, fmt.Sprintf("%x", nib))
-	}
-	return strings.Join(append(labels, "ip6.arpa"), ".")
+	return reverseZoneOf(netip.MustParsePrefix(l.Subnet))
 }
 
 // DnsmasqArgs is the command line of the lab's DNS server. Its only

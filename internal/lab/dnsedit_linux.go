@@ -4,6 +4,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,9 +16,13 @@ import (
 	"github.com/miekg/dns"
 )
 
-// startDNSServer starts dnsmasq in the dns host with the lab's rendered
-// zone and waits until it answers there.
+// startDNSServer starts the lab's DNS server in the dns host with the
+// lab's rendered zone and waits until it answers there: dnsmasq, or named
+// in a cross-subnet lab.
 func startDNSServer(ctx context.Context, log *slog.Logger, l *Layout) error {
+	if l.CrossSubnet {
+		return startNamed(ctx, log, l)
+	}
 	dnsmasq, err := lookTool(Dnsmasq)
 	if err != nil {
 		return err
@@ -70,7 +75,7 @@ func askDNS(ctx context.Context, ns, server, domain string) error {
 	return err
 }
 
-// stopDNSServer stops the lab's dnsmasq, if it runs.
+// stopDNSServer stops the lab's DNS server, if it runs.
 func stopDNSServer(log *slog.Logger, l *Layout) error {
 	pid, ok := readPid(l.DNSPidPath(), l.Dir+"/")
 	if !ok {
@@ -78,16 +83,18 @@ func stopDNSServer(log *slog.Logger, l *Layout) error {
 	}
 	if left := stop(log, []int{pid}, syscall.SIGTERM, 5*time.Second); len(left) > 0 {
 		if left = stop(log, left, syscall.SIGKILL, 5*time.Second); len(left) > 0 {
-			return fmt.Errorf("dnsmasq (pid %d) would not stop", pid)
+			return fmt.Errorf("%s (pid %d) would not stop", l.DNSProgram(), pid)
 		}
 	}
 	return nil
 }
 
 // EditDNS changes the lab's DNS records: edit gets the zone and returns
-// what it did, for the operator. The zone is saved and dnsmasq restarted
-// with it (it reads its records only at start); while the dns host is
-// powered off the records are only saved, and apply when it comes back.
+// what it did, for the operator. The zone is saved and the DNS server
+// restarted with it (dnsmasq reads its records only at start; named is
+// stopped before its zone files and journals are replaced, so that no
+// update lands in between); while the dns host is powered off the records
+// are only saved, and apply when it comes back.
 func EditDNS(ctx context.Context, log *slog.Logger, name string, out io.Writer, edit func(l *Layout, z *Zone) (string, error)) error {
 	l, unlock, err := openLab(name)
 	if err != nil {
@@ -102,7 +109,7 @@ func EditDNS(ctx context.Context, log *slog.Logger, name string, out io.Writer, 
 	if err != nil {
 		return err
 	}
-	if err := l.SaveZone(z); err != nil {
+	if err := l.CheckZone(z); err != nil {
 		return err
 	}
 	f, err := l.LoadFaults()
@@ -110,14 +117,22 @@ func EditDNS(ctx context.Context, log *slog.Logger, name string, out io.Writer, 
 		return err
 	}
 	if f.IsOff("dns") {
+		if err := l.SaveZone(z); err != nil {
+			return err
+		}
 		fmt.Fprintf(out, "lab %s: %s (saved; the dns host is powered off, so it applies at `tandem lab power-on dns`)\n", l.Name, msg)
 		return nil
 	}
 	if err := stopDNSServer(log, l); err != nil {
 		return err
 	}
+	saveErr := l.SaveZone(z)
+	// Started again even when the save failed: with the old records, then.
 	if err := startDNSServer(ctx, log, l); err != nil {
-		return err
+		return errors.Join(saveErr, err)
+	}
+	if saveErr != nil {
+		return saveErr
 	}
 	fmt.Fprintf(out, "lab %s: %s\n", l.Name, msg)
 	return nil

@@ -86,8 +86,11 @@ func Down(ctx context.Context, log *slog.Logger, name string) error {
 		}
 		add(pids...)
 	}
-	if pid, ok := readPid(l.DNSPidPath(), mark); ok {
-		add(pid)
+	// Both servers' pid files: a layout lost, the lab's kind is unknown.
+	for _, p := range []string{l.dnsmasqPidPath(), l.namedPidPath()} {
+		if pid, ok := readPid(p, mark); ok {
+			add(pid)
+		}
 	}
 	add(strays(l.Dir)...)
 	left := stop(log, all, syscall.SIGTERM, 5*time.Second)

@@ -27,9 +27,16 @@ type Env struct {
 	// Witness is the quorum's third member, in an automatic-mode lab only.
 	Witness *EnvWitness `json:"witness,omitempty"`
 	// Etcd is the external etcd of a lab built with --etcd-external.
-	Etcd     *EnvEtcd    `json:"etcd,omitempty"`
-	Hosts    []EnvHost   `json:"hosts"`
-	Postgres EnvPostgres `json:"postgres"`
+	Etcd *EnvEtcd `json:"etcd,omitempty"`
+	// CrossSubnet: the lab's hosts are in Segments, joined by the router
+	// namespace Router; ClusterIP and ClusterPrefix are empty, and
+	// DNSUpdate says how to move the cluster name.
+	CrossSubnet bool          `json:"cross_subnet,omitempty"`
+	Router      string        `json:"router,omitempty"`
+	Segments    []Segment     `json:"segments,omitempty"`
+	DNSUpdate   *EnvDNSUpdate `json:"dns_update,omitempty"`
+	Hosts       []EnvHost     `json:"hosts"`
+	Postgres    EnvPostgres   `json:"postgres"`
 	// Faults is what `lab power-off`, `partition`, `netem` and `pause`
 	// have done and not yet undone, one line each.
 	Faults []string `json:"faults"`
@@ -60,6 +67,21 @@ type EnvEtcd struct {
 	Logs      map[string]string `json:"logs"`
 }
 
+// EnvDNSUpdate is what a node needs to move the cluster name in a
+// cross-subnet lab: the zone and its primary server (the lab's BIND), the
+// TSIG key's name and algorithm, and each node's copy of the key (mode
+// 0600, the key statement as tsig-keygen writes it).
+type EnvDNSUpdate struct {
+	Software  string            `json:"software"` // bind9
+	Server    string            `json:"server"`
+	Zone      string            `json:"zone"`
+	KeyName   string            `json:"key_name"`
+	Algorithm string            `json:"algorithm"`
+	KeyFiles  map[string]string `json:"key_files"` // node → path
+	Config    string            `json:"config"`    // named.conf
+	Log       string            `json:"log"`
+}
+
 // EnvWitness is the witness host as `lab env` shows it: where the console
 // and the nodes reach it, and its admin token.
 type EnvWitness struct {
@@ -81,6 +103,10 @@ type EnvHost struct {
 	FQDN  string `json:"fqdn"`
 	Netns string `json:"netns"`
 	MAC   string `json:"mac"`
+	// Subnet and Gateway: the host's segment and default route, in a
+	// cross-subnet lab only.
+	Subnet  string `json:"subnet,omitempty"`
+	Gateway string `json:"gateway,omitempty"`
 }
 
 // EnvPostgres is how to reach PostgreSQL on the nodes.
@@ -115,7 +141,7 @@ func (l *Layout) Env() Env {
 		e.Faults = append(e.Faults, err.Error())
 	}
 	for _, h := range l.Hosts {
-		e.Hosts = append(e.Hosts, EnvHost{Name: h.Name, Role: h.Role, IP: h.IP, FQDN: h.FQDN, Netns: h.Netns, MAC: h.MAC})
+		e.Hosts = append(e.Hosts, EnvHost{Name: h.Name, Role: h.Role, IP: h.IP, FQDN: h.FQDN, Netns: h.Netns, MAC: h.MAC, Subnet: h.Subnet, Gateway: h.Gateway})
 		switch h.Role {
 		case RoleClient:
 			e.ClientIP = h.IP
@@ -156,6 +182,18 @@ func (l *Layout) Env() Env {
 	if nodes := l.Nodes(); len(nodes) > 0 {
 		e.Postgres.Password = l.secret(nodes[0].Name, PostgresPasswordFile)
 	}
+	if l.CrossSubnet {
+		e.CrossSubnet, e.Router, e.Segments = true, l.RouterNetns, l.Segments
+		u := &EnvDNSUpdate{
+			Software: "bind9", Server: l.DNSServer, Zone: l.Domain,
+			KeyName: l.TSIGKeyName(), Algorithm: TSIGAlgorithm, KeyFiles: map[string]string{},
+			Config: l.NamedConfPath(), Log: l.DNSLogPath(),
+		}
+		for _, h := range l.Nodes() {
+			u.KeyFiles[h.Name] = l.DNSKeyPath(h.Name)
+		}
+		e.DNSUpdate = u
+	}
 	if e.Failover == "" {
 		e.Failover = FailoverManual // a layout from before the mode was recorded
 	}
@@ -165,15 +203,39 @@ func (l *Layout) Env() Env {
 // WriteText prints the environment for a person.
 func (e Env) WriteText(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "lab %s  (%s subnet %s, domain %s, %s failover, files in %s)\n\n", e.Name, e.Family, e.Subnet, e.Domain, e.Failover, e.Dir)
-	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tROLE\tIP\tNAME\tNAMESPACE\tMAC")
-	for _, h := range e.Hosts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, h.Role, h.IP, h.FQDN, h.Netns, h.MAC)
+	shape := "subnet " + e.Subnet
+	if e.CrossSubnet {
+		shape = "cross-subnet, subnets from " + e.Subnet
 	}
-	fmt.Fprintf(tw, "(cluster)\t\t%s\t%s\t(held by the primary; assemble with %s)\t\n", e.ClusterIP, e.DNSName, e.ClusterPrefix)
+	fmt.Fprintf(&b, "lab %s  (%s %s, domain %s, %s failover, files in %s)\n\n", e.Name, e.Family, shape, e.Domain, e.Failover, e.Dir)
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	if e.CrossSubnet {
+		fmt.Fprintln(tw, "HOST\tROLE\tIP\tNAME\tNAMESPACE\tMAC\tSUBNET\tGATEWAY")
+		for _, h := range e.Hosts {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, h.Role, h.IP, h.FQDN, h.Netns, h.MAC, h.Subnet, h.Gateway)
+		}
+		fmt.Fprintf(tw, "(cluster)\t\t-\t%s\t(no cluster IP: the primary points the name at itself by dynamic DNS)\t\t\t\n", e.DNSName)
+	} else {
+		fmt.Fprintln(tw, "HOST\tROLE\tIP\tNAME\tNAMESPACE\tMAC")
+		for _, h := range e.Hosts {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, h.Role, h.IP, h.FQDN, h.Netns, h.MAC)
+		}
+		fmt.Fprintf(tw, "(cluster)\t\t%s\t%s\t(held by the primary; assemble with %s)\t\n", e.ClusterIP, e.DNSName, e.ClusterPrefix)
+	}
 	tw.Flush()
+	if e.CrossSubnet {
+		fmt.Fprintf(&b, "\nrouter %s:\n", e.Router)
+		for _, s := range e.Segments {
+			fmt.Fprintf(&b, "  %s  %s on %s (bridge %s), subnet %s of %s\n", s.RouterIface, s.Gateway, s.RouterMAC, s.Bridge, s.Subnet, s.Name)
+		}
+	}
 	fmt.Fprintf(&b, "\nDNS server: %s\n", e.DNSServer)
+	if u := e.DNSUpdate; u != nil {
+		fmt.Fprintf(&b, "  BIND 9 (%s, log %s); updates to zone %s signed with TSIG key %s (%s), key file on each node:\n", u.Config, u.Log, u.Zone, u.KeyName, u.Algorithm)
+		for _, n := range e.Nodes {
+			fmt.Fprintf(&b, "    %s  %s\n", n.Name, u.KeyFiles[n.Name])
+		}
+	}
 	fmt.Fprintln(&b, "\nnode API:")
 	for _, n := range e.Nodes {
 		tok := n.Token
@@ -220,7 +282,9 @@ func (e Env) WriteText(w io.Writer) error {
 // `eval "$(tandem lab env --shell)"`: TANDEM_LAB, TANDEM_TOKEN_A and
 // TANDEM_TOKEN_B (one per node; TANDEM_TOKEN_W for the witness), and
 // TANDEM_LAB_* for addresses (the cluster IP also with its prefix length),
-// the failover mode and the PostgreSQL password.
+// the failover mode and the PostgreSQL password; in a cross-subnet lab
+// also TANDEM_LAB_CROSS_SUBNET=1, the zone, the TSIG key's name and
+// algorithm and each node's key file (TANDEM_LAB_A_DNS_KEY_FILE).
 func (e Env) WriteShell(w io.Writer) error {
 	var b strings.Builder
 	set := func(k, v string) { fmt.Fprintf(&b, "export %s=%s\n", k, shellQuote(v)) }
@@ -243,6 +307,15 @@ func (e Env) WriteShell(w io.Writer) error {
 		set("TANDEM_LAB_"+up+"_IP", w.IP)
 		set("TANDEM_LAB_"+up+"_API", w.API)
 		set("TANDEM_TOKEN_"+up, w.Token)
+	}
+	if u := e.DNSUpdate; u != nil {
+		set("TANDEM_LAB_CROSS_SUBNET", "1")
+		set("TANDEM_LAB_DNS_ZONE", u.Zone)
+		set("TANDEM_LAB_DNS_KEY_NAME", u.KeyName)
+		set("TANDEM_LAB_DNS_KEY_ALGORITHM", u.Algorithm)
+		for _, n := range e.Nodes {
+			set("TANDEM_LAB_"+strings.ToUpper(n.Name)+"_DNS_KEY_FILE", u.KeyFiles[n.Name])
+		}
 	}
 	set("TANDEM_LAB_PG_PORT", fmt.Sprint(e.Postgres.Port))
 	set("TANDEM_LAB_PG_USER", e.Postgres.User)

@@ -1,10 +1,12 @@
 package lab
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -363,18 +365,19 @@ func (l *Layout) tcPlan(f *Faults, host string) ([]tcStep, error) {
 	} else {
 		add(tolerateExists, "qdisc", "add", "dev", HostIface, "root", "handle", "1:", "htb")
 	}
+	self, _ := l.Host(host)
 	for idx, peer := range l.Hosts {
 		if peer.Name == host || (len(inbound) == 0 && len(links) == 0) {
 			continue
 		}
-		mac, err := net.ParseMAC(peer.MAC)
-		if err != nil || len(mac) != 6 {
-			return nil, fmt.Errorf("host %s has no usable MAC address in the lab layout (%q): recreate the lab with `tandem lab up`", peer.Name, peer.MAC)
+		from, to, err := l.peerPrograms(self, peer)
+		if err != nil {
+			return nil, err
 		}
 		if len(inbound) > 0 {
 			if slices.Contains(inbound, idx) {
 				add(tolerateNothing, "filter", "replace", "dev", HostIface, "ingress", "protocol", "all", "pref", peerPref(idx), "handle", "1",
-					"bpf", "da", "bytecode", dropFromProgram(mac))
+					"bpf", "da", "bytecode", from)
 			} else {
 				add(tolerateMissing, "filter", "del", "dev", HostIface, "ingress", "protocol", "all", "pref", peerPref(idx))
 			}
@@ -384,7 +387,7 @@ func (l *Layout) tcPlan(f *Faults, host string) ([]tcStep, error) {
 				add(tolerateNothing, "class", "replace", "dev", HostIface, "parent", "1:", "classid", peerClass(idx), "htb", "rate", linkRate, "quantum", "60000")
 				add(tolerateNothing, append([]string{"qdisc", "replace", "dev", HostIface, "parent", peerClass(idx), "handle", peerHandle(idx), "netem"}, n.args()...)...)
 				add(tolerateNothing, "filter", "replace", "dev", HostIface, "parent", "1:", "protocol", "all", "pref", peerPref(idx), "handle", "1",
-					"bpf", "bytecode", toMACProgram(mac), "classid", peerClass(idx))
+					"bpf", "bytecode", to, "classid", peerClass(idx))
 			} else {
 				add(tolerateMissing, "filter", "del", "dev", HostIface, "parent", "1:", "protocol", "all", "pref", peerPref(idx))
 				add(tolerateMissing, "class", "del", "dev", HostIface, "classid", peerClass(idx))
@@ -392,6 +395,28 @@ func (l *Layout) tcPlan(f *Faults, host string) ([]tcStep, error) {
 		}
 	}
 	return steps, nil
+}
+
+// peerPrograms are the filters that pick out peer's traffic on self's
+// eth0: from drops what peer sends (ingress), to classifies what self
+// sends peer (egress). On one segment they match peer's MAC, which also
+// catches ARP and neighbour discovery and any address peer holds. Across
+// the router every frame carries the router's MAC, so they match peer's
+// IPv4 address instead: no ARP crosses the router, and a cross-subnet lab
+// holds no cluster IP, so the cut is as complete.
+func (l *Layout) peerPrograms(self, peer Host) (from, to string, err error) {
+	if !l.sameSegment(self, peer) {
+		ip, err := netip.ParseAddr(peer.IP)
+		if err != nil || !ip.Is4() {
+			return "", "", fmt.Errorf("host %s has no IPv4 address in the lab layout (%q): recreate the lab with `tandem lab up`", peer.Name, peer.IP)
+		}
+		return dropFromIPProgram(ip), toIPProgram(ip), nil
+	}
+	mac, err := net.ParseMAC(peer.MAC)
+	if err != nil || len(mac) != 6 {
+		return "", "", fmt.Errorf("host %s has no usable MAC address in the lab layout (%q): recreate the lab with `tandem lab up`", peer.Name, peer.MAC)
+	}
+	return dropFromProgram(mac), toMACProgram(mac), nil
 }
 
 // tc actions a direct-action filter returns.
@@ -421,6 +446,43 @@ func macProgram(mac net.HardwareAddr, off uint32, match, other uint32) string {
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: hi, SkipFalse: 3},
 		bpf.LoadAbsolute{Off: off + 4, Size: 2},
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: lo, SkipFalse: 1},
+		bpf.RetConstant{Val: match},
+		bpf.RetConstant{Val: other},
+	})
+	if err != nil {
+		panic(err) // a fixed program: cannot fail
+	}
+	return bytecode(raw)
+}
+
+// Offsets in an Ethernet frame carrying IPv4 (no VLAN tag): the
+// EtherType, and the IPv4 header's source and destination addresses.
+const (
+	etherTypeOff = 12
+	ipv4SrcOff   = 14 + 12
+	ipv4DstOff   = 14 + 16
+	etherTypeIP4 = 0x0800
+)
+
+// dropFromIPProgram drops IPv4 packets whose source is ip and leaves the
+// rest to other filters (direct action, as dropFromProgram).
+func dropFromIPProgram(ip netip.Addr) string {
+	return ipv4Program(ip, ipv4SrcOff, tcActShot, tcActUnspec)
+}
+
+// toIPProgram classifies IPv4 packets for ip into the filter's class, as
+// toMACProgram does frames for a MAC.
+func toIPProgram(ip netip.Addr) string {
+	return ipv4Program(ip, ipv4DstOff, 0xffffffff, 0)
+}
+
+func ipv4Program(ip netip.Addr, off uint32, match, other uint32) string {
+	a := ip.As4()
+	raw, err := bpf.Assemble([]bpf.Instruction{
+		bpf.LoadAbsolute{Off: etherTypeOff, Size: 2},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: etherTypeIP4, SkipFalse: 3},
+		bpf.LoadAbsolute{Off: off, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: binary.BigEndian.Uint32(a[:]), SkipFalse: 1},
 		bpf.RetConstant{Val: match},
 		bpf.RetConstant{Val: other},
 	})

@@ -126,9 +126,9 @@ func procName(pid int) string {
 // PowerOn boots host again: if it is powered off, its eth0 gets its
 // static address back and comes up; then what `up` ran there is started
 // if it is not running (tandemd with the same configuration on a node,
-// tandemd --witness on the witness, dnsmasq on dns) and, on a node or the
-// witness, PowerOn waits up to wait for /health, asked from the host
-// itself so that a partition does not hide it.
+// tandemd --witness on the witness, dnsmasq or named on dns) and, on a
+// node or the witness, PowerOn waits up to wait for /health, asked from
+// the host itself so that a partition does not hide it.
 func PowerOn(ctx context.Context, log *slog.Logger, name, host string, wait time.Duration, out io.Writer) error {
 	l, unlock, err := openLab(name)
 	if err != nil {
@@ -193,7 +193,7 @@ func PowerOn(ctx context.Context, log *slog.Logger, name, host string, wait time
 			if err := startDNSServer(ctx, log, l); err != nil {
 				return err
 			}
-			started = "dnsmasq"
+			started = l.DNSProgram()
 		}
 	}
 	switch {
@@ -220,14 +220,11 @@ func PowerOn(ctx context.Context, log *slog.Logger, name, host string, wait time
 }
 
 // bootNetwork gives host's eth0 its static address, as at boot, and brings
-// it up. IPv6 addresses skip duplicate address detection so they are
+// it up (in a cross-subnet lab with its default route, which went with the
+// addresses). IPv6 addresses skip duplicate address detection so they are
 // usable at once, as after up.
 func bootNetwork(ctx context.Context, log *slog.Logger, l *Layout, h Host) error {
-	steps := [][]string{
-		{"-n", h.Netns, "addr", "flush", "dev", HostIface},
-		l.addrAddArgs(h),
-		{"-n", h.Netns, "link", "set", HostIface, "up"},
-	}
+	steps := append([][]string{{"-n", h.Netns, "addr", "flush", "dev", HostIface}}, l.hostUpSteps(h)...)
 	for _, s := range steps {
 		if _, err := ipTool(ctx, log, s...); err != nil {
 			return fmt.Errorf("while bringing %s's network up (ip %s): %w", h.Name, strings.Join(s, " "), err)

@@ -50,6 +50,11 @@ type UpOptions struct {
 	// ExternalEtcd (automatic only): hosts e1-e3 run an etcd cluster, the
 	// quorum, instead of the witness (etcd.go).
 	ExternalEtcd bool
+	// CrossSubnet puts a, b and the other hosts in three subnets joined by
+	// a router, with BIND 9 as the DNS server (crosssubnet.go). IPv4 only.
+	// It implies NoAssemble: a cluster without a cluster IP is assembled
+	// with a DNS endpoint, which tandemd does not have yet.
+	CrossSubnet bool
 }
 
 // DefaultUpTimeout is how long up waits for both nodes (and the witness)
@@ -103,6 +108,6 @@ func lookTool(name string) (string, error) {
 			return p, nil
 		}
 	}
-	hint := map[string]string{"ip": "iproute2", "dnsmasq": "dnsmasq-base", "etcd": "etcd-server"}[name]
+	hint := map[string]string{"ip": "iproute2", "dnsmasq": "dnsmasq-base", "etcd": "etcd-server", "named": "bind9"}[name]
 	return "", fmt.Errorf("%s not found: install the %s package", name, hint)
 }

@@ -5,7 +5,8 @@
 // quorum's third member). It is the bed for every end-to-end test.
 //
 // Everything a lab owns carries its name: namespaces <name>-a, <name>-b,
-// <name>-client, <name>-dns, <name>-w and <name>-sw (the bridge),
+// <name>-client, <name>-dns, <name>-w and <name>-sw (the bridges), in a
+// cross-subnet lab also <name>-r (the router, crosssubnet.go),
 // /etc/netns/<name>-* and the directory BaseDir/<name>. Nothing lives in the root namespace, so
 // two labs with different names run side by side, even on the same subnet.
 //
@@ -136,6 +137,12 @@ type Host struct {
 	Netns string `json:"netns"` // <lab>-a
 	Veth  string `json:"veth"`  // its port on the bridge, in the switch namespace
 	MAC   string `json:"mac"`   // eth0's hardware address, fixed at up
+	// Subnet and Gateway are set in a cross-subnet lab only: the host's own
+	// subnet (one of the lab's segments) and its default route, the
+	// router's address there. Elsewhere every host is in Layout.Subnet and
+	// needs no route.
+	Subnet  string `json:"subnet,omitempty"`
+	Gateway string `json:"gateway,omitempty"`
 }
 
 // Layout is everything that describes one lab; it is written to the lab
@@ -160,6 +167,15 @@ type Layout struct {
 	// ExternalEtcd: an automatic-mode lab whose quorum is a three-member
 	// etcd cluster on hosts e1, e2 and e3 (etcd.go) instead of the witness.
 	ExternalEtcd bool `json:"external_etcd,omitempty"`
+	// CrossSubnet: a, b and the other hosts sit in three subnets
+	// (Segments) joined by a router namespace (RouterNetns); there is no
+	// cluster IP (ClusterIP is empty) and the DNS server is BIND 9, which
+	// takes dynamic updates signed with the lab's TSIG key
+	// (crosssubnet.go, bind.go). Subnet is then the range the segments are
+	// carved from.
+	CrossSubnet bool      `json:"cross_subnet,omitempty"`
+	RouterNetns string    `json:"router_netns,omitempty"`
+	Segments    []Segment `json:"segments,omitempty"`
 }
 
 // NewLayout plans a lab for manual failover (no witness); see
@@ -181,6 +197,26 @@ func NewLayoutFailover(name, subnet, failover string) (*Layout, error) {
 // only) the lab's quorum is an etcd cluster on hosts e1, e2 and e3, and it
 // has no witness.
 func NewLayoutQuorum(name, subnet, failover string, externalEtcd bool) (*Layout, error) {
+	return PlanLayout(Spec{Name: name, Subnet: subnet, Failover: failover, ExternalEtcd: externalEtcd})
+}
+
+// Spec is the shape of a lab, as `lab up`'s flags give it.
+type Spec struct {
+	Name   string
+	Subnet string // empty: DefaultSubnet, or DefaultCrossSubnet with CrossSubnet
+	// Failover is manual (empty) or automatic; ExternalEtcd (automatic
+	// only) puts the quorum on hosts e1-e3 instead of the witness.
+	Failover     string
+	ExternalEtcd bool
+	// CrossSubnet puts a, b and the others in three subnets joined by a
+	// router, with BIND 9 as the DNS server (crosssubnet.go).
+	CrossSubnet bool
+}
+
+// PlanLayout plans a lab: names, addresses and paths. It touches nothing.
+// The subnet's family is the lab's: an IPv6 prefix makes an IPv6 lab.
+func PlanLayout(s Spec) (*Layout, error) {
+	name, subnet, failover, externalEtcd := s.Name, s.Subnet, s.Failover, s.ExternalEtcd
 	if externalEtcd && failover != FailoverAutomatic {
 		return nil, fmt.Errorf("--etcd-external is for --failover automatic (a manual-mode cluster has no quorum)")
 	}
@@ -192,6 +228,9 @@ func NewLayoutQuorum(name, subnet, failover string, externalEtcd bool) (*Layout,
 	}
 	if failover == "" {
 		failover = FailoverManual
+	}
+	if s.CrossSubnet {
+		return planCrossSubnet(s, failover)
 	}
 	if subnet == "" {
 		subnet = DefaultSubnet
@@ -213,11 +252,24 @@ func NewLayoutQuorum(name, subnet, failover string, externalEtcd bool) (*Layout,
 		Failover:     failover,
 		ExternalEtcd: externalEtcd,
 	}
-	type plan struct {
-		name, role string
-		off        int
+	for _, h := range hostPlan(failover, externalEtcd) {
+		l.Hosts = append(l.Hosts, l.newHost(h, p))
 	}
-	hosts := []plan{
+	return l, nil
+}
+
+// plannedHost is a host before it has an address: its name, role and the
+// offset of its address in its subnet.
+type plannedHost struct {
+	name, role string
+	off        int
+}
+
+// hostPlan lists the hosts of a lab of the given quorum shape, in layout
+// order: a, b, client, dns, then the witness or the etcd members, last so
+// that the others keep their places (and with them their tc handles).
+func hostPlan(failover string, externalEtcd bool) []plannedHost {
+	hosts := []plannedHost{
 		{"a", RoleNode, 11},
 		{"b", RoleNode, 12},
 		{"client", RoleClient, clientOffset},
@@ -226,23 +278,25 @@ func NewLayoutQuorum(name, subnet, failover string, externalEtcd bool) (*Layout,
 	switch {
 	case externalEtcd:
 		for i, e := range EtcdHosts {
-			hosts = append(hosts, plan{e, RoleEtcd, etcdOffset + i})
+			hosts = append(hosts, plannedHost{e, RoleEtcd, etcdOffset + i})
 		}
 	case failover == FailoverAutomatic:
-		hosts = append(hosts, plan{WitnessHost, RoleWitness, witnessOffset})
+		hosts = append(hosts, plannedHost{WitnessHost, RoleWitness, witnessOffset})
 	}
-	for _, h := range hosts {
-		l.Hosts = append(l.Hosts, Host{
-			Name:  h.name,
-			Role:  h.role,
-			IP:    hostAddr(p, h.off).String(),
-			FQDN:  h.name + "." + domain,
-			Netns: name + "-" + h.name,
-			Veth:  "veth-" + h.name,
-			MAC:   hostMAC(h.off).String(),
-		})
+	return hosts
+}
+
+// newHost is host h of the lab at its offset in subnet p.
+func (l *Layout) newHost(h plannedHost, p netip.Prefix) Host {
+	return Host{
+		Name:  h.name,
+		Role:  h.role,
+		IP:    hostAddr(p, h.off).String(),
+		FQDN:  h.name + "." + l.Domain,
+		Netns: l.Name + "-" + h.name,
+		Veth:  "veth-" + h.name,
+		MAC:   hostMAC(h.off).String(),
 	}
-	return l, nil
 }
 
 // parseSubnet checks a lab subnet and returns it masked.
@@ -305,14 +359,23 @@ func (l *Layout) Family() string {
 }
 
 // ClusterPrefix is the cluster IP with the subnet's prefix length, as
-// assembly takes it (10.77.0.10/24).
+// assembly takes it (10.77.0.10/24); empty in a cross-subnet lab, which
+// has no cluster IP.
 func (l *Layout) ClusterPrefix() string {
+	if l.ClusterIP == "" {
+		return ""
+	}
 	return l.ClusterIP + "/" + strconv.Itoa(l.PrefixLen())
 }
 
-// HostPrefix is a host's address with the subnet's prefix length.
+// HostPrefix is a host's address with its subnet's prefix length: the
+// lab's subnet, or in a cross-subnet lab the host's segment.
 func (l *Layout) HostPrefix(h Host) string {
-	return h.IP + "/" + strconv.Itoa(l.PrefixLen())
+	bits := l.PrefixLen()
+	if h.Subnet != "" {
+		bits = netip.MustParsePrefix(h.Subnet).Bits()
+	}
+	return h.IP + "/" + strconv.Itoa(bits)
 }
 
 // Host returns the host called name.
@@ -385,11 +448,15 @@ func (l *Layout) withRole(role string) []Host {
 	return out
 }
 
-// Namespaces lists every namespace of the lab, the switch last.
+// Namespaces lists every namespace of the lab: the hosts', the router's
+// in a cross-subnet lab, the switch last.
 func (l *Layout) Namespaces() []string {
 	var out []string
 	for _, h := range l.Hosts {
 		out = append(out, h.Netns)
+	}
+	if l.RouterNetns != "" {
+		out = append(out, l.RouterNetns)
 	}
 	return append(out, l.SwitchNetns)
 }
@@ -409,14 +476,34 @@ func (l *Layout) StateDir(node string) string   { return filepath.Join(l.Dir, no
 func (l *Layout) DataDir(node string) string    { return filepath.Join(l.Dir, node, "pgdata") }
 func (l *Layout) SocketDir(node string) string  { return filepath.Join(l.Dir, node, "socket") }
 
-// Paths of the DNS server's files.
-func (l *Layout) DNSPidPath() string { return filepath.Join(l.Dir, "dnsmasq.pid") }
-func (l *Layout) DNSLogPath() string { return filepath.Join(l.Dir, "dnsmasq.log") }
+// Paths of the DNS server's files: dnsmasq's, or in a cross-subnet lab
+// named's (bind.go).
+func (l *Layout) DNSPidPath() string {
+	if l.CrossSubnet {
+		return l.namedPidPath()
+	}
+	return l.dnsmasqPidPath()
+}
+
+func (l *Layout) DNSLogPath() string {
+	if l.CrossSubnet {
+		return l.namedLogPath()
+	}
+	return filepath.Join(l.Dir, "dnsmasq.log")
+}
+
+func (l *Layout) dnsmasqPidPath() string { return filepath.Join(l.Dir, "dnsmasq.pid") }
 
 // DNSZonePath holds the lab's DNS records (see Zone); DNSConfPath is the
-// dnsmasq configuration rendered from them.
+// dnsmasq configuration rendered from them (in a cross-subnet lab,
+// named.conf, and the records are zone files beside it).
 func (l *Layout) DNSZonePath() string { return filepath.Join(l.Dir, "dns.json") }
-func (l *Layout) DNSConfPath() string { return filepath.Join(l.Dir, "dnsmasq.conf") }
+func (l *Layout) DNSConfPath() string {
+	if l.CrossSubnet {
+		return l.NamedConfPath()
+	}
+	return filepath.Join(l.Dir, "dnsmasq.conf")
+}
 
 // FaultsPath records the faults injected into the lab (see Faults).
 func (l *Layout) FaultsPath() string { return filepath.Join(l.Dir, "faults.json") }
@@ -479,7 +566,7 @@ func Load(name string) (*Layout, error) {
 
 // knownSuffixes are the namespace suffixes any version of the lab creates;
 // down removes only these, so it never touches a namespace it did not make.
-var knownSuffixes = []string{"a", "b", "client", "dns", WitnessHost, "e1", "e2", "e3", SwitchSuffix}
+var knownSuffixes = []string{"a", "b", "client", "dns", WitnessHost, "e1", "e2", "e3", RouterSuffix, SwitchSuffix}
 
 // ownedNamespace tells whether ns belongs to the lab called name.
 func ownedNamespace(name, ns string) bool {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -38,12 +39,43 @@ func ipTool(ctx context.Context, log *slog.Logger, args ...string) (tool.Result,
 // in the root namespace. The bridge does no multicast snooping: it would
 // forward IPv6 neighbour discovery only to ports it has seen join, which
 // an address added a moment ago may not have done yet.
+//
+// A cross-subnet lab has one bridge per segment and a router namespace
+// with a port on each (eth1-eth3, their peers veth-r1-3 on the bridges),
+// forwarding between them; each host's default route is the router's
+// address in its segment.
 func buildNetwork(ctx context.Context, log *slog.Logger, l *Layout) error {
 	steps := [][]string{
 		{"netns", "add", l.SwitchNetns},
 		{"-n", l.SwitchNetns, "link", "set", "lo", "up"},
-		{"-n", l.SwitchNetns, "link", "add", BridgeName, "type", "bridge", "mcast_snooping", "0"},
-		{"-n", l.SwitchNetns, "link", "set", BridgeName, "up"},
+	}
+	bridges := []string{BridgeName}
+	if l.CrossSubnet {
+		bridges = nil
+		for _, s := range l.Segments {
+			bridges = append(bridges, s.Bridge)
+		}
+	}
+	for _, br := range bridges {
+		steps = append(steps,
+			[]string{"-n", l.SwitchNetns, "link", "add", br, "type", "bridge", "mcast_snooping", "0"},
+			[]string{"-n", l.SwitchNetns, "link", "set", br, "up"},
+		)
+	}
+	if l.CrossSubnet {
+		steps = append(steps,
+			[]string{"netns", "add", l.RouterNetns},
+			[]string{"-n", l.RouterNetns, "link", "set", "lo", "up"},
+		)
+		for _, s := range l.Segments {
+			steps = append(steps,
+				[]string{"-n", l.SwitchNetns, "link", "add", s.RouterVeth, "type", "veth", "peer", "name", s.RouterIface, "address", s.RouterMAC, "netns", l.RouterNetns},
+				[]string{"-n", l.SwitchNetns, "link", "set", s.RouterVeth, "master", s.Bridge},
+				[]string{"-n", l.SwitchNetns, "link", "set", s.RouterVeth, "up"},
+				[]string{"-n", l.RouterNetns, "addr", "add", s.Gateway + "/" + strconv.Itoa(netip.MustParsePrefix(s.Subnet).Bits()), "dev", s.RouterIface},
+				[]string{"-n", l.RouterNetns, "link", "set", s.RouterIface, "up"},
+			)
+		}
 	}
 	for _, h := range l.Hosts {
 		steps = append(steps,
@@ -51,16 +83,47 @@ func buildNetwork(ctx context.Context, log *slog.Logger, l *Layout) error {
 			[]string{"-n", h.Netns, "link", "set", "lo", "up"},
 			// Created in the switch namespace, its peer moved straight into the host's.
 			[]string{"-n", l.SwitchNetns, "link", "add", h.Veth, "type", "veth", "peer", "name", HostIface, "address", h.MAC, "netns", h.Netns},
-			[]string{"-n", l.SwitchNetns, "link", "set", h.Veth, "master", BridgeName},
+			[]string{"-n", l.SwitchNetns, "link", "set", h.Veth, "master", l.bridgeOf(h)},
 			[]string{"-n", l.SwitchNetns, "link", "set", h.Veth, "up"},
-			l.addrAddArgs(h),
-			[]string{"-n", h.Netns, "link", "set", HostIface, "up"},
 		)
+		steps = append(steps, l.hostUpSteps(h)...)
 	}
 	for _, s := range steps {
 		if _, err := ipTool(ctx, log, s...); err != nil {
 			return fmt.Errorf("while building the lab network (ip %s): %w", strings.Join(s, " "), err)
 		}
+	}
+	if l.CrossSubnet {
+		if err := enableForwarding(l.RouterNetns); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hostUpSteps give a host's eth0 its static address and bring it up, as
+// at boot, with its default route in a cross-subnet lab (added once the
+// link is up: the kernel refuses a gateway it cannot reach yet).
+func (l *Layout) hostUpSteps(h Host) [][]string {
+	steps := [][]string{
+		l.addrAddArgs(h),
+		{"-n", h.Netns, "link", "set", HostIface, "up"},
+	}
+	if h.Gateway != "" {
+		steps = append(steps, []string{"-n", h.Netns, "route", "replace", "default", "via", h.Gateway, "dev", HostIface})
+	}
+	return steps
+}
+
+// enableForwarding makes namespace ns route IPv4 between its interfaces.
+// /proc/sys/net is the opening thread's namespace's, so it is written from
+// inside ns (no sysctl program needed).
+func enableForwarding(ns string) error {
+	err := inNetns(ns, func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644)
+	})
+	if err != nil {
+		return fmt.Errorf("while turning on forwarding in the router namespace %s: %w", ns, err)
 	}
 	return nil
 }

@@ -33,20 +33,27 @@ func Up(ctx context.Context, log *slog.Logger, o UpOptions, out io.Writer) (*Lay
 		return nil, err
 	}
 	subnet := o.Subnet
+	if o.IPv6 && o.CrossSubnet {
+		return nil, fmt.Errorf("--cross-subnet builds an IPv4 lab only for now: leave out --ipv6")
+	}
 	if o.IPv6 && subnet == "" {
 		subnet = DefaultSubnet6
 	}
-	l, err := NewLayoutQuorum(o.Name, subnet, o.Failover, o.ExternalEtcd)
+	l, err := PlanLayout(Spec{Name: o.Name, Subnet: subnet, Failover: o.Failover, ExternalEtcd: o.ExternalEtcd, CrossSubnet: o.CrossSubnet})
 	if err != nil {
 		return nil, err
 	}
 	if o.IPv6 && !l.IPv6() {
 		return nil, fmt.Errorf("--ipv6 with the IPv4 subnet %s: give an IPv6 --subnet (such as %s) or leave it out", l.Subnet, DefaultSubnet6)
 	}
+	if l.CrossSubnet {
+		// Nothing can assemble a cluster without a cluster IP yet.
+		o.NoAssemble = true
+	}
 	if _, err := lookTool("ip"); err != nil {
 		return nil, err
 	}
-	if _, err := lookTool(Dnsmasq); err != nil {
+	if _, err := lookTool(l.DNSProgram()); err != nil {
 		return nil, err
 	}
 	var tandemd string
@@ -79,10 +86,19 @@ func Up(ctx context.Context, log *slog.Logger, o UpOptions, out io.Writer) (*Lay
 	if err := writeEtc(l); err != nil {
 		return l, err
 	}
+	if l.CrossSubnet {
+		fmt.Fprintf(out, "lab %s: subnets %s joined by router %s\n", l.Name, segmentList(l), l.RouterNetns)
+		if err := writeNamedFiles(l); err != nil {
+			return l, err
+		}
+	}
 	if err := startDNS(ctx, log, l); err != nil {
 		return l, err
 	}
-	fmt.Fprintf(out, "lab %s: DNS server answering on %s for %s\n", l.Name, l.DNSServer, l.Domain)
+	fmt.Fprintf(out, "lab %s: DNS server (%s) answering on %s for %s\n", l.Name, l.DNSProgram(), l.DNSServer, l.Domain)
+	if l.CrossSubnet {
+		fmt.Fprintf(out, "lab %s: %s takes updates to %s signed with TSIG key %s (%s), in %s\n", l.Name, NamedBinary, l.Domain, l.TSIGKeyName(), TSIGAlgorithm, strings.Join(l.dnsKeyPaths(), " and "))
+	}
 	if l.ExternalEtcd {
 		// The site's etcd is there before tandemd, as it would be.
 		if err := startEtcdCluster(ctx, log, l, out); err != nil {
@@ -134,6 +150,23 @@ func Up(ctx context.Context, log *slog.Logger, o UpOptions, out io.Writer) (*Lay
 	}
 	printSummary(out, l, true)
 	return l, nil
+}
+
+func segmentList(l *Layout) string {
+	var out []string
+	for _, s := range l.Segments {
+		out = append(out, s.Subnet+" ("+s.Name+")")
+	}
+	return strings.Join(out, ", ")
+}
+
+// dnsKeyPaths are the nodes' copies of the lab's TSIG key.
+func (l *Layout) dnsKeyPaths() []string {
+	var out []string
+	for _, h := range l.Nodes() {
+		out = append(out, l.DNSKeyPath(h.Name))
+	}
+	return out
 }
 
 func daemonNames(l *Layout) []string {
@@ -342,8 +375,16 @@ func printSummary(out io.Writer, l *Layout, withNodes bool) {
 	for _, h := range l.Hosts {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", h.Name, h.IP, h.FQDN)
 	}
-	fmt.Fprintf(tw, "  %s\t%s\t%s  (cluster IP %s, reserved for the primary)\n", "cluster", l.ClusterIP, l.DNSName, l.ClusterPrefix())
+	if l.CrossSubnet {
+		fmt.Fprintf(tw, "  %s\t%s\t%s  (no cluster IP: the primary points the name at itself by dynamic DNS; no record yet)\n", "cluster", "-", l.DNSName)
+	} else {
+		fmt.Fprintf(tw, "  %s\t%s\t%s  (cluster IP %s, reserved for the primary)\n", "cluster", l.ClusterIP, l.DNSName, l.ClusterPrefix())
+	}
 	tw.Flush()
+	if l.CrossSubnet {
+		fmt.Fprintf(out, "\n  subnets %s, joined by router %s (.1 in each)\n", segmentList(l), l.RouterNetns)
+		fmt.Fprintf(out, "  DNS: BIND 9 on %s; updates to %s signed with TSIG key %s (%s): %s\n", l.DNSServer, l.Domain, l.TSIGKeyName(), TSIGAlgorithm, strings.Join(l.dnsKeyPaths(), ", "))
+	}
 	if withNodes {
 		fmt.Fprintln(out)
 		for _, h := range l.Nodes() {
@@ -357,6 +398,13 @@ func printSummary(out io.Writer, l *Layout, withNodes bool) {
 	if l.Name != DefaultName {
 		flag = " --name " + l.Name
 	}
+	probe := l.DNSName
+	if l.CrossSubnet {
+		probe = "a." + l.Domain
+		if withNodes {
+			fmt.Fprintf(out, "\n  not assembled: a cross-subnet cluster has no cluster IP, and is assembled with\n  `tandem assemble --endpoint dns`, which tandemd does not have yet\n")
+		}
+	}
 	fmt.Fprintf(out, `
 Next:
   tandem lab env%[1]s
@@ -368,7 +416,7 @@ Next:
       faults to see what tandem does (tandem lab --help lists them)%[4]s
   tandem lab down%[1]s
       stop everything and remove the lab
-`, flag, l.DNSName, strings.Join(l.HostNames(), ", "), witnessHint(l, flag))
+`, flag, probe, strings.Join(l.HostNames(), ", "), witnessHint(l, flag))
 }
 
 // witnessHint is the summary's line about the witness's faults, in an

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -55,16 +56,51 @@ func (l *Layout) LoadZone() (*Zone, error) {
 	return z, nil
 }
 
-// SaveZone writes the zone and the dnsmasq configuration rendered from it.
+// SaveZone writes the zone and what the DNS server reads of it: dnsmasq's
+// configuration, or BIND's zone files. A zone BIND cannot serve (a record
+// outside the lab's zones) is refused before anything is written.
 func (l *Layout) SaveZone(z *Zone) error {
+	if !l.CrossSubnet {
+		if err := writeJSON(l.DNSZonePath(), z); err != nil {
+			return fmt.Errorf("while writing the lab's DNS records: %w", err)
+		}
+		if err := writeFileAtomic(l.DNSConfPath(), []byte(z.DnsmasqConf(l.Name))); err != nil {
+			return fmt.Errorf("while writing the DNS server's configuration: %w", err)
+		}
+		return nil
+	}
+	files, err := z.BINDZones(l, zoneSerial())
+	if err != nil {
+		return err
+	}
 	if err := writeJSON(l.DNSZonePath(), z); err != nil {
 		return fmt.Errorf("while writing the lab's DNS records: %w", err)
 	}
-	if err := writeFileAtomic(l.DNSConfPath(), []byte(z.DnsmasqConf(l.Name))); err != nil {
-		return fmt.Errorf("while writing the DNS server's configuration: %w", err)
+	for _, f := range files {
+		if err := writeFileAtomic(f.Path, []byte(f.Text)); err != nil {
+			return fmt.Errorf("while writing zone %s: %w", f.Zone, err)
+		}
+		// named's journal holds the dynamic updates made to the old file;
+		// applied to the new one it would be refused as out of step.
+		if err := os.Remove(f.Path + ".jnl"); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("while removing the journal of zone %s: %w", f.Zone, err)
+		}
 	}
 	return nil
 }
+
+// CheckZone tells whether the lab's DNS server can serve z.
+func (l *Layout) CheckZone(z *Zone) error {
+	if !l.CrossSubnet {
+		return nil
+	}
+	_, err := z.BINDZones(l, 1)
+	return err
+}
+
+// zoneSerial is a SOA serial that grows with each rewrite of the zone
+// files: the time in seconds, as many sites number theirs.
+func zoneSerial() uint32 { return uint32(time.Now().Unix()) }
 
 // QualifyName turns a name given by an operator into the fully qualified,
 // lower-case name the zone holds: a name without a dot is in the lab's
