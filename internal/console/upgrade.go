@@ -79,11 +79,10 @@ a node (its output is shown); 6 the console stopped waiting.`,
 				return err
 			}
 			defer op.cancel()
-			tr, name, cc, toks, ctx := op.tr, op.name, op.cc, op.toks, op.ctx
-			probes := probeNodes(ctx, tr, toks, cc.Nodes)
-			primary, secondary := primaryAndOther(probes)
-			if primary == nil || secondary == nil || !secondary.reachable() {
-				return &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("both nodes must answer, the primary and the secondary (%s): a rolling update goes from one to the other. Nothing was sent", describe(probes))}
+			tr, name, ctx := op.tr, op.name, op.ctx
+			primary, secondary, err := op.bothNodes("a rolling update goes from one to the other")
+			if err != nil {
+				return err
 			}
 			errw := cmd.ErrOrStderr()
 			fmt.Fprintf(errw, "\nRolling update of cluster %s to tandem %s:\n", name, ver)
@@ -174,10 +173,9 @@ func (g *globals) postgresMinorUpdate(cmd *cobra.Command, yes bool, cluster stri
 	}
 	defer op.cancel()
 	tr, name, cc, toks, ctx := op.tr, op.name, op.cc, op.toks, op.ctx
-	probes := probeNodes(ctx, tr, toks, cc.Nodes)
-	primary, secondary := primaryAndOther(probes)
-	if primary == nil || secondary == nil || !secondary.reachable() {
-		return &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("both nodes must answer, the primary and the secondary (%s): the update restarts one, switches over, restarts the other. Nothing was sent", describe(probes))}
+	primary, secondary, err := op.bothNodes("the update restarts one, switches over, restarts the other")
+	if err != nil {
+		return err
 	}
 	if r := primary.view.Replication; r == nil || r.State != "streaming" {
 		return exitf(ExitConflict, "the secondary %s does not stream from %s: a switchover would lose writes or wait; nothing was sent", nameOr(secondary), nameOr(primary))
@@ -230,4 +228,16 @@ func (g *globals) postgresMinorUpdate(cmd *cobra.Command, yes bool, cluster stri
 	_ = remember(tr.cache, name, probeNodes(ctx, tr, toks, cc.Nodes), time.Now())
 	fmt.Fprintf(out, "Cluster %s: PostgreSQL restarted on both nodes; %s is primary.\n", name, sw.To)
 	return nil
+}
+
+// bothNodes probes the cluster's nodes for an update, which needs both:
+// the primary and a reachable secondary; why says what the update does
+// with them, for the refusal.
+func (op *operation) bothNodes(why string) (primary, secondary *probe, err error) {
+	probes := probeNodes(op.ctx, op.tr, op.toks, op.cc.Nodes)
+	primary, secondary = primaryAndOther(probes)
+	if primary == nil || secondary == nil || !secondary.reachable() {
+		return nil, nil, &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("both nodes must answer, the primary and the secondary (%s): %s. Nothing was sent", describe(probes), why)}
+	}
+	return primary, secondary, nil
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"time"
@@ -51,23 +50,7 @@ func startNamed(ctx context.Context, log *slog.Logger, l *Layout) error {
 // askAuthority asks server, from namespace ns, for zone's SOA and wants an
 // authoritative answer: named answers SERVFAIL while it is still loading.
 func askAuthority(ctx context.Context, ns, server, zone string) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	c, err := dialerIn(ns)(ctx, "udp", net.JoinHostPort(server, "53"))
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if d, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(d)
-	}
-	m := new(dns.Msg)
-	m.SetQuestion(dns.Fqdn(zone), dns.TypeSOA)
-	co := &dns.Conn{Conn: c}
-	if err := co.WriteMsg(m); err != nil {
-		return err
-	}
-	resp, err := co.ReadMsg()
+	resp, err := querySOA(ctx, ns, server, zone)
 	if err != nil {
 		return err
 	}

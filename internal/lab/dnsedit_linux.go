@@ -55,24 +55,30 @@ func startDNSServer(ctx context.Context, log *slog.Logger, l *Layout) error {
 
 // askDNS sends one query to server from namespace ns; any answer will do.
 func askDNS(ctx context.Context, ns, server, domain string) error {
+	_, err := querySOA(ctx, ns, server, domain)
+	return err
+}
+
+// querySOA asks server, from namespace ns, for zone's SOA (one UDP query,
+// bounded by a second) and returns the answer.
+func querySOA(ctx context.Context, ns, server, zone string) (*dns.Msg, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	c, err := dialerIn(ns)(ctx, "udp", net.JoinHostPort(server, "53"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer c.Close()
 	if d, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(d)
 	}
 	m := new(dns.Msg)
-	m.SetQuestion(dns.Fqdn(domain), dns.TypeSOA)
+	m.SetQuestion(dns.Fqdn(zone), dns.TypeSOA)
 	co := &dns.Conn{Conn: c}
 	if err := co.WriteMsg(m); err != nil {
-		return err
+		return nil, err
 	}
-	_, err = co.ReadMsg()
-	return err
+	return co.ReadMsg()
 }
 
 // stopDNSServer stops the lab's DNS server, if it runs.
