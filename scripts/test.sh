@@ -42,9 +42,10 @@ if [ "$(id -u)" = 0 ]; then
 	echo "== end-to-end tests in the lab"
 	# The output is kept as well, to end the run with what failed
 	# (scripts/failures.awk).
-	e2elog="$(mktemp)"
+	# In the clone, not in /tmp: the run itself cleans temporary files.
+	e2elog="$PWD/.e2e-output.log"
 	{ go test -count=1 -tags e2e -timeout 75m -v ./e2e/... 2>&1; echo $? >"$e2elog.rc"; } | tee "$e2elog"
-	rc="$(cat "$e2elog.rc")"
+	rc="$(cat "$e2elog.rc" 2>/dev/null || echo 1)"
 	if [ "$rc" != 0 ]; then
 		awk -f scripts/failures.awk "$e2elog"
 		rm -f "$e2elog" "$e2elog.rc"
