@@ -522,24 +522,36 @@ func (n *Node) cloneFrom(ctx context.Context, primary api.Member, slot, password
 	return time.Since(start), aside, nil
 }
 
-// waitStreaming waits until the WAL receiver streams from the primary.
+// waitStreaming waits until the WAL receiver streams from the primary
+// (after a clone, a rejoin, a restart in place).
 func (n *Node) waitStreaming(ctx context.Context, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
-	last := "not started"
+	last := "none"
 	for time.Now().Before(deadline) {
-		err := n.withConn(ctx, func(c *pgx.Conn) error {
-			return c.QueryRow(ctx, `SELECT coalesce((SELECT status FROM pg_stat_wal_receiver), 'not started')`).Scan(&last)
-		})
-		if err == nil && last == "streaming" {
+		status, err := n.receiverStatus(ctx)
+		if err == nil {
+			last = status
+		}
+		if err == nil && status == "streaming" {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("the clone did not start streaming within %s (WAL receiver: %s)", limit, last)
+	return fmt.Errorf("PostgreSQL on %s did not start streaming from the primary within %s (WAL receiver: %s)", n.cfg.Name, limit, last)
+}
+
+// receiverStatus is the WAL receiver's status ("streaming", …), "none"
+// when there is none.
+func (n *Node) receiverStatus(ctx context.Context) (string, error) {
+	var status string
+	err := n.withConn(ctx, func(c *pgx.Conn) error {
+		return c.QueryRow(ctx, `SELECT coalesce((SELECT status FROM pg_stat_wal_receiver), 'none')`).Scan(&status)
+	})
+	return status, err
 }
 
 // validateJoin checks a join request where it enters: every field ends

@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/quorum"
 	"github.com/tandem-ha/tandem/internal/state"
@@ -46,10 +44,7 @@ func (n *Node) Failsafe(ctx context.Context, req api.FailsafeRequest) (api.Fails
 	case req.Term != s.Term:
 		return api.FailsafeResult{}, conflict("a promise for term %d asked, but %s is at term %d", req.Term, n.cfg.Name, s.Term)
 	}
-	var status string
-	err := n.withConn(ctx, func(c *pgx.Conn) error {
-		return c.QueryRow(ctx, `SELECT coalesce((SELECT status FROM pg_stat_wal_receiver), 'none')`).Scan(&status)
-	})
+	status, err := n.receiverStatus(ctx)
 	if err != nil {
 		return api.FailsafeResult{}, err
 	}

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/state"
 )
@@ -49,46 +47,23 @@ func (n *Node) restartPostgres(ctx context.Context) (api.PostgresRestartResult, 
 		return api.PostgresRestartResult{}, conflict("PostgreSQL on %s is %s (in recovery %v), not a running standby: nothing was changed", n.cfg.Name, before.State, before.InRecovery)
 	}
 	res := api.PostgresRestartResult{Node: n.cfg.Name, VersionBefore: before.Version, PIDBefore: before.PID}
-	if err := n.pg.Halt(ctx, true); err != nil {
-		// Halted or not, it must run as a standby again.
-		n.restartStandbyAfter(ctx, err)
-		return res, fmt.Errorf("while stopping PostgreSQL on %s: %w", n.cfg.Name, err)
+	peer := memberOf(s.Cluster.Peer)
+	haltErr := n.pg.Halt(ctx, true)
+	// Halted or not, it must run as a standby again.
+	if err := n.followAsStandby(ctx, peer); err != nil {
+		return res, fmt.Errorf("PostgreSQL on %s did not start again as a standby (stop: %v): %w; see its log, then `tandem status`", n.cfg.Name, haltErr, err)
 	}
-	if err := n.followAsStandby(ctx, memberOf(s.Cluster.Peer)); err != nil {
-		return res, fmt.Errorf("PostgreSQL on %s stopped but did not start again as a standby: %w (tandemd keeps trying; see its log)", n.cfg.Name, err)
+	if haltErr != nil {
+		return res, fmt.Errorf("while stopping PostgreSQL on %s (it runs as a standby again): %w", n.cfg.Name, haltErr)
 	}
 	after := n.pg.Status(ctx)
 	res.VersionAfter, res.PIDAfter = after.Version, after.PID
-	deadline := time.Now().Add(pgRestartStreamBy)
-	for {
-		var status string
-		err := n.withConn(ctx, func(c *pgx.Conn) error {
-			return c.QueryRow(ctx, `SELECT coalesce((SELECT status FROM pg_stat_wal_receiver), 'none')`).Scan(&status)
-		})
-		if err == nil && status == "streaming" {
-			break
-		}
-		if time.Now().After(deadline) {
-			return res, unavailable("PostgreSQL on %s restarted (version %s) but does not stream from the primary after %s (WAL receiver %s, %v)", n.cfg.Name, res.VersionAfter, pgRestartStreamBy, status, err)
-		}
-		if !n.run.wait(ctx, 20*time.Millisecond) {
-			return res, errStopping(n.cfg.Name)
-		}
+	if err := n.waitStreaming(ctx, pgRestartStreamBy); err != nil {
+		return res, unavailable("PostgreSQL on %s restarted (version %s): %v", n.cfg.Name, res.VersionAfter, err)
 	}
 	res.Took = time.Since(start).Round(time.Millisecond).String()
 	n.run.goAttach(func(ctx context.Context) {
 		n.event(ctx, EventPostgresRestarted, n.cfg.Name, fmt.Sprintf("%s: PostgreSQL restarted in %s (version %s → %s), streaming again", n.cfg.Name, res.Took, res.VersionBefore, res.VersionAfter))
 	})
 	return res, nil
-}
-
-// restartStandbyAfter starts the standby again after a failed stop.
-func (n *Node) restartStandbyAfter(ctx context.Context, cause error) {
-	s := n.State()
-	if s.Cluster == nil || s.Cluster.Peer == nil {
-		return
-	}
-	if err := n.followAsStandby(ctx, memberOf(s.Cluster.Peer)); err != nil {
-		n.log.Error("PostgreSQL could not be started again as a standby", "after", cause, "err", err)
-	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/config"
 	"github.com/tandem-ha/tandem/internal/identity"
+	"github.com/tandem-ha/tandem/internal/version"
 )
 
 // NodeStatus is one node as the console saw it. An unreachable node is
@@ -624,7 +625,7 @@ func protocolGap(nodes []NodeStatus) string {
 			hi = n
 		}
 	}
-	if lo == nil || hi.Protocol-lo.Protocol <= 1 {
+	if lo == nil || version.WorkTogether(lo.Protocol, hi.Protocol) {
 		return ""
 	}
 	return fmt.Sprintf("INCOMPATIBLE VERSIONS: %s speaks protocol %d, %s protocol %d; operations are refused until %s is upgraded (tandem upgrade --version %s)",

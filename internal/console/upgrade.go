@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tandem-ha/tandem/internal/api"
+	"github.com/tandem-ha/tandem/internal/version"
 )
 
 // versionRE is what --version may be (the nodes check it again): the
@@ -102,7 +103,7 @@ a node (its output is shown); 6 the console stopped waiting.`,
 					return err
 				}
 				fmt.Fprintf(out, "%s (%s) is at tandem %s after %s.\n", step.p.view.Node.Name, step.role, ver, time.Since(start).Round(100*time.Millisecond))
-				if p, q := now.Protocol, primary.view.Node.Protocol; step.p == secondary && p > 0 && q > 0 && (p-q > 1 || q-p > 1) {
+				if p, q := now.Protocol, primary.view.Node.Protocol; step.p == secondary && !version.WorkTogether(p, q) {
 					// More than one protocol apart: operations between the
 					// two are refused until the primary is at ver too,
 					// which is the next step (a reload needs no peer).

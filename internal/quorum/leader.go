@@ -36,9 +36,7 @@ type Leadership struct {
 	idMu  sync.Mutex
 	lease clientv3.LeaseID
 	rev   int64 // create revision of the leader key we put
-	// retakes counts retake's successes (idMu).
-	retakes int
-	dl      deadlineTracker
+	dl    deadlineTracker
 
 	lostOnce sync.Once
 	lost     chan struct{}
@@ -326,7 +324,6 @@ func (l *Leadership) retake(granted map[clientv3.LeaseID]time.Time) error {
 	l.idMu.Lock()
 	old := l.lease
 	l.lease, l.rev = lease, rev
-	l.retakes++
 	l.idMu.Unlock()
 	l.dl.renewed(sent, l.cfg.TTL)
 	if !l.Held() {
@@ -435,14 +432,6 @@ func (l *Leadership) LeaseID() clientv3.LeaseID {
 	l.idMu.Lock()
 	defer l.idMu.Unlock()
 	return l.lease
-}
-
-// Retakes counts the times this tenure took the vacant key back under a
-// new lease (retake).
-func (l *Leadership) Retakes() int {
-	l.idMu.Lock()
-	defer l.idMu.Unlock()
-	return l.retakes
 }
 
 // Resign hands the key over: renewals stop, Lost closes, then the lease is

@@ -196,11 +196,11 @@ func TestRetakeKeptByFailsafe(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(3 * DefaultLeaseConfig.RenewEvery)
-	for la.Retakes() == 0 && time.Now().Before(deadline) {
+	for la.LeaseID() == oldLease && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if la.Retakes() != 1 || !la.Held() {
-		t.Fatalf("after its lease went, kept by promises: retakes %d, held %v (%s); want the key taken back", la.Retakes(), la.Held(), la.LostReason())
+	if la.LeaseID() == oldLease || !la.Held() {
+		t.Fatalf("after its lease went, kept by promises: lease %x (was %x), held %v (%s); want the key taken back", int64(la.LeaseID()), int64(oldLease), la.Held(), la.LostReason())
 	}
 	h, ok, err := CurrentHolder(ctx, w, prefix)
 	if err != nil || !ok || h.Name != "a" || h.Lease != la.LeaseID() || h.Revision != la.Revision() {
@@ -217,7 +217,8 @@ func TestRetakeKeptByFailsafe(t *testing.T) {
 	// Now the secondary has taken over meanwhile (the record names b): the
 	// next time the lease goes, a fences rather than take anything back.
 	put(t, w, PrimaryKey(prefix), `{"node":"b","term":5}`)
-	if _, err := w.Revoke(ctx, la.LeaseID()); err != nil {
+	retaken := la.LeaseID()
+	if _, err := w.Revoke(ctx, retaken); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -226,8 +227,8 @@ func TestRetakeKeptByFailsafe(t *testing.T) {
 		t.Fatal("a did not fence with its lease gone and the record naming b")
 	}
 	close(stop)
-	if la.Retakes() != 1 {
-		t.Fatalf("retakes %d, want still 1", la.Retakes())
+	if la.LeaseID() != retaken {
+		t.Fatalf("a took a lease %x after the record named b", int64(la.LeaseID()))
 	}
 	if _, ok, err := CurrentHolder(ctx, w, prefix); err != nil || ok {
 		t.Fatalf("the key is held (%v, err %v) after a fenced without taking it back", ok, err)
@@ -245,7 +246,8 @@ func TestRevokedWithoutPromiseFences(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer la.Close()
-	if _, err := w.Revoke(ctx, la.LeaseID()); err != nil {
+	revoked := la.LeaseID()
+	if _, err := w.Revoke(ctx, revoked); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -253,7 +255,7 @@ func TestRevokedWithoutPromiseFences(t *testing.T) {
 	case <-time.After(3 * DefaultLeaseConfig.RenewEvery):
 		t.Fatal("a did not notice its lease was revoked")
 	}
-	if la.Retakes() != 0 {
-		t.Fatalf("a took the key back %d times with no promise", la.Retakes())
+	if la.LeaseID() != revoked {
+		t.Fatalf("a took the key back (lease %x) with no promise", int64(la.LeaseID()))
 	}
 }

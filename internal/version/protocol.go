@@ -28,9 +28,14 @@ func ProtocolLevel() int {
 // build. 0 is "not said" (a build from before protocols were checked, or a
 // client such as curl): those are not refused.
 func Compatible(other int) bool {
-	if other <= 0 {
+	return WorkTogether(other, ProtocolLevel())
+}
+
+// WorkTogether is the rule for two sides speaking protocols a and b: at
+// most one apart, or one of them not said (0).
+func WorkTogether(a, b int) bool {
+	if a <= 0 || b <= 0 {
 		return true
 	}
-	d := other - ProtocolLevel()
-	return d >= -1 && d <= 1
+	return a-b >= -1 && a-b <= 1
 }
