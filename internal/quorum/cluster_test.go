@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -199,5 +200,32 @@ func TestMemberRefusesStranger(t *testing.T) {
 		t.Fatal("a client with an unpinned certificate was served")
 	} else {
 		fmt.Fprintln(os.Stderr, "refused as expected:", err)
+	}
+}
+
+// A member's data dir stays small: the witness is meant for a small
+// machine ("a few MiB of disk"). etcd's defaults preallocate two 64 MB WAL
+// segments. Counted in blocks on disk: bbolt's file is sparse.
+func TestMemberDataDirSmall(t *testing.T) {
+	tc := newTestCluster(t)
+	put(t, tc.client("a"), "k1", "v1")
+	for _, n := range memberNames {
+		var total int64
+		err := filepath.WalkDir(tc.cfgs[n].Dir, func(_ string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			fi, err := d.Info()
+			if err == nil {
+				total += fi.Sys().(*syscall.Stat_t).Blocks * 512
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if total > 12<<20 {
+			t.Errorf("member %s's data dir takes %d bytes of disk, want at most 12 MiB", n, total)
+		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/storage/wal"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -42,6 +43,17 @@ const (
 	// revision it has seen, and nothing needs older history.
 	autoCompactionRetention = "1000"
 )
+
+// walSegmentBytes is the size etcd preallocates for each WAL segment
+// file, and it keeps two (the one in use and the next): etcd's 64 MB made a
+// member's data dir 123 MiB before it held anything. A segment of 4 MiB
+// still holds thousands of tandem's entries (a request is at most
+// maxRequestBytes) between snapshots.
+const walSegmentBytes = 4 << 20
+
+// etcd reads the segment size from a package variable, for every member
+// the process runs; tandem runs one, or several in tests, all alike.
+func init() { wal.SegmentSizeBytes = walSegmentBytes }
 
 // Raft timings: etcd's defaults. The lease TTL (see LeaseConfig) must stay
 // above 1.5 × electionMs, the smallest TTL etcd grants.
