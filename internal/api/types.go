@@ -203,12 +203,15 @@ type Member struct {
 
 // Record is the cluster's own record (schema tandem, replicated).
 type Record struct {
-	Name         string    `json:"name"`
-	State        string    `json:"state"` // assembled or standalone
-	Term         int64     `json:"term"`
-	Primary      string    `json:"primary"`
-	ClusterIP    string    `json:"cluster_ip"`
-	DNSName      string    `json:"dns_name"`
+	Name      string `json:"name"`
+	State     string `json:"state"` // assembled or standalone
+	Term      int64  `json:"term"`
+	Primary   string `json:"primary"`
+	ClusterIP string `json:"cluster_ip"`
+	DNSName   string `json:"dns_name"`
+	// Endpoint: "vip" or "dns". The table keeps no column for it: a
+	// cluster without a cluster IP is one whose endpoint is its DNS name.
+	Endpoint     string    `json:"endpoint"`
 	Replication  string    `json:"replication"` // async, sync or strict
 	Synchronized bool      `json:"synchronized"`
 	Members      []Member  `json:"members"`
@@ -240,6 +243,10 @@ type AssembleRequest struct {
 	// Failover is manual (default) or automatic; automatic needs Quorum.
 	Failover string      `json:"failover,omitempty"`
 	Quorum   *QuorumSpec `json:"quorum,omitempty"`
+	// Endpoint is how clients find the primary: "vip" (default; the
+	// cluster IP) or "dns" (the DNS name points at the primary's node IP;
+	// no cluster IP).
+	Endpoint string `json:"endpoint,omitempty"`
 }
 
 // PeerRef points at another node's API.
@@ -263,6 +270,7 @@ type JoinRequest struct {
 	ReplicationPassword string      `json:"replication_password"`
 	Failover            string      `json:"failover,omitempty"`
 	Quorum              *QuorumSpec `json:"quorum,omitempty"`
+	Endpoint            string      `json:"endpoint,omitempty"` // as in AssembleRequest
 }
 
 // JoinResult is the secondary's answer once it streams.
@@ -336,6 +344,9 @@ type PreflightRequest struct {
 	ClusterIP string `json:"cluster_ip"`
 	DNSName   string `json:"dns_name"`
 	DNSServer string `json:"dns_server,omitempty"` // ip or ip:port; empty = the node's resolver
+	// Endpoint "dns": no cluster IP; the node checks instead that it can
+	// update the DNS name (its dns_update settings, the server, the key).
+	Endpoint string `json:"endpoint,omitempty"`
 }
 
 // PreflightResult is one node's checks.
