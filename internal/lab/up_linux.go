@@ -46,10 +46,6 @@ func Up(ctx context.Context, log *slog.Logger, o UpOptions, out io.Writer) (*Lay
 	if o.IPv6 && !l.IPv6() {
 		return nil, fmt.Errorf("--ipv6 with the IPv4 subnet %s: give an IPv6 --subnet (such as %s) or leave it out", l.Subnet, DefaultSubnet6)
 	}
-	if l.CrossSubnet {
-		// Nothing can assemble a cluster without a cluster IP yet.
-		o.NoAssemble = true
-	}
 	if _, err := lookTool("ip"); err != nil {
 		return nil, err
 	}
