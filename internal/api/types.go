@@ -327,12 +327,37 @@ type ClusterIPInfo struct {
 	Error     string `json:"error,omitempty"`
 }
 
+// DNSEndpointInfo is the cluster DNS name as one node sees it.
+type DNSEndpointInfo struct {
+	Name   string `json:"name"`
+	Server string `json:"server"` // the zone's primary server, host:port
+	TTL    int    `json:"ttl_seconds"`
+	// Pointing: this node is primary and points the name at itself;
+	// Served: the server answers with this node's address.
+	Pointing bool `json:"pointing"`
+	Served   bool `json:"served"`
+	// StaleSince: an update is due and has not landed since then.
+	StaleSince *time.Time `json:"stale_since,omitempty"`
+	Error      string     `json:"error,omitempty"` // the last attempt's
+	// Authority is what the server answers now (A and AAAA, asked
+	// without recursion), AuthorityTTL their TTL; AuthorityError when it
+	// did not answer.
+	Authority      []string `json:"authority"`
+	AuthorityTTL   int      `json:"authority_ttl_seconds,omitempty"`
+	AuthorityError string   `json:"authority_error,omitempty"`
+	// Unconfigured: this node has no dns_update settings.
+	Unconfigured bool `json:"unconfigured,omitempty"`
+}
+
 // ClusterView answers GET /v1/cluster: the cluster as this node sees it.
 type ClusterView struct {
 	Node        NodeInfo         `json:"node"`
 	Record      *Record          `json:"record,omitempty"`
 	Replication *ReplicationInfo `json:"replication,omitempty"`
 	ClusterIP   ClusterIPInfo    `json:"cluster_ip"`
+	// DNS: in a cluster whose endpoint is its DNS name, the name as this
+	// node points it and as the zone's primary server answers it now.
+	DNS         *DNSEndpointInfo `json:"dns,omitempty"`
 	Peer        *Member          `json:"peer,omitempty"`
 	PeerContact *PeerContact     `json:"peer_contact,omitempty"`
 }

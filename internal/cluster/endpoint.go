@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/clusterip"
 	"github.com/tandem-ha/tandem/internal/dnsupdate"
 	"github.com/tandem-ha/tandem/internal/state"
@@ -257,4 +258,40 @@ func (d *dnsName) release(ctx context.Context) {
 	if err := d.up.Remove(rctx, name, d.self); err != nil {
 		d.log.Warn("could not remove this node's address from the cluster DNS name; the new primary's update replaces it", "name", name, "err", err)
 	}
+}
+
+// dnsAskWithin bounds the view's question to the zone's server: status
+// must answer quickly even when that server does not.
+const dnsAskWithin = time.Second
+
+// dnsInfo is the DNS endpoint as this node sees it, with what the zone's
+// primary server answers for the name now.
+func (n *Node) dnsInfo(ctx context.Context) *api.DNSEndpointInfo {
+	d := n.ep.dns
+	if d == nil {
+		name := ""
+		if s := n.State(); s.Cluster != nil {
+			name = s.Cluster.DNSName
+		}
+		return &api.DNSEndpointInfo{Name: name, Unconfigured: true, Error: errNoDNSUpdate.Error(), Authority: []string{}}
+	}
+	st := d.status()
+	info := &api.DNSEndpointInfo{Name: st.Name, Server: st.Server, TTL: int(st.TTL / time.Second),
+		Pointing: st.Desired, Served: st.Served, Error: st.Err, Authority: []string{}}
+	if !st.Stale.IsZero() {
+		t := st.Stale.UTC()
+		info.StaleSince = &t
+	}
+	actx, cancel := context.WithTimeout(ctx, dnsAskWithin)
+	defer cancel()
+	a, err := dnsupdate.Lookup(actx, st.Server, st.Name)
+	if err != nil {
+		info.AuthorityError = err.Error()
+		return info
+	}
+	for _, ip := range a.Addrs {
+		info.Authority = append(info.Authority, ip.String())
+	}
+	info.AuthorityTTL = int(a.TTL / time.Second)
+	return info
 }
