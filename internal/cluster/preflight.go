@@ -113,7 +113,7 @@ func (n *Node) checkDNSUpdate(ctx context.Context, name string) dnscheck.Result 
 		}
 		return fail(err.Error(), fix)
 	}
-	res.Status, res.Detail = dnscheck.StatusOK, fmt.Sprintf("%s accepted a signed update with key %s (one whose prerequisite fails on purpose: nothing changed)", up.Server(), up)
+	res.Status, res.Detail = dnscheck.StatusOK, fmt.Sprintf("%s accepted a signed update, one whose prerequisite fails on purpose so that nothing changed (%s)", up.Server(), up)
 	return res
 }
 
