@@ -235,3 +235,33 @@ func TestCrossSubnetWrongKeyRefused(t *testing.T) {
 		t.Errorf("after the refused assembly %s answers %v (%v), want no address", e.DNSName, a.Addrs, err)
 	}
 }
+
+// TestCrossSubnetDNSAutomaticFailover: in automatic failover mode (the
+// witness w in the client's subnet) a DNS-endpoint cluster's secondary
+// promotes by itself when the primary loses power, and the name follows
+// it without anyone typing a command.
+func TestCrossSubnetDNSAutomaticFailover(t *testing.T) {
+	needRoot(t)
+	l := upWitnessLab(t, "--cross-subnet")
+	l.cache = filepath.Join(labBase, l.name, "console")
+	e := l.env
+	l.waitEligible("a", "b")
+	l.powerOff("a")
+	off := time.Now()
+	took := eventually(t, "the name to point at b after a loses power", 30*time.Second, func() (bool, string) {
+		a, err := l.lookupFrom("client", e.DNSServer, e.DNSName)
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(a.Addrs) == 1 && a.Addrs[0].String() == e.nodeIP("b"), fmt.Sprintf("%s answers %v", e.DNSServer, a.Addrs)
+	})
+	t.Logf("automatic failover, DNS endpoint: power-off → the name served with b's address after %s", took.Round(time.Millisecond))
+	eventually(t, "a write through the name on b", 20*time.Second, func() (bool, string) {
+		out, err := l.sql(e.DNSName, "CREATE TABLE IF NOT EXISTS after_auto (x int); SELECT inet_server_addr()")
+		if err != nil {
+			return false, err.Error()
+		}
+		return strings.Contains(out, e.nodeIP("b")), "served by " + out
+	})
+	t.Logf("power-off → first write through the name on b: %s", time.Since(off).Round(time.Millisecond))
+}
