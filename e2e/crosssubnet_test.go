@@ -34,8 +34,9 @@ import (
 func TestCrossSubnetLab(t *testing.T) {
 	needRoot(t)
 	before := rootNetwork(t)
-	// No --no-assemble: --cross-subnet implies it.
-	l := upLabFlags(t, "--cross-subnet")
+	// The lab's parts alone: this test moves the cluster name by hand,
+	// which an assembled cluster's primary would contend with.
+	l := upLabFlags(t, "--cross-subnet", "--no-assemble")
 	checkRootNetworkUnchanged(t, before)
 	e := l.env
 	if !e.CrossSubnet || e.Router != l.name+"-r" || len(e.Segments) != 3 || e.ClusterIP != "" || e.DNSName != "db."+e.Domain {

@@ -193,6 +193,14 @@ func (l *testLab) powerOn(node string, env ...string) {
 	l.t.Helper()
 	_ = exec.Command("ip", "-n", l.netnsOf(node), "addr", "del", l.env.ClusterPrefix, "dev", "eth0").Run()
 	l.ipRun(node, "link", "set", "eth0", "up")
+	// In a cross-subnet lab the default route, which went down with the
+	// link, comes back as at boot: without it the node reaches nothing
+	// beyond its own subnet.
+	for _, h := range l.env.Hosts {
+		if h.Name == node && h.Gateway != "" {
+			l.ipRun(node, "route", "replace", "default", "via", h.Gateway, "dev", "eth0")
+		}
+	}
 	l.startTandemd(node, env...)
 	l.t.Logf("node %s: power on", node)
 }

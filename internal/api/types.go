@@ -203,12 +203,15 @@ type Member struct {
 
 // Record is the cluster's own record (schema tandem, replicated).
 type Record struct {
-	Name         string    `json:"name"`
-	State        string    `json:"state"` // assembled or standalone
-	Term         int64     `json:"term"`
-	Primary      string    `json:"primary"`
-	ClusterIP    string    `json:"cluster_ip"`
-	DNSName      string    `json:"dns_name"`
+	Name      string `json:"name"`
+	State     string `json:"state"` // assembled or standalone
+	Term      int64  `json:"term"`
+	Primary   string `json:"primary"`
+	ClusterIP string `json:"cluster_ip"`
+	DNSName   string `json:"dns_name"`
+	// Endpoint: "vip" or "dns". The table keeps no column for it: a
+	// cluster without a cluster IP is one whose endpoint is its DNS name.
+	Endpoint     string    `json:"endpoint"`
 	Replication  string    `json:"replication"` // async, sync or strict
 	Synchronized bool      `json:"synchronized"`
 	Members      []Member  `json:"members"`
@@ -240,6 +243,10 @@ type AssembleRequest struct {
 	// Failover is manual (default) or automatic; automatic needs Quorum.
 	Failover string      `json:"failover,omitempty"`
 	Quorum   *QuorumSpec `json:"quorum,omitempty"`
+	// Endpoint is how clients find the primary: "vip" (default; the
+	// cluster IP) or "dns" (the DNS name points at the primary's node IP;
+	// no cluster IP).
+	Endpoint string `json:"endpoint,omitempty"`
 }
 
 // PeerRef points at another node's API.
@@ -263,6 +270,7 @@ type JoinRequest struct {
 	ReplicationPassword string      `json:"replication_password"`
 	Failover            string      `json:"failover,omitempty"`
 	Quorum              *QuorumSpec `json:"quorum,omitempty"`
+	Endpoint            string      `json:"endpoint,omitempty"` // as in AssembleRequest
 }
 
 // JoinResult is the secondary's answer once it streams.
@@ -319,12 +327,37 @@ type ClusterIPInfo struct {
 	Error     string `json:"error,omitempty"`
 }
 
+// DNSEndpointInfo is the cluster DNS name as one node sees it.
+type DNSEndpointInfo struct {
+	Name   string `json:"name"`
+	Server string `json:"server"` // the zone's primary server, host:port
+	TTL    int    `json:"ttl_seconds"`
+	// Pointing: this node is primary and points the name at itself;
+	// Served: the server answers with this node's address.
+	Pointing bool `json:"pointing"`
+	Served   bool `json:"served"`
+	// StaleSince: an update is due and has not landed since then.
+	StaleSince *time.Time `json:"stale_since,omitempty"`
+	Error      string     `json:"error,omitempty"` // the last attempt's
+	// Authority is what the server answers now (A and AAAA, asked
+	// without recursion), AuthorityTTL their TTL; AuthorityError when it
+	// did not answer.
+	Authority      []string `json:"authority"`
+	AuthorityTTL   int      `json:"authority_ttl_seconds,omitempty"`
+	AuthorityError string   `json:"authority_error,omitempty"`
+	// Unconfigured: this node has no dns_update settings.
+	Unconfigured bool `json:"unconfigured,omitempty"`
+}
+
 // ClusterView answers GET /v1/cluster: the cluster as this node sees it.
 type ClusterView struct {
 	Node        NodeInfo         `json:"node"`
 	Record      *Record          `json:"record,omitempty"`
 	Replication *ReplicationInfo `json:"replication,omitempty"`
 	ClusterIP   ClusterIPInfo    `json:"cluster_ip"`
+	// DNS: in a cluster whose endpoint is its DNS name, the name as this
+	// node points it and as the zone's primary server answers it now.
+	DNS         *DNSEndpointInfo `json:"dns,omitempty"`
 	Peer        *Member          `json:"peer,omitempty"`
 	PeerContact *PeerContact     `json:"peer_contact,omitempty"`
 }
@@ -336,6 +369,9 @@ type PreflightRequest struct {
 	ClusterIP string `json:"cluster_ip"`
 	DNSName   string `json:"dns_name"`
 	DNSServer string `json:"dns_server,omitempty"` // ip or ip:port; empty = the node's resolver
+	// Endpoint "dns": no cluster IP; the node checks instead that it can
+	// update the DNS name (its dns_update settings, the server, the key).
+	Endpoint string `json:"endpoint,omitempty"`
 }
 
 // PreflightResult is one node's checks.

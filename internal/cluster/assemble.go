@@ -67,9 +67,7 @@ var dnsNameRE = regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])
 // defaults; every problem is listed.
 func ValidateSpec(req *api.AssembleRequest) error {
 	var p []string
-	if _, err := netip.ParsePrefix(req.ClusterIP); err != nil {
-		p = append(p, fmt.Sprintf("cluster IP %q must be an address with its prefix length, such as 10.0.0.10/24", req.ClusterIP))
-	}
+	p = append(p, endpointProblems(&req.Endpoint, req.ClusterIP)...)
 	if req.DNSName == "" || len(req.DNSName) > 253 || !dnsNameRE.MatchString(req.DNSName) {
 		p = append(p, fmt.Sprintf("DNS name %q is not a valid host name, such as db.example.net", req.DNSName))
 	}
@@ -102,6 +100,50 @@ func ValidateSpec(req *api.AssembleRequest) error {
 	}
 	if len(p) > 0 {
 		return badRequest("%s", strings.Join(p, "; "))
+	}
+	return nil
+}
+
+// endpointProblems checks the endpoint mode against the cluster IP, and
+// fills the default (vip).
+func endpointProblems(mode *string, clusterIP string) []string {
+	switch *mode {
+	case "", EndpointVIP:
+		*mode = EndpointVIP
+		if _, err := netip.ParsePrefix(clusterIP); err != nil {
+			return []string{fmt.Sprintf("cluster IP %q must be an address with its prefix length, such as 10.0.0.10/24", clusterIP)}
+		}
+	case EndpointDNS:
+		if clusterIP != "" {
+			return []string{fmt.Sprintf("endpoint dns has no cluster IP, but cluster IP %s was given: drop --cluster-ip, or use --endpoint vip (nodes in one subnet)", clusterIP)}
+		}
+	default:
+		return []string{fmt.Sprintf("endpoint %q must be vip (a cluster IP, nodes in one subnet) or dns (the DNS name points at the primary, nodes in different subnets)", *mode)}
+	}
+	return nil
+}
+
+// membershipEndpoint is the state file's spelling of an endpoint mode: ""
+// for the cluster IP, as in a state from before the mode existed.
+func membershipEndpoint(mode string) string {
+	if mode == EndpointDNS {
+		return EndpointDNS
+	}
+	return ""
+}
+
+// canPointName refuses, before anything changes, a DNS-endpoint cluster
+// on a node that could not point the name at itself when it becomes
+// primary.
+func (n *Node) canPointName(mode, name string) error {
+	if mode != EndpointDNS {
+		return nil
+	}
+	if n.cfg.DNSUpdater == nil {
+		return badRequest("%s: %v", n.cfg.Name, errNoDNSUpdate)
+	}
+	if err := n.cfg.DNSUpdater.InZone(name); err != nil {
+		return badRequest("%s: the cluster DNS name cannot be updated: %v", n.cfg.Name, err)
 	}
 	return nil
 }
@@ -219,6 +261,9 @@ func (n *Node) assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 	case info.Postgres.VersionNum/10000 != ps.VersionNum/10000:
 		return api.AssembleResult{}, conflict("PostgreSQL major versions differ: %s on %s, %s on %s; install the same major version on both", ps.Version, n.cfg.Name, info.Postgres.Version, info.Name)
 	}
+	if err := n.canPointName(req.Endpoint, req.DNSName); err != nil {
+		return api.AssembleResult{}, err
+	}
 	secondary := api.Member{Name: info.Name, IP: info.IP, APIPort: info.APIPort, PGPort: info.Postgres.Port, Fingerprint: info.Fingerprint, Slot: slotName(info.Name)}
 	if req.Failover == FailoverAutomatic {
 		if err := n.checkQuorumMembers(ctx, *req.Quorum, n.self(""), secondary); err != nil {
@@ -321,7 +366,7 @@ func (n *Node) assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 		s.Role, s.Term = state.RolePrimary, 1
 		s.Cluster = &state.Membership{Name: req.Name, ClusterIP: req.ClusterIP, DNSName: req.DNSName, Replication: req.Replication,
 			Peer:     &state.Peer{Name: secondary.Name, IP: secondary.IP, APIPort: secondary.APIPort, PGPort: secondary.PGPort, Fingerprint: secondary.Fingerprint},
-			Failover: req.Failover, Quorum: req.Quorum}
+			Failover: req.Failover, Quorum: req.Quorum, Endpoint: membershipEndpoint(req.Endpoint)}
 	})
 	if err == nil {
 		err = n.journal(OpAssemble, StepJoin, 0)
@@ -349,8 +394,11 @@ func (n *Node) assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 		}
 		return n.vip.Release(ctx)
 	})
-	prefix, _ := netip.ParsePrefix(req.ClusterIP)
-	n.vip.SetAddress(prefix)
+	// In dns mode this starts pointing the name here, in the background
+	// (endpoint.go): the dns_updated event says when it is served.
+	if prefix, err := netip.ParsePrefix(req.ClusterIP); err == nil {
+		n.vip.SetAddress(prefix)
+	}
 	if err := n.vip.Acquire(ctx); err != nil {
 		n.event(ctx, EventClusterIPConflict, n.cfg.Name, err.Error())
 		return fail(conflict("the cluster IP %s cannot be taken: %v", req.ClusterIP, err))
@@ -362,7 +410,7 @@ func (n *Node) assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 		Name: req.Name, ClusterIP: req.ClusterIP, DNSName: req.DNSName, Replication: req.Replication, Term: 1,
 		Primary: n.self(""), Secondary: secondary,
 		ReplicationUser: ReplicationUser, ReplicationPassword: password,
-		Failover: req.Failover, Quorum: req.Quorum,
+		Failover: req.Failover, Quorum: req.Quorum, Endpoint: membershipEndpoint(req.Endpoint),
 	}, &jr)
 	if err != nil {
 		return fail(fmt.Errorf("the secondary could not join: %w", err))
@@ -375,8 +423,12 @@ func (n *Node) assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 		}
 	}
 	took := time.Since(start).Round(time.Millisecond)
-	n.event(ctx, EventAssembled, n.cfg.Name, fmt.Sprintf("cluster %s assembled: primary %s, secondary %s, replication %s, cluster IP %s (%s; the secondary's clone took %s)",
-		req.Name, n.cfg.Name, secondary.Name, req.Replication, req.ClusterIP, took, jr.CloneTook))
+	where := "cluster IP " + req.ClusterIP
+	if req.Endpoint == EndpointDNS {
+		where = "endpoint: the DNS name " + req.DNSName
+	}
+	n.event(ctx, EventAssembled, n.cfg.Name, fmt.Sprintf("cluster %s assembled: primary %s, secondary %s, replication %s, %s (%s; the secondary's clone took %s)",
+		req.Name, n.cfg.Name, secondary.Name, req.Replication, where, took, jr.CloneTook))
 	if err := n.forgetOperation(); err != nil {
 		return api.AssembleResult{}, err
 	}
@@ -428,6 +480,9 @@ func (n *Node) join(ctx context.Context, req api.JoinRequest) (api.JoinResult, e
 			return api.JoinResult{}, err
 		}
 	}
+	if err := n.canPointName(req.Endpoint, req.DNSName); err != nil {
+		return api.JoinResult{}, err
+	}
 	n.log.Info("joining", "op", OpJoin, "primary", req.Primary.Name, "cluster", req.Name, "failover", req.Failover)
 	restore := func() {
 		if err := n.set(func(s *state.State) { *s = before.Clone() }); err != nil {
@@ -437,7 +492,7 @@ func (n *Node) join(ctx context.Context, req api.JoinRequest) (api.JoinResult, e
 	err := n.set(func(s *state.State) {
 		s.Cluster = &state.Membership{Name: req.Name, ClusterIP: req.ClusterIP, DNSName: req.DNSName, Replication: req.Replication,
 			Peer:     &state.Peer{Name: req.Primary.Name, IP: req.Primary.IP, APIPort: req.Primary.APIPort, PGPort: req.Primary.PGPort, Fingerprint: req.Primary.Fingerprint},
-			Failover: req.Failover, Quorum: req.Quorum}
+			Failover: req.Failover, Quorum: req.Quorum, Endpoint: membershipEndpoint(req.Endpoint)}
 	})
 	if err == nil {
 		err = n.journal(OpJoin, StepClone, 0)
@@ -584,9 +639,8 @@ func validateJoin(r api.JoinRequest, self string) error {
 	if !clusterNameRE.MatchString(r.Name) {
 		p = append(p, fmt.Sprintf("the cluster name %q must be letters, digits, '.', '_' and '-', starting with a letter or digit, at most 253 characters", r.Name))
 	}
-	if _, err := netip.ParsePrefix(r.ClusterIP); err != nil {
-		p = append(p, fmt.Sprintf("the cluster IP %q must be an address with its prefix length", r.ClusterIP))
-	}
+	endpoint := r.Endpoint
+	p = append(p, endpointProblems(&endpoint, r.ClusterIP)...)
 	if len(r.DNSName) > 253 || !dnsNameRE.MatchString(r.DNSName) {
 		p = append(p, fmt.Sprintf("the DNS name %q is not a valid host name", r.DNSName))
 	}

@@ -110,6 +110,12 @@ func (n *Node) edit(ctx context.Context, req api.EditRequest) (api.EditResult, e
 	if err := n.noPendingJournal(s); err != nil {
 		return api.EditResult{}, err
 	}
+	if endpointOf(s.Cluster) == EndpointDNS && (req.ClusterIP != "" || req.DNSName != "") {
+		// The edit moves a cluster IP and preflights one; a cluster whose
+		// endpoint is its DNS name has none, and re-pointing the name
+		// from one zone to another is not built.
+		return api.EditResult{}, badRequest("nothing was changed: cluster %s's endpoint is its DNS name, whose cluster IP and DNS name cannot be edited (only replication); disassemble and assemble again to change them", s.Cluster.Name)
+	}
 	old := valuesOf(s.Cluster)
 	next, changed, err := old.apply(req)
 	if err != nil {

@@ -70,8 +70,12 @@ func (n *Node) failover(ctx context.Context, req api.FailoverRequest) (api.Failo
 		}
 		st.mark("quorum: leader key vacant")
 	}
+	// A cluster whose endpoint is its DNS name has no shared address to
+	// probe (the nodes are in different subnets): the peer link (and, in
+	// automatic mode, the quorum) decides alone there.
+	dnsEndpoint := endpointOf(s.Cluster) == EndpointDNS
 	prefix, err := netip.ParsePrefix(s.Cluster.ClusterIP)
-	if err != nil {
+	if err != nil && !dnsEndpoint {
 		return api.FailoverResult{}, err
 	}
 	// Two paths of this node's own, looked at together so that their
@@ -92,7 +96,9 @@ func (n *Node) failover(ctx context.Context, req api.FailoverRequest) (api.Failo
 	if ago := n.heardAgo(); !req.Force && ago >= 0 && ago < peerSilentAfter {
 		wg.Go(func() { hb, hbErr = n.askPeer(ctx, peer, peerAskTimeout) })
 	}
-	wg.Go(func() { mac, inUse, probeErr = n.vip.Probe(ctx, prefix) })
+	if !dnsEndpoint {
+		wg.Go(func() { mac, inUse, probeErr = n.vip.Probe(ctx, prefix) })
+	}
 	wg.Wait()
 	if hbErr == nil {
 		return api.FailoverResult{}, conflict("the primary %s answers %s on the link between the nodes (role %s, term %d, PostgreSQL %s): failover refused. For a planned change use switchover", peer.Name, n.cfg.Name, hb.Role, hb.Term, hb.Postgres)
@@ -102,7 +108,11 @@ func (n *Node) failover(ctx context.Context, req api.FailoverRequest) (api.Failo
 	} else if inUse {
 		return api.FailoverResult{}, conflict("the cluster IP %s is still answered by %s (ARP/NDP probe from %s): a primary may be alive; failover refused", prefix.Addr(), mac, n.cfg.Name)
 	}
-	st.mark("primary silent, cluster IP probed free")
+	if dnsEndpoint {
+		st.mark("primary silent (DNS endpoint: no cluster IP to probe)")
+	} else {
+		st.mark("primary silent, cluster IP probed free")
+	}
 	newTerm := s.Term + 1
 	n.log.Warn("failover", "op", OpFailover, "from", peer.Name, "term", newTerm, "force", req.Force)
 	var lead *quorum.Leadership

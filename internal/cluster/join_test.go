@@ -143,3 +143,43 @@ func TestValidateSpecChecksTheClusterName(t *testing.T) {
 		t.Fatalf("%v, want the cluster name refused", err)
 	}
 }
+
+// TestValidateSpecEndpoint: the DNS endpoint takes no cluster IP, the
+// cluster IP endpoint needs one, and any other mode is refused, each
+// naming what to change.
+func TestValidateSpecEndpoint(t *testing.T) {
+	for _, c := range []struct {
+		endpoint, clusterIP string
+		says                string // "" accepted
+	}{
+		{"", "10.0.0.10/24", ""},
+		{"vip", "10.0.0.10/24", ""},
+		{"dns", "", ""},
+		{"dns", "10.0.0.10/24", "drop --cluster-ip"},
+		{"vip", "", "cluster IP \"\" must be an address"},
+		{"", "", "cluster IP \"\" must be an address"},
+		{"anycast", "", "must be vip"},
+	} {
+		req := api.AssembleRequest{Name: "db", ClusterIP: c.clusterIP, DNSName: "db.example.test", Endpoint: c.endpoint,
+			Secondary: api.PeerRef{Address: "b:7400", Token: "t", Fingerprint: primaryFP}}
+		err := ValidateSpec(&req)
+		switch {
+		case c.says == "" && err != nil:
+			t.Errorf("endpoint %q, cluster IP %q refused: %v", c.endpoint, c.clusterIP, err)
+		case c.says != "" && (err == nil || !strings.Contains(err.Error(), c.says)):
+			t.Errorf("endpoint %q, cluster IP %q: %v, want it refused saying %q", c.endpoint, c.clusterIP, err, c.says)
+		}
+	}
+}
+
+// TestDNSEndpointWithoutSettingsRefused: a node without dns_update.*
+// refuses a DNS-endpoint assembly before anything changes.
+func TestDNSEndpointWithoutSettingsRefused(t *testing.T) {
+	n := &Node{cfg: Config{Name: "a"}}
+	if err := n.canPointName(EndpointDNS, "db.example.test"); err == nil || !strings.Contains(err.Error(), "dns_update.server") {
+		t.Fatalf("%v, want a refusal naming dns_update.server", err)
+	}
+	if err := n.canPointName(EndpointVIP, "db.example.test"); err != nil {
+		t.Fatalf("vip endpoint: %v", err)
+	}
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/clusterip"
+	"github.com/tandem-ha/tandem/internal/dnsupdate"
 	"github.com/tandem-ha/tandem/internal/postgres"
 	"github.com/tandem-ha/tandem/internal/quorum"
 	"github.com/tandem-ha/tandem/internal/state"
@@ -72,6 +73,9 @@ type Config struct {
 	Upgrade UpgradeConfig
 	// Watchdog is the device a primary arms in automatic mode (watchdog.go).
 	Watchdog WatchdogConfig
+	// DNSUpdater, when set, points the cluster DNS name at this node when
+	// it is primary of a cluster whose endpoint is the name (endpoint.go).
+	DNSUpdater *dnsupdate.Updater
 }
 
 // Service is a role-bound service (see config.Service).
@@ -142,7 +146,8 @@ type Node struct {
 	cfg Config
 	log *slog.Logger
 	pg  Postgres
-	vip VIP
+	vip VIP       // the endpoint, in either mode (endpoint.go)
+	ep  *endpoint // the same, for what only it knows (the DNS name's state)
 	run *runner
 	up  upgradeState
 	// hurry asks the monitor to look every monitorHurryEvery for a while
@@ -216,7 +221,14 @@ func New(cfg Config, st state.State, pg Postgres, vip VIP, log *slog.Logger) *No
 	if cfg.MaxSlotWALKeep == "" {
 		cfg.MaxSlotWALKeep = "8GB"
 	}
-	n := &Node{cfg: cfg, st: st, pg: pg, vip: vip, log: log, run: newRunner(), cert: cfg.Cert, certFP: cfg.Fingerprint, hurry: make(chan struct{}, 1)}
+	ep := &endpoint{ip: vip}
+	n := &Node{cfg: cfg, st: st, pg: pg, vip: ep, ep: ep, log: log, run: newRunner(), cert: cfg.Cert, certFP: cfg.Fingerprint, hurry: make(chan struct{}, 1)}
+	if self, err := netip.ParseAddr(cfg.IP); err == nil && cfg.DNSUpdater != nil {
+		ep.dns = newDNSName(cfg.DNSUpdater, self, log.With("component", "dnsname"), func(kind, msg string) {
+			n.event(context.Background(), kind, cfg.Name, msg)
+		})
+	}
+	ep.follow(st.Cluster)
 	n.loadPreparedCert()
 	return n
 }
@@ -243,6 +255,7 @@ func (n *Node) update(fn func(s *state.State) error) error {
 		return fmt.Errorf("while saving the node state: %w", err)
 	}
 	n.st = s
+	n.ep.follow(s.Cluster)
 	return nil
 }
 

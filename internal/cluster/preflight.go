@@ -2,22 +2,29 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/dnscheck"
+	"github.com/tandem-ha/tandem/internal/dnsupdate"
 )
 
 // Preflight runs the network checks from this node's point of view: its
 // resolver, its interfaces, its path to the peer.
 func (n *Node) Preflight(ctx context.Context, req api.PreflightRequest) (api.PreflightResult, error) {
 	var p []string
+	dnsEndpoint := req.Endpoint == EndpointDNS
 	prefix, err := netip.ParsePrefix(req.ClusterIP)
-	if err != nil {
+	switch {
+	case dnsEndpoint && req.ClusterIP != "":
+		p = append(p, fmt.Sprintf("endpoint dns has no cluster IP, but cluster IP %s was given", req.ClusterIP))
+	case !dnsEndpoint && err != nil:
 		p = append(p, fmt.Sprintf("cluster IP %q must be an address with its prefix length, such as 10.0.0.10/24", req.ClusterIP))
 	}
 	peerIP, err := netip.ParseAddr(req.Peer.IP)
@@ -34,25 +41,80 @@ func (n *Node) Preflight(ctx context.Context, req api.PreflightRequest) (api.Pre
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	in := dnscheck.Input{
-		Self:      dnscheck.Node{Name: n.cfg.Name, IP: selfIP, APIPort: n.cfg.APIPort, PostgresPort: n.cfg.PGPort},
-		Peer:      dnscheck.Node{Name: req.Peer.Name, IP: peerIP, APIPort: req.Peer.APIPort, PostgresPort: req.Peer.PGPort},
-		ClusterIP: prefix,
-		DNSName:   req.DNSName,
-		DNSServer: req.DNSServer,
+		Self:        dnscheck.Node{Name: n.cfg.Name, IP: selfIP, APIPort: n.cfg.APIPort, PostgresPort: n.cfg.PGPort},
+		Peer:        dnscheck.Node{Name: req.Peer.Name, IP: peerIP, APIPort: req.Peer.APIPort, PostgresPort: req.Peer.PGPort},
+		ClusterIP:   prefix,
+		DNSName:     req.DNSName,
+		DNSServer:   req.DNSServer,
+		NoClusterIP: dnsEndpoint,
 	}
 	// The primary of this very cluster holds the address already; probing
 	// would only find ourselves (or, worse, report our own address as a
 	// conflict), so the probe runs only while the address is not ours.
 	s := n.State()
 	selfHolds := s.Cluster != nil && s.Cluster.ClusterIP == req.ClusterIP && n.vip.Status().Held
-	if !selfHolds {
+	if !selfHolds && !dnsEndpoint {
 		in.Prober = func(ctx context.Context, ip netip.Addr) (string, bool, error) {
 			return n.vip.Probe(ctx, prefix)
 		}
 	}
+	var dnsRes dnscheck.Result
+	var wg sync.WaitGroup
+	if dnsEndpoint {
+		wg.Go(func() { dnsRes = n.checkDNSUpdate(ctx, req.DNSName) })
+	}
 	rs := dnscheck.Run(ctx, in)
-	n.acceptOwnClusterIP(ctx, rs, prefix, req.Peer.Name, peerIP, selfHolds)
+	wg.Wait()
+	if dnsEndpoint {
+		rs = append(rs, dnsRes)
+	} else {
+		n.acceptOwnClusterIP(ctx, rs, prefix, req.Peer.Name, peerIP, selfHolds)
+	}
 	return api.PreflightResult{Node: n.cfg.Name, Checks: rs, Problems: dnscheck.Problems(rs)}, nil
+}
+
+// IDDNSUpdate is the preflight check of a DNS-endpoint cluster that this
+// node can point the name at itself: its dns_update settings, the zone's
+// primary server answering, and the TSIG key accepted.
+const IDDNSUpdate = "dns_update"
+
+// checkDNSUpdate proves the key with dnsupdate.CheckKey: a signed update
+// whose prerequisite fails on purpose, so the zone is not changed.
+func (n *Node) checkDNSUpdate(ctx context.Context, name string) dnscheck.Result {
+	res := dnscheck.Result{ID: IDDNSUpdate, Title: "this node can update the cluster DNS name (zone primary server reachable, TSIG key accepted)"}
+	up := n.cfg.DNSUpdater
+	fail := func(detail, fix string) dnscheck.Result {
+		res.Status, res.Detail, res.Fix = dnscheck.StatusProblem, detail, fix
+		return res
+	}
+	if up == nil {
+		return fail("no dns_update settings in this node's tandemd config",
+			"set dns_update.server, dns_update.zone, dns_update.key_name and dns_update.secret_file in tandemd's config on "+n.cfg.Name+" and restart tandemd (docs/config.md)")
+	}
+	res.Title = fmt.Sprintf("%s can update %s at %s", n.cfg.Name, name, up.Server())
+	if err := up.InZone(name); err != nil {
+		return fail(err.Error(), fmt.Sprintf("set dns_update.zone on %s to the zone that holds %s, or choose a cluster DNS name in zone %s", n.cfg.Name, name, up.Zone()))
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := up.CheckKey(cctx); err != nil {
+		fix := "see the detail; the server's log says more"
+		switch {
+		case errors.Is(err, dnsupdate.ErrNoAnswer):
+			fix = fmt.Sprintf("make the zone's primary server %s reachable from %s (UDP and TCP port 53), or correct dns_update.server", up.Server(), n.cfg.Name)
+		case errors.Is(err, dnsupdate.ErrKeyRefused):
+			fix = fmt.Sprintf("give %s the key the server knows: dns_update.key_name, dns_update.algorithm and the secret in dns_update.secret_file must match the server's key statement", n.cfg.Name)
+		case errors.Is(err, dnsupdate.ErrClock):
+			fix = fmt.Sprintf("synchronise the clocks of %s and the DNS server (NTP): TSIG allows 5 minutes", n.cfg.Name)
+		case errors.Is(err, dnsupdate.ErrUpdateRefused):
+			fix = fmt.Sprintf("let the key update zone %s on the server (BIND: allow-update { key ...; } or update-policy)", up.Zone())
+		case errors.Is(err, dnsupdate.ErrNotAuth), errors.Is(err, dnsupdate.ErrNotZone):
+			fix = fmt.Sprintf("point dns_update.server at the primary server of zone %s", up.Zone())
+		}
+		return fail(err.Error(), fix)
+	}
+	res.Status, res.Detail = dnscheck.StatusOK, fmt.Sprintf("%s accepted a signed update, one whose prerequisite fails on purpose so that nothing changed (%s)", up.Server(), up)
+	return res
 }
 
 // acceptOwnClusterIP passes the "cluster IP not in use" check when the
@@ -94,12 +156,12 @@ func (n *Node) preflightBoth(ctx context.Context, req api.AssembleRequest, secon
 // admin token's /v1/preflight at assembly, /v1/peer/preflight (the peer's
 // certificate) once the two are a cluster.
 func (n *Node) preflightBothAt(ctx context.Context, req api.AssembleRequest, secondary api.Member, sec *peerClient, path string) error {
-	mine, err := n.Preflight(ctx, api.PreflightRequest{Peer: secondary, ClusterIP: req.ClusterIP, DNSName: req.DNSName})
+	mine, err := n.Preflight(ctx, api.PreflightRequest{Peer: secondary, ClusterIP: req.ClusterIP, DNSName: req.DNSName, Endpoint: req.Endpoint})
 	if err != nil {
 		return err
 	}
 	var theirs api.PreflightResult
-	if err := sec.do(ctx, http.MethodPost, path, api.PreflightRequest{Peer: n.self(""), ClusterIP: req.ClusterIP, DNSName: req.DNSName}, &theirs); err != nil {
+	if err := sec.do(ctx, http.MethodPost, path, api.PreflightRequest{Peer: n.self(""), ClusterIP: req.ClusterIP, DNSName: req.DNSName, Endpoint: req.Endpoint}, &theirs); err != nil {
 		return fmt.Errorf("while running the preflight on the secondary: %w", err)
 	}
 	var p []string

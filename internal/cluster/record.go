@@ -136,6 +136,10 @@ func ReadRecord(ctx context.Context, db execer) (Record, error) {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Record{}, ErrNoRecord
 	}
+	r.Endpoint = EndpointVIP
+	if err == nil && r.ClusterIP == "" {
+		r.Endpoint = EndpointDNS
+	}
 	if err != nil {
 		return Record{}, fmt.Errorf("while reading the cluster record: %w", err)
 	}

@@ -17,6 +17,9 @@ import (
 func (n *Node) View(ctx context.Context) (api.ClusterView, error) {
 	v := api.ClusterView{Node: n.Node(ctx), ClusterIP: n.vipInfo()}
 	s := n.State()
+	if endpointOf(s.Cluster) == EndpointDNS {
+		v.DNS = n.dnsInfo(ctx)
+	}
 	if s.Cluster != nil && s.Cluster.Peer != nil {
 		v.Peer = memberOf(s.Cluster.Peer)
 		pc := &api.PeerContact{SilentSeconds: -1}

@@ -55,7 +55,10 @@ type Config struct {
 	Sync Sync `yaml:"sync"`
 	// Upgrade: how `tandem upgrade` installs another version (upgrade.go).
 	Upgrade Upgrade `yaml:"upgrade"`
-	Log     Log     `yaml:"log"`
+	// DNSUpdate: how this node points the cluster DNS name at itself in a
+	// cluster without a cluster IP (dnsupdate.go).
+	DNSUpdate DNSUpdate `yaml:"dns_update"`
+	Log       Log       `yaml:"log"`
 }
 
 // Notify says whom to tell about events that need a person.
@@ -205,13 +208,14 @@ func Defaults() Config {
 			SyncGrace:      Duration(10 * time.Second),
 			AwayAfter:      Duration(10 * time.Minute),
 		},
-		Rejoin:   Rejoin{PeerGrace: Duration(30 * time.Second), SelfElect: true},
-		Hooks:    Hooks{Timeout: Duration(30 * time.Second)},
-		Notify:   Notify{Retries: 5, Timeout: Duration(10 * time.Second)},
-		Log:      Log{Level: "info", Format: "text"},
-		Quorum:   defaultQuorum(),
-		Watchdog: defaultWatchdog(),
-		Upgrade:  defaultUpgrade(),
+		Rejoin:    Rejoin{PeerGrace: Duration(30 * time.Second), SelfElect: true},
+		Hooks:     Hooks{Timeout: Duration(30 * time.Second)},
+		Notify:    Notify{Retries: 5, Timeout: Duration(10 * time.Second)},
+		Log:       Log{Level: "info", Format: "text"},
+		Quorum:    defaultQuorum(),
+		Watchdog:  defaultWatchdog(),
+		Upgrade:   defaultUpgrade(),
+		DNSUpdate: defaultDNSUpdate(),
 	}
 }
 
@@ -549,6 +553,7 @@ func (c *Config) Validate() error {
 	p = append(p, c.watchdogProblems()...)
 	p = append(p, c.syncProblems()...)
 	p = append(p, c.upgradeProblems()...)
+	p = append(p, c.dnsUpdateProblems(garbled)...)
 	p = append(p, c.logProblems()...)
 	if len(p) > 0 {
 		return &Problems{List: p}

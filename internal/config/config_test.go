@@ -235,3 +235,62 @@ func TestListenAddressesForms(t *testing.T) {
 		}
 	}
 }
+
+func TestDNSUpdateSettings(t *testing.T) {
+	base := func() Config {
+		c := Defaults()
+		c.Node.Name, c.Node.IP = "a", "10.77.1.11"
+		c.Postgres.OSUser = "nobody"
+		return c
+	}
+	problems := func(c Config) string {
+		if err := c.Validate(); err != nil {
+			return err.Error()
+		}
+		return ""
+	}
+	for _, tc := range []struct {
+		name string
+		set  func(*DNSUpdate)
+		want []string // each must appear; none: no dns_update problem
+	}{
+		{"unset", func(*DNSUpdate) {}, nil},
+		{"complete", func(d *DNSUpdate) {
+			d.Server, d.Zone, d.KeyName, d.SecretFile = "10.77.3.53", "example.test", "tandemd-a", "/etc/tandem/dns.key"
+		}, nil},
+		{"only a key name", func(d *DNSUpdate) { d.KeyName = "tandemd-a" }, []string{
+			"dns_update.server is required", "dns_update.zone is required", "dns_update.secret_file is required"}},
+		{"host name server", func(d *DNSUpdate) {
+			d.Server, d.Zone, d.SecretFile = "ns1.example.test", "example.test", "/k"
+		}, []string{"dns_update: zone primary server", "a host name would need DNS"}},
+		{"relative secret", func(d *DNSUpdate) {
+			d.Server, d.Zone, d.SecretFile = "10.77.3.53", "example.test", "dns.key"
+		}, []string{"dns_update.secret_file \"dns.key\" must be an absolute path"}},
+		{"bad algorithm", func(d *DNSUpdate) {
+			d.Server, d.Zone, d.SecretFile, d.Algorithm = "10.77.3.53", "example.test", "/k", "md5"
+		}, []string{"dns_update: "}},
+		{"ttl too short", func(d *DNSUpdate) { d.TTL = Duration(500 * time.Millisecond) }, []string{"dns_update.ttl 500ms must be a whole number of seconds"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := base()
+			tc.set(&c.DNSUpdate)
+			got := problems(c)
+			if len(tc.want) == 0 && strings.Contains(got, "dns_update") {
+				t.Fatalf("refused: %s", got)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("problems lack %q:\n%s", w, got)
+				}
+			}
+		})
+	}
+	// The environment sets them like any other key.
+	c := base()
+	if err := applyEnv(&c, []string{"TANDEMD_DNS_UPDATE_SERVER=10.77.3.53", "TANDEMD_DNS_UPDATE_TTL=3s"}); err != nil {
+		t.Fatal(err)
+	}
+	if c.DNSUpdate.Server != "10.77.3.53" || c.DNSUpdate.TTL.D() != 3*time.Second {
+		t.Fatalf("env gave %+v", c.DNSUpdate)
+	}
+}

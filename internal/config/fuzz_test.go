@@ -24,6 +24,8 @@ var yamlSeeds = []string{
 	"postgres:\n  port: 99999999999999999999\n",
 	"log:\n  level: \"\\x00\"\n",
 	"%YAML 1.2\n---\nnode: {name: a}\n...\n---\nnode: {name: b}\n",
+	"dns_update:\n  server: 10.77.3.53\n  zone: lab.test\n  secret_file: /var/lib/tandem-lab/lab/a/dns-update.key\n  ttl: 5s\n",
+	"dns_update:\n  server: ns1.lab.test\n  key_name: \"k\\ny\"\n  ttl: 500ms\n",
 }
 
 // FuzzParse: the YAML loader never panics; what it accepts, Validate
@@ -61,6 +63,9 @@ func FuzzEnv(f *testing.F) {
 		{"NOTIFY_WEBHOOK", "https://hooks.example.net/x?token=y"},
 		{"NOTIFY_EVENTS", "fenced"},
 		{"SERVICES", "x"},
+		{"DNS_UPDATE_SERVER", "10.77.3.53:53"},
+		{"DNS_UPDATE_TTL", "1h1s"},
+		{"DNS_UPDATE_ZONE", "lab.test\nx"},
 		{"node_name", "a"},
 		{"", ""},
 	} {

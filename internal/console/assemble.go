@@ -117,7 +117,7 @@ Exit status: 0 assembled; 2 bad flags, or not confirmed off a terminal
 				return err
 			}
 			req := api.AssembleRequest{
-				Name: name, ClusterIP: r.clusterIP.String(), DNSName: r.dnsName, Replication: replication,
+				Name: name, ClusterIP: r.clusterIPText(), DNSName: r.dnsName, Replication: replication, Endpoint: r.endpoint,
 				Secondary: api.PeerRef{
 					Address:     pc.s.Addr(),
 					Token:       r.secondaryToken,
@@ -284,9 +284,13 @@ func pgVersion(n api.NodeInfo) string {
 func printAssemblePlan(w io.Writer, pc *pairClients, req api.AssembleRequest) {
 	p, s := pc.pInfo, pc.sInfo
 	fmt.Fprintf(w, "\nAssemble cluster %s:\n", req.Name)
-	fmt.Fprintf(w, "  primary     %s  (node IP %s, API %s), PostgreSQL %s: keeps its database, takes the cluster IP\n", p.Name, p.IP, pc.p.Addr(), pgVersion(p))
+	fmt.Fprintf(w, "  primary     %s  (node IP %s, API %s), PostgreSQL %s: keeps its database, takes the endpoint\n", p.Name, p.IP, pc.p.Addr(), pgVersion(p))
 	fmt.Fprintf(w, "  secondary   %s  (node IP %s, API %s), PostgreSQL %s: becomes its hot standby\n", s.Name, s.IP, pc.s.Addr(), pgVersion(s))
-	fmt.Fprintf(w, "  cluster IP  %s   DNS name %s   replication %s\n", req.ClusterIP, req.DNSName, req.Replication)
+	if req.Endpoint == endpointDNS {
+		fmt.Fprintf(w, "  endpoint    the DNS name %s, pointed at the primary's node IP (no cluster IP)   replication %s\n", req.DNSName, req.Replication)
+	} else {
+		fmt.Fprintf(w, "  cluster IP  %s   DNS name %s   replication %s\n", req.ClusterIP, req.DNSName, req.Replication)
+	}
 	if req.Quorum != nil && req.Quorum.External() {
 		fmt.Fprintf(w, "  failover    AUTOMATIC: quorum of the external etcd %s, key prefix %s\n", strings.Join(req.Quorum.Etcd, ","), req.Quorum.Prefix)
 	} else if req.Quorum != nil {

@@ -200,15 +200,14 @@ no address in common: a in 10.77.1.0/24 (.11), b in 10.77.2.0/24 (.12),
 and client, dns (and w or e1-e3) in 10.77.3.0/24, each subnet a bridge of
 its own, joined by a router namespace NAME-r at .1 of each (the 2nd, 3rd
 and 4th /24 of --subnet, default 10.77.0.0/16). There is no cluster IP:
-the cluster name db.NAME.test is to be an A record that the primary points
-at itself by dynamic DNS, so the DNS server is BIND 9 (Debian's bind9)
+the cluster name db.NAME.test is an A record that the primary points at
+itself by dynamic DNS, so the DNS server is BIND 9 (Debian's bind9)
 instead of dnsmasq, with forward and reverse zones the lab writes and a
 TSIG key (hmac-sha256) that may update the forward zone; each node has a
 copy in /var/lib/tandem-lab/NAME/NODE/dns-update.key (mode 0600) and 'lab
-env' names it. IPv4 only. It implies --no-assemble: tandemd runs on a and
-b, which reach each other through the router, but nothing assembles a
-cluster without a cluster IP yet (that comes with 'tandem assemble
---endpoint dns'). power-off, power-on, partition, netem, heal, pause and
+env' names it; each node's tandemd config has dns_update.* pointing at
+it. IPv4 only. The cluster is assembled with 'tandem assemble --endpoint
+dns' (a and b reach each other through the router). power-off, power-on, partition, netem, heal, pause and
 resume work as in the default lab (across the router, partitions and
 netem match the peer's address instead of its MAC); 'lab dns' edits
 rewrite BIND's zone files and restart it, which discards dynamic updates.
@@ -235,9 +234,6 @@ executable, else from PATH.`,
 			if crossSubnet && ipv6 {
 				return exitf(ExitUsage, "--cross-subnet builds an IPv4 lab only for now: leave out --ipv6")
 			}
-			if crossSubnet && replication != "" {
-				return exitf(ExitUsage, "--replication is for the assembly, which --cross-subnet does not do yet (it implies --no-assemble)")
-			}
 			if err := check(); err != nil {
 				return err
 			}
@@ -260,7 +256,7 @@ executable, else from PATH.`,
 	f.StringVar(&replication, "replication", "", "replication mode to assemble with: async, sync (default) or strict")
 	f.StringVar(&failover, "failover", lab.FailoverManual, "failover mode: manual (two nodes, failover by a person) or automatic (adds the witness host w and assembles with it)")
 	f.BoolVar(&etcdExt, "etcd-external", false, "with --failover automatic: the quorum is an etcd cluster on hosts e1-e3 (Debian's etcd-server) instead of the witness w")
-	f.BoolVar(&crossSubnet, "cross-subnet", false, "put a, b and the client in three subnets joined by a router, with BIND 9 (dynamic updates, a TSIG key) as the DNS server and no cluster IP; IPv4 only; implies --no-assemble (a cross-subnet cluster cannot be assembled yet)")
+	f.BoolVar(&crossSubnet, "cross-subnet", false, "put a, b and the client in three subnets joined by a router, with BIND 9 (dynamic updates, a TSIG key) as the DNS server and no cluster IP; IPv4 only; the cluster is assembled with --endpoint dns")
 	f.DurationVar(&wait, "wait", lab.DefaultUpTimeout, "how long to wait for both nodes to answer /health")
 	return c
 }

@@ -66,16 +66,15 @@ func TestLabUpFailoverFlag(t *testing.T) {
 	}
 }
 
-// TestLabUpCrossSubnetFlag: --cross-subnet is IPv4 only and does not
-// assemble, so --ipv6 and --replication are usage errors before anything
-// is built; its help says it implies --no-assemble.
+// TestLabUpCrossSubnetFlag: --cross-subnet is IPv4 only, so --ipv6 is a
+// usage error before anything is built; its help says the cluster is
+// assembled with --endpoint dns.
 func TestLabUpCrossSubnetFlag(t *testing.T) {
 	for _, c := range []struct {
 		args []string
 		says string
 	}{
 		{[]string{"--cross-subnet", "--ipv6"}, "IPv4"},
-		{[]string{"--cross-subnet", "--replication", "sync"}, "--no-assemble"},
 	} {
 		cmd := NewLabCommand()
 		var out bytes.Buffer
@@ -92,7 +91,7 @@ func TestLabUpCrossSubnetFlag(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := up.Flags().Lookup("cross-subnet")
-	if f == nil || f.DefValue != "false" || !strings.Contains(f.Usage, "implies --no-assemble") || !strings.Contains(up.Long, "implies --no-assemble") {
+	if f == nil || f.DefValue != "false" || !strings.Contains(f.Usage, "--endpoint dns") || !strings.Contains(up.Long, "--endpoint\ndns") {
 		t.Errorf("lab up --cross-subnet: %+v", f)
 	}
 }

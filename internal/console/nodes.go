@@ -39,13 +39,15 @@ type pairFlags struct {
 	primaryTokenFile, secondaryTokenFile string
 	primaryFP, secondaryFP               string
 	clusterIP, dnsName, dnsServer        string
+	endpoint                             string
 }
 
 func (p *pairFlags) register(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&p.primary, "primary", "", "API address of the node whose database is kept: host, host:port or https://host:port")
 	f.StringVar(&p.secondary, "secondary", "", "API address of the node that becomes the hot standby (its database is replaced)")
-	f.StringVar(&p.clusterIP, "cluster-ip", "", "the cluster IP with the cluster subnet's prefix length, e.g. 10.0.0.10/24")
+	f.StringVar(&p.endpoint, "endpoint", endpointVIP, "how clients find the primary: vip (the cluster IP, nodes in one subnet) or dns (no cluster IP: the primary points the DNS name at its node IP with a TSIG-signed update; nodes in different subnets, each with dns_update.* in its tandemd config)")
+	f.StringVar(&p.clusterIP, "cluster-ip", "", "the cluster IP with the cluster subnet's prefix length, e.g. 10.0.0.10/24 (not with --endpoint dns)")
 	f.StringVar(&p.dnsName, "dns-name", "", "the cluster DNS name, resolving forward and reverse to the cluster IP")
 	f.StringVar(&p.dnsServer, "dns-server", "", "DNS server the nodes ask in the preflight (ip or ip:port; default: each node's resolver)")
 	f.StringVar(&p.primaryTokenFile, "primary-token-file", "", "file holding the primary's admin token (default: TANDEM_PRIMARY_TOKEN, then the console's tokens)")
@@ -62,9 +64,16 @@ type pair struct {
 	// Set when a node's token is one the console kept under another
 	// spelling of that node: it goes only to the certificate pinned there.
 	primaryKept, secondaryKept keptToken
-	clusterIP                  netip.Prefix
+	clusterIP                  netip.Prefix // invalid with endpoint dns
 	dnsName                    string
+	endpoint                   string
 }
+
+// Endpoint modes (--endpoint), as the nodes spell them.
+const (
+	endpointVIP = "vip"
+	endpointDNS = "dns"
+)
 
 var (
 	dnsNameRE     = regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.?$`)
@@ -96,10 +105,23 @@ func (p *pairFlags) resolve() (pair, []string) {
 	if r.primaryAddr != "" && r.primaryAddr == r.secondaryAddr {
 		probs = append(probs, fmt.Sprintf("--primary and --secondary are both %s: name two different nodes", r.primaryAddr))
 	}
-	if p.clusterIP == "" {
-		probs = append(probs, "--cluster-ip is missing: the cluster IP with its prefix length, e.g. 10.0.0.10/24")
-	} else if r.clusterIP, err = parseClusterIP(p.clusterIP); err != nil {
-		probs = append(probs, err.Error())
+	// The vip default is sent as "", as from a console before the mode
+	// existed, so that a node of that time still takes the request.
+	if p.endpoint == endpointDNS {
+		r.endpoint = endpointDNS
+	}
+	switch {
+	case p.endpoint == endpointDNS && p.clusterIP != "":
+		probs = append(probs, fmt.Sprintf("--cluster-ip %s with --endpoint dns: the DNS name is the endpoint and there is no cluster IP; drop --cluster-ip, or use --endpoint vip", p.clusterIP))
+	case p.endpoint == endpointDNS:
+	case p.endpoint != endpointVIP:
+		probs = append(probs, fmt.Sprintf("--endpoint %q: use vip (a cluster IP, nodes in one subnet) or dns (the DNS name points at the primary, nodes in different subnets)", p.endpoint))
+	case p.clusterIP == "":
+		probs = append(probs, "--cluster-ip is missing: the cluster IP with its prefix length, e.g. 10.0.0.10/24 (or --endpoint dns, for nodes in different subnets)")
+	default:
+		if r.clusterIP, err = parseClusterIP(p.clusterIP); err != nil {
+			probs = append(probs, err.Error())
+		}
 	}
 	r.dnsName = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(p.dnsName)), ".")
 	switch {
@@ -447,4 +469,12 @@ func confirmOrRefuse(tr *trust, yes bool, question string) error {
 		return exitf(ExitFailure, "not confirmed; nothing was changed")
 	}
 	return nil
+}
+
+// clusterIPText is the cluster IP as the nodes take it: "" with endpoint dns.
+func (r pair) clusterIPText() string {
+	if !r.clusterIP.IsValid() {
+		return ""
+	}
+	return r.clusterIP.String()
 }

@@ -87,7 +87,7 @@ unreachable; 4 certificate or token refused.`,
 			for i, a := range ask {
 				wg.Go(func() {
 					n := &out.Nodes[i]
-					req := api.PreflightRequest{Peer: member(a.peer), ClusterIP: r.clusterIP.String(), DNSName: r.dnsName, DNSServer: pf.dnsServer}
+					req := api.PreflightRequest{Peer: member(a.peer), ClusterIP: r.clusterIPText(), DNSName: r.dnsName, DNSServer: pf.dnsServer, Endpoint: r.endpoint}
 					if err := a.c.Post(ctx, "/v1/preflight", req, &n.PreflightResult); err != nil {
 						n.Error = err.Error()
 					}

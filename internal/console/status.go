@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -61,6 +62,29 @@ type ClusterStatus struct {
 	// cluster IP and the DNS name, as told by its certificate.
 	ClusterIPAnswer *EndpointAnswer `json:"cluster_ip_answer,omitempty"`
 	DNSNameAnswer   *EndpointAnswer `json:"dns_name_answer,omitempty"`
+	// Endpoint is how clients find the primary: vip (the cluster IP) or
+	// dns (the DNS name, pointed at the primary's node IP); DNS says more
+	// in dns mode.
+	Endpoint string         `json:"endpoint"`
+	DNS      *DNSNameStatus `json:"dns,omitempty"`
+}
+
+// DNSNameStatus is the cluster DNS name of a DNS-endpoint cluster: what
+// this console's resolver answers, what the zone's primary server answers
+// (asked by a node, the primary's answer first), its TTL, and whether the
+// primary's update is stale.
+type DNSNameStatus struct {
+	Name          string   `json:"name"`
+	Resolver      []string `json:"resolver"`
+	ResolverError string   `json:"resolver_error,omitempty"`
+	// Authority is the zone server's answer as node AskedBy got it.
+	Server         string     `json:"server,omitempty"`
+	Authority      []string   `json:"authority"`
+	AuthorityError string     `json:"authority_error,omitempty"`
+	AskedBy        string     `json:"asked_by,omitempty"`
+	TTL            int        `json:"ttl_seconds"`
+	StaleSince     *time.Time `json:"stale_since,omitempty"`
+	Error          string     `json:"error,omitempty"`
 }
 
 // EndpointAnswer is who answered on an address that either node may hold.
@@ -292,6 +316,16 @@ func statusOfCluster(cmd *cobra.Command, g *globals, name string) error {
 	if cc.DNSName != "" {
 		wg.Go(func() { dnsAnswer = identify(ctx, net.JoinHostPort(cc.DNSName, port), known) })
 	}
+	var resolved []string
+	var resolveErr error
+	if cc.DNSName != "" && cc.ClusterIP == "" {
+		// A DNS-endpoint cluster: what this console's own resolver says.
+		wg.Go(func() {
+			rctx, rcancel := context.WithTimeout(ctx, probeTimeout)
+			defer rcancel()
+			resolved, resolveErr = net.DefaultResolver.LookupHost(rctx, cc.DNSName)
+		})
+	}
 	wg.Wait()
 
 	out := StatusOutput{}
@@ -300,6 +334,12 @@ func statusOfCluster(cmd *cobra.Command, g *globals, name string) error {
 	}
 	out.Cluster = summarize(name, cc, probes, &out)
 	out.Cluster.ClusterIPAnswer, out.Cluster.DNSNameAnswer = ipAnswer, dnsAnswer
+	if out.Cluster.Endpoint == endpointDNS {
+		out.Cluster.DNS = dnsNameStatus(out.Cluster.DNSName, probes, resolved, resolveErr)
+		if d := out.Cluster.DNS; d.StaleSince != nil {
+			out.Warnings = append(out.Warnings, fmt.Sprintf("the cluster DNS name %s is STALE since %s: the primary's update has not landed (%s); it is retried until it does", d.Name, d.StaleSince.Local().Format("2006-01-02 15:04:05"), dash(d.Error)))
+		}
+	}
 	if ipAnswer != nil && ipAnswer.Reachable && ipAnswer.Node != "" && out.Cluster.Primary != "" && ipAnswer.Node != out.Cluster.Primary {
 		out.Warnings = append(out.Warnings, fmt.Sprintf("the cluster IP is answered by %s, but the primary is %s", ipAnswer.Node, out.Cluster.Primary))
 	}
@@ -345,6 +385,14 @@ func nodeStatus(p *probe) NodeStatus {
 // node that says it is primary; the cache fills what no node said.
 func summarize(name string, cc CachedCluster, ps []*probe, out *StatusOutput) *ClusterStatus {
 	cs := &ClusterStatus{Name: name, Term: cc.Term, Primary: cc.Primary, ClusterIP: cc.ClusterIP, DNSName: cc.DNSName, Replication: cc.Replication, RecordFrom: "cache"}
+	defer func() {
+		// The record keeps no mode of its own: a cluster without a
+		// cluster IP is one whose endpoint is its DNS name.
+		cs.Endpoint = endpointVIP
+		if cs.ClusterIP == "" {
+			cs.Endpoint = endpointDNS
+		}
+	}()
 	var rec *api.Record
 	var from *probe
 	live := false
@@ -498,7 +546,13 @@ func printStatus(w io.Writer, format string, s StatusOutput) error {
 			fmt.Fprint(w, "  DEGRADED")
 		}
 		fmt.Fprintf(w, "  (record from %s)\n", c.RecordFrom)
-		fmt.Fprintf(w, "  cluster IP %s%s   DNS name %s%s\n", dash(c.ClusterIP), answerOf(c.ClusterIPAnswer), dash(c.DNSName), answerOf(c.DNSNameAnswer))
+		if d := c.DNS; d != nil {
+			for _, l := range dnsLines(d, c.DNSNameAnswer) {
+				fmt.Fprintln(w, "  "+l)
+			}
+		} else {
+			fmt.Fprintf(w, "  cluster IP %s%s   DNS name %s%s\n", dash(c.ClusterIP), answerOf(c.ClusterIPAnswer), dash(c.DNSName), answerOf(c.DNSNameAnswer))
+		}
 		for _, l := range maintenanceLines(s.Nodes) {
 			fmt.Fprintln(w, "  "+l)
 		}
@@ -869,4 +923,65 @@ func watchdogLines(nodes []NodeStatus) []string {
 		}
 	}
 	return out
+}
+
+// dnsNameStatus pieces the DNS name's status together: the primary's view
+// of it first (it points the name), else the other node's.
+func dnsNameStatus(name string, ps []*probe, resolved []string, resolveErr error) *DNSNameStatus {
+	d := &DNSNameStatus{Name: name, Resolver: resolved, Authority: []string{}}
+	if d.Resolver == nil {
+		d.Resolver = []string{}
+	}
+	if resolveErr != nil {
+		d.ResolverError = resolveErr.Error()
+	}
+	slices.Sort(d.Resolver)
+	var from *probe
+	if p := primaryOf(ps); p != nil && p.view.DNS != nil {
+		from = p
+	} else {
+		for _, p := range ps {
+			if p.reachable() && p.view.DNS != nil {
+				from = p
+				break
+			}
+		}
+	}
+	if from == nil {
+		return d
+	}
+	v := from.view.DNS
+	d.AskedBy, d.Server, d.Authority, d.AuthorityError = from.view.Node.Name, v.Server, v.Authority, v.AuthorityError
+	d.TTL, d.StaleSince, d.Error = v.TTL, v.StaleSince, v.Error
+	if v.AuthorityTTL > 0 {
+		d.TTL = v.AuthorityTTL
+	}
+	return d
+}
+
+// dnsLines shows a DNS-endpoint cluster's name: the mode, both answers,
+// the TTL, and staleness.
+func dnsLines(d *DNSNameStatus, ans *EndpointAnswer) []string {
+	addrs := func(as []string, err string) string {
+		switch {
+		case err != "":
+			return "nothing (" + err + ")"
+		case len(as) == 0:
+			return "no address"
+		}
+		return strings.Join(as, ", ")
+	}
+	lines := []string{
+		fmt.Sprintf("endpoint dns: %s (no cluster IP; the primary points the name at its node IP)%s", d.Name, answerOf(ans)),
+		fmt.Sprintf("  this console's resolver answers %s", addrs(d.Resolver, d.ResolverError)),
+	}
+	if d.AskedBy != "" {
+		lines = append(lines, fmt.Sprintf("  the zone's primary server %s answers %s (asked by %s), TTL %ds", dash(d.Server), addrs(d.Authority, d.AuthorityError), d.AskedBy, d.TTL))
+	}
+	if d.StaleSince != nil {
+		lines = append(lines, fmt.Sprintf("  STALE since %s: %s", d.StaleSince.Local().Format("2006-01-02 15:04:05"), dash(d.Error)))
+	} else if d.Error != "" {
+		lines = append(lines, "  last update error: "+d.Error)
+	}
+	return lines
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/tandem-ha/tandem/internal/cluster"
 	"github.com/tandem-ha/tandem/internal/clusterip"
 	"github.com/tandem-ha/tandem/internal/config"
+	"github.com/tandem-ha/tandem/internal/dnsupdate"
 	"github.com/tandem-ha/tandem/internal/identity"
 	"github.com/tandem-ha/tandem/internal/notify"
 	"github.com/tandem-ha/tandem/internal/postgres"
@@ -167,6 +168,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// millisecond; 100 ms (two probes) leaves a wide margin, and every
 	// probe is part of a failover's outage.
 	vip := clusterip.New(clusterip.Options{ProbeTimeout: 100 * time.Millisecond}, log.With("component", "clusterip"))
+	// The DNS updater: read (its secret file too) once at start, so that a
+	// key that cannot be read is said now, not at the next failover.
+	var dnsUp *dnsupdate.Updater
+	if d.cfg.DNSUpdate.Configured() {
+		up, err := dnsupdate.New(d.cfg.DNSUpdate.Updater())
+		if err != nil {
+			return fmt.Errorf("dns_update: %w", err)
+		}
+		dnsUp = up
+		log.Info("cluster DNS name updates configured", "dns", up.String())
+	}
 	var node *cluster.Node
 	node = cluster.New(cluster.Config{
 		Name:           d.cfg.Node.Name,
@@ -204,7 +216,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			},
 			ValidVersion: config.VersionRE.MatchString,
 		},
-		Watchdog: cluster.WatchdogConfig{Mode: d.cfg.Watchdog.Mode, Device: d.cfg.Watchdog.Device},
+		Watchdog:   cluster.WatchdogConfig{Mode: d.cfg.Watchdog.Mode, Device: d.cfg.Watchdog.Device},
+		DNSUpdater: dnsUp,
 		Notify: func(kind, about string, term int64, msg string) {
 			cluster := ""
 			if s := node.State(); s.Cluster != nil {

@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"regexp"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +59,11 @@ type Input struct {
 	// ClusterIP is the cluster IP with the cluster subnet's prefix length,
 	// e.g. 10.77.0.10/24.
 	ClusterIP netip.Prefix
+	// NoClusterIP: the cluster has none (its endpoint is the DNS name,
+	// which the primary points at its own node IP; the nodes may be in
+	// different subnets). The checks of the cluster IP and of the shared
+	// subnet are left out, and ClusterIP is not asked for.
+	NoClusterIP bool
 	// DNSName is the cluster DNS name, e.g. db.lab.test.
 	DNSName string
 	// DNSServer is "ip" or "ip:port" ("[v6]:port"). Empty: the servers of
@@ -104,6 +110,13 @@ const (
 	IDInput           = "input." // + field; only present when the input is wrong
 	IDInternal        = "internal"
 )
+
+// clusterIPChecks are the checks left out with Input.NoClusterIP: those of
+// the cluster IP and of a subnet both nodes share.
+var clusterIPChecks = map[string]bool{
+	IDForwardCluster: true, IDReverseCluster: true, IDSubnet: true, IDSubnetInterface: true,
+	IDFamily: true, IDClusterIPFree: true,
+}
 
 // Problems counts the results whose Status is "problem".
 func Problems(rs []Result) int {
@@ -157,6 +170,9 @@ func Run(ctx context.Context, in Input) (out []Result) {
 		{IDClusterIPFree, r.checkClusterIPFree},
 		{IDPortAPI, func() Result { return r.checkPort(IDPortAPI) }},
 		{IDPortPostgres, func() Result { return r.checkPort(IDPortPostgres) }},
+	}
+	if in.NoClusterIP {
+		checks = slices.DeleteFunc(checks, func(c check) bool { return clusterIPChecks[c.id] })
 	}
 	results := make([]Result, len(checks))
 	var wg sync.WaitGroup
@@ -301,6 +317,7 @@ func newRunner(ctx context.Context, in Input) *runner {
 
 	// Cluster IP.
 	switch {
+	case in.NoClusterIP:
 	case !in.ClusterIP.IsValid():
 		r.problem("cluster_ip", "the cluster IP is given with its prefix",
 			"no valid cluster IP with prefix length",

@@ -334,3 +334,13 @@ func addrList(rrs []dns.RR) string {
 	}
 	return strings.Join(s, ", ")
 }
+
+// InZone says whether name is in the zone this Updater updates, so that a
+// cluster whose name it could never point is refused at assembly.
+func (u *Updater) InZone(name string) error {
+	_, err := u.inZone(name)
+	return err
+}
+
+// TTL is the TTL of the records this Updater writes.
+func (u *Updater) TTL() time.Duration { return time.Duration(u.ttl) * time.Second }

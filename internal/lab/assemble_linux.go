@@ -31,8 +31,14 @@ func assemble(ctx context.Context, log *slog.Logger, l *Layout, mode string, out
 		return err
 	}
 	args := []string{self, "assemble", "--yes", "--trust-new",
-		"--primary", a.FQDN, "--secondary", b.FQDN,
-		"--cluster-ip", l.ClusterPrefix(), "--dns-name", l.DNSName}
+		"--primary", a.FQDN, "--secondary", b.FQDN, "--dns-name", l.DNSName}
+	if l.CrossSubnet {
+		// No cluster IP across subnets: the primary points the DNS name at
+		// itself (dns_update.* in NodeConfig).
+		args = append(args, "--endpoint", "dns")
+	} else {
+		args = append(args, "--cluster-ip", l.ClusterPrefix())
+	}
 	if mode != "" {
 		args = append(args, "--replication", mode)
 	}

@@ -52,8 +52,8 @@ type UpOptions struct {
 	ExternalEtcd bool
 	// CrossSubnet puts a, b and the other hosts in three subnets joined by
 	// a router, with BIND 9 as the DNS server (crosssubnet.go). IPv4 only.
-	// It implies NoAssemble: a cluster without a cluster IP is assembled
-	// with a DNS endpoint, which tandemd does not have yet.
+	// The cluster is assembled with --endpoint dns: no cluster IP, the
+	// primary points the DNS name at itself.
 	CrossSubnet bool
 }
 

@@ -61,6 +61,14 @@ func (l *Layout) NodeConfig(h Host) config.Config {
 	if l.ExternalEtcd {
 		c.Quorum.Etcd = config.EtcdTLS{CAFile: l.EtcdCAPath(), CertFile: l.EtcdCertPath(h.Name), KeyFile: l.EtcdKeyPath(h.Name)}
 	}
+	if l.CrossSubnet {
+		// The cluster's endpoint is its DNS name: each node points it at
+		// itself through the lab's BIND with the key the lab made. The key
+		// file is a key statement, which names the key and its algorithm.
+		c.DNSUpdate.Server = l.DNSServer
+		c.DNSUpdate.Zone = l.Domain
+		c.DNSUpdate.SecretFile = l.DNSKeyPath(h.Name)
+	}
 	return c
 }
 

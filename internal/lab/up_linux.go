@@ -46,10 +46,6 @@ func Up(ctx context.Context, log *slog.Logger, o UpOptions, out io.Writer) (*Lay
 	if o.IPv6 && !l.IPv6() {
 		return nil, fmt.Errorf("--ipv6 with the IPv4 subnet %s: give an IPv6 --subnet (such as %s) or leave it out", l.Subnet, DefaultSubnet6)
 	}
-	if l.CrossSubnet {
-		// Nothing can assemble a cluster without a cluster IP yet.
-		o.NoAssemble = true
-	}
 	if _, err := lookTool("ip"); err != nil {
 		return nil, err
 	}
@@ -106,7 +102,7 @@ func Up(ctx context.Context, log *slog.Logger, o UpOptions, out io.Writer) (*Lay
 		}
 	}
 	if o.NoTandemd {
-		printSummary(out, l, false)
+		printSummary(out, l, false, false)
 		return l, nil
 	}
 	if l.Automatic() {
@@ -148,7 +144,7 @@ func Up(ctx context.Context, log *slog.Logger, o UpOptions, out io.Writer) (*Lay
 			}
 		}
 	}
-	printSummary(out, l, true)
+	printSummary(out, l, true, !o.NoAssemble)
 	return l, nil
 }
 
@@ -369,14 +365,14 @@ func readCert(path string) (*x509.Certificate, error) {
 	return x509.ParseCertificate(blk.Bytes)
 }
 
-func printSummary(out io.Writer, l *Layout, withNodes bool) {
+func printSummary(out io.Writer, l *Layout, withNodes, assembled bool) {
 	fmt.Fprintf(out, "\nlab %s is up.\n\n", l.Name)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	for _, h := range l.Hosts {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", h.Name, h.IP, h.FQDN)
 	}
 	if l.CrossSubnet {
-		fmt.Fprintf(tw, "  %s\t%s\t%s  (no cluster IP: the primary points the name at itself by dynamic DNS; no record yet)\n", "cluster", "-", l.DNSName)
+		fmt.Fprintf(tw, "  %s\t%s\t%s  (no cluster IP: the primary points the name at its node IP by dynamic DNS)\n", "cluster", "-", l.DNSName)
 	} else {
 		fmt.Fprintf(tw, "  %s\t%s\t%s  (cluster IP %s, reserved for the primary)\n", "cluster", l.ClusterIP, l.DNSName, l.ClusterPrefix())
 	}
@@ -401,8 +397,8 @@ func printSummary(out io.Writer, l *Layout, withNodes bool) {
 	probe := l.DNSName
 	if l.CrossSubnet {
 		probe = "a." + l.Domain
-		if withNodes {
-			fmt.Fprintf(out, "\n  not assembled: a cross-subnet cluster has no cluster IP, and is assembled with\n  `tandem assemble --endpoint dns`, which tandemd does not have yet\n")
+		if withNodes && !assembled {
+			fmt.Fprintf(out, "\n  not assembled: a cross-subnet cluster has no cluster IP; assemble it with\n  `tandem assemble --endpoint dns --dns-name %s ...`\n", l.DNSName)
 		}
 	}
 	fmt.Fprintf(out, `

@@ -66,6 +66,10 @@ type Membership struct {
 	// Failover is manual or automatic ("" is manual: a record from before
 	// the mode existed).
 	Failover string `json:"failover,omitempty"`
+	// Endpoint is how clients find the primary: "dns" (the cluster DNS
+	// name points at the primary's node IP; no cluster IP) or "" (the
+	// cluster IP).
+	Endpoint string `json:"endpoint,omitempty"`
 	// Quorum is the etcd quorum of automatic mode.
 	Quorum *api.QuorumSpec `json:"quorum,omitempty"`
 	// Maintenance is the cluster's maintenance mode as this node last
