@@ -34,6 +34,7 @@ import (
 //	                       automatic-mode cluster, counting fences and failovers (default 0: off)
 //	TANDEM_BENCH_ONLY=automatic   only the automatic failover mode's rows
 //	TANDEM_BENCH_ONLY=switchover  only the switchover rows
+//	TANDEM_BENCH_ONLY=dns         only the DNS endpoint's rows (cross-subnet lab)
 func TestBenchmark(t *testing.T) {
 	needRoot(t)
 	if os.Getenv("TANDEM_BENCH") != "1" {
@@ -50,7 +51,7 @@ func TestBenchmark(t *testing.T) {
 		return
 	}
 	if os.Getenv("TANDEM_BENCH_ONLY") == "dns" {
-		rows = append(rows, benchDNSEndpoint(t, runs)...)
+		rows = append(rows, benchDNSEndpoint(t, switchovers, runs)...)
 		fmt.Printf("\n%s\n%s", machine(), table(rows))
 		return
 	}
@@ -575,13 +576,13 @@ func (w *witness) traceGap(t *testing.T, typed time.Time, switchoverJSON string)
 // BIND, which is authoritative: no resolver cache, so the TTL (5 s) is not
 // in these numbers; behind a caching resolver a client may wait up to it
 // more.
-func benchDNSEndpoint(t *testing.T, runs int) []benchRow {
+func benchDNSEndpoint(t *testing.T, switchovers, runs int) []benchRow {
 	c := upLabFlags(t, "--cross-subnet")
 	c.cache = filepath.Join(labBase, c.name, "console")
 	defer c.Down()
 	c.waitStatus("synchronized after assembly", time.Minute, func(s labStatus) bool { return s.Cluster != nil && s.Cluster.Synchronized })
 	var sw, fo []float64
-	for i := 0; i < runs; i++ {
+	for i := 0; i < switchovers; i++ {
 		w := c.startWitness()
 		time.Sleep(time.Second)
 		from := time.Now()
