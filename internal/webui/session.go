@@ -22,6 +22,12 @@ type session struct {
 	created   time.Time
 	lastSeen  time.Time
 	tokenHash string // which token logged in: a rotated token ends its sessions
+	// origin, on a session the peer opened for a page it served, is that
+	// page's origin: the session is accepted only from it, by header.
+	origin string
+	// peer is the session the peer node opened for this one's page, to
+	// ask it directly when this node stops answering.
+	peer *PeerTicket
 }
 
 // sessions is the in-memory store: a restart of tandemd logs everyone
@@ -77,6 +83,14 @@ func (s *sessions) get(id string) *session {
 
 func (s *sessions) expired(ss *session, now time.Time) bool {
 	return now.Sub(ss.lastSeen) > s.idle || now.Sub(ss.created) > s.lifetime
+}
+
+func (s *sessions) setPeer(id string, t *PeerTicket) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ss := s.m[id]; ss != nil {
+		ss.peer = t
+	}
 }
 
 func (s *sessions) remove(id string) {

@@ -38,6 +38,9 @@ type Status struct {
 	Events     []api.Event  `json:"events"`
 	History    []Sample     `json:"history"`
 	At         time.Time    `json:"at"`
+	// Peer is the session the peer opened for this page: the page asks
+	// the peer with it when this node stops answering.
+	Peer *PeerTicket `json:"peer_ticket,omitempty"`
 }
 
 // PeerStatus is GET /ui/peer/status: a node's view and samples, for its
@@ -77,6 +80,10 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, ss *session) {
 		out.Nodes = append(out.Nodes, ps)
 	}
 	out.History = history
+	if ss.peer == nil && ss.origin == "" && len(out.Nodes) > 1 && out.Nodes[1].Reachable {
+		s.ticketFromPeer(r, ss)
+	}
+	out.Peer = ss.peer
 	if ev, err := s.cfg.Backend.Events(ctx, 30); err == nil {
 		out.Events = ev.Events
 	}

@@ -62,7 +62,10 @@ const (
 	CookieName = "tandem_session"
 	// CSRFHeader carries the session's CSRF token on every POST.
 	CSRFHeader = "X-CSRF-Token"
-	maxBody    = 64 << 10
+	// SessionHeader carries a session the peer opened for the page's
+	// origin (PeerTicket), when the page asks the peer directly.
+	SessionHeader = "X-Tandem-Session"
+	maxBody       = 64 << 10
 )
 
 // Server serves the web console. It is an http.Handler for /ui/.
@@ -108,6 +111,7 @@ func New(cfg Config) *Server {
 	// samples, authenticated by its pinned certificate like the peer API.
 	m.HandleFunc("GET /ui/peer/status", s.peerOnly(s.peerStatus))
 	m.HandleFunc("POST /ui/peer/switchover", s.peerOnly(s.peerSwitchover))
+	m.HandleFunc("POST /ui/peer/session", s.peerOnly(s.peerSession))
 	s.mux = m
 	return s
 }
@@ -136,6 +140,9 @@ func tokenHash(tok string) string {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/ui" {
 		http.Redirect(w, r, "/ui/", http.StatusMovedPermanently)
+		return
+	}
+	if s.cors(w, r) {
 		return
 	}
 	s.mux.ServeHTTP(w, r)
@@ -189,6 +196,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	ss := s.sessions.create(role, tokenHash(tok))
 	s.cfg.Log.Info("web console login", "role", role, "remote", r.RemoteAddr)
+	s.ticketFromPeer(r, ss)
 	http.SetCookie(w, &http.Cookie{
 		Name: CookieName, Value: ss.id, Path: "/ui/",
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode,
@@ -208,10 +216,19 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, ss *session) {
 // cross-site page cannot set), and an admin-only route refuses viewers.
 func (s *Server) withSession(adminOnly bool, h func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		c, err := r.Cookie(CookieName)
 		var ss *session
-		if err == nil {
+		if id := r.Header.Get(SessionHeader); id != "" {
+			// A session the peer opened for its page, asked across
+			// origins: only from the origin it was opened for.
+			ss = s.sessions.get(id)
+			if ss != nil && (ss.origin == "" || r.Header.Get("Origin") != ss.origin) {
+				ss = nil
+			}
+		} else if c, err := r.Cookie(CookieName); err == nil {
 			ss = s.sessions.get(c.Value)
+			if ss != nil && ss.origin != "" {
+				ss = nil // a peer-opened session never travels as a cookie
+			}
 		}
 		if ss == nil {
 			writeError(w, api.Errorf(http.StatusUnauthorized, api.CodeUnauthorized, "not logged in, or the session expired: log in again"))

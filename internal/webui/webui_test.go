@@ -351,3 +351,48 @@ func TestHistoryKeepsTheLastHour(t *testing.T) {
 }
 
 func strconvHex(n uint64) string { return strconv.FormatUint(n, 16) }
+
+func TestPeerOpenedSessionOnlyByHeaderFromItsOrigin(t *testing.T) {
+	s, _, _ := newTestServer(t)
+	// As the peer b asks over the pinned link, for the page it served.
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest("POST", "https://a/ui/peer/session", strings.NewReader(`{"role":"viewer","origin":"https://127.0.0.1:1"}`))
+	r.Header.Set("Content-Type", "application/json")
+	s.peerSession(w, r)
+	if w.Code != http.StatusOK {
+		t.Fatalf("peer session: %d %s", w.Code, w.Body)
+	}
+	var tk PeerTicket
+	_ = json.Unmarshal(w.Body.Bytes(), &tk)
+	status := func(hdr map[string]string) int { return do(t, s, "GET", "/ui/api/status", nil, hdr).Code }
+	if c := status(map[string]string{SessionHeader: tk.Session, "Origin": "https://127.0.0.1:1"}); c != http.StatusOK {
+		t.Errorf("from its origin: %d, want 200", c)
+	}
+	if c := status(map[string]string{SessionHeader: tk.Session, "Origin": "https://evil.example"}); c != http.StatusUnauthorized {
+		t.Errorf("from another origin: %d, want 401", c)
+	}
+	if c := status(map[string]string{SessionHeader: tk.Session}); c != http.StatusUnauthorized {
+		t.Errorf("without an origin: %d, want 401", c)
+	}
+	if c := status(map[string]string{"Cookie": CookieName + "=" + tk.Session}); c != http.StatusUnauthorized {
+		t.Errorf("as a cookie: %d, want 401", c)
+	}
+	// A viewer ticket stays a viewer.
+	hdr := map[string]string{SessionHeader: tk.Session, "Origin": "https://127.0.0.1:1", CSRFHeader: tk.CSRF}
+	if w := do(t, s, "POST", "/ui/api/run", PlanRequest{Op: OpSwitchover, Confirm: true}, hdr); w.Code != http.StatusForbidden {
+		t.Errorf("viewer ticket runs a switchover: %d, want 403", w.Code)
+	}
+}
+
+func TestCORSOnlyForThePeersOrigins(t *testing.T) {
+	s, _, _ := newTestServer(t)
+	pre := func(origin string) *httptest.ResponseRecorder {
+		return do(t, s, "OPTIONS", "/ui/api/status", nil, map[string]string{"Origin": origin, "Access-Control-Request-Method": "GET"})
+	}
+	if w := pre("https://127.0.0.1:1"); w.Code != http.StatusNoContent || w.Header().Get("Access-Control-Allow-Origin") != "https://127.0.0.1:1" {
+		t.Errorf("the peer's origin: %d, allow %q", w.Code, w.Header().Get("Access-Control-Allow-Origin"))
+	}
+	if w := pre("https://evil.example"); w.Header().Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("another origin was granted CORS: %q", w.Header().Get("Access-Control-Allow-Origin"))
+	}
+}

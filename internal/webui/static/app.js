@@ -8,6 +8,10 @@ let role = "";
 let last = null;       // the last status answered
 let lastOK = null;     // when
 let timer = null;
+// ticket: the session the other node opened for this page; via: who
+// answers now (null: this page's node; else the ticket, used by header).
+let ticket = null;
+let via = null;
 
 const $ = (id) => document.getElementById(id);
 
@@ -20,14 +24,30 @@ function el(tag, attrs, ...kids) {
   return e;
 }
 
-async function call(method, path, body) {
+async function call(method, path, body, through) {
+  const t = through === undefined ? via : through;
   const opts = { method, credentials: "same-origin", headers: {} };
+  if (t) {
+    // The other node: its own session, by header, never a cookie.
+    opts.credentials = "omit";
+    opts.mode = "cors";
+    opts.headers["X-Tandem-Session"] = t.session;
+  }
   if (method === "POST") {
     opts.headers["Content-Type"] = "application/json";
-    opts.headers["X-CSRF-Token"] = csrf;
+    opts.headers["X-CSRF-Token"] = t ? t.csrf : csrf;
     opts.body = JSON.stringify(body || {});
   }
-  const r = await fetch(path, opts);
+  const url = t ? t.url + path : path;
+  const ctl = new AbortController();
+  const timeout = setTimeout(() => ctl.abort(), path === "api/run" ? 120000 : 2500);
+  opts.signal = ctl.signal;
+  let r;
+  try {
+    r = await fetch(url, opts);
+  } finally {
+    clearTimeout(timeout);
+  }
   let data = null;
   try { data = await r.json(); } catch (_) { /* not JSON */ }
   if (!r.ok) {
@@ -79,16 +99,45 @@ $("logout").addEventListener("click", async () => {
   showLogin("Logged out.");
 });
 
+let polling = false;
 async function poll() {
+  if (polling) return;
+  polling = true;
   try {
-    const s = await call("GET", "api/status");
+    await pollOnce();
+  } finally {
+    polling = false;
+  }
+}
+
+// pollOnce asks this page's node first, every time; when it does not
+// answer, the other node, with the session it opened for this page.
+async function pollOnce() {
+  let err = null;
+  try {
+    const s = await call("GET", "api/status", null, null);
     csrf = s.csrf; role = s.session_role;
+    if (s.peer_ticket) ticket = s.peer_ticket;
+    via = null;
     last = s; lastOK = new Date();
     render(s, null);
+    return;
   } catch (e) {
     if (e.status === 401) { showLogin(e.message); return; }
-    render(last, e);
+    err = e;
   }
+  if (ticket) {
+    try {
+      const s = await call("GET", "api/status", null, ticket);
+      via = ticket;
+      last = s; lastOK = new Date();
+      render(s, null, err);
+      return;
+    } catch (e2) {
+      err = new Error(err.message + "; the other node: " + e2.message);
+    }
+  }
+  render(last, err);
 }
 
 function fmtBytes(n) {
@@ -99,7 +148,7 @@ function fmtBytes(n) {
   return (i ? v.toFixed(1) : v) + " " + u[i];
 }
 
-function render(s, err) {
+function render(s, err, homeErr) {
   if (err) {
     $("answered").textContent = "The node did not answer (" + err.message + ")" +
       (lastOK ? "; showing what it said at " + lastOK.toLocaleTimeString() : "");
@@ -107,8 +156,9 @@ function render(s, err) {
     if (!s) return;
   } else {
     const peerVia = s.nodes.length > 1 ? "; " + s.nodes[1].name + " seen by the " + s.nodes[1].via : "";
-    $("answered").textContent = "Answered by " + s.answered_by + " at " + new Date(s.at).toLocaleTimeString() + peerVia;
-    $("answered").className = "";
+    $("answered").textContent = "Answered by " + s.answered_by + " at " + new Date(s.at).toLocaleTimeString() + peerVia +
+      (homeErr ? " — the node that served this page (" + location.host + ") does not answer: " + homeErr.message : "");
+    $("answered").className = homeErr ? "warning" : "";
   }
   const self = s.nodes[0].view;
   const rec = (s.nodes.find((n) => n.view && n.view.record) || {}).view;
