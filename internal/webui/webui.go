@@ -101,7 +101,7 @@ func New(cfg Config) *Server {
 	sub, _ := fs.Sub(static, "static")
 	files := http.StripPrefix("/ui/", http.FileServer(http.FS(sub)))
 	m := http.NewServeMux()
-	m.Handle("GET /ui/", securityHeaders(files))
+	m.Handle("GET /ui/", s.securityHeaders(files))
 	m.HandleFunc("POST /ui/login", s.login)
 	m.HandleFunc("POST /ui/logout", s.withSession(false, s.logout))
 	m.HandleFunc("GET /ui/api/status", s.withSession(false, s.status))
@@ -150,9 +150,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // securityHeaders: the page loads nothing from elsewhere and is never
 // framed, so a CSP of 'self' costs nothing and blocks injected scripts.
-func securityHeaders(h http.Handler) http.Handler {
+// Its script may connect to one other origin: the peer node's web
+// console, which it asks when this node stops answering (fallback.go).
+func (s *Server) securityHeaders(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'")
+		connect := "'self'"
+		if v, err := s.cfg.Backend.View(r.Context()); err == nil && v.Peer != nil {
+			connect += " https://" + peerAddr(v.Peer)
+		}
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src "+connect+"; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Referrer-Policy", "no-referrer")
 		w.Header().Set("Cache-Control", "no-cache")

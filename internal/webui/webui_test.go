@@ -396,3 +396,11 @@ func TestCORSOnlyForThePeersOrigins(t *testing.T) {
 		t.Errorf("another origin was granted CORS: %q", w.Header().Get("Access-Control-Allow-Origin"))
 	}
 }
+
+func TestPageMayConnectOnlyToThePeer(t *testing.T) {
+	s, _, _ := newTestServer(t)
+	csp := do(t, s, "GET", "/ui/", nil, nil).Header().Get("Content-Security-Policy")
+	if !strings.Contains(csp, "connect-src 'self' https://127.0.0.1:1;") {
+		t.Fatalf("CSP %q: the page must be allowed to ask the peer, and nothing else", csp)
+	}
+}
