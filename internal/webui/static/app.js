@@ -45,6 +45,8 @@ async function call(method, path, body, through) {
   let r;
   try {
     r = await fetch(url, opts);
+  } catch (e) {
+    throw new Error(ctl.signal.aborted ? "no answer within the time allowed" : "no connection (" + e.message + ")");
   } finally {
     clearTimeout(timeout);
   }
@@ -178,7 +180,9 @@ function render(s, err, homeErr) {
       (q.members || []).map((m) => m.name + (m.healthy ? " up" : " down")).join(", ")));
   }
   const nodes = $("nodes");
-  nodes.replaceChildren(...s.nodes.map(nodeCard));
+  // By name, so that a card stays in its place whoever answers.
+  const sorted = [...s.nodes].sort((x, y) => x.name.localeCompare(y.name));
+  nodes.replaceChildren(...sorted.map(nodeCard));
   renderOperation(s.nodes);
   renderEvents(s.events || []);
   renderPlots(s.history || []);
