@@ -74,10 +74,7 @@ func (s *Server) peerSession(w http.ResponseWriter, r *http.Request) {
 	if req.Role == RoleAdmin {
 		tok = admin
 	}
-	ss := s.sessions.create(req.Role, tokenHash(tok))
-	s.sessions.mu.Lock()
-	s.sessions.m[ss.id].origin = req.Origin
-	s.sessions.mu.Unlock()
+	ss := s.sessions.createFor(req.Role, tokenHash(tok), req.Origin)
 	writeJSON(w, http.StatusOK, PeerTicket{Session: ss.id, CSRF: ss.csrf})
 }
 

@@ -53,8 +53,14 @@ func randomToken() string {
 }
 
 func (s *sessions) create(role, tokenHash string) *session {
+	return s.createFor(role, tokenHash, "")
+}
+
+// createFor makes a session accepted only by header from origin (""
+// for a cookie session).
+func (s *sessions) createFor(role, tokenHash, origin string) *session {
 	now := s.now()
-	ss := &session{id: randomToken(), csrf: randomToken(), role: role, created: now, lastSeen: now, tokenHash: tokenHash}
+	ss := &session{id: randomToken(), csrf: randomToken(), role: role, created: now, lastSeen: now, tokenHash: tokenHash, origin: origin}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep(now)

@@ -24,6 +24,8 @@ const (
 type fakeNode struct {
 	mu          sync.Mutex
 	view        api.ClusterView
+	cert        *tls.Certificate
+	peerFP      string
 	switchovers int
 	failovers   int
 }
@@ -48,8 +50,13 @@ func (f *fakeNode) Failover(context.Context, api.FailoverRequest) (api.FailoverR
 	f.failovers++
 	return api.FailoverResult{}, nil
 }
-func (f *fakeNode) PeerFingerprints() []string    { return []string{"sha256:peer"} }
-func (f *fakeNode) Certificate() *tls.Certificate { return nil }
+func (f *fakeNode) PeerFingerprints() []string {
+	if f.peerFP != "" {
+		return []string{f.peerFP}
+	}
+	return []string{"sha256:peer"}
+}
+func (f *fakeNode) Certificate() *tls.Certificate { return f.cert }
 
 // primaryView: node a, primary, with a peer b that nothing answers for
 // (port 1 on loopback refuses at once).
