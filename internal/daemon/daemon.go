@@ -236,6 +236,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The node counts commits, so the page plots the primary's commit rate.
+	var _ webui.CommitCounter = node
 	ui := webui.New(webui.Config{Backend: node, AdminToken: token, ViewerToken: viewer, Log: log.With("component", "webui")})
 	uiCtx, uiStop := context.WithCancel(ctx)
 	uiDone := make(chan struct{})

@@ -25,24 +25,35 @@ type Sample struct {
 	LagBytes   int64   `json:"lag_bytes"`
 	LagSeconds float64 `json:"lag_seconds"`
 	// WALRate is the primary's WAL written per second since the previous
-	// sample: its write rate, which stands for the commit rate.
-	WALRate float64 `json:"wal_bytes_per_second"`
+	// sample, and CommitRate its transactions committed per second (when
+	// the node counts them).
+	WALRate    float64 `json:"wal_bytes_per_second"`
+	CommitRate float64 `json:"commits_per_second"`
+}
+
+// CommitCounter is what a Backend offers when it can count PostgreSQL's
+// commits (cluster.Node does); without it the plot has no commit rate.
+type CommitCounter interface {
+	Commits(ctx context.Context) (int64, error)
 }
 
 // history is the ring buffer of samples; tandemd keeps it in memory
 // only, so no database is needed and a restart starts it empty.
 type history struct {
-	mu      sync.Mutex
-	buf     []Sample
-	next    int
-	full    bool
-	lastLSN uint64
-	lastAt  time.Time
+	mu          sync.Mutex
+	buf         []Sample
+	next        int
+	full        bool
+	lastLSN     uint64
+	lastCommits int64 // -1: none counted yet
+	lastAt      time.Time
 }
 
-func newHistory(n int) *history { return &history{buf: make([]Sample, n)} }
+func newHistory(n int) *history { return &history{buf: make([]Sample, n), lastCommits: -1} }
 
-func (h *history) observe(now time.Time, v api.ClusterView) {
+// observe takes a sample of v when one is due; commits, asked only then,
+// counts the commits (ok false: not known).
+func (h *history) observe(now time.Time, v api.ClusterView, commits func() (int64, bool)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	// Requests observe too; a sample per sampleEvery at most keeps the
@@ -60,6 +71,15 @@ func (h *history) observe(now time.Time, v api.ClusterView) {
 	}
 	if ok {
 		h.lastLSN = lsn
+	}
+	if n, ok := commits(); ok {
+		// A reset of the statistics counts from zero again: no rate then.
+		if h.lastCommits >= 0 && n >= h.lastCommits && v.Node.Role == "primary" {
+			smp.CommitRate = float64(n-h.lastCommits) / now.Sub(h.lastAt).Seconds()
+		}
+		h.lastCommits = n
+	} else {
+		h.lastCommits = -1
 	}
 	h.lastAt = now
 	h.buf[h.next] = smp
@@ -99,7 +119,7 @@ func (s *Server) Run(ctx context.Context) {
 	for {
 		vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if v, err := s.cfg.Backend.View(vctx); err == nil {
-			s.hist.observe(s.cfg.Now(), v)
+			s.hist.observe(s.cfg.Now(), v, s.commits(vctx))
 		}
 		cancel()
 		select {
@@ -107,5 +127,17 @@ func (s *Server) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// commits counts the node's commits when its Backend can.
+func (s *Server) commits(ctx context.Context) func() (int64, bool) {
+	return func() (int64, bool) {
+		cc, ok := s.cfg.Backend.(CommitCounter)
+		if !ok {
+			return 0, false
+		}
+		n, err := cc.Commits(ctx)
+		return n, err == nil
 	}
 }

@@ -57,7 +57,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, ss *session) {
 		writeError(w, err)
 		return
 	}
-	s.hist.observe(s.cfg.Now(), v)
+	s.hist.observe(s.cfg.Now(), v, s.commits(ctx))
 	out := Status{AnsweredBy: v.Node.Name, Role: ss.role, CSRF: ss.csrf, At: s.cfg.Now().UTC()}
 	self := NodeStatus{Name: v.Node.Name, Address: net.JoinHostPort(v.Node.IP, strconv.Itoa(v.Node.APIPort)), Reachable: true, View: &v, Via: "itself"}
 	out.Nodes = append(out.Nodes, self)
@@ -96,7 +96,7 @@ func (s *Server) peerStatus(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	s.hist.observe(s.cfg.Now(), v)
+	s.hist.observe(s.cfg.Now(), v, s.commits(r.Context()))
 	writeJSON(w, http.StatusOK, PeerStatus{View: v, History: s.hist.samples()})
 }
 

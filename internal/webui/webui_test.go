@@ -341,9 +341,10 @@ func TestHistoryKeepsTheLastHour(t *testing.T) {
 	for i := range historySlots + 50 {
 		v.Node.Postgres.LSN = "0/" + strings.ToUpper(strconvHex(uint64(i)*1000))
 		v.Replication.LagBytes = int64(i)
-		h.observe(t0.Add(time.Duration(i)*sampleEvery), v)
-		// A poll in between adds nothing.
-		h.observe(t0.Add(time.Duration(i)*sampleEvery+time.Second), v)
+		commits := func() (int64, bool) { return int64(i) * 50, true }
+		h.observe(t0.Add(time.Duration(i)*sampleEvery), v, commits)
+		// A poll in between adds nothing, and counts nothing.
+		h.observe(t0.Add(time.Duration(i)*sampleEvery+time.Second), v, func() (int64, bool) { t.Fatal("commits counted between samples"); return 0, false })
 	}
 	got := h.samples()
 	if len(got) != historySlots {
@@ -354,6 +355,9 @@ func TestHistoryKeepsTheLastHour(t *testing.T) {
 	}
 	if r := got[len(got)-1].WALRate; r != 100 {
 		t.Fatalf("WAL rate %v, want 1000 bytes per 10 s = 100/s", r)
+	}
+	if r := got[len(got)-1].CommitRate; r != 5 {
+		t.Fatalf("commit rate %v, want 50 commits per 10 s = 5/s", r)
 	}
 }
 

@@ -280,6 +280,7 @@ function plot(title, samples, pick, fmt) {
 function renderPlots(h) {
   $("plots").replaceChildren(
     plot("Replication lag", h, (s) => s.lag_bytes, fmtBytes),
+    plot("Primary commit rate", h, (s) => s.commits_per_second, (v) => v.toFixed(1) + "/s"),
     plot("Primary WAL write rate", h, (s) => s.wal_bytes_per_second, (v) => fmtBytes(Math.round(v)) + "/s"));
 }
 
