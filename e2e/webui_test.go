@@ -142,6 +142,10 @@ func TestWebUI(t *testing.T) {
 	if s := text("answered"); !strings.Contains(s, "Answered by a") {
 		t.Fatalf("the page says %q, want it answered by a", s)
 	}
+	// The ring buffer the plots draw has the primary's samples.
+	if n := status(`fetch("api/status").then(r => r.json()).then(s => s.history.filter(h => h.role === "primary").length)`); n < 1 {
+		t.Fatalf("the status has %d samples of the primary, want at least one", n)
+	}
 	shot("2-both-nodes")
 
 	// The session cookie's flags, as the browser stored them.

@@ -47,6 +47,7 @@ type history struct {
 	lastLSN     uint64
 	lastCommits int64 // -1: none counted yet
 	lastAt      time.Time
+	lastRole    string
 }
 
 func newHistory(n int) *history { return &history{buf: make([]Sample, n), lastCommits: -1} }
@@ -57,10 +58,13 @@ func (h *history) observe(now time.Time, v api.ClusterView, commits func() (int6
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	// Requests observe too; a sample per sampleEvery at most keeps the
-	// ring an hour long whatever the page's polling.
-	if !h.lastAt.IsZero() && now.Sub(h.lastAt) < sampleEvery {
+	// ring an hour long whatever the page's polling. A new role is
+	// sampled at once: the plots start when the cluster does, and the
+	// moment of a switchover or failover is a point of its own.
+	if !h.lastAt.IsZero() && now.Sub(h.lastAt) < sampleEvery && v.Node.Role == h.lastRole {
 		return
 	}
+	h.lastRole = v.Node.Role
 	smp := Sample{At: now.UTC(), Role: v.Node.Role}
 	if r := v.Replication; r != nil {
 		smp.LagBytes, smp.LagSeconds = r.LagBytes, r.LagSeconds

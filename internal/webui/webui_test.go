@@ -359,6 +359,13 @@ func TestHistoryKeepsTheLastHour(t *testing.T) {
 	if r := got[len(got)-1].CommitRate; r != 5 {
 		t.Fatalf("commit rate %v, want 50 commits per 10 s = 5/s", r)
 	}
+	// A new role is sampled at once, however soon.
+	at := t0.Add(time.Duration(historySlots+50) * sampleEvery)
+	v.Node.Role = "secondary"
+	h.observe(at.Add(time.Second), v, func() (int64, bool) { return 0, false })
+	if s := h.samples(); s[len(s)-1].Role != "secondary" {
+		t.Fatalf("the new role was not sampled at once: newest %+v", s[len(s)-1])
+	}
 }
 
 func strconvHex(n uint64) string { return strconv.FormatUint(n, 16) }

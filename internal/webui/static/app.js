@@ -163,7 +163,9 @@ function render(s, err, homeErr) {
     $("answered").className = homeErr ? "warning" : "";
   }
   const self = s.nodes[0].view;
-  const rec = (s.nodes.find((n) => n.view && n.view.record) || {}).view;
+  // The primary's copy of the record is the newest; a secondary's lags.
+  const withRec = s.nodes.filter((n) => n.view && n.view.record);
+  const rec = (withRec.find((n) => n.view.node.role === "primary") || withRec[0] || {}).view;
   const r = rec ? rec.record : null;
   $("cluster-name").textContent = self.node.cluster ? "— cluster " + self.node.cluster : "";
   const sum = $("summary");
