@@ -20,8 +20,11 @@ func TestViewerTokenBesideTheAdminToken(t *testing.T) {
 		t.Fatalf("viewer token %q: want 32 characters or more, not the admin token", viewer)
 	}
 	fi, err := os.Stat(filepath.Join(dir, ViewerTokenFile))
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("viewer-token: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("viewer-token has mode %v, want 0600", fi.Mode().Perm())
 	}
 	again, err := EnsureViewerToken(dir)
 	if err != nil || again != viewer {
