@@ -111,10 +111,18 @@ func TestWebUI(t *testing.T) {
 	}
 
 	start := time.Now()
+	do("open the page", chromedp.Navigate(base), chromedp.WaitVisible(chromedp.ID("token")))
+	// Screen-reader basics: every field has a label and every button a
+	// name, and the token field has the focus.
+	if bad, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("input")].filter(i => i.labels.length === 0).map(i => i.id).concat(
+		[...document.querySelectorAll("button")].filter(b => b.textContent.trim() === "").map(b => b.id))`)); err != nil || len(bad) > 0 {
+		t.Fatalf("fields without a label or buttons without a name: %v %v", bad, err)
+	}
+	if id, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.activeElement.id`)); id != "token" {
+		t.Fatalf("the focus is on %q, want the token field", id)
+	}
 	// A wrong token: refused on the page, no session.
 	do("a login with a wrong token",
-		chromedp.Navigate(base),
-		chromedp.WaitVisible(chromedp.ID("token")),
 		chromedp.SendKeys(chromedp.ID("token"), "not-the-token"),
 		chromedp.Click(chromedp.ID("login-button")),
 	)
