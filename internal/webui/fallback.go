@@ -43,7 +43,7 @@ func pageOrigin(r *http.Request) string { return "https://" + r.Host }
 func (s *Server) ticketFromPeer(r *http.Request, ss *session) {
 	ctx, cancel := context.WithTimeout(r.Context(), peerTimeout)
 	defer cancel()
-	v, err := s.cfg.Backend.View(ctx)
+	v, err := s.recentView(ctx)
 	if err != nil || v.Peer == nil {
 		return
 	}
@@ -104,7 +104,7 @@ func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
 }
 
 func (s *Server) originAllowed(ctx context.Context, origin string) bool {
-	v, err := s.cfg.Backend.View(ctx)
+	v, err := s.recentView(ctx)
 	if err != nil || v.Peer == nil {
 		return false
 	}

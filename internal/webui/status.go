@@ -52,7 +52,7 @@ type PeerStatus struct {
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request, ss *session) {
 	ctx := r.Context()
-	v, err := s.cfg.Backend.View(ctx)
+	v, err := s.recentView(ctx)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -91,7 +91,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, ss *session) {
 }
 
 func (s *Server) peerStatus(w http.ResponseWriter, r *http.Request) {
-	v, err := s.cfg.Backend.View(r.Context())
+	v, err := s.recentView(r.Context())
 	if err != nil {
 		writeError(w, err)
 		return

@@ -74,6 +74,7 @@ type Server struct {
 	sessions *sessions
 	mux      *http.ServeMux
 	hist     *history
+	views    viewCache
 
 	tokMu         sync.Mutex
 	admin, viewer string
@@ -155,7 +156,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) securityHeaders(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		connect := "'self'"
-		if v, err := s.cfg.Backend.View(r.Context()); err == nil && v.Peer != nil {
+		if v, err := s.recentView(r.Context()); err == nil && v.Peer != nil {
 			connect += " https://" + peerAddr(v.Peer)
 		}
 		w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src "+connect+"; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'")

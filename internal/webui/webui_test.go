@@ -26,6 +26,7 @@ type fakeNode struct {
 	view        api.ClusterView
 	cert        *tls.Certificate
 	peerFP      string
+	views       int
 	switchovers int
 	failovers   int
 }
@@ -33,6 +34,7 @@ type fakeNode struct {
 func (f *fakeNode) View(context.Context) (api.ClusterView, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.views++
 	return f.view, nil
 }
 func (f *fakeNode) Events(context.Context, int) (api.EventList, error) {
@@ -420,5 +422,31 @@ func TestPageMayConnectOnlyToThePeer(t *testing.T) {
 	csp := do(t, s, "GET", "/ui/", nil, nil).Header().Get("Content-Security-Policy")
 	if !strings.Contains(csp, "connect-src 'self' https://127.0.0.1:1;") {
 		t.Fatalf("CSP %q: the page must be allowed to ask the peer, and nothing else", csp)
+	}
+}
+
+func TestPagesShareOneViewPerHalfSecond(t *testing.T) {
+	s, f, _ := newTestServer(t)
+	cookie, csrf := login(t, s, adminTok)
+	f.mu.Lock()
+	f.views = 0
+	f.mu.Unlock()
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() { do(t, s, "GET", "/ui/api/status", nil, map[string]string{"Cookie": cookie}) })
+	}
+	wg.Wait()
+	f.mu.Lock()
+	n := f.views
+	f.mu.Unlock()
+	if n > 2 {
+		t.Fatalf("20 polls at once asked the node for its view %d times, want one (two at a half-second edge)", n)
+	}
+	// A plan looks afresh.
+	do(t, s, "POST", "/ui/api/plan", PlanRequest{Op: OpFailover}, map[string]string{"Cookie": cookie, CSRFHeader: csrf})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.views != n+1 {
+		t.Fatalf("a plan took %d views, want a fresh one", f.views-n)
 	}
 }
