@@ -26,9 +26,9 @@ import (
 // TestWebUI drives the web console (/ui/ on node a's API port) in
 // Debian's headless Chromium: login refused with a bad token, cookie
 // flags and CSRF, both nodes and their roles, a failover refused while
-// the primary runs, a switchover from the page with the roles swapped on
-// the page within 2 s, and both nodes still shown with node a, whose page
-// it is, powered off. Chromium runs on this machine; its connections go
+// the primary runs, a switchover from the page and back with the roles
+// swapped on the page within 2 s, both nodes still shown with node a,
+// whose page it is, powered off, and then a failover to b from the page. Chromium runs on this machine; its connections go
 // through a CONNECT proxy the test runs that dials from the lab's client
 // host, so the page reaches the nodes as a browser on the client would.
 // The lab's node certificates are self-signed (pinned by the console, not
@@ -204,18 +204,54 @@ func TestWebUI(t *testing.T) {
 		return strings.Contains(s, "switchover done"), s
 	})
 	shot("5-switchover-done")
-	c.waitStatus("the console sees b primary", 10*time.Second, func(s labStatus) bool {
+	c.waitStatus("the console sees b primary and a streaming", 20*time.Second, func(s labStatus) bool {
 		r := s.roles()
-		return r["a"] == "secondary" && r["b"] == "primary"
+		return r["a"] == "secondary" && r["b"] == "primary" && s.Cluster != nil && s.Cluster.Synchronized
 	})
 
-	// Node a, whose page this is, powered off: the page asks b.
+	// And back, on the page of what is now the secondary: b runs it.
+	do("ask for a switchover back", chromedp.Click(chromedp.ID("switchover")), chromedp.WaitVisible(chromedp.ID("confirm-yes")))
+	if q := text("confirm-question"); !strings.Contains(q, "from b to a") {
+		t.Fatalf("the switchover back asks %q", q)
+	}
+	do("confirm the switchover back", chromedp.Click(chromedp.ID("confirm-yes")))
+	took = waitRoles("the page shows the roles swapped back within 2 s", 2*time.Second, map[string]string{"a": "primary", "b": "secondary"})
+	t.Logf("the page showed the roles swapped back %s after the confirmation", took.Round(time.Millisecond))
+	c.waitStatus("the console sees a primary and b streaming", 20*time.Second, func(s labStatus) bool {
+		r := s.roles()
+		return r["a"] == "primary" && r["b"] == "secondary" && s.Cluster != nil && s.Cluster.Synchronized
+	})
+
+	// Node a, whose page this is and the primary, powered off: the page
+	// asks b, and shows both nodes.
 	c.powerOff("a")
 	eventually(t, "the page shows both nodes, answered by b, with a unreachable", 15*time.Second, func() (bool, string) {
 		got, ans := roles(), text("answered")
-		return got["a"] == "down" && got["b"] == "primary" && strings.Contains(ans, "Answered by b"), fmt.Sprintf("roles %v, %q", got, ans)
+		return got["a"] == "down" && got["b"] == "secondary" && strings.Contains(ans, "Answered by b"), fmt.Sprintf("roles %v, %q", got, ans)
 	})
 	shot("6-opened-node-off")
+
+	// A failover from the page, now answered by b: every path to a is
+	// silent, the plan asks, and b becomes primary.
+	do("ask for a failover with a gone", chromedp.Click(chromedp.ID("failover")), chromedp.WaitVisible(chromedp.ID("confirm")))
+	eventually(t, "the failover plan asks to make b the primary", 5*time.Second, func() (bool, string) {
+		q, refused := text("confirm-question"), text("confirm-refused")
+		return strings.Contains(q, "Make b the primary?") && refused == "", fmt.Sprintf("question %q, refused %q", q, refused)
+	})
+	if lines := text("confirm-lines"); !strings.Contains(lines, "silent") {
+		t.Fatalf("the failover plan does not show the silent paths: %q", lines)
+	}
+	shot("7-failover-plan")
+	do("confirm the failover", chromedp.Click(chromedp.ID("confirm-yes")))
+	waitRoles("the page shows b primary after the failover", 15*time.Second, map[string]string{"a": "down", "b": "primary"})
+	eventually(t, "the page says the failover is done", 10*time.Second, func() (bool, string) {
+		s := text("action-result")
+		return strings.Contains(s, "failover done"), s
+	})
+	shot("8-failover-done")
+	if r := c.role("b"); r != "primary" {
+		t.Fatalf("after the failover from the page the console sees b as %s", r)
+	}
 	t.Logf("browser part took %s", time.Since(start).Round(100*time.Millisecond))
 }
 

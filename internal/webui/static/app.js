@@ -157,7 +157,9 @@ function render(s, err, homeErr) {
     $("answered").className = "error";
     if (!s) return;
   } else {
-    const peerVia = s.nodes.length > 1 ? "; " + s.nodes[1].name + " seen by the " + s.nodes[1].via : "";
+    const other = s.nodes[1];
+    const peerVia = !other ? "" : other.reachable ? "; " + other.name + " seen by the " + other.via
+      : "; " + other.name + " does not answer " + s.answered_by;
     $("answered").textContent = "Answered by " + s.answered_by + " at " + new Date(s.at).toLocaleTimeString() + peerVia +
       (homeErr ? " — the node that served this page (" + location.host + ") does not answer: " + homeErr.message : "");
     $("answered").className = homeErr ? "warning" : "";
