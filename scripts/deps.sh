@@ -2,7 +2,8 @@
 # Installs what tandem's lab and tests need on a fresh Debian machine:
 # PostgreSQL server binaries, dnsmasq (the lab's DNS server) and iproute2.
 # With --test, also what only the test command needs: a C compiler and the
-# C library headers (the race detector needs cgo) and staticcheck, pinned.
+# C library headers (the race detector needs cgo), Chromium (the web
+# console's end-to-end test) and staticcheck, pinned.
 # Runs apt-get update once, and only when something is missing.
 set -eu
 export PATH="/usr/local/go/bin:$PATH"
@@ -45,6 +46,8 @@ if $test; then
 	# -race refuses to run. gcc alone (no recommends) lacks libc6-dev.
 	command -v gcc >/dev/null 2>&1 || need="$need gcc"
 	[ -e /usr/include/stdlib.h ] || need="$need libc6-dev"
+	# e2e/webui_test.go drives the web console in headless Chromium.
+	command -v chromium >/dev/null 2>&1 || need="$need chromium"
 fi
 
 if [ -z "$need" ]; then

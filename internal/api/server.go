@@ -38,6 +38,9 @@ type Config struct {
 	// Metrics, when set, serves GET /metrics, to whom MetricsAccess says.
 	Metrics       http.Handler
 	MetricsAccess MetricsAccess
+	// UI, when set, serves the web console under /ui/ (internal/webui),
+	// which authenticates its own sessions.
+	UI http.Handler
 }
 
 // Server is the node API component.
@@ -154,6 +157,10 @@ func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/metrics" && s.cfg.Metrics != nil {
 			s.serveMetrics(w, r)
+			return
+		}
+		if s.cfg.UI != nil && (r.URL.Path == "/ui" || strings.HasPrefix(r.URL.Path, "/ui/")) {
+			s.cfg.UI.ServeHTTP(w, r)
 			return
 		}
 		rt, ok := routes[r.URL.Path]

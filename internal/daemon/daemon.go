@@ -29,6 +29,7 @@ import (
 	"github.com/tandem-ha/tandem/internal/postgres"
 	"github.com/tandem-ha/tandem/internal/state"
 	"github.com/tandem-ha/tandem/internal/version"
+	"github.com/tandem-ha/tandem/internal/webui"
 )
 
 // PasswordFile holds the PostgreSQL superuser password inside the state dir.
@@ -46,6 +47,7 @@ type Daemon struct {
 
 	mu  sync.Mutex
 	srv *api.Server // once the API is built; ReloadTokens reaches it
+	ui  *webui.Server
 
 	// A reload (reload.go): the executable and configuration file to
 	// re-execute with, the requests from the signal handler, and what the
@@ -243,6 +245,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// cluster logic decides in which role PostgreSQL may start.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(node, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	viewer, err := identity.EnsureViewerToken(d.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	// The node counts commits, so the page plots the primary's commit rate.
+	var _ webui.CommitCounter = node
+	ui := webui.New(webui.Config{Backend: node, AdminToken: token, ViewerToken: viewer, Log: log.With("component", "webui")})
+	uiCtx, uiStop := context.WithCancel(ctx)
+	uiDone := make(chan struct{})
+	go func() { defer close(uiDone); ui.Run(uiCtx) }()
+	defer func() { uiStop(); <-uiDone }()
 	srv := api.NewServer(api.Config{
 		Listen: d.cfg.API.Listen,
 		Cert:   cert,
@@ -254,12 +267,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Log:            log.With("component", "api"),
 		Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		MetricsAccess:  api.MetricsAccess{Token: metricsToken, Allow: d.cfg.MetricsAllow()},
+		UI:             ui,
 	})
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
 	d.mu.Lock()
-	d.srv = srv
+	d.srv, d.ui = srv, ui
 	d.mu.Unlock()
 	if err := sdNotify("READY=1\nSTATUS=node API listening; role " + string(st.Role)); err != nil {
 		log.Warn("could not tell systemd tandemd is ready", "err", err)
@@ -343,7 +357,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 // error the tokens in force stay.
 func (d *Daemon) ReloadTokens() error {
 	d.mu.Lock()
-	srv := d.srv
+	srv, ui := d.srv, d.ui
 	d.mu.Unlock()
 	if srv == nil {
 		return errors.New("the node API is not running yet")
@@ -352,7 +366,14 @@ func (d *Daemon) ReloadTokens() error {
 	if err != nil {
 		return err
 	}
+	viewer, err := identity.EnsureViewerToken(d.cfg.StateDir)
+	if err != nil {
+		return err
+	}
 	srv.SetTokens(admin, metrics)
+	if ui != nil {
+		ui.SetTokens(admin, viewer)
+	}
 	return nil
 }
 

@@ -33,6 +33,9 @@ const (
 	CertFile  = "node.crt"
 	KeyFile   = "node.key"
 	TokenFile = "admin-token"
+	// ViewerTokenFile holds the web console's read-only token, made and
+	// kept beside the admin token the same way.
+	ViewerTokenFile = "viewer-token"
 )
 
 // certLifetime is long because the certificate is pinned by fingerprint,
@@ -122,17 +125,27 @@ func Fingerprint(der []byte) string {
 // EnsureToken loads the admin token from dir, creating a random one
 // (256 bits) when none exists.
 func EnsureToken(dir string) (string, error) {
-	p := filepath.Join(dir, TokenFile)
+	return ensureTokenFile(dir, TokenFile, "admin")
+}
+
+// EnsureViewerToken loads the web console's read-only token from dir,
+// creating a random one when none exists, as EnsureToken does.
+func EnsureViewerToken(dir string) (string, error) {
+	return ensureTokenFile(dir, ViewerTokenFile, "viewer")
+}
+
+func ensureTokenFile(dir, file, what string) (string, error) {
+	p := filepath.Join(dir, file)
 	b, err := os.ReadFile(p)
 	switch {
 	case err == nil:
 		tok := strings.TrimSpace(string(b))
 		if len(tok) < 32 {
-			return "", fmt.Errorf("the admin token in %s is shorter than 32 characters: remove the file to create a new one", p)
+			return "", fmt.Errorf("the %s token in %s is shorter than 32 characters: remove the file to create a new one", what, p)
 		}
 		return tok, nil
 	case !errors.Is(err, os.ErrNotExist):
-		return "", fmt.Errorf("while reading the admin token: %w", err)
+		return "", fmt.Errorf("while reading the %s token: %w", what, err)
 	}
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
