@@ -45,7 +45,8 @@ if [ "$(id -u)" = 0 ]; then
 	# In the clone, not in /tmp: the run itself cleans temporary files.
 	e2elog="$PWD/.e2e-output.log"
 	# Test artifacts (the web console's screenshots of each step) are kept
-	# in .e2e-artifacts/ of the clone.
+	# in .e2e-artifacts/ of the clone (go test wants the directory there).
+	mkdir -p .e2e-artifacts
 	{ go test -count=1 -tags e2e -timeout 75m -v -artifacts -outputdir "$PWD/.e2e-artifacts" ./e2e/... 2>&1; echo $? >"$e2elog.rc"; } | tee "$e2elog"
 	rc="$(cat "$e2elog.rc" 2>/dev/null || echo 1)"
 	if [ "$rc" != 0 ]; then
