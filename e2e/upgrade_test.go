@@ -209,9 +209,13 @@ func TestMixedVersions(t *testing.T) {
 	}
 	c.waitStreaming("while two protocols apart", 10*time.Second) // the steady state goes on
 
-	// Back at N: operations work again.
+	// Back at N: operations work again, once the reloaded tandemd has
+	// adopted its PostgreSQL (until then a switchover is refused, rightly:
+	// "the secondary b is not ready").
 	install(orig)
 	c.labReload("b")
+	c.waitReady("b", 30*time.Second)
+	c.waitStreaming("after b's reload back to N", 10*time.Second)
 	switchover("b")
 }
 
