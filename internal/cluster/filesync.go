@@ -47,6 +47,12 @@ const (
 // secondary within about two of these plus replication.
 const fileSyncEvery = 500 * time.Millisecond
 
+// fileSyncPassTimeout bounds one look (its queries and writes): a
+// connection that stops answering would otherwise stall the carrying of
+// files for good; after it the connection is dropped and the next look
+// opens a new one.
+const fileSyncPassTimeout = 5 * time.Second
+
 // prevSuffix names the copy a write replaces.
 const prevSuffix = ".tandem-prev"
 
@@ -308,11 +314,13 @@ func (n *Node) runFileSync(ctx context.Context) {
 			fsy.conn = conn
 		}
 		var err error
+		pctx, cancel := context.WithTimeout(ctx, fileSyncPassTimeout)
 		if s.Role == state.RolePrimary {
-			err = n.publishFiles(ctx, &fsy)
+			err = n.publishFiles(pctx, &fsy)
 		} else {
-			err = n.applyFiles(ctx, &fsy)
+			err = n.applyFiles(pctx, &fsy)
 		}
+		cancel()
 		if err != nil && ctx.Err() == nil {
 			n.log.Debug("sync.files: the record did not answer", "err", err)
 			fsy.conn.Close(context.Background())
