@@ -586,3 +586,9 @@ type FailoverModeResult struct {
 	Primary   string `json:"primary"`
 	Secondary string `json:"secondary"`
 }
+
+// MaxSwitchoverLag is how far behind a streaming secondary may be for a
+// switchover without allowing data loss: the node refuses beyond it, and
+// the console and the web console check it first to say so before
+// anything is sent.
+const MaxSwitchoverLag = 16 << 20

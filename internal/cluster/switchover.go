@@ -130,7 +130,7 @@ func (n *Node) switchover(ctx context.Context, req api.SwitchoverRequest, reply 
 		if r.State == "disconnected" {
 			return api.SwitchoverResult{}, conflict("the secondary %s is not streaming; nothing was changed. Wait for it, or pass --allow-data-loss to lose what it has not received", peer.Name)
 		}
-		if r.LagBytes > 16<<20 {
+		if r.LagBytes > api.MaxSwitchoverLag {
 			return api.SwitchoverResult{}, conflict("the secondary %s is %d bytes behind; nothing was changed. Wait for it to catch up, or pass --allow-data-loss to lose what it has not replayed", peer.Name, r.LagBytes)
 		}
 	}

@@ -14,10 +14,6 @@ import (
 // switchoverTimeout bounds the whole planned swap.
 const switchoverTimeout = 2 * time.Minute
 
-// maxSwitchoverLag is how far behind a streaming secondary may be for a
-// switchover without --allow-data-loss (the node checks the same bound).
-const maxSwitchoverLag = 16 << 20
-
 // SwitchoverOutput is `tandem switchover -o json`.
 type SwitchoverOutput struct {
 	Cluster string               `json:"cluster"`
@@ -81,7 +77,7 @@ stopped waiting, the switchover carries on on the node; 1 anything else.`,
 			// A streaming secondary a little behind is fine: it replays
 			// everything up to the old primary's shutdown checkpoint before
 			// it promotes. The bound matches the node's own check.
-			caughtUp := r != nil && r.State != "disconnected" && r.LagBytes <= maxSwitchoverLag
+			caughtUp := r != nil && r.State != "disconnected" && r.LagBytes <= api.MaxSwitchoverLag
 			switch {
 			case caughtUp:
 				fmt.Fprintf(errw, "  The secondary streams (%s behind, replayed before it promotes): nothing will be lost.\n", bytesOf(r.LagBytes))

@@ -10,10 +10,6 @@ import (
 	"github.com/tandem-ha/tandem/internal/console"
 )
 
-// maxSwitchoverLag is the console's bound (internal/console/switchover.go)
-// and the node's: how far behind a streaming secondary may be.
-const maxSwitchoverLag = 16 << 20
-
 // Operations the page can run.
 const (
 	OpSwitchover = "switchover"
@@ -201,7 +197,7 @@ func switchoverPlan(pv pairView, allowLoss bool) Plan {
 		fmt.Sprintf("%s (secondary now) promotes once it has replayed everything, takes the cluster IP and starts the services.", sn),
 		fmt.Sprintf("%s then follows %s as its standby. Writes pause for a moment.", pn, sn))
 	r := primary.Replication
-	caughtUp := r != nil && r.State != "disconnected" && r.LagBytes <= maxSwitchoverLag
+	caughtUp := r != nil && r.State != "disconnected" && r.LagBytes <= api.MaxSwitchoverLag
 	switch {
 	case caughtUp:
 		p.Lines = append(p.Lines, fmt.Sprintf("The secondary streams (%d bytes behind, replayed before it promotes): nothing will be lost.", r.LagBytes))
