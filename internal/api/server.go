@@ -134,6 +134,11 @@ func (s *Server) Handler() http.Handler {
 			routes[p] = rt
 		}
 	}
+	if hb, ok := s.cfg.Backend.(ClusterIPHandoffBackend); ok && cb != nil {
+		for p, rt := range clusterIPHandoffRoutes(hb) {
+			routes[p] = rt
+		}
+	}
 	if pb, ok := s.cfg.Backend.(PostgresRestartBackend); ok && cb != nil {
 		for p, rt := range postgresRestartRoutes(pb) {
 			routes[p] = rt

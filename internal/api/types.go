@@ -445,6 +445,18 @@ type SwitchoverResult struct {
 type PromoteRequest struct {
 	Term int64  `json:"term"` // the new term
 	LSN  string `json:"lsn"`  // shutdown checkpoint of the old primary; empty = do not wait
+	// HandClusterIP: the caller still holds the cluster IP and hands it
+	// over once this answer has come (POST /v1/peer/cluster-ip); the new
+	// primary takes it by itself, probing first, if that does not come
+	// within a few seconds. Protocol 2 and later.
+	HandClusterIP bool `json:"hand_cluster_ip,omitempty"`
+}
+
+// ClusterIPHandoff is POST /v1/peer/cluster-ip: the old primary of a
+// switchover has dropped the cluster IP, and the new primary of Term
+// takes it now, without a probe.
+type ClusterIPHandoff struct {
+	Term int64 `json:"term"`
 }
 
 // PromoteResult is the new primary's answer.

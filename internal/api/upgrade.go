@@ -54,6 +54,24 @@ type PostgresRestartResult struct {
 	Took          string `json:"took"`
 }
 
+// ClusterIPHandoffBackend takes the cluster IP the old primary of a
+// switchover has just dropped.
+type ClusterIPHandoffBackend interface {
+	TakeClusterIP(ctx context.Context, req ClusterIPHandoff) error
+}
+
+func clusterIPHandoffRoutes(hb ClusterIPHandoffBackend) map[string]route {
+	return map[string]route{
+		"/v1/peer/cluster-ip": {method: http.MethodPost, auth: authPeer, h: func(r *http.Request) (any, int, error) {
+			var req ClusterIPHandoff
+			if err := decode(r, &req); err != nil {
+				return nil, 0, err
+			}
+			return struct{}{}, http.StatusOK, hb.TakeClusterIP(r.Context(), req)
+		}},
+	}
+}
+
 // PostgresRestartBackend restarts a secondary's PostgreSQL.
 type PostgresRestartBackend interface {
 	RestartPostgres(ctx context.Context) (PostgresRestartResult, error)

@@ -236,6 +236,7 @@ type fakePeer struct {
 	maint func(api.MaintenanceInfo) (api.MaintenanceInfo, error)
 
 	slotsRecreated int
+	ipTaken        int // TakeClusterIP calls
 }
 
 var errSilent = errors.New("peer silent")
@@ -256,6 +257,12 @@ func (p *fakePeer) Promote(_ context.Context, r api.PromoteRequest) (api.Promote
 	return p.promote(r)
 }
 func (p *fakePeer) Leave(context.Context) error { return nil }
+func (p *fakePeer) TakeClusterIP(context.Context, int64) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ipTaken++
+	return nil
+}
 func (p *fakePeer) RecreateSlot(context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -157,8 +157,13 @@ type Node struct {
 	mu sync.Mutex // held across read, modify, save and publish of st
 	st state.State
 
-	peerMu    sync.Mutex
-	lastHeard time.Time // last successful heartbeat from or to the peer
+	// handoff is closed when the old primary of a switchover hands the
+	// cluster IP over (TakeClusterIP), for the promotion of handoffTerm.
+	handoffMu   sync.Mutex
+	handoff     chan struct{}
+	handoffTerm int64
+	peerMu      sync.Mutex
+	lastHeard   time.Time // last successful heartbeat from or to the peer
 	// contact is what the primary said at this secondary's last
 	// heartbeat to it (contactKnown: since this tandemd started).
 	contact      primaryContact

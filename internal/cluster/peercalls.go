@@ -19,6 +19,8 @@ type Peer interface {
 	PeerEvent(ctx context.Context, e api.PeerEvent) error
 	// PeerMaintenance hands the peer a maintenance switch (maintenance.go).
 	PeerMaintenance(ctx context.Context, m api.MaintenanceInfo) (api.MaintenanceInfo, error)
+	// TakeClusterIP hands a switchover's new primary the cluster IP.
+	TakeClusterIP(ctx context.Context, term int64) error
 }
 
 // peer returns the peer API of member (a fake one in unit tests).
@@ -60,6 +62,10 @@ func (p peerCalls) PeerMaintenance(ctx context.Context, m api.MaintenanceInfo) (
 	var got api.MaintenanceInfo
 	err := p.c.do(ctx, http.MethodPost, "/v1/peer/maintenance", m, &got)
 	return got, err
+}
+
+func (p peerCalls) TakeClusterIP(ctx context.Context, term int64) error {
+	return p.c.do(ctx, http.MethodPost, "/v1/peer/cluster-ip", api.ClusterIPHandoff{Term: term}, nil)
 }
 
 // askPeer sends the peer a heartbeat, bounded by timeout.

@@ -145,18 +145,23 @@ func (n *Node) switchover(ctx context.Context, req api.SwitchoverRequest, reply 
 	}
 	n.stopServices(ctx, s.Term)
 	st.mark("services stopped")
-	// The cluster IP goes first, then CHECKPOINT (so the shutdown
-	// checkpoint is short), fast shutdown, and the control file must say
-	// "shut down". Dropping the address after the shutdown instead was
-	// measured worse (280 ms median gap against 233, BENCHMARKS.md): the
-	// window in which nobody holds the address, where a client's
-	// connection attempt goes unanswered until its own timeout, is as
-	// long either way and then follows the refusals instead of
-	// overlapping them.
-	if err := n.vip.Release(ctx); err != nil {
-		return n.switchoverRollback(ctx, s, fmt.Errorf("while releasing the cluster IP: %w", err))
+	// The cluster IP: while nobody holds it, what a client sends to it is
+	// lost, and the client's TCP waits for its retransmission (200 ms at
+	// least) or its connection timeout; a stopped PostgreSQL on a host
+	// that still holds it refuses at once, and the client tries again. So
+	// a peer that takes the handover (protocol 2) is promoted while this
+	// node keeps the address, which is dropped only then and taken by the
+	// new primary at once: nobody holds it for a few milliseconds. An
+	// older peer takes it itself when promoted: it is dropped first.
+	hand := hb.Protocol >= 2
+	if !hand {
+		if err := n.vip.Release(ctx); err != nil {
+			return n.switchoverRollback(ctx, s, fmt.Errorf("while releasing the cluster IP: %w", err))
+		}
+		st.mark("cluster IP released")
 	}
-	st.mark("cluster IP released")
+	// CHECKPOINT first (so the shutdown checkpoint is short), fast
+	// shutdown, and the control file must say "shut down".
 	lsn, err := n.pg.ShutdownForSwitchover(ctx)
 	if err != nil {
 		return n.switchoverRollback(ctx, s, fmt.Errorf("while shutting PostgreSQL down: %w", err))
@@ -188,10 +193,17 @@ func (n *Node) switchover(ctx context.Context, req api.SwitchoverRequest, reply 
 	// The peer waits up to 10 s for the replay, then promotes (bounded at
 	// 30 s): past that, its answer is not coming and peerOutcome asks.
 	pctx, cancel := context.WithTimeout(ctx, 45*time.Second)
-	pr, err := p.Promote(pctx, api.PromoteRequest{Term: newTerm, LSN: lsn})
+	pr, err := p.Promote(pctx, api.PromoteRequest{Term: newTerm, LSN: lsn, HandClusterIP: hand})
 	cancel()
 	if err != nil {
 		promoted, known := n.peerOutcome(ctx, p, newTerm)
+		if hand && (promoted || !known) {
+			// The peer may be primary: this node must not hold the address
+			// its fallback will probe for and take.
+			if rerr := n.vip.Release(ctx); rerr != nil {
+				n.log.Error("could not drop the cluster IP", "err", rerr)
+			}
+		}
 		switch {
 		case !known:
 			unknown := unavailable("the secondary %s stopped answering during its promotion (%v). %s stays stopped so there can be no two primaries; it resolves this by itself when %s answers again", peer.Name, err, n.cfg.Name, peer.Name)
@@ -203,6 +215,9 @@ func (n *Node) switchover(ctx context.Context, req api.SwitchoverRequest, reply 
 		}
 	}
 	st.mark("peer promoted")
+	if hand {
+		n.handClusterIP(ctx, p, newTerm, st)
+	}
 
 	// 4. Follow the new primary.
 	err = n.journalWith(OpSwitchover, StepFollow, newTerm, func(s *state.State) { s.Role, s.Term = state.RoleSecondary, newTerm })
@@ -228,6 +243,23 @@ func (n *Node) switchover(ctx context.Context, req api.SwitchoverRequest, reply 
 	n.event(ctx, EventSwitchoverFinished, n.cfg.Name, fmt.Sprintf("switchover from %s to %s finished in %s (term %d)", n.cfg.Name, peer.Name, took, newTerm))
 	n.log.Info("switchover finished", "op", OpSwitchover, "took", took, "term", newTerm)
 	return api.SwitchoverResult{From: n.cfg.Name, To: peer.Name, Term: newTerm, ShutdownLSN: lsn, Took: took.String(), Steps: append(st.list, pr.Steps...)}, nil
+}
+
+// handClusterIP drops the cluster IP and has the new primary of term take
+// it at once. Should the call fail, the new primary takes it by itself
+// after its wait (awaitClusterIP).
+func (n *Node) handClusterIP(ctx context.Context, p Peer, term int64, st *steps) {
+	if err := n.vip.Release(ctx); err != nil {
+		n.log.Error("could not drop the cluster IP after the promotion", "err", err)
+	}
+	st.mark("cluster IP released")
+	hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := p.TakeClusterIP(hctx, term); err != nil {
+		n.log.Warn("the new primary did not take the cluster IP when asked; it takes it by itself shortly", "err", err)
+		return
+	}
+	st.mark("cluster IP handed over")
 }
 
 // noPendingJournal refuses an operation while the journal names one that a
@@ -341,7 +373,7 @@ func (n *Node) Promote(ctx context.Context, req api.PromoteRequest) (api.Promote
 			n.holdLeadership(l)
 			st.mark("leader key taken")
 		}
-		if err := n.becomePrimary(ctx, req.Term, true, st); err != nil {
+		if err := n.becomePrimary(ctx, req.Term, req.HandClusterIP, st); err != nil {
 			if lead != nil {
 				_ = lead.Resign(context.WithoutCancel(ctx))
 			}
@@ -378,7 +410,13 @@ func (n *Node) waitReplayPast(ctx context.Context, lsn string, limit time.Durati
 // old primary can follow at once), pg_promote, the term made durable, then
 // the cluster IP. The record, events, services and hook follow in
 // afterPromotion, off the write path.
-func (n *Node) becomePrimary(ctx context.Context, term int64, trustedVIP bool, st *steps) error {
+//
+// The cluster IP is taken without a probe: a failover's checks, or a
+// switchover's old primary, established that nobody else holds it. With
+// handed, the old primary of a switchover still holds it and hands it
+// over after this returns (TakeClusterIP); if it does not within
+// clusterIPHandoffWait, this node takes it by itself, probing first.
+func (n *Node) becomePrimary(ctx context.Context, term int64, handed bool, st *steps) error {
 	s := n.State()
 	peer := s.Cluster.Peer
 	if err := n.journal(OpPromote, StepPromote, term); err != nil {
@@ -419,15 +457,77 @@ func (n *Node) becomePrimary(ctx context.Context, term int64, trustedVIP bool, s
 	}
 	st.mark("term saved")
 	n.setVIPAddress()
-	acquire := n.vip.Acquire
-	if trustedVIP {
-		acquire = n.vip.AcquireTrusted
+	if handed {
+		n.awaitClusterIP(term)
+		return nil
 	}
-	if err := acquire(ctx); err != nil {
+	if err := n.vip.AcquireTrusted(ctx); err != nil {
 		n.log.Error("promoted, but the cluster IP could not be taken", "err", err)
 		n.event(ctx, EventClusterIPConflict, n.cfg.Name, err.Error())
 	}
 	st.mark("cluster IP taken")
+	return nil
+}
+
+// clusterIPHandoffWait is how long a switchover's new primary waits for
+// the old one to hand the cluster IP over before it takes it by itself.
+const clusterIPHandoffWait = 3 * time.Second
+
+// awaitClusterIP arms the fallback of a handed-over cluster IP: unless
+// TakeClusterIP comes for term within clusterIPHandoffWait (the old
+// primary died between the promotion and the handover), the address is
+// taken with a probe, so that an old primary that still holds it is found
+// rather than duplicated.
+func (n *Node) awaitClusterIP(term int64) {
+	handed := make(chan struct{})
+	n.handoffMu.Lock()
+	n.handoff, n.handoffTerm = handed, term
+	n.handoffMu.Unlock()
+	n.run.goAttach(func(ctx context.Context) {
+		select {
+		case <-handed:
+			return
+		case <-ctx.Done():
+			return
+		case <-time.After(clusterIPHandoffWait):
+		}
+		n.handoffMu.Lock()
+		still := n.handoff == handed
+		n.handoff = nil
+		n.handoffMu.Unlock()
+		if !still {
+			return
+		}
+		if s := n.State(); s.Role != state.RolePrimary || s.Term != term {
+			return
+		}
+		n.log.Warn("the old primary did not hand the cluster IP over; taking it, after a probe", "term", term, "waited", clusterIPHandoffWait)
+		if err := n.vip.Acquire(ctx); err != nil {
+			n.log.Error("could not take the cluster IP", "err", err)
+			n.event(ctx, EventClusterIPConflict, n.cfg.Name, err.Error())
+		}
+	})
+}
+
+// TakeClusterIP is the new primary's side of a switchover's handover: the
+// old primary has dropped the cluster IP, so it is taken now, without a
+// probe, and announced.
+func (n *Node) TakeClusterIP(ctx context.Context, req api.ClusterIPHandoff) error {
+	s := n.State()
+	if s.Role != state.RolePrimary || s.Term != req.Term {
+		return conflict("%s is %s at term %d, not the primary of term %d: it does not take the cluster IP", n.cfg.Name, s.Role, s.Term, req.Term)
+	}
+	n.handoffMu.Lock()
+	if n.handoff != nil && n.handoffTerm == req.Term {
+		close(n.handoff)
+		n.handoff = nil
+	}
+	n.handoffMu.Unlock()
+	if err := n.vip.AcquireTrusted(ctx); err != nil {
+		n.log.Error("promoted, but the cluster IP could not be taken", "err", err)
+		n.event(ctx, EventClusterIPConflict, n.cfg.Name, err.Error())
+		return err
+	}
 	return nil
 }
 

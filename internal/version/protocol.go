@@ -13,7 +13,11 @@ import "strconv"
 // rolling update (one node at N, the other at N+1) can run every
 // operation, and the step after that may drop what N needed. A pair two
 // steps apart refuses operations and says to upgrade the older node.
-var Protocol = "1"
+//
+// 1: the first protocol reported (Tandem-Protocol, heartbeat, GET
+// /v1/node). 2: a switchover hands the cluster IP over after the
+// promotion (PromoteRequest.HandClusterIP, POST /v1/peer/cluster-ip).
+var Protocol = "2"
 
 // ProtocolLevel is Protocol as a number (0 if the stamp is not one).
 func ProtocolLevel() int {
