@@ -43,6 +43,10 @@ func (l *testLab) startWitness() *witness {
 		nodes = append(nodes, n.Name+"="+n.IP)
 	}
 	w.sampler = l.startIn("client", nil, probe, "-mode", "sample", "-every", "50ms", "-nodes", strings.Join(nodes, ","), "-password", l.env.Postgres.Password, "-out", filepath.Join(w.dir, "samples.jsonl"))
+	var names, namespaces []string
+	for _, n := range l.env.Nodes {
+		names, namespaces = append(names, n.Name), append(namespaces, l.netnsOf(n.Name))
+	}
 	go func() {
 		defer close(w.vipDone)
 		t := time.NewTicker(50 * time.Millisecond)
@@ -53,13 +57,7 @@ func (l *testLab) startWitness() *witness {
 				return
 			case <-t.C:
 			}
-			var holders []string
-			for _, n := range l.env.Nodes {
-				if held, _ := hasAddrUp(l.netnsOf(n.Name), l.env.ClusterIP); held {
-					holders = append(holders, n.Name)
-				}
-			}
-			w.vipSamples = append(w.vipSamples, holders)
+			w.vipSamples = append(w.vipSamples, clusterIPHoldersNow(names, namespaces, l.env.ClusterIP))
 		}
 	}()
 	// A test that ends before it stopped the witness leaves no writer

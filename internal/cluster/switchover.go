@@ -250,7 +250,10 @@ func (n *Node) switchover(ctx context.Context, req api.SwitchoverRequest, reply 
 // after its wait (awaitClusterIP).
 func (n *Node) handClusterIP(ctx context.Context, p Peer, term int64, st *steps) {
 	if err := n.vip.Release(ctx); err != nil {
-		n.log.Error("could not drop the cluster IP after the promotion", "err", err)
+		// Not handed over while this node may still hold it: the new
+		// primary's fallback probes, finds it here and says so.
+		n.log.Error("could not drop the cluster IP after the promotion; the new primary takes it only once nobody answers for it", "err", err)
+		return
 	}
 	st.mark("cluster IP released")
 	hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
