@@ -71,8 +71,8 @@ stopped waiting, the switchover carries on on the node; 1 anything else.`,
 			r := primary.view.Replication
 			errw := cmd.ErrOrStderr()
 			fmt.Fprintf(errw, "\nSwitchover in cluster %s (term %d → %d):\n", name, primary.view.Node.Term, primary.view.Node.Term+1)
-			fmt.Fprintf(errw, "  %s (primary now) stops its services, drops the cluster IP and shuts PostgreSQL down cleanly.\n", nameOr(primary))
-			fmt.Fprintf(errw, "  %s (secondary now) promotes once it has replayed everything, takes the cluster IP and starts the services.\n", nameOr(secondary))
+			fmt.Fprintf(errw, "  %s (primary now) stops its services and shuts PostgreSQL down cleanly, keeping the cluster IP.\n", nameOr(primary))
+			fmt.Fprintf(errw, "  %s (secondary now) promotes once it has replayed everything; then the cluster IP moves to it and its services start.\n", nameOr(secondary))
 			fmt.Fprintf(errw, "  %s then follows %s as its standby. Writes pause for a moment.\n", nameOr(primary), nameOr(secondary))
 			// A streaming secondary a little behind is fine: it replays
 			// everything up to the old primary's shutdown checkpoint before
