@@ -31,11 +31,13 @@ func NewSwitchoverCommand(g *globals) *cobra.Command {
 		Short: "Swap the roles in a planned way: the secondary becomes primary, nothing is lost",
 		Long: `Swap the roles: the secondary becomes the primary, the primary its standby.
 
-The primary stops its role-bound services, drops the cluster IP, checkpoints
-and shuts PostgreSQL down; the secondary promotes only once it has replayed
-that shutdown checkpoint, so no committed transaction is lost. It takes the
-cluster IP (announced to the network) and starts the services; the former
-primary restarts as its standby. Writes pause for a fraction of a second.
+The primary stops its role-bound services, checkpoints and shuts PostgreSQL
+down, keeping the cluster IP (so clients are refused at once rather than
+left without an answer); the secondary promotes only once it has replayed
+that shutdown checkpoint, so no committed transaction is lost. Then the
+primary drops the cluster IP and the new primary takes it (announced to the
+network) and starts the services; the former primary restarts as its
+standby. Writes pause for a fraction of a second.
 
 Refused, with nothing changed, unless both nodes answer and the secondary
 streams and has caught up. --allow-data-loss is the only way past "not
@@ -68,34 +70,20 @@ stopped waiting, the switchover carries on on the node; 1 anything else.`,
 			if secondary == nil || !secondary.reachable() {
 				return &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("the secondary does not answer (%s): there is nothing to switch to. Nothing was sent", describe(probes))}
 			}
-			r := primary.view.Replication
+			plan := PlanSwitchover(name, nameOr(primary), nameOr(secondary), primary.view.Node.Term, primary.view.Replication, allowLoss, "pass --allow-data-loss")
+			if plan.Refused != "" {
+				return exitf(ExitConflict, "%s", plan.Refused)
+			}
 			errw := cmd.ErrOrStderr()
-			fmt.Fprintf(errw, "\nSwitchover in cluster %s (term %d → %d):\n", name, primary.view.Node.Term, primary.view.Node.Term+1)
-			fmt.Fprintf(errw, "  %s (primary now) stops its services and shuts PostgreSQL down cleanly, keeping the cluster IP.\n", nameOr(primary))
-			fmt.Fprintf(errw, "  %s (secondary now) promotes once it has replayed everything; then the cluster IP moves to it and its services start.\n", nameOr(secondary))
-			fmt.Fprintf(errw, "  %s then follows %s as its standby. Writes pause for a moment.\n", nameOr(primary), nameOr(secondary))
-			// A streaming secondary a little behind is fine: it replays
-			// everything up to the old primary's shutdown checkpoint before
-			// it promotes. The bound matches the node's own check.
-			caughtUp := r != nil && r.State != "disconnected" && r.LagBytes <= api.MaxSwitchoverLag
-			switch {
-			case caughtUp:
-				fmt.Fprintf(errw, "  The secondary streams (%s behind, replayed before it promotes): nothing will be lost.\n", bytesOf(r.LagBytes))
-			case allowLoss:
-				what := "it is not streaming: everything written since it stopped"
-				if r != nil && r.State != "disconnected" {
-					what = fmt.Sprintf("it is %s behind", bytesOf(r.LagBytes))
-				}
-				fmt.Fprintf(errw, "  WARNING: the secondary has not caught up (%s). --allow-data-loss: what it has not received WILL BE LOST.\n", what)
-			default:
-				state := "unknown"
-				if r != nil {
-					state = fmt.Sprintf("%s, %s behind", r.State, bytesOf(r.LagBytes))
-				}
-				return exitf(ExitConflict, "the secondary has not caught up (%s): wait for it, or pass --allow-data-loss to lose what it has not received. Nothing was sent", state)
+			fmt.Fprintf(errw, "\n%s\n", plan.Lines[0])
+			for _, l := range plan.Lines[1:] {
+				fmt.Fprintf(errw, "  %s\n", l)
+			}
+			if plan.Warning != "" {
+				fmt.Fprintf(errw, "  WARNING: %s\n", plan.Warning)
 			}
 			fmt.Fprintln(errw)
-			if err := confirmOrRefuse(tr, yes, fmt.Sprintf("Switch the primary role from %s to %s?", nameOr(primary), nameOr(secondary))); err != nil {
+			if err := confirmOrRefuse(tr, yes, plan.Question); err != nil {
 				return err
 			}
 			var res api.SwitchoverResult

@@ -164,8 +164,8 @@ func (s *Server) makePlan(ctx context.Context, req PlanRequest) (Plan, pairView,
 	return Plan{}, pv, api.Errorf(http.StatusBadRequest, api.CodeBadRequest, "op %q is neither %q nor %q", req.Op, OpSwitchover, OpFailover)
 }
 
-// switchoverPlan makes the same checks, in the same order and words, as
-// `tandem switchover`.
+// switchoverPlan checks that both nodes answer in their roles, then makes
+// `tandem switchover`'s own plan (console.PlanSwitchover).
 func switchoverPlan(pv pairView, allowLoss bool) Plan {
 	p := Plan{Op: OpSwitchover}
 	self := pv.self
@@ -189,33 +189,15 @@ func switchoverPlan(pv pairView, allowLoss bool) Plan {
 		p.Refused = fmt.Sprintf("%s is %s, not secondary: there is nothing to switch to. Nothing was sent", secondary.Node.Name, secondary.Node.Role)
 		return p
 	}
-	pn, sn := primary.Node.Name, secondary.Node.Name
-	p.On = pn
-	p.Lines = append(p.Lines,
-		fmt.Sprintf("Switchover in cluster %s (term %d → %d):", primary.Node.Cluster, primary.Node.Term, primary.Node.Term+1),
-		fmt.Sprintf("%s (primary now) stops its services, drops the cluster IP and shuts PostgreSQL down cleanly.", pn),
-		fmt.Sprintf("%s (secondary now) promotes once it has replayed everything, takes the cluster IP and starts the services.", sn),
-		fmt.Sprintf("%s then follows %s as its standby. Writes pause for a moment.", pn, sn))
-	r := primary.Replication
-	caughtUp := r != nil && r.State != "disconnected" && r.LagBytes <= api.MaxSwitchoverLag
-	switch {
-	case caughtUp:
-		p.Lines = append(p.Lines, fmt.Sprintf("The secondary streams (%d bytes behind, replayed before it promotes): nothing will be lost.", r.LagBytes))
-	case allowLoss:
-		what := "it is not streaming: everything written since it stopped"
-		if r != nil && r.State != "disconnected" {
-			what = fmt.Sprintf("it is %d bytes behind", r.LagBytes)
-		}
-		p.Warnings = append(p.Warnings, fmt.Sprintf("The secondary has not caught up (%s). Allow data loss: what it has not received WILL BE LOST.", what))
-	default:
-		state := "unknown"
-		if r != nil {
-			state = fmt.Sprintf("%s, %d bytes behind", r.State, r.LagBytes)
-		}
-		p.Refused = fmt.Sprintf("the secondary has not caught up (%s): wait for it, or allow data loss to lose what it has not received. Nothing was sent", state)
-		return p
+	p.On = primary.Node.Name
+	sp := console.PlanSwitchover(primary.Node.Cluster, primary.Node.Name, secondary.Node.Name, primary.Node.Term, primary.Replication, allowLoss, "allow data loss")
+	p.Lines, p.Refused, p.Question = sp.Lines, sp.Refused, sp.Question
+	if sp.Warning != "" {
+		p.Warnings = append(p.Warnings, sp.Warning)
 	}
-	p.Question = fmt.Sprintf("Switch the primary role from %s to %s?", pn, sn)
+	if p.Refused != "" {
+		p.Question = ""
+	}
 	return p
 }
 
