@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/tandem-ha/tandem/internal/fsutil"
 	"github.com/tandem-ha/tandem/internal/postgres"
 	"github.com/tandem-ha/tandem/internal/state"
+	"github.com/tandem-ha/tandem/internal/valid"
 )
 
 // Operation kinds of assembly.
@@ -61,14 +61,12 @@ const (
 	ModeStrict = "strict"
 )
 
-var dnsNameRE = regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.?$`)
-
 // ValidateSpec checks the cluster-wide settings of an assembly and fills
 // defaults; every problem is listed.
 func ValidateSpec(req *api.AssembleRequest) error {
 	var p []string
 	p = append(p, endpointProblems(&req.Endpoint, req.ClusterIP)...)
-	if req.DNSName == "" || len(req.DNSName) > 253 || !dnsNameRE.MatchString(req.DNSName) {
+	if req.DNSName == "" || len(req.DNSName) > 253 || !valid.Name(req.DNSName, true) {
 		p = append(p, fmt.Sprintf("DNS name %q is not a valid host name, such as db.example.net", req.DNSName))
 	}
 	req.DNSName = strings.TrimSuffix(strings.ToLower(req.DNSName), ".")
@@ -246,7 +244,7 @@ func (n *Node) assemble(ctx context.Context, req api.AssembleRequest) (res api.A
 	switch {
 	case state.Role(info.Role) != state.RoleNone:
 		return api.AssembleResult{}, conflict("the secondary %s already holds a cluster (%q, role %s): disassemble it there first", info.Name, info.Cluster, info.Role)
-	case !nodeNameRE.MatchString(info.Name):
+	case !valid.Label(info.Name, true):
 		return api.AssembleResult{}, badRequest("the secondary calls itself %q: a node name is lowercase letters, digits and '-', at most 63 characters", info.Name)
 	case checkNodeIP(info.IP) != nil:
 		return api.AssembleResult{}, badRequest("the secondary's IP %v", checkNodeIP(info.IP))
@@ -619,7 +617,7 @@ func validateJoin(r api.JoinRequest, self string) error {
 	if r.Secondary.Name != self {
 		p = append(p, fmt.Sprintf("the join request is for node %q, but this is %q", r.Secondary.Name, self))
 	}
-	if !nodeNameRE.MatchString(r.Primary.Name) {
+	if !valid.Label(r.Primary.Name, true) {
 		p = append(p, fmt.Sprintf("the primary's name %q must be lowercase letters, digits and '-', at most 63 characters", r.Primary.Name))
 	} else if r.Primary.Name == self {
 		p = append(p, fmt.Sprintf("the primary is named %q, like this node", r.Primary.Name))
@@ -641,7 +639,7 @@ func validateJoin(r api.JoinRequest, self string) error {
 	}
 	endpoint := r.Endpoint
 	p = append(p, endpointProblems(&endpoint, r.ClusterIP)...)
-	if len(r.DNSName) > 253 || !dnsNameRE.MatchString(r.DNSName) {
+	if len(r.DNSName) > 253 || !valid.Name(r.DNSName, true) {
 		p = append(p, fmt.Sprintf("the DNS name %q is not a valid host name", r.DNSName))
 	}
 	p = append(p, failoverProblems(r.Failover, r.Quorum)...)

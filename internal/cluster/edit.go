@@ -13,6 +13,7 @@ import (
 
 	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/state"
+	"github.com/tandem-ha/tandem/internal/valid"
 )
 
 // OpEdit changes a running cluster's cluster IP, DNS name or replication
@@ -68,7 +69,7 @@ func (v editValues) apply(req api.EditRequest) (editValues, []string, error) {
 	}
 	if req.DNSName != "" {
 		name := strings.TrimSuffix(strings.ToLower(req.DNSName), ".")
-		if len(name) > 253 || !dnsNameRE.MatchString(name) {
+		if len(name) > 253 || !valid.Name(name, true) {
 			p = append(p, fmt.Sprintf("DNS name %q is not a valid host name, such as db.example.net", req.DNSName))
 		} else {
 			out.dnsName = name

@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"regexp"
 
 	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/identity"
 	"github.com/tandem-ha/tandem/internal/quorum"
+	"github.com/tandem-ha/tandem/internal/valid"
 )
 
 // Failover modes of a cluster.
@@ -20,8 +20,8 @@ const (
 	FailoverAutomatic = "automatic"
 )
 
-var quorumTokenRE = regexp.MustCompile(`^[A-Za-z0-9-]{16,128}$`)
-var quorumPrefixRE = regexp.MustCompile(`^/[A-Za-z0-9/_.-]{1,200}$`)
+var quorumTokenRE = valid.Bounded(`^[A-Za-z0-9-]+$`, 16, 128)
+var quorumPrefixRE = valid.Bounded(`^/[A-Za-z0-9/_.-]+$`, 2, 201)
 
 // CheckQuorumSpec checks a quorum as the console proposes it: three
 // members with distinct names and addresses, each certificate readable and
@@ -45,7 +45,7 @@ func CheckQuorumSpec(q api.QuorumSpec, self string) error {
 	names, addrs := map[string]bool{}, map[string]bool{}
 	found := false
 	for _, m := range q.Members {
-		if !nodeNameRE.MatchString(m.Name) {
+		if !valid.Label(m.Name, true) {
 			errs = append(errs, fmt.Errorf("quorum member name %q must be a node name (lowercase letters, digits, '-')", m.Name))
 		}
 		if names[m.Name] {

@@ -4,17 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"regexp"
+
+	"github.com/tandem-ha/tandem/internal/valid"
 )
 
 // What a peer may send, each as narrow as what tandem itself produces:
 // node names as config's node.name, slots as PostgreSQL's own rule,
 // fingerprints as identity.Fingerprint writes them.
 var (
-	nodeNameRE    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	clusterNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
-	slotRE        = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
-	fingerprintRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	clusterNameRE = valid.Bounded(`^[A-Za-z0-9][A-Za-z0-9._-]*$`, 1, 253)
+	slotRE        = valid.Bounded(`^[a-z0-9_]+$`, 1, 63)
+	fingerprintRE = valid.Bounded(`^sha256:[0-9a-f]+$`, 71, 71)
 )
 
 // checkNodeIP refuses what is not a node's plain unicast address (a zone

@@ -23,6 +23,8 @@ import (
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tandem-ha/tandem/internal/valid"
 )
 
 // DefaultAPIPort is the node API's port when api.listen names none.
@@ -346,8 +348,6 @@ func (p *Problems) Error() string {
 	return "configuration refused:\n  - " + strings.Join(p.List, "\n  - ")
 }
 
-var nodeNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
 // Validate checks every setting and returns all problems at once, each
 // naming the setting and what to write instead. It fills in derived values
 // (the API address, the PostgreSQL bin dir) when they were left empty.
@@ -376,7 +376,7 @@ func (c *Config) identityProblems() (p []string, garbled map[string]bool) {
 	case garbled["node.name"]:
 	case c.Node.Name == "":
 		add("node.name is required: a short lowercase name such as \"a\" or \"db1\"")
-	case !nodeNameRE.MatchString(c.Node.Name):
+	case !valid.Label(c.Node.Name, true):
 		add("node.name %q must be lowercase letters, digits and '-', at most 63 characters", c.Node.Name)
 	}
 	var nodeIP netip.Addr
@@ -604,15 +604,13 @@ func checkListenAddresses(v string) error {
 			if _, err := netip.ParseAddr(a); err == nil {
 				continue
 			}
-			if len(a) > 253 || !hostNameRE.MatchString(a) {
+			if len(a) > 253 || !valid.Name(a, false) {
 				return fmt.Errorf("entry %q is neither \"*\", an IP address nor a host name", a)
 			}
 		}
 	}
 	return nil
 }
-
-var hostNameRE = regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
 
 func orDefault(a netip.Addr) string {
 	if a.IsValid() {

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+
+	"github.com/tandem-ha/tandem/internal/valid"
 )
 
 // ReplicationRole is the role the nodes replicate and rewind as
@@ -23,7 +25,6 @@ var (
 	hbaTypes   = []string{"host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc"}
 	hbaMethods = []string{"scram-sha-256", "md5", "password", "reject", "cert", "gss", "sspi", "ident", "pam", "ldap", "radius"}
 	// A host name or a domain suffix (.example.net) in a pg_hba address.
-	hbaHostRE = regexp.MustCompile(`^\.?([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
 	hbaNameRE = regexp.MustCompile(`^\+?[a-zA-Z0-9_.$-]+$`)
 	hbaOptRE  = regexp.MustCompile(`^[a-z_]+=[^\s"]+$`)
 )
@@ -96,7 +97,7 @@ func checkHBALine(line string) error {
 		}
 	case isAddr(addr):
 		return fmt.Errorf("address %s needs its prefix length: write %s/%d for that host alone, or a network", addr, addr, netip.MustParseAddr(addr).BitLen())
-	case !hbaHostRE.MatchString(addr):
+	case !valid.Name(strings.TrimPrefix(addr, "."), false):
 		return fmt.Errorf("address %q must be a CIDR (10.0.0.0/24), all, samehost, samenet or a host name", addr)
 	}
 	method := f[4]

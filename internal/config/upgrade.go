@@ -3,9 +3,10 @@ package config
 import (
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
+
+	"github.com/tandem-ha/tandem/internal/valid"
 )
 
 // Upgrade is how this node installs another version of tandem when the
@@ -24,7 +25,7 @@ type Upgrade struct {
 // VersionRE is what `tandem upgrade --version` accepts: the characters of
 // a Debian version (no spaces, quotes or shell metacharacters), at most
 // 64.
-var VersionRE = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+~:-]{0,63}$`)
+var VersionRE = valid.Bounded(`^[0-9A-Za-z][0-9A-Za-z.+~:-]*$`, 1, 64)
 
 // defaultUpgrade installs the package with apt, run by systemd as a
 // transient unit of its own: the packaged tandemd.service makes /usr and

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tandem-ha/tandem/internal/api"
+	"github.com/tandem-ha/tandem/internal/valid"
 )
 
 // Shared by the commands that reach two nodes or a cached cluster.
@@ -76,7 +77,6 @@ const (
 )
 
 var (
-	dnsNameRE     = regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.?$`)
 	clusterNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`)
 )
 
@@ -127,7 +127,7 @@ func (p *pairFlags) resolve() (pair, []string) {
 	switch {
 	case p.dnsName == "":
 		probs = append(probs, "--dns-name is missing: the cluster DNS name, e.g. db.example.net")
-	case len(r.dnsName) > 253 || !dnsNameRE.MatchString(r.dnsName):
+	case len(r.dnsName) > 253 || !valid.Name(r.dnsName, true):
 		probs = append(probs, fmt.Sprintf("--dns-name %q is not a valid host name, such as db.example.net", p.dnsName))
 	}
 	if p.dnsServer != "" {

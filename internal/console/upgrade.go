@@ -3,18 +3,18 @@ package console
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tandem-ha/tandem/internal/api"
+	"github.com/tandem-ha/tandem/internal/config"
 	"github.com/tandem-ha/tandem/internal/version"
 )
 
 // versionRE is what --version may be (the nodes check it again): the
 // characters of a package version, never anything a shell would read.
-var versionRE = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+~:-]{0,63}$`)
+var versionRE = config.VersionRE
 
 // NewUpgradeCommand is the rolling update: the secondary first, then the
 // primary, each by its own upgrade.command and a live reload.

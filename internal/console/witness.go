@@ -6,10 +6,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strings"
 
 	"github.com/tandem-ha/tandem/internal/api"
+	"github.com/tandem-ha/tandem/internal/valid"
 )
 
 // Failover modes the console offers at assembly.
@@ -29,7 +29,7 @@ type witnessFlags struct {
 	etcdPrefix string
 }
 
-var etcdPrefixRE = regexp.MustCompile(`^/[A-Za-z0-9/_.-]{1,200}$`)
+var etcdPrefixRE = valid.Bounded(`^/[A-Za-z0-9/_.-]+$`, 2, 201)
 
 // externalQuorum is the quorum of --etcd for cluster name: the endpoints
 // and the key prefix (by default /tandem/NAME). The nodes check that they

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"regexp"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -25,6 +24,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/tandem-ha/tandem/internal/valid"
 )
 
 // Status values of a Result.
@@ -256,7 +257,7 @@ type runner struct {
 	localErr  error
 }
 
-var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,63}$`)
+var nodeNameRE = valid.Bounded(`^[A-Za-z0-9_-]+$`, 1, 63)
 
 func newRunner(ctx context.Context, in Input) *runner {
 	r := &runner{ctx: ctx, in: in, timeout: in.Timeout, memo: map[memoKey]*memoEntry{}}
