@@ -55,6 +55,25 @@ func listenARP(l link) (*packet.Conn, error) {
 	return c, nil
 }
 
+// sendOnlyARP opens an AF_PACKET socket that sends ARP frames and
+// receives nothing. With protocol 0 the kernel registers no receive hook,
+// so neither the socket nor its bind waits for an RCU grace period
+// (synchronize_net), as binding a socket opened for ETH_P_ARP does: that
+// wait, 5–20 ms measured in the lab, came between a new primary taking the
+// cluster IP and its first gratuitous ARP, while clients still sent to the
+// old holder's MAC address and lost what they sent. The kernel takes the
+// frame's protocol from its Ethernet header (packet_parse_headers).
+func sendOnlyARP(l link) (*packet.Conn, error) {
+	if len(l.MAC) != 6 {
+		return nil, fmt.Errorf("interface %s has no Ethernet address; ARP needs one", l.Name)
+	}
+	c, err := packet.Listen(&net.Interface{Index: l.Index, Name: l.Name, HardwareAddr: l.MAC}, packet.Raw, 0, nil)
+	if err != nil {
+		return nil, fmt.Errorf("while opening an ARP socket on %s: %w", l.Name, err)
+	}
+	return c, nil
+}
+
 func writeARP(c *packet.Conn, l link, p *arp.Packet) error {
 	pb, err := p.MarshalBinary()
 	if err != nil {
@@ -157,11 +176,14 @@ func probeARP(ctx context.Context, l link, ip, src netip.Addr, timeout time.Dura
 // replies; Linux treats either as gratuitous and lets it override an entry
 // still inside its locktime.
 func announceARP(l link, ip netip.Addr) error {
-	c, err := listenARP(l)
+	c, err := sendOnlyARP(l)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	// Closing a packet socket waits for an RCU grace period
+	// (synchronize_net in packet_release, milliseconds): not on the
+	// caller's path, which is a switchover's or a failover's.
+	defer func() { go c.Close() }()
 	p, err := arp.NewPacket(arp.OperationRequest, l.MAC, ip, zeroMAC, ip)
 	if err != nil {
 		return fmt.Errorf("while building a gratuitous ARP for %s: %w", ip, err)
