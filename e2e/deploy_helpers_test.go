@@ -40,15 +40,18 @@ const deployMark = "{deploy-test"
 var deployKeys = map[string]bool{
 	"vars": true, "zone": true, "on": true, "install": true, "start": true,
 	"save": true, "answer": true, "id": true, "variant": true,
+	"not": true, "step": true, "named": true, "copy": true,
 }
 
 // deployHosts are the lab hosts a block may run on: the nodes, the
-// witness and the operator's machine.
-var deployHosts = []string{"a", "b", "w", "client"}
+// witness, the operator's machine and (step 13) the zone's primary DNS
+// server.
+var deployHosts = []string{"a", "b", "w", "client", "dns"}
 
 // deployBlock is one fenced block of the document carrying a mark.
 type deployBlock struct {
 	line  int               // line of the opening fence
+	step  int               // the step (## N. heading) it is in
 	mark  string            // the mark as written, for messages
 	attrs map[string]string // key → value ("" for a bare word)
 	text  string            // the block's content
@@ -61,6 +64,34 @@ func (b deployBlock) on() []string {
 		return strings.Split(v, ",")
 	}
 	return nil
+}
+
+// runsIn tells whether b is run in variant v: not when it is another
+// variant's (variant=) or left out of v (not=).
+func (b deployBlock) runsIn(v string) bool {
+	if w := b.attrs["variant"]; w != "" && w != v {
+		return false
+	}
+	return !slices.Contains(strings.Split(b.attrs["not"], ","), v)
+}
+
+// runStep is the step b runs within: step= for a block of step 13 that
+// changes an earlier step, else the step it is written in.
+func (b deployBlock) runStep() int {
+	if v, ok := b.attrs["step"]; ok {
+		n, _ := strconv.Atoi(v)
+		return n
+	}
+	return b.step
+}
+
+// copySpec is copy=HOST:SRC:DST.
+func (b deployBlock) copySpec() (host, src, dst string) {
+	f := strings.SplitN(b.attrs["copy"], ":", 3)
+	if len(f) != 3 {
+		return "", "", ""
+	}
+	return f[0], f[1], f[2]
 }
 
 func (b deployBlock) String() string {
@@ -81,11 +112,15 @@ func parseDeployDoc(t *testing.T, path string) []deployBlock {
 		body   []string
 		inside bool
 		n      int
+		step   = -1
 	)
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		n++
 		line := sc.Text()
+		if m := deployStepRE.FindStringSubmatch(line); m != nil && !inside {
+			step, _ = strconv.Atoi(m[1])
+		}
 		if !strings.HasPrefix(line, "```") {
 			if inside && cur != nil {
 				body = append(body, line)
@@ -114,7 +149,7 @@ func parseDeployDoc(t *testing.T, path string) []deployBlock {
 			t.Fatalf("docs/deploy.md:%d: a mark without its closing brace: %q", n, line)
 		}
 		mark := info[i : i+j+1]
-		b := deployBlock{line: n, mark: mark, attrs: map[string]string{}}
+		b := deployBlock{line: n, step: step, mark: mark, attrs: map[string]string{}}
 		for _, w := range strings.Fields(strings.TrimSuffix(strings.TrimPrefix(mark, deployMark), "}")) {
 			k, v, _ := strings.Cut(w, "=")
 			if !deployKeys[k] {
@@ -127,8 +162,20 @@ func parseDeployDoc(t *testing.T, path string) []deployBlock {
 				t.Fatalf("%s: on=%s names no lab host %v", b, h, deployHosts)
 			}
 		}
-		if !b.has("vars") && !b.has("zone") && len(b.on()) == 0 {
-			t.Fatalf("%s: the mark says neither where to run the block (on=) nor what it is (vars, zone)", b)
+		if !b.has("vars") && !b.has("zone") && !b.has("named") && len(b.on()) == 0 {
+			t.Fatalf("%s: the mark says neither where to run the block (on=) nor what it is (vars, zone, named)", b)
+		}
+		if v, ok := b.attrs["step"]; ok {
+			k, err := strconv.Atoi(v)
+			if err != nil || k < 0 || k >= b.step || b.attrs["variant"] == "" {
+				t.Fatalf("%s: step=%s must name an earlier step, in a block of one variant (variant=)", b, v)
+			}
+		}
+		if b.has("copy") {
+			h, src, dst := b.copySpec()
+			if !slices.Contains(deployHosts, h) || !filepath.IsAbs(src) || !filepath.IsAbs(dst) || len(b.on()) == 0 {
+				t.Fatalf("%s: copy= must be HOST:/SOURCE:/DESTINATION, on a block with on=", b)
+			}
 		}
 		cur = &b
 	}
@@ -143,6 +190,9 @@ func parseDeployDoc(t *testing.T, path string) []deployBlock {
 	}
 	return blocks
 }
+
+// deployStepRE is a step's heading: "## 8. Preflight and assembly".
+var deployStepRE = regexp.MustCompile(`^## ([0-9]+)\. `)
 
 var deployAssignRE = regexp.MustCompile(`^([A-Z_][A-Z0-9_]*)=(.*)$`)
 
@@ -278,11 +328,13 @@ var deployNodePaths = []string{
 	"/etc/postgresql-common",
 	"/var/lib/postgresql",
 	"/etc/nftables.conf",
+	"/var/lib/bind",
 	"/usr/bin/tandemd",
 	"/usr/bin/tandem",
 	"/var/lib/tandem",
 	"/etc/postgresql",
 	"/dev/watchdog",
+	"/etc/bind",
 	"/etc/tandem",
 	"/run/tandem",
 }
@@ -517,12 +569,20 @@ type deployStatus struct {
 		Replication     string `json:"replication"`
 		Synchronized    bool   `json:"synchronized"`
 		Degraded        bool   `json:"degraded"`
+		RecordFrom      string `json:"record_from"`
 		ClusterIPAnswer struct {
 			Node string `json:"node"`
 		} `json:"cluster_ip_answer"`
 		DNSNameAnswer struct {
 			Node string `json:"node"`
 		} `json:"dns_name_answer"`
+		// Endpoint and DNS: vip, or dns (step 13) with what the zone's
+		// server and the console's resolver answer for the name.
+		Endpoint string `json:"endpoint"`
+		DNS      *struct {
+			Resolver  []string `json:"resolver"`
+			Authority []string `json:"authority"`
+		} `json:"dns"`
 	} `json:"cluster"`
 	Nodes []struct {
 		Name      string `json:"name"`
@@ -557,8 +617,11 @@ type deployStatus struct {
 
 // healthy says what keeps s from being the cluster the document promises
 // in step 9 (primary a) and step 11 (primary b), or "" when nothing does.
-func (s deployStatus) healthy(clusterName, primary string) string {
+// With the DNS endpoint (step 13, primaryIP set) there is no cluster IP:
+// the name is answered with the primary's node IP instead.
+func (s deployStatus) healthy(clusterName, primary, primaryIP string) string {
 	c := s.Cluster
+	dnsEndpoint := primaryIP != ""
 	switch {
 	case c == nil:
 		return "no cluster"
@@ -567,9 +630,15 @@ func (s deployStatus) healthy(clusterName, primary string) string {
 	case c.Primary != primary || c.Term < 1:
 		return fmt.Sprintf("primary %q at term %d; want %s", c.Primary, c.Term, primary)
 	case c.Replication != "sync" || !c.Synchronized || c.Degraded:
-		return fmt.Sprintf("replication %s, synchronized %v, degraded %v; want sync, synchronized", c.Replication, c.Synchronized, c.Degraded)
-	case c.ClusterIPAnswer.Node != primary || c.DNSNameAnswer.Node != primary:
+		return fmt.Sprintf("replication %s, synchronized %v, degraded %v (record from %s); want sync, synchronized", c.Replication, c.Synchronized, c.Degraded, c.RecordFrom)
+	case !dnsEndpoint && (c.ClusterIPAnswer.Node != primary || c.DNSNameAnswer.Node != primary):
 		return fmt.Sprintf("the cluster IP is answered by %q, the DNS name by %q; want %s", c.ClusterIPAnswer.Node, c.DNSNameAnswer.Node, primary)
+	case dnsEndpoint && (c.Endpoint != "dns" || c.ClusterIP != ""):
+		return fmt.Sprintf("endpoint %q, cluster IP %q; want dns and none", c.Endpoint, c.ClusterIP)
+	case dnsEndpoint && (c.DNS == nil || !slices.Equal(c.DNS.Authority, []string{primaryIP}) || !slices.Equal(c.DNS.Resolver, []string{primaryIP})):
+		return fmt.Sprintf("the name is answered with %+v; want %s, by the zone's server and by the console's resolver", c.DNS, primaryIP)
+	case dnsEndpoint && c.DNSNameAnswer.Node != primary:
+		return fmt.Sprintf("the DNS name is answered by %q; want %s", c.DNSNameAnswer.Node, primary)
 	}
 	want := map[string]string{"a": "secondary", "b": "secondary"}
 	want[primary] = "primary"
@@ -587,7 +656,9 @@ func (s deployStatus) healthy(clusterName, primary string) string {
 		case n.Replication.State != "streaming":
 			return fmt.Sprintf("node %s: replication %q; want streaming", n.Name, n.Replication.State)
 		case n.ClusterIP.Held != (role == "primary"):
-			return fmt.Sprintf("node %s: holds the cluster IP: %v", n.Name, n.ClusterIP.Held)
+			// With the DNS endpoint: the zone's server answers the name
+			// with this node's address.
+			return fmt.Sprintf("node %s: holds the cluster IP (or the DNS name): %v", n.Name, n.ClusterIP.Held)
 		}
 	}
 	if len(want) > 0 {

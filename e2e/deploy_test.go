@@ -11,16 +11,19 @@ package e2e
 // the test's; GitHub shows only the language before it. WORDS are:
 //
 //	on=HOSTS      run the block on these lab hosts, in this order: a, b (the
-//	              nodes, as root), w (the witness of step 12, as root) and
+//	              nodes, as root), w (the witness of step 12, as root),
 //	              client (the operator's machine, which is also where the
-//	              application connects from). Each run is `bash` with
+//	              application connects from) and dns (the zone's primary
+//	              server of step 13, as root). Each run is `bash` with
 //	              `set -e` on a script of the block's text, in the host's
 //	              root directory or the operator's working directory,
 //	              through `tandem lab exec`.
 //	vars          the site's values (shell assignments). Not run: the test
 //	              gives every block the lab's values for exactly the names
 //	              this block assigns, in the environment, and fails when the
-//	              document assigns a name it does not know.
+//	              document assigns a name it does not know. Step 13 has one
+//	              of its own (variant=cross-subnet): the DNS server's
+//	              address and the zone, the lab's BIND and its domain.
 //	zone          zone-file lines (A, AAAA, PTR). The test maps each name
 //	              and address from the document's example values (those of
 //	              the vars block) to the lab's, and makes the lab's DNS serve
@@ -28,7 +31,26 @@ package e2e
 //	              The lab's zone already has a, b, w and db forward and
 //	              reverse, so normally nothing changes; the test logs what
 //	              it finds. Step 1's block must give a, b and db both ways;
-//	              every name of a later block (w's) both ways too.
+//	              every name of a later block (w's) both ways too. In the
+//	              cross-subnet run the cluster name's lines are left out,
+//	              as step 13 says (no record for it by hand: tandemd
+//	              writes it), and the lab's zone has none.
+//	named         (step 13) named.conf statements for the zone's primary
+//	              server: an include of the key file and the zone with its
+//	              update-policy. The lab's DNS server in the cross-subnet
+//	              lab is BIND already, with named.conf of the lab's making;
+//	              the test puts the document's statements into it in place
+//	              of the lab's own statement for its zone (with the
+//	              document's example zone read as the lab's domain, the
+//	              zone file as the lab's, the key file's path in host
+//	              dns's root) and restarts named (`lab dns reset`, which
+//	              changes no record). So BIND takes the updates the
+//	              document's policy allows, signed with the key the
+//	              document's tsig-keygen made on host dns, and nothing else:
+//	              the lab's own key no longer may update anything. This
+//	              rather than mapping step 13 onto the lab's BIND (as zone
+//	              maps step 1 onto the lab's records) so that the key and
+//	              policy the nodes then use are the document's.
 //	install       (with on=) replaced, see deviation 1.
 //	start         (with on=) replaced, see deviation 2.
 //	save=FILE     the block's stdout goes into FILE ($NODE_NAME expanded) in
@@ -44,17 +66,45 @@ package e2e
 //	              automatic failover) until it shows the quorum, which the
 //	              nodes look at every second.
 //	variant=V     only in the run of variant V (the document's "adopting the
-//	              database the host already has" is variant adopt).
+//	              database the host already has" is variant adopt; step 13,
+//	              the nodes in different subnets, is cross-subnet).
+//	not=V         not in the run of variant V: the blocks of steps 1-12
+//	              that step 13 replaces (the check of the cluster name's
+//	              records, the preflight and assembly with the cluster
+//	              IP). Several variants with commas.
+//	step=N        (with variant=) the block is written in step 13 but
+//	              changes step N: the run runs it within step N, in the
+//	              place of the first of step N's blocks it leaves out
+//	              (not=), or after step N's last block if it leaves out
+//	              none (deployPlan); such blocks keep the document's order
+//	              among themselves. Step 13's libpq multi-host connection
+//	              runs after step 11's switchover, so that it shows libpq
+//	              passing over the read-only a to the second host, b.
+//	copy=H:SRC:DST before the block runs on each of its hosts, the test
+//	              copies file SRC of lab host H to DST on that host, as the
+//	              operator does with scp (step 13's key file, from the DNS
+//	              server to /etc/tandem/dns-update.key on the nodes): see
+//	              deviation 3.
 //
 // The lab is built with the witness host w (`lab up --failover automatic
 // --no-tandemd`): the hosts and DNS only, no tandemd anywhere; the
 // document installs and starts everything, the witness's too.
 //
-// The test runs the document twice, in parallel: "new" (fresh hosts;
-// tandemd initialises the primary's database) and "adopt" (hosts that had
+// The test runs the document three times: "new" (fresh hosts; tandemd
+// initialises the primary's database) and "adopt" (hosts that had
 // Debian's PostgreSQL 15 before: each node first gets a cluster "main",
 // made with pg_createcluster, a's with data; the blocks marked
-// variant=adopt drop b's and move a's under tandemd).
+// variant=adopt drop b's and move a's under tandemd) in parallel, then
+// "cross-subnet" (step 13) on its own, so that no more than two labs
+// share the machine: a new database as in "new", in the cross-subnet lab
+// (`lab up --cross-subnet --failover automatic --no-tandemd`: a and b in
+// two subnets joined by a router, the client, the DNS server and w in a
+// third; BIND as the DNS server; no cluster IP), with step 13's blocks in
+// the steps they change and the ones they replace left out. Steps 1-12
+// run there too, the witness of step 12 included (w sits in the client's
+// subnet and reaches both nodes through the router). Host dns gets a
+// root directory like the nodes' (with BIND's /etc/bind, as installing
+// bind9 makes it), for step 13's tsig-keygen.
 //
 // Where the test cannot do what the document says, and what it does:
 //
@@ -73,11 +123,12 @@ package e2e
 //     Debian's), and asks pg_conftool, as PostgreSQL's postinst does,
 //     whether it would create the cluster main: the answer must be off.
 //     Everything of a host lives under its root, so in the text of every
-//     block run on a node or the witness the node paths (the package's:
-//     /etc/tandem, /usr/bin/tandem[d], the units, /var/lib/tandem,
+//     block run on a node, the witness or host dns the node paths (the
+//     package's: /etc/tandem, /usr/bin/tandem[d], the units, /var/lib/tandem,
 //     /var/lib/tandem-witness, /run/tandem; PostgreSQL's: /etc/postgresql,
 //     /etc/postgresql-common, /var/lib/postgresql; /etc/nftables.conf and
-//     /dev/watchdog) get the root put in front of them (relocateText), and
+//     /dev/watchdog; BIND's /etc/bind and /var/lib/bind, for host dns of
+//     step 13) get the root put in front of them (relocateText), and
 //     the host's PATH starts with the root's /usr/bin. tandemd itself is
 //     started with TANDEMD_STATE_DIR (and on a node
 //     TANDEMD_POSTGRES_DATA_DIR, TANDEMD_POSTGRES_SOCKET_DIR and
@@ -98,7 +149,8 @@ package e2e
 //     systemd would, and checks that under ProtectSystem=strict the
 //     config's state_dir is one the unit lets tandemd write.
 //  3. Copying tokens and fingerprints from the nodes and the witness to
-//     the operator's machine (save=) and typing y (answer=): see the marks.
+//     the operator's machine (save=), step 13's key file from the DNS
+//     server to the nodes (copy=), and typing y (answer=): see the marks.
 //  4. The firewall. `nft -f` runs in the host's network namespace, so the
 //     ruleset is the lab host's alone and every later step goes through
 //     it; `systemctl enable nftables` (at boot) is not run. ADMIN_NET and
@@ -115,7 +167,14 @@ package e2e
 // does; after id=status and id=switched, the healthy cluster with a, then
 // b, as primary; after id=automatic, still healthy, in automatic mode,
 // the leader key held by b, the three members healthy and a ready to fail
-// over by itself; at the end, the outputs of the blocks with an id.
+// over by itself; at the end, the outputs of the blocks with an id. In the
+// cross-subnet run (step 13) the healthy cluster has the DNS endpoint and
+// no cluster IP, the name answered with the primary's node IP by the
+// zone's server and the console's resolver; after id=status and
+// id=switched the lab's BIND, asked from the client, answers the name with
+// a's, then b's, node IP alone; status shows `endpoint dns: NAME`; the
+// application's writes through the name are answered on a's, then b's,
+// node IP; and the write through both node IPs (id=multihost) on b's.
 //
 // Cleanup: `lab down` (registered by upLab) stops tandemd (which stops
 // PostgreSQL), the witness and everything else in the lab's namespaces;
@@ -147,6 +206,14 @@ import (
 // deployVarNames are the variables the test knows how to fill with the
 // lab's values; the vars block must assign exactly these.
 var deployVarNames = []string{"A_HOST", "A_IP", "B_HOST", "B_IP", "CLUSTER_NAME", "CLUSTER_IP", "PREFIX", "W_HOST", "W_IP", "APP_PASSWORD", "ADMIN_NET", "APP_NET", "NODE_NAME", "NODE_IP"}
+
+// deployDNSVarNames are the variables of step 13's vars block (the DNS
+// endpoint's), which the test fills with the lab's BIND server and zone.
+var deployDNSVarNames = []string{"DNS_IP", "DNS_ZONE"}
+
+// deployCrossSubnet is the variant that follows step 13: the nodes in
+// different subnets, the DNS name as the endpoint.
+const deployCrossSubnet = "cross-subnet"
 
 // deployNamed are the vars that name a host (in the zone blocks) with
 // the address it has.
@@ -185,20 +252,33 @@ func TestDeploy(t *testing.T) {
 	}
 	t.Logf("built %s in %s", filepath.Base(deb), time.Since(start).Round(time.Millisecond))
 
-	variants := []string{"new", "adopt"}
+	variants := []string{"new", "adopt", deployCrossSubnet}
 	for _, b := range blocks {
-		if v, ok := b.attrs["variant"]; ok && !slices.Contains(variants, v) {
-			t.Fatalf("%s: the test runs the variants %v, not %q", b, variants, v)
+		for _, k := range []string{"variant", "not"} {
+			for _, v := range strings.Split(b.attrs[k], ",") {
+				if b.has(k) && !slices.Contains(variants, v) {
+					t.Fatalf("%s: the test runs the variants %v, not %q", b, variants, v)
+				}
+			}
 		}
 	}
-	for _, variant := range variants {
-		t.Run(variant, func(t *testing.T) {
-			t.Parallel()
-			d := newDeployment(t, deb, variant)
-			d.follow(blocks)
-			d.check()
-		})
-	}
+	// new and adopt in parallel; the cross-subnet lab (a router, BIND)
+	// after them, so that no more than two labs share the machine.
+	t.Run("parallel", func(t *testing.T) {
+		for _, variant := range variants[:2] {
+			t.Run(variant, func(t *testing.T) {
+				t.Parallel()
+				d := newDeployment(t, deb, variant)
+				d.follow(blocks)
+				d.check()
+			})
+		}
+	})
+	t.Run(deployCrossSubnet, func(t *testing.T) {
+		d := newDeployment(t, deb, deployCrossSubnet)
+		d.follow(blocks)
+		d.check()
+	})
 }
 
 // deployment is one run of the document in one lab.
@@ -218,6 +298,8 @@ type deployment struct {
 	example map[string]string // the document's example value → the lab's
 	zoned   map[string]bool   // the host vars (deployNamed) the zone blocks gave
 	step    int
+	// exampleZone is the document's example zone (step 13's DNS_ZONE).
+	exampleZone string
 }
 
 func newDeployment(t *testing.T, deb, variant string) *deployment {
@@ -239,11 +321,19 @@ func newDeployment(t *testing.T, deb, variant string) *deployment {
 	}
 
 	// With the witness host w (step 12), whose tandemd, like the nodes',
-	// the test starts as the document says.
-	d.lab = upLab(t, "--no-tandemd", "--failover", "automatic")
+	// the test starts as the document says; step 13's in the cross-subnet
+	// lab (a and b in subnets of their own, BIND as the DNS server).
+	flags := []string{"--no-tandemd", "--failover", "automatic"}
+	if variant == deployCrossSubnet {
+		flags = append(flags, "--cross-subnet")
+	}
+	d.lab = upLab(t, flags...)
 	d.env = d.lab.env
 	if d.env.Witness == nil {
-		t.Fatalf("lab up --failover automatic --no-tandemd: the lab has no witness host (lab env: %+v)", d.env)
+		t.Fatalf("lab up %s: the lab has no witness host (lab env: %+v)", strings.Join(flags, " "), d.env)
+	}
+	if cross := d.env.DNSUpdate != nil && d.env.DNSUpdate.Software == "bind9"; cross != (variant == deployCrossSubnet) || cross && d.env.ClusterIP != "" {
+		t.Fatalf("lab up %s: cluster IP %q, dns_update %+v; the cross-subnet lab has BIND and no cluster IP, the others dnsmasq and one", strings.Join(flags, " "), d.env.ClusterIP, d.env.DNSUpdate)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -260,7 +350,14 @@ func newDeployment(t *testing.T, deb, variant string) *deployment {
 	d.op = filepath.Join(d.dir, "operator")
 	// A host's root has what a fresh Debian host has before the document
 	// starts: /etc and root's home.
-	for _, p := range []string{filepath.Join(d.roots["a"], "etc"), filepath.Join(d.roots["b"], "etc"), filepath.Join(d.roots["w"], "etc"), d.op, filepath.Join(d.dir, "scripts")} {
+	dirs := []string{filepath.Join(d.roots["a"], "etc"), filepath.Join(d.roots["b"], "etc"), filepath.Join(d.roots["w"], "etc"), d.op, filepath.Join(d.dir, "scripts")}
+	if variant == deployCrossSubnet {
+		// The zone's primary server (step 13) has BIND installed: its
+		// /etc/bind, where the document makes the key.
+		d.roots["dns"] = filepath.Join(d.dir, "dns")
+		dirs = append(dirs, filepath.Join(d.roots["dns"], "etc/bind"))
+	}
+	for _, p := range dirs {
 		if err := os.MkdirAll(p, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -274,6 +371,9 @@ func newDeployment(t *testing.T, deb, variant string) *deployment {
 		ip[n.Name] = n.IP
 	}
 	_, prefix, ok := strings.Cut(d.env.ClusterPrefix, "/")
+	if variant == deployCrossSubnet {
+		ok = d.env.ClusterPrefix == "" // no cluster IP, no prefix
+	}
 	if !ok || ip["a"] == "" || ip["b"] == "" {
 		t.Fatalf("lab env: cluster prefix %q, nodes %v", d.env.ClusterPrefix, ip)
 	}
@@ -285,6 +385,8 @@ func newDeployment(t *testing.T, deb, variant string) *deployment {
 		"APP_PASSWORD": deployPassword(t),
 		// The operator's machine is also where the application runs.
 		"ADMIN_NET": hostPrefix(d.env.ClientIP), "APP_NET": hostPrefix(d.env.ClientIP),
+		// Step 13's: the zone's primary server, the zone.
+		"DNS_IP": d.env.DNSServer, "DNS_ZONE": d.env.Domain,
 	}
 	d.node = map[string]map[string]string{
 		"a": {"NODE_NAME": "a", "NODE_IP": ip["a"]},
@@ -303,18 +405,70 @@ func newDeployment(t *testing.T, deb, variant string) *deployment {
 	return d
 }
 
-// follow runs the document's blocks in order.
+// plan is the blocks of the document that variant runs, in the order it
+// runs them: the document's, except that a block with step=N (step 13's,
+// which change earlier steps) runs within step N, in the place of the
+// first of step N's blocks that the variant leaves out (not=), or after
+// step N's last block when it leaves out none. Among themselves such
+// blocks keep the document's order.
+func deployPlan(blocks []deployBlock, variant string) []deployBlock {
+	moved := map[int][]deployBlock{}
+	for _, b := range blocks {
+		if b.has("step") && b.runsIn(variant) {
+			moved[b.runStep()] = append(moved[b.runStep()], b)
+		}
+	}
+	var out []deployBlock
+	flush := func(step int) {
+		out = append(out, moved[step]...)
+		delete(moved, step)
+	}
+	for i, b := range blocks {
+		if b.has("step") {
+			continue
+		}
+		// Steps with no block of their own, before this one.
+		for _, k := range slices.Sorted(maps.Keys(moved)) {
+			if k < b.step {
+				flush(k)
+			}
+		}
+		if !b.runsIn(variant) {
+			flush(b.step)
+			continue
+		}
+		out = append(out, b)
+		last := true
+		for _, c := range blocks[i+1:] {
+			if !c.has("step") {
+				last = c.step != b.step
+				break
+			}
+		}
+		if last {
+			flush(b.step)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(moved)) {
+		flush(k)
+	}
+	return out
+}
+
+// follow runs the document's blocks in the order deployPlan gives.
 func (d *deployment) follow(blocks []deployBlock) {
 	t := d.t
-	for _, b := range blocks {
-		if v := b.attrs["variant"]; v != "" && v != d.variant {
-			continue
+	for _, b := range deployPlan(blocks, d.variant) {
+		if b.has("step") {
+			t.Logf("%s: a block of step %d, run within step %d", b, b.step, b.runStep())
 		}
 		switch {
 		case b.has("vars"):
 			d.checkVars(b)
 		case b.has("zone"):
 			d.zone(b)
+		case b.has("named"):
+			d.named(b)
 		case b.has("install"):
 			if !strings.Contains(b.text, "apt install") || !strings.Contains(b.text, ".deb") {
 				t.Fatalf("%s: the test replaces this block by extracting the package, but it no longer says `apt install ….deb`:\n%s", b, b.text)
@@ -341,7 +495,7 @@ func (d *deployment) follow(blocks []deployBlock) {
 		t.Fatalf("docs/deploy.md has no {deploy-test vars} block")
 	}
 	for _, k := range deployNamed {
-		if !d.zoned[k[0]] {
+		if !d.zoned[k[0]] && !(k[0] == "CLUSTER_NAME" && d.variant == deployCrossSubnet) {
 			t.Errorf("no zone block gives %s (%s) its records, which the document's commands rely on", k[0], d.vars[k[0]])
 		}
 	}
@@ -352,8 +506,10 @@ func (d *deployment) afterBlock(b deployBlock) {
 	switch {
 	case b.attrs["id"] == "status":
 		d.checkHealthy("a")
+		d.checkName("a")
 	case b.attrs["id"] == "switched":
 		d.checkHealthy("b")
+		d.checkName("b")
 	case b.attrs["id"] == "automatic":
 		// Step 12 comes after step 11's switchover: b is primary.
 		d.checkHealthy("b")
@@ -379,18 +535,51 @@ func (d *deployment) checkAutomatic(primary string) {
 	})
 }
 
+// checkName: with the DNS endpoint (step 13), the lab's BIND, asked from
+// the operator's machine, answers the cluster name with primary's node IP
+// alone (the primary's update, not the lab's zone: it has no record for
+// the name).
+func (d *deployment) checkName(primary string) {
+	if d.variant != deployCrossSubnet {
+		return
+	}
+	name, want := d.vars["CLUSTER_NAME"], d.vars[strings.ToUpper(primary)+"_IP"]
+	eventually(d.t, fmt.Sprintf("%s answers %s with %s's node IP %s", d.env.DNSServer, name, primary, want), 10*time.Second, func() (bool, string) {
+		a, err := d.lab.lookupFrom("client", d.env.DNSServer, name)
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(a.Addrs) == 1 && a.Addrs[0].String() == want, fmt.Sprintf("it answers %v", a.Addrs)
+	})
+	d.t.Logf("the lab's BIND answers %s with %s (%s), asked from the client", name, want, primary)
+}
+
+// endpointIP is the address the application's connection through the
+// cluster name is answered on while primary is primary: the cluster IP,
+// or with the DNS endpoint (step 13) the primary's node IP.
+func (d *deployment) endpointIP(primary string) string {
+	if d.variant == deployCrossSubnet {
+		return d.vars[strings.ToUpper(primary)+"_IP"]
+	}
+	return d.vars["CLUSTER_IP"]
+}
+
 // checkHealthy waits for the healthy cluster the document describes, with
 // primary as primary, from the console's JSON (synchronized may take a
 // moment after assembly and after a switchover, as the document says).
 func (d *deployment) checkHealthy(primary string) {
+	primaryIP := ""
+	if d.variant == deployCrossSubnet {
+		primaryIP = d.endpointIP(primary)
+	}
 	eventually(d.t, "the cluster is healthy with "+primary+" as primary", 20*time.Second, func() (bool, string) {
 		out, errOut, code := d.run(deployRun{host: "client", env: d.hostEnv("client"), argv: []string{"tandem", "status", "-o", "json"}, timeout: time.Minute})
 		s, err := parseDeployStatus(out)
 		if code != 0 || err != nil {
 			return false, fmt.Sprintf("tandem status -o json: exit %d, %v\n%s%s", code, err, out, errOut)
 		}
-		why := s.healthy(d.vars["CLUSTER_NAME"], primary)
-		return why == "", why
+		why := s.healthy(d.vars["CLUSTER_NAME"], primary, primaryIP)
+		return why == "", why + "\n" + out
 	})
 }
 
@@ -490,6 +679,14 @@ func hostPrefix(ip string) string {
 // to read the zone block with.
 func (d *deployment) checkVars(b deployBlock) {
 	names, example := parseDeployVars(d.t, b)
+	if b.attrs["variant"] == deployCrossSubnet {
+		// Step 13's: the DNS server and the zone, after step 0's.
+		if !slices.Equal(sortedCopy(names), sortedCopy(deployDNSVarNames)) || d.example == nil {
+			d.t.Fatalf("%s assigns %v after step 0's vars block; the test fills in %v: teach newDeployment the new ones", b, names, deployDNSVarNames)
+		}
+		d.exampleZone = example["DNS_ZONE"]
+		return
+	}
 	if !slices.Equal(sortedCopy(names), sortedCopy(deployVarNames)) {
 		d.t.Fatalf("%s assigns %v; the test fills in %v: teach newDeployment the new ones", b, names, deployVarNames)
 	}
@@ -514,6 +711,17 @@ func (d *deployment) zone(b deployBlock) {
 		t.Fatalf("%s comes before the vars block, whose example values it is read with", b)
 	}
 	recs := parseDeployZone(t, b, d.example)
+	if d.variant == deployCrossSubnet {
+		// Step 13: no record for the cluster name by hand; tandemd
+		// writes it.
+		recs = slices.DeleteFunc(recs, func(r deployRecord) bool {
+			if r.name == d.vars["CLUSTER_NAME"] {
+				t.Logf("%s: %s %s left out, as step 13 says (tandemd writes the cluster name)", b, r.kind, r.name)
+				return true
+			}
+			return false
+		})
+	}
 	// The first zone block (step 1) must give the nodes and the cluster
 	// name both directions, which the preflight needs; a later one (the
 	// witness's, step 12), each name it has, both directions too.
@@ -526,7 +734,7 @@ func (d *deployment) zone(b deployBlock) {
 			rev = rev || r.kind == "PTR" && r.name == name && r.ip == ip
 			any = any || r.name == name || r.ip == ip
 		}
-		if !any && (!first || k[0] == "W_HOST") {
+		if !any && (!first || k[0] == "W_HOST") || k[0] == "CLUSTER_NAME" && d.variant == deployCrossSubnet {
 			continue
 		}
 		if !fwd || !rev {
@@ -552,6 +760,57 @@ func (d *deployment) zone(b deployBlock) {
 		}
 		zone = d.labZone()
 	}
+}
+
+// named puts step 13's named.conf statements (the key's include, the
+// zone with its update-policy) into the lab's BIND in place of the lab's
+// own statement for its zone, and restarts it: from then on BIND takes
+// updates signed with the key the document made (tsig-keygen, on host
+// dns) and nothing else. The document's example zone becomes the lab's,
+// its zone file the lab's (which has the lab's records), the key file's
+// path the one in the dns host's root.
+func (d *deployment) named(b deployBlock) {
+	t := d.t
+	if d.exampleZone == "" || d.env.DNSUpdate == nil || d.roots["dns"] == "" {
+		t.Fatalf("%s: BIND's statements come after step 13's vars block, in the cross-subnet lab", b)
+	}
+	conf := d.env.DNSUpdate.Config
+	have, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatalf("the lab's named.conf: %v", err)
+	}
+	lab := string(have)
+	start := strings.Index(lab, fmt.Sprintf("zone %q {", d.env.Domain))
+	end := -1
+	if start >= 0 {
+		if i := strings.Index(lab[start:], "\n};\n"); i >= 0 {
+			end = start + i + len("\n};\n")
+		}
+	}
+	if end < 0 {
+		t.Fatalf("the lab's %s has no statement for zone %s that the test can replace:\n%s", conf, d.env.Domain, lab)
+	}
+	fileRE := regexp.MustCompile(`(?m)^(\s*file\s+)"([^"]*)";`)
+	labFile := fileRE.FindStringSubmatch(lab[start:end])
+	if labFile == nil {
+		t.Fatalf("the lab's statement for zone %s names no file:\n%s", d.env.Domain, lab[start:end])
+	}
+	text := strings.ReplaceAll(relocateText(d.roots["dns"], b.text), d.exampleZone, d.env.Domain)
+	n := 0
+	text = fileRE.ReplaceAllStringFunc(text, func(m string) string {
+		n++
+		return fileRE.FindStringSubmatch(m)[1] + strconv.Quote(labFile[2]) + ";"
+	})
+	if n != 1 || !strings.Contains(text, fmt.Sprintf("zone %q", d.env.Domain)) || !strings.Contains(text, "name "+d.vars["CLUSTER_NAME"]+". ") {
+		t.Fatalf("%s: the test reads one zone statement for %s (the lab's zone) with one file and an update-policy for the cluster name %s., and finds:\n%s", b, d.exampleZone, d.vars["CLUSTER_NAME"], text)
+	}
+	lab = lab[:start] + "// docs/deploy.md step 13, put here by TestDeploy in place of the lab's statement for the zone:\n" + text + lab[end:]
+	if err := os.WriteFile(conf, []byte(lab), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A DNS edit that changes nothing restarts named with the new file.
+	d.labDNS("reset")
+	t.Logf("%s: the lab's BIND restarted with %s:\n%s", b, conf, indent(lab))
 }
 
 type deployZone struct {
@@ -627,6 +886,9 @@ func (d *deployment) runBlock(b deployBlock, host string) string {
 	if root, ok := d.roots[host]; ok {
 		text, dir = relocateText(root, text), root
 	}
+	if b.has("copy") {
+		d.copyFile(b, host)
+	}
 	d.step++
 	script := filepath.Join(d.dir, "scripts", fmt.Sprintf("%02d-%s.sh", d.step, host))
 	body := fmt.Sprintf("# %s, on %s\nset -e\ncd %s\n%s", b, host, shellQuote(dir), text)
@@ -673,6 +935,37 @@ func (d *deployment) runBlock(b deployBlock, host string) string {
 		d.outputs[id] = out
 	}
 	return out
+}
+
+// copyFile does for block b on host what the document asks the operator
+// to do before it (copy=HOST:SRC:DST): copies SRC of lab host HOST to DST
+// on host, both in the hosts' roots, as scp would (the source's mode, a
+// new file owned by root).
+func (d *deployment) copyFile(b deployBlock, host string) {
+	t := d.t
+	from, src, dst := b.copySpec()
+	if d.roots[from] == "" || d.roots[host] == "" {
+		t.Fatalf("%s: copy= from %s to %s: both need a root directory in the test", b, from, host)
+	}
+	srcPath, dstPath := relocateText(d.roots[from], src), relocateText(d.roots[host], dst)
+	if !strings.HasPrefix(srcPath, d.roots[from]+"/") || !strings.HasPrefix(dstPath, d.roots[host]+"/") {
+		t.Fatalf("%s: copy= %s or %s is none of the paths the test relocates (deployNodePaths)", b, src, dst)
+	}
+	fi, err := os.Stat(srcPath)
+	if err != nil {
+		t.Fatalf("%s: the file to copy from %s: %v", b, from, err)
+	}
+	data, err := os.ReadFile(srcPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dstPath), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dstPath, data, fi.Mode().Perm()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: copied %s of %s to %s of %s (%s), as the operator would with scp", b, src, from, dst, host, fi.Mode().Perm())
 }
 
 // retryCheck is, for a block that only reads, the condition the test waits
@@ -871,6 +1164,9 @@ func (d *deployment) check() {
 	if out := d.outputs["status"]; !regexp.MustCompile(`primary a\b`).MatchString(out) {
 		t.Errorf("tandem status should show a as primary:\n%s", out)
 	}
+	if out, want := d.outputs["status"], "endpoint dns: "+d.vars["CLUSTER_NAME"]+" "; d.variant == deployCrossSubnet && !strings.Contains(out, want) {
+		t.Errorf("tandem status should show %q (step 13):\n%s", want, out)
+	}
 
 	// Step 8: each node says which DNS server it asked (the lab's, from
 	// the namespace's resolv.conf).
@@ -881,8 +1177,8 @@ func (d *deployment) check() {
 	// Step 10: the application's write through the cluster name landed on
 	// the primary, read-write, and is on the secondary.
 	app := d.outputs["app"]
-	if !strings.Contains(app, "INSERT 0 1") || !regexp.MustCompile(`(?m)^\s*`+regexp.QuoteMeta(d.vars["CLUSTER_IP"])+`\s*\|\s*f\s*$`).MatchString(app) {
-		t.Errorf("the application's write should be answered on the cluster IP %s, read-write:\n%s", d.vars["CLUSTER_IP"], app)
+	if !strings.Contains(app, "INSERT 0 1") || !regexp.MustCompile(`(?m)^\s*`+regexp.QuoteMeta(d.endpointIP("a"))+`\s*\|\s*f\s*$`).MatchString(app) {
+		t.Errorf("the application's write should be answered on %s (the cluster IP, or with the DNS endpoint a's node IP), read-write:\n%s", d.endpointIP("a"), app)
 	}
 	if out := d.outputs["replicated"]; !strings.Contains(out, deployGreeting) {
 		t.Errorf("the secondary should show the application's write %q:\n%s", deployGreeting, out)
@@ -894,8 +1190,16 @@ func (d *deployment) check() {
 	}
 	sw := d.outputs["switched"]
 	if !regexp.MustCompile(`primary b\b`).MatchString(sw) || !strings.Contains(sw, "INSERT 0 1") ||
-		!regexp.MustCompile(`(?m)^\s*`+regexp.QuoteMeta(d.vars["CLUSTER_IP"])+`\s*\|\s*f\s*\|\s*2\s*$`).MatchString(sw) {
-		t.Errorf("after the switchover, b should be primary and the write answered on the cluster IP %s, read-write, with both greetings:\n%s", d.vars["CLUSTER_IP"], sw)
+		!regexp.MustCompile(`(?m)^\s*`+regexp.QuoteMeta(d.endpointIP("b"))+`\s*\|\s*f\s*\|\s*2\s*$`).MatchString(sw) {
+		t.Errorf("after the switchover, b should be primary and the write answered on %s (the cluster IP, or with the DNS endpoint b's node IP), read-write, with both greetings:\n%s", d.endpointIP("b"), sw)
+	}
+	if d.variant == deployCrossSubnet {
+		// Step 13: libpq, given both node IPs, writes on the one that
+		// takes writes, b after the switchover.
+		mh := d.outputs["multihost"]
+		if !strings.Contains(mh, "INSERT 0 1") || !regexp.MustCompile(`(?m)^\s*`+regexp.QuoteMeta(d.vars["B_IP"])+`\s*\|\s*f\s*$`).MatchString(mh) {
+			t.Errorf("the write through both node IPs should be answered on b's %s, read-write:\n%s", d.vars["B_IP"], mh)
+		}
 	}
 	// Step 12: the change to automatic failover, and the quorum in status.
 	if out := d.outputs["failover-mode"]; !strings.Contains(out, "Failover mode of "+d.vars["CLUSTER_NAME"]+" is automatic.") {
@@ -906,7 +1210,7 @@ func (d *deployment) check() {
 			t.Errorf("tandem status should show %s:\n%s", re, out)
 		}
 	}
-	if d.variant == "new" {
+	if d.variant != "adopt" {
 		// Step 5: the new cluster checksums its pages, and so does its
 		// copy on the secondary.
 		for _, host := range []string{"a", "b"} {

@@ -386,6 +386,7 @@ type labEnv struct {
 		KeyName   string            `json:"key_name"`
 		Algorithm string            `json:"algorithm"`
 		KeyFiles  map[string]string `json:"key_files"`
+		Config    string            `json:"config"` // named.conf
 	} `json:"dns_update"`
 	Hosts []labHost `json:"hosts"`
 	Nodes []struct {

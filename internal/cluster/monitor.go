@@ -396,6 +396,9 @@ func (n *Node) watchReplication(ctx context.Context, m *monitor, s state.State) 
 	if s.Cluster.Replication != ModeAsync {
 		synchronized = r.SyncState == "sync" || r.SyncState == "quorum"
 	}
+	if n.syncFlagReset.Swap(false) {
+		m.syncFlagKnown = false // afterPromotion wrote the flag: write it again
+	}
 	if !m.syncFlagKnown || synchronized != m.synchronized {
 		err := n.withConn(ctx, func(c *pgx.Conn) error { return SetSynchronized(ctx, c, synchronized) })
 		if err == nil {

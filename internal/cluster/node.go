@@ -184,6 +184,13 @@ type Node struct {
 	// boot after it uses it (reload.go).
 	handover atomic.Pointer[Handover]
 
+	// syncFlagReset says that afterPromotion wrote synchronized = false
+	// into the record behind the monitor's back: the monitor, which writes
+	// the flag only when its own value changes, must write it again (its
+	// first tick as primary may have come before, leaving the record not
+	// synchronized for good).
+	syncFlagReset atomic.Bool
+
 	// svcMu orders role-bound services and hooks: a start after a
 	// promotion and a stop at the next demotion never interleave.
 	svcMu sync.Mutex

@@ -554,6 +554,7 @@ func (n *Node) afterPromotion(ctx context.Context, term int64, why string) {
 	if err != nil {
 		n.log.Error("could not update the cluster record after promotion", "err", err)
 	}
+	n.syncFlagReset.Store(true)
 	n.startServices(ctx, term)
 	n.runHook(ctx, string(state.RoleSecondary), string(state.RolePrimary), term)
 	n.log.Info("primary", "term", term, "why", why)
