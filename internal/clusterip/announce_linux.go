@@ -44,30 +44,25 @@ func (a sysAnnouncer) Announce(l link, ip, src netip.Addr) error {
 	return announceNDP(l, ip, src)
 }
 
-func listenARP(l link) (*packet.Conn, error) {
-	if len(l.MAC) != 6 {
-		return nil, fmt.Errorf("interface %s has no Ethernet address; ARP needs one", l.Name)
-	}
-	c, err := packet.Listen(&net.Interface{Index: l.Index, Name: l.Name, HardwareAddr: l.MAC}, packet.Raw, int(ethernet.EtherTypeARP), nil)
-	if err != nil {
-		return nil, fmt.Errorf("while opening an ARP socket on %s: %w", l.Name, err)
-	}
-	return c, nil
-}
+// listenARP opens an AF_PACKET socket that sends and receives ARP, for
+// probes: binding it waits for an RCU grace period (synchronize_net),
+// milliseconds, since the kernel registers a receive hook for it.
+func listenARP(l link) (*packet.Conn, error) { return openARP(l, int(ethernet.EtherTypeARP)) }
 
 // sendOnlyARP opens an AF_PACKET socket that sends ARP frames and
-// receives nothing. With protocol 0 the kernel registers no receive hook,
-// so neither the socket nor its bind waits for an RCU grace period
-// (synchronize_net), as binding a socket opened for ETH_P_ARP does: that
+// receives nothing, for announcements. With protocol 0 the kernel
+// registers no receive hook, so nothing waits for a grace period: that
 // wait, 5–20 ms measured in the lab, came between a new primary taking the
 // cluster IP and its first gratuitous ARP, while clients still sent to the
 // old holder's MAC address and lost what they sent. The kernel takes the
 // frame's protocol from its Ethernet header (packet_parse_headers).
-func sendOnlyARP(l link) (*packet.Conn, error) {
+func sendOnlyARP(l link) (*packet.Conn, error) { return openARP(l, 0) }
+
+func openARP(l link, proto int) (*packet.Conn, error) {
 	if len(l.MAC) != 6 {
 		return nil, fmt.Errorf("interface %s has no Ethernet address; ARP needs one", l.Name)
 	}
-	c, err := packet.Listen(&net.Interface{Index: l.Index, Name: l.Name, HardwareAddr: l.MAC}, packet.Raw, 0, nil)
+	c, err := packet.Listen(&net.Interface{Index: l.Index, Name: l.Name, HardwareAddr: l.MAC}, packet.Raw, proto, nil)
 	if err != nil {
 		return nil, fmt.Errorf("while opening an ARP socket on %s: %w", l.Name, err)
 	}
