@@ -155,11 +155,19 @@ func (n *Node) bootPrimary(ctx context.Context) (rejoin bool) {
 			n.openAsPrimary(ctx, s)
 			return false
 		}
+		// Self-election rests on the cluster IP probe; with the DNS
+		// endpoint there is nothing to probe (a name that still points
+		// here says nothing: the peer's failover may not have reached
+		// the DNS server), so such a node waits for its peer.
+		selfElect := n.cfg.SelfElect && endpointOf(s.Cluster) != EndpointDNS
 		if !logged {
-			n.log.Warn("restarted as primary, but the peer does not answer; not opening for writes yet", "peer", peer.Name, "grace", n.cfg.PeerGrace, "self_elect", n.cfg.SelfElect, "err", err)
+			n.log.Warn("restarted as primary, but the peer does not answer; not opening for writes yet", "peer", peer.Name, "grace", n.cfg.PeerGrace, "self_elect", selfElect, "err", err)
+			if n.cfg.SelfElect && !selfElect {
+				n.log.Warn("rejoin.self_elect does not apply to a cluster whose endpoint is its DNS name (no cluster IP to probe): waiting for the peer", "peer", peer.Name)
+			}
 			logged = true
 		}
-		if n.cfg.SelfElect && time.Since(since) >= n.cfg.PeerGrace && n.clusterIPFree(ctx, s) {
+		if selfElect && time.Since(since) >= n.cfg.PeerGrace && n.clusterIPFree(ctx, s) {
 			n.log.Warn("peer silent for the whole grace and the cluster IP is free: resuming as primary", "grace", n.cfg.PeerGrace)
 			n.openAsPrimary(ctx, s)
 			return false

@@ -84,7 +84,7 @@ var (
 	descRole         = prometheus.NewDesc("tandem_role", "1 for this node's current role (none, primary, secondary, standalone).", []string{"role"}, nil)
 	descTerm         = prometheus.NewDesc("tandem_term", "The term this node knows; it grows by one at every change of primary.", nil, nil)
 	descPGUp         = prometheus.NewDesc("tandem_postgres_up", "1 when this node's PostgreSQL accepts connections.", nil, nil)
-	descVIP          = prometheus.NewDesc("tandem_cluster_ip_held", "1 when this node holds the cluster IP.", nil, nil)
+	descVIP          = prometheus.NewDesc("tandem_cluster_ip_held", "1 when this node holds the cluster IP (with the DNS endpoint: when the zone's server answers the cluster DNS name with this node's address).", nil, nil)
 	descPeer         = prometheus.NewDesc("tandem_peer_reachable", "1 when the peer answered its last heartbeat (within 3 s).", nil, nil)
 	descPeerSilent   = prometheus.NewDesc("tandem_peer_silent_seconds", "Seconds since the peer last answered (-1: never).", nil, nil)
 	descSync         = prometheus.NewDesc("tandem_synchronized", "1 when the cluster record says the cluster is synchronized.", nil, nil)

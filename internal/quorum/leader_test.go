@@ -1,9 +1,10 @@
 package quorum
 
 import (
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 const prefix = "/tandem/test"
