@@ -90,6 +90,14 @@ func (e *endpoint) AcquireTrusted(ctx context.Context) error {
 	return e.Acquire(ctx)
 }
 
+// Prepare readies the cluster IP's handover; the DNS name has none.
+func (e *endpoint) Prepare(ctx context.Context) error {
+	if !e.useDNS.Load() {
+		return e.ip.Prepare(ctx)
+	}
+	return nil
+}
+
 func (e *endpoint) Release(ctx context.Context) error {
 	if !e.useDNS.Load() {
 		return e.ip.Release(ctx)

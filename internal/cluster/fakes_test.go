@@ -200,6 +200,7 @@ func (v *fakeVIP) Acquire(context.Context) error {
 	return nil
 }
 func (v *fakeVIP) AcquireTrusted(ctx context.Context) error { return v.Acquire(ctx) }
+func (v *fakeVIP) Prepare(context.Context) error            { return nil }
 func (v *fakeVIP) Release(context.Context) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()

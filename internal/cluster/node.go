@@ -134,6 +134,9 @@ type VIP interface {
 	SetAddress(p netip.Prefix)
 	Acquire(ctx context.Context) error
 	AcquireTrusted(ctx context.Context) error
+	// Prepare readies the next AcquireTrusted (a switchover's handover)
+	// without changing anything.
+	Prepare(ctx context.Context) error
 	Release(ctx context.Context) error
 	Status() clusterip.Status
 	Probe(ctx context.Context, p netip.Prefix) (holderMAC string, inUse bool, err error)

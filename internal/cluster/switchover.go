@@ -360,6 +360,19 @@ func (n *Node) Promote(ctx context.Context, req api.PromoteRequest) (api.Promote
 			return api.PromoteResult{}, conflict("promotion to term %d asked, but %s is at term %d", req.Term, n.cfg.Name, s.Term)
 		}
 		st := n.newSteps()
+		if req.HandClusterIP {
+			// The old primary hands the cluster IP over after the
+			// promotion: look at the interfaces now, while the replay
+			// runs, so that taking it adds it at once.
+			n.setVIPAddress()
+			n.run.goAttach(func(ctx context.Context) {
+				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				if err := n.vip.Prepare(pctx); err != nil {
+					n.log.Debug("could not prepare the cluster IP's handover; it is taken the longer way", "err", err)
+				}
+			})
+		}
 		if req.LSN != "" {
 			if err := n.waitReplayPast(ctx, req.LSN, 10*time.Second); err != nil {
 				return api.PromoteResult{}, err

@@ -159,6 +159,7 @@ const (
 	reqSetAddress reqKind = iota
 	reqAcquire
 	reqRelease
+	reqPrepare
 )
 
 type request struct {
@@ -194,8 +195,10 @@ type Manager struct {
 	want        desire
 	burstCancel context.CancelFunc
 	burstDone   chan struct{}
-	lastMsg     string // last conflict/error logged, to log changes and not every tick
-	skipProbe   bool   // set for one trusted acquisition
+	lastMsg     string       // last conflict/error logged, to log changes and not every tick
+	skipProbe   bool         // set for one trusted acquisition
+	prepared    *observation // Prepare's look at the interfaces, for the next trusted acquisition
+	preparedAt  time.Time
 	watchWarned bool
 }
 
@@ -286,6 +289,24 @@ func (m *Manager) acquireReq(ctx context.Context, trusted bool) error {
 	}
 	return m.send(ctx, request{kind: reqAcquire, ctx: ctx, trusted: trusted})
 }
+
+// Prepare looks at the interfaces now, so that the next AcquireTrusted
+// (within preparedFor) adds the address without listing them first: a
+// switchover's new primary prepares while the old one still holds the
+// address, and the moment nobody holds it shrinks to the add and the
+// first announcement. It changes nothing on the interfaces.
+func (m *Manager) Prepare(ctx context.Context) error {
+	m.mu.Lock()
+	st := m.state
+	m.mu.Unlock()
+	if st != running {
+		return ErrNotStarted
+	}
+	return m.send(ctx, request{kind: reqPrepare, ctx: ctx})
+}
+
+// preparedFor is how long a prepared look at the interfaces is used.
+const preparedFor = 30 * time.Second
 
 // Release makes "not held" the desired state and removes the address now.
 // It interrupts a probe in progress and stops pending announcements: once it
@@ -485,7 +506,22 @@ func (m *Manager) handle(ctx context.Context, r request) error {
 			defer func() { m.skipProbe = false }()
 		}
 		return m.acquire(ctx, r.ctx)
+	case reqPrepare:
+		m.prepared = nil
+		if !m.addr.IsValid() {
+			return ErrNoAddress
+		}
+		o, err := m.observe()
+		if err != nil {
+			return err
+		}
+		if o.targetErr != nil {
+			return o.targetErr
+		}
+		m.prepared, m.preparedAt = &o, time.Now()
+		return nil
 	case reqRelease:
+		m.prepared = nil
 		m.want = wantReleased
 		m.publish(func(s *Status) { s.Desired, s.Conflict = false, "" })
 		m.lastMsg = ""
@@ -500,6 +536,7 @@ func (m *Manager) setAddress(ctx context.Context, p netip.Prefix) {
 		return
 	}
 	old := m.addr
+	m.prepared = nil
 	if p.IsValid() && old.IsValid() && m.want != undecided {
 		// The cluster IP moved: the old address is nobody's now.
 		m.stopBurst()
@@ -624,6 +661,16 @@ func (m *Manager) acquire(loopCtx, reqCtx context.Context) error {
 	if !m.addr.IsValid() {
 		return ErrNoAddress
 	}
+	prepared := m.prepared
+	m.prepared = nil
+	if prepared != nil && m.skipProbe && time.Since(m.preparedAt) < preparedFor {
+		err := m.take(loopCtx, reqCtx, *prepared)
+		if err == nil {
+			return nil
+		}
+		// The interface may have changed since Prepare: look again.
+		m.log.Warn("adding the cluster IP as prepared failed; looking at the interfaces again", "ip", m.addr.Addr(), "err", err)
+	}
 	o, err := m.observe()
 	if err != nil {
 		m.fail(err)
@@ -701,12 +748,14 @@ func (m *Manager) probeAndAdd(loopCtx, reqCtx context.Context, o observation) er
 	if err := m.links.Add(l, m.addr); err != nil {
 		return fmt.Errorf("while adding cluster IP %s to %s: %w", m.addr, l.Name, err)
 	}
+	// The first announcement before anything else: until clients hear
+	// it, their connections go to the previous holder's hardware address.
+	m.announce(l)
 	m.log.Info("cluster IP added", "ip", m.addr, "iface", l.Name, "mac", macString(l.MAC))
 	m.lastMsg = ""
 	m.publish(func(s *Status) {
 		s.Held, s.Interface, s.Conflict, s.LastError = true, l.Name, "", ""
 	})
-	m.announce(l)
 	return nil
 }
 

@@ -90,6 +90,74 @@ func TestAcquireAddsAndAnnounces(t *testing.T) {
 	}
 }
 
+// A switchover's new primary prepares while the old one holds the
+// address; the trusted acquisition then adds it without listing the
+// interfaces again (the listing would sit in the moment nobody holds it).
+func TestPrepareThenTrustedAddsWithoutListing(t *testing.T) {
+	fl, fa := testLinks(), &fakeAnnouncer{}
+	m := start(t, fl, fa, Options{AnnounceCount: 1, ReconcileInterval: time.Hour})
+	if err := m.Prepare(context.Background()); err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	if held(fl) {
+		t.Fatal("Prepare added the address")
+	}
+	fl.setListErr(errors.New("listing is not expected now"))
+	if err := m.AcquireTrusted(context.Background()); err != nil {
+		t.Fatalf("AcquireTrusted after Prepare: %v", err)
+	}
+	if got := fl.holders(vip.Addr()); len(got) != 1 || got[0] != "eth0" {
+		t.Fatalf("holders = %v, want [eth0]", got)
+	}
+	if probes, ann := fa.counts(); probes != 0 || ann != 1 {
+		t.Fatalf("%d probes, %d announcements; want none and one", probes, ann)
+	}
+	// Used once: the next trusted acquisition looks again (and here
+	// fails to list, which it reports).
+	if err := m.Release(context.Background()); err == nil {
+		t.Fatal("Release listed the interfaces although listing fails")
+	}
+	fl.setListErr(nil)
+	if err := m.Release(context.Background()); err != nil || held(fl) {
+		t.Fatalf("Release: %v, held %v", err, held(fl))
+	}
+}
+
+// A prepared look that went stale (the interface was recreated with a new
+// index) is not trusted blindly: the add fails, the manager looks again
+// and adds the address where the interface is now.
+func TestPreparedStaleLooksAgain(t *testing.T) {
+	fl, fa := testLinks(), &fakeAnnouncer{}
+	m := start(t, fl, fa, Options{AnnounceCount: 1, ReconcileInterval: time.Hour})
+	if err := m.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fl.renumber("eth0", 7)
+	if err := m.AcquireTrusted(context.Background()); err != nil {
+		t.Fatalf("AcquireTrusted with a stale preparation: %v", err)
+	}
+	if got := fl.holders(vip.Addr()); len(got) != 1 || got[0] != "eth0" {
+		t.Fatalf("holders = %v, want [eth0]", got)
+	}
+	if st := m.Status(); !st.Held || st.LastError != "" {
+		t.Fatalf("Status = %+v, want held and no error", st)
+	}
+}
+
+// Prepare without an address, or before Start, says so and changes nothing.
+func TestPrepareRefusals(t *testing.T) {
+	m := newManager(Options{}, testLogger(t), testLinks(), &fakeAnnouncer{})
+	if err := m.Prepare(context.Background()); !errors.Is(err, ErrNotStarted) {
+		t.Fatalf("Prepare before Start: %v, want ErrNotStarted", err)
+	}
+	fl := testLinks()
+	m = start(t, fl, &fakeAnnouncer{}, Options{})
+	m.SetAddress(netip.Prefix{})
+	if err := m.Prepare(context.Background()); !errors.Is(err, ErrNoAddress) {
+		t.Fatalf("Prepare without an address: %v, want ErrNoAddress", err)
+	}
+}
+
 func TestAcquireWhenHeldAnnouncesWithoutProbe(t *testing.T) {
 	fl, fa := testLinks(), &fakeAnnouncer{}
 	fl.addByHand("eth0", vip)

@@ -2,6 +2,7 @@ package clusterip
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"slices"
@@ -11,10 +12,11 @@ import (
 
 // fakeLinks is an in-memory address table.
 type fakeLinks struct {
-	mu     sync.Mutex
-	links  []link
-	addErr error
-	watch  chan struct{} // nil: no notifications
+	mu      sync.Mutex
+	links   []link
+	addErr  error
+	listErr error
+	watch   chan struct{} // nil: no notifications
 	// adds and dels count the manager's changes (not those by hand).
 	adds, dels int
 }
@@ -24,6 +26,9 @@ func newFakeLinks(ls ...link) *fakeLinks { return &fakeLinks{links: ls} }
 func (f *fakeLinks) List() ([]link, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.listErr != nil {
+		return nil, f.listErr
+	}
 	out := make([]link, len(f.links))
 	for i, l := range f.links {
 		l.Addrs = slices.Clone(l.Addrs)
@@ -38,13 +43,31 @@ func (f *fakeLinks) Add(l link, p netip.Prefix) error {
 	if f.addErr != nil {
 		return f.addErr
 	}
-	f.adds++
 	for i := range f.links {
 		if f.links[i].Index == l.Index {
+			f.adds++
 			f.links[i].Addrs = append(f.links[i].Addrs, ifAddr{Prefix: p})
+			return nil
 		}
 	}
-	return nil
+	return errors.New("no such device") // as the kernel's ENODEV
+}
+
+// renumber gives the link name a new index, as a recreated interface gets.
+func (f *fakeLinks) renumber(name string, index int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range f.links {
+		if f.links[i].Name == name {
+			f.links[i].Index = index
+		}
+	}
+}
+
+func (f *fakeLinks) setListErr(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.listErr = err
 }
 
 func (f *fakeLinks) Del(l link, p netip.Prefix) error {
