@@ -324,6 +324,7 @@ func deployReverseAddr(name string) (netip.Addr, error) {
 var deployNodePaths = []string{
 	"/lib/systemd/system/tandem-witness.service",
 	"/lib/systemd/system/tandemd.service",
+	"/usr/bin/tandem-witness",
 	"/var/lib/tandem-witness",
 	"/etc/postgresql-common",
 	"/var/lib/postgresql",

@@ -124,8 +124,9 @@ package e2e
 //     whether it would create the cluster main: the answer must be off.
 //     Everything of a host lives under its root, so in the text of every
 //     block run on a node, the witness or host dns the node paths (the
-//     package's: /etc/tandem, /usr/bin/tandem[d], the units, /var/lib/tandem,
-//     /var/lib/tandem-witness, /run/tandem; PostgreSQL's: /etc/postgresql,
+//     package's: /etc/tandem, /usr/bin/tandem[d], /usr/bin/tandem-witness,
+//     the units, /var/lib/tandem, /var/lib/tandem-witness, /run/tandem;
+//     PostgreSQL's: /etc/postgresql,
 //     /etc/postgresql-common, /var/lib/postgresql; /etc/nftables.conf and
 //     /dev/watchdog; BIND's /etc/bind and /var/lib/bind, for host dns of
 //     step 13) get the root put in front of them (relocateText), and
@@ -245,6 +246,7 @@ func TestDeploy(t *testing.T) {
 		Version: "0.0.0-e2e",
 		Arch:    runtime.GOARCH,
 		Tandemd: filepath.Join(bin, "tandemd"),
+		Witness: filepath.Join(bin, "tandem-witness"),
 		Tandem:  filepath.Join(bin, "tandem"),
 	}, t.TempDir())
 	if err != nil {
@@ -1024,7 +1026,7 @@ func (d *deployment) install(b deployBlock, host string) {
 			t.Fatal(err)
 		}
 	}
-	for _, f := range []string{packaging.TandemdPath, packaging.ConsolePath, packaging.UnitPath, packaging.ConfigPath, packaging.WitnessUnitPath, packaging.WitnessConfigPath} {
+	for _, f := range []string{packaging.TandemdPath, packaging.WitnessPath, packaging.ConsolePath, packaging.UnitPath, packaging.ConfigPath, packaging.WitnessUnitPath, packaging.WitnessConfigPath} {
 		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
 			t.Fatalf("%s: the package did not install %s: %v", b, f, err)
 		}
@@ -1078,7 +1080,7 @@ func (d *deployment) startService(b deployBlock, host, unitName string) {
 	if confPath == "" {
 		t.Fatalf("%s: the unit %s starts tandemd without --config FILE, which the test reads the paths from; teach it", b, unitName)
 	}
-	witness := slices.Contains(unit.execStart, "--witness")
+	witness := unitName == "tandem-witness"
 	env := map[string]string{"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 	for k, v := range unit.env {
 		env[k] = relocateText(root, v)

@@ -60,7 +60,7 @@ func needRoot(t *testing.T) {
 	t.Skip("the end-to-end tests need root (network namespaces, tandemd, PostgreSQL): run `sudo go test -tags e2e ./e2e/`")
 }
 
-// binDir returns a directory holding tandem, tandemd and the test tool
+// binDir returns a directory holding tandem, tandemd, tandem-witness and the test tool
 // labprobe: TANDEM_BIN_DIR, or a fresh build of this tree. The build has
 // the crashhook tag, which compiles in the crash-injection hook
 // (TANDEMD_CRASH_AT) that TestCrashAtEachStep uses; prebuilt binaries in
@@ -82,7 +82,7 @@ func binDir(t *testing.T) string {
 		if err != nil {
 			goTool = "/usr/local/go/bin/go"
 		}
-		cmd := exec.Command(goTool, "build", "-tags", "crashhook", "-o", dir, "./cmd/tandem", "./cmd/tandemd", "./e2e/labprobe")
+		cmd := exec.Command(goTool, "build", "-tags", "crashhook", "-o", dir, "./cmd/tandem", "./cmd/tandemd", "./cmd/tandem-witness", "./e2e/labprobe")
 		cmd.Dir = ".." // the module root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			bins.err = fmt.Errorf("go build -tags crashhook: %v\n%s", err, out)
@@ -91,7 +91,7 @@ func binDir(t *testing.T) string {
 	if bins.err != nil {
 		t.Fatalf("cannot get the binaries: %v", bins.err)
 	}
-	for _, b := range []string{"tandem", "tandemd"} {
+	for _, b := range []string{"tandem", "tandemd", "tandem-witness"} {
 		if _, err := os.Stat(filepath.Join(bins.dir, b)); err != nil {
 			t.Fatalf("no %s in %s: %v", b, bins.dir, err)
 		}
@@ -172,7 +172,7 @@ func upLab(t *testing.T, flags ...string) *testLab {
 }
 
 // upWitnessLab brings up a lab for automatic failover (`tandem lab up
-// --failover automatic`): host w runs tandemd --witness beside the nodes.
+// --failover automatic`): host w runs tandem-witness beside the nodes.
 // Without --no-assemble among flags, `lab up` also assembles the cluster
 // with w as its witness.
 func upWitnessLab(t *testing.T, flags ...string) *testLab {

@@ -23,11 +23,12 @@ import (
 
 // TestLabWitness brings up a lab for automatic failover (`lab up
 // --failover automatic --no-assemble`) and checks host w as a user of the
-// lab relies on it: w resolves forward and reverse from the client, its
-// tandemd --witness answers /health with the certificate in its state dir
-// and runs no PostgreSQL, and the fault tools work on it (power-off and
-// power-on, partition and heal with a node, pause and resume). `lab down`
-// (the fixture's cleanup) must leave nothing of w behind.
+// lab relies on it: w resolves forward and reverse from the client, the
+// witness's program (tandem-witness) answers /health with the certificate
+// in its state dir and runs no PostgreSQL, and the fault tools work on it
+// (power-off and power-on, partition and heal with a node, pause and
+// resume). `lab down` (the fixture's cleanup) must leave nothing of w
+// behind.
 func TestLabWitness(t *testing.T) {
 	needRoot(t)
 	before := rootNetwork(t)
@@ -86,11 +87,13 @@ func TestLabWitness(t *testing.T) {
 		if err := l.witnessHealth(quick); err != nil {
 			t.Errorf("GET /health on w from the client: %v", err)
 		}
-		if progs := l.programsOn("w"); !slices.Contains(progs, "tandemd") || slices.Contains(progs, "postgres") {
-			t.Errorf("programs on w: %v, want tandemd and no postgres", progs)
+		// The witness's own program (the lab takes it from beside tandemd,
+		// as the package installs it), not tandemd, and no PostgreSQL.
+		if progs := l.programsOn("w"); !slices.Contains(progs, "tandem-witness") || slices.Contains(progs, "tandemd") || slices.Contains(progs, "postgres") {
+			t.Errorf("programs on w: %v, want tandem-witness, no tandemd and no postgres", progs)
 		}
-		if cmd := l.cmdlineOf(l.tandemdPid("w")); !strings.Contains(cmd, "--witness") {
-			t.Errorf("tandemd on w runs as %q, without --witness", cmd)
+		if cmd := l.cmdlineOf(l.tandemdPid("w")); !strings.Contains(cmd, "tandem-witness --config") {
+			t.Errorf("the witness on w runs as %q, not tandem-witness --config", cmd)
 		}
 	})
 
@@ -98,7 +101,7 @@ func TestLabWitness(t *testing.T) {
 		pid := l.sub(t).tandemdPid("w")
 		l.labCommand("power-off", "w")
 		if pidLive(pid) {
-			t.Errorf("tandemd --witness (pid %d) survived the power-off", pid)
+			t.Errorf("tandem-witness (pid %d) survived the power-off", pid)
 		}
 		if out, _ := exec.Command("ip", "netns", "pids", l.netnsOf("w")).Output(); len(strings.Fields(string(out))) != 0 {
 			t.Errorf("processes left on w after power-off: %s", out)
@@ -125,8 +128,8 @@ func TestLabWitness(t *testing.T) {
 		if err := l.witnessHealth(quick); err != nil {
 			t.Errorf("GET /health on w after power-on: %v", err)
 		}
-		if cmd := l.cmdlineOf(l.sub(t).tandemdPid("w")); !strings.Contains(cmd, "--witness") {
-			t.Errorf("power-on started %q on w, not tandemd --witness", cmd)
+		if cmd := l.cmdlineOf(l.sub(t).tandemdPid("w")); !strings.Contains(cmd, "tandem-witness --config") {
+			t.Errorf("power-on started %q on w, not tandem-witness", cmd)
 		}
 		mustReach(t, "a", wAPI)
 		if f := faults(); len(f) != 0 {

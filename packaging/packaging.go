@@ -1,5 +1,5 @@
-// Package packaging builds tandem's Debian package with nfpm: tandemd and
-// the console, the systemd unit, the example configuration (a conffile)
+// Package packaging builds tandem's Debian package with nfpm: tandemd,
+// the witness's program and the console, the systemd units, the example configuration (a conffile)
 // and the maintainer scripts. scripts/package.sh drives it through
 // packaging/cmd/mkdeb; the tests call it directly.
 package packaging
@@ -23,10 +23,13 @@ const (
 	Name        = "tandem"
 	TandemdPath = "/usr/bin/tandemd"
 	ConsolePath = "/usr/bin/tandem"
+	// WitnessPath is the witness's own program (tandemd --witness runs the
+	// same code, with more mapped: see docs/quorum.md).
+	WitnessPath = "/usr/bin/tandem-witness"
 	UnitPath    = "/lib/systemd/system/tandemd.service"
 	ConfigPath  = "/etc/tandem/tandemd.yaml"
-	// The witness of automatic failover mode, on a third machine: the
-	// same tandemd, its own unit (not enabled) and config.
+	// The witness of automatic failover mode, on a third machine: its
+	// program, its own unit (not enabled) and config.
 	WitnessUnitPath   = "/lib/systemd/system/tandem-witness.service"
 	WitnessConfigPath = "/etc/tandem/witness.yaml"
 )
@@ -42,8 +45,8 @@ const description = `two-node PostgreSQL high availability
  tandemd keeps a server whose state lives in PostgreSQL available on two
  nodes: a primary holding the cluster IP and a hot standby fed by streaming
  replication, with switchover, failover and automatic rejoin. This package
- holds tandemd, its systemd unit and example configuration, and the tandem
- console.`
+ holds tandemd, its systemd unit and example configuration, the quorum
+ witness (tandem-witness) with its own unit, and the tandem console.`
 
 // Files are the package's own files, kept beside this code: the unit, the
 // example configuration and the maintainer scripts.
@@ -56,6 +59,7 @@ type Deb struct {
 	Version string // 0.1.0, 1.2.0-rc1; a leading "v" is dropped
 	Arch    string // GOARCH of the binaries: amd64 or arm64
 	Tandemd string // path of the built tandemd
+	Witness string // path of the built tandem-witness
 	Tandem  string // path of the built console
 }
 
@@ -78,7 +82,7 @@ func Build(d Deb, outDir string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("arch %q: packages are built for amd64 and arm64", d.Arch)
 	}
-	for _, bin := range []string{d.Tandemd, d.Tandem} {
+	for _, bin := range []string{d.Tandemd, d.Witness, d.Tandem} {
 		if err := checkBinary(bin, machine); err != nil {
 			return "", err
 		}
@@ -108,6 +112,7 @@ func Build(d Deb, outDir string) (string, error) {
 			Depends: Depends,
 			Contents: files.Contents{
 				{Source: d.Tandemd, Destination: TandemdPath, FileInfo: &files.ContentFileInfo{Mode: 0o755}},
+				{Source: d.Witness, Destination: WitnessPath, FileInfo: &files.ContentFileInfo{Mode: 0o755}},
 				{Source: d.Tandem, Destination: ConsolePath, FileInfo: &files.ContentFileInfo{Mode: 0o755}},
 				{Source: filepath.Join(src, "tandemd.service"), Destination: UnitPath, FileInfo: &files.ContentFileInfo{Mode: 0o644}},
 				// No secrets in it (they live in state_dir), so world-readable.

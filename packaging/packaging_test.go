@@ -91,7 +91,7 @@ func buildPackage() (*built, error) {
 	// binaries with CGO_ENABLED=0 and -trimpath.
 	cmd := exec.Command("go", "build",
 		"-ldflags", "-X github.com/tandem-ha/tandem/internal/version.Version="+testVersion,
-		"-o", b.bins+string(filepath.Separator), "./cmd/tandem", "./cmd/tandemd")
+		"-o", b.bins+string(filepath.Separator), "./cmd/tandem", "./cmd/tandemd", "./cmd/tandem-witness")
 	cmd.Dir = ".."
 	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=amd64")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -101,6 +101,7 @@ func buildPackage() (*built, error) {
 		Version: testVersion,
 		Arch:    "amd64",
 		Tandemd: filepath.Join(b.bins, "tandemd"),
+		Witness: filepath.Join(b.bins, "tandem-witness"),
 		Tandem:  filepath.Join(b.bins, "tandem"),
 	}, filepath.Join(dir, "out"))
 	if err != nil {
@@ -335,6 +336,7 @@ func TestDataContents(t *testing.T) {
 	}{
 		"usr/bin/tandemd":                           {0o755, mustRead(t, filepath.Join(p.bins, "tandemd"))},
 		"usr/bin/tandem":                            {0o755, mustRead(t, filepath.Join(p.bins, "tandem"))},
+		"usr/bin/tandem-witness":                    {0o755, mustRead(t, filepath.Join(p.bins, "tandem-witness"))},
 		"lib/systemd/system/tandemd.service":        {0o644, embedded(t, "tandemd.service")},
 		"etc/tandem/tandemd.yaml":                   {0o644, embedded(t, "tandemd.yaml")},
 		"lib/systemd/system/tandem-witness.service": {0o644, embedded(t, "tandem-witness.service")},
@@ -752,6 +754,7 @@ func TestInstallIntoScratchRoot(t *testing.T) {
 	}
 	for path, mode := range map[string]os.FileMode{
 		TandemdPath: 0o755,
+		WitnessPath: 0o755,
 		ConsolePath: 0o755,
 		UnitPath:    0o644,
 		ConfigPath:  0o644,
@@ -773,7 +776,7 @@ func TestInstallIntoScratchRoot(t *testing.T) {
 		t.Skipf("the amd64 binaries do not run on %s/%s; the tree was checked", runtime.GOOS, runtime.GOARCH)
 	}
 	tandemd := filepath.Join(root, TandemdPath)
-	for _, bin := range []string{tandemd, filepath.Join(root, ConsolePath)} {
+	for _, bin := range []string{tandemd, filepath.Join(root, WitnessPath), filepath.Join(root, ConsolePath)} {
 		out, err := exec.Command(bin, "--version").CombinedOutput()
 		if err != nil || !strings.Contains(string(out), testVersion) {
 			t.Errorf("%s --version: %v: %q, want the stamped version %s", filepath.Base(bin), err, out, testVersion)
@@ -782,6 +785,14 @@ func TestInstallIntoScratchRoot(t *testing.T) {
 
 	// As shipped, tandemd refuses the config and names what to fill in.
 	env := append(cleanEnv(), machineEnv(t)...)
+	// So does the witness's program with its own.
+	wcmd := exec.Command(filepath.Join(root, WitnessPath), "--config", filepath.Join(root, WitnessConfigPath), "--check")
+	wcmd.Env = env
+	wout, werr := wcmd.CombinedOutput()
+	var wexit *exec.ExitError
+	if !errors.As(werr, &wexit) || wexit.ExitCode() != 2 || !strings.Contains(string(wout), "node.name is required") || !strings.Contains(string(wout), "node.ip is required") {
+		t.Errorf("tandem-witness --check on the shipped witness config: %v (want exit status 2 naming node.name and node.ip)\n%s", werr, wout)
+	}
 	cfg := filepath.Join(root, ConfigPath)
 	cmd := exec.Command(tandemd, "--config", cfg, "--check")
 	cmd.Env = env
@@ -841,7 +852,7 @@ func cleanEnv() []string {
 
 func TestBuildRefusesMistakes(t *testing.T) {
 	p := pkg(t)
-	amd := Deb{Version: "0.1.0", Arch: "amd64", Tandemd: filepath.Join(p.bins, "tandemd"), Tandem: filepath.Join(p.bins, "tandem")}
+	amd := Deb{Version: "0.1.0", Arch: "amd64", Tandemd: filepath.Join(p.bins, "tandemd"), Witness: filepath.Join(p.bins, "tandem-witness"), Tandem: filepath.Join(p.bins, "tandem")}
 	for name, tc := range map[string]struct {
 		mut  func(*Deb)
 		want string
@@ -873,7 +884,7 @@ func TestWitnessUnitAndConfig(t *testing.T) {
 	if analyze, err := exec.LookPath("systemd-analyze"); err == nil {
 		p := pkg(t)
 		dir := t.TempDir()
-		unit := strings.ReplaceAll(string(embedded(t, "tandem-witness.service")), "ExecStart="+TandemdPath, "ExecStart="+filepath.Join(p.bins, "tandemd"))
+		unit := strings.ReplaceAll(string(embedded(t, "tandem-witness.service")), "ExecStart="+WitnessPath, "ExecStart="+filepath.Join(p.bins, "tandem-witness"))
 		path := filepath.Join(dir, "tandem-witness.service")
 		if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
 			t.Fatal(err)
@@ -891,8 +902,8 @@ func TestWitnessUnitAndConfig(t *testing.T) {
 		t.Log("systemd-analyze is not installed; the witness unit was not verified")
 	}
 	units, _ := unitFile(t, embedded(t, "tandem-witness.service"))
-	if got := units["Service"]["ExecStart"]; len(got) != 1 || !strings.Contains(got[0], "--witness --config "+WitnessConfigPath) {
-		t.Errorf("the witness unit runs %v, want tandemd --witness --config %s", got, WitnessConfigPath)
+	if got := units["Service"]["ExecStart"]; len(got) != 1 || got[0] != WitnessPath+" --config "+WitnessConfigPath {
+		t.Errorf("the witness unit runs %v, want %s --config %s", got, WitnessPath, WitnessConfigPath)
 	}
 	load := func(y string) (config.Config, error) {
 		c := config.Defaults()

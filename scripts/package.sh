@@ -1,6 +1,6 @@
 #!/bin/sh
 # Builds tandem's release artefacts into ./dist:
-#   dist/linux_amd64/, dist/linux_arm64/     tandem and tandemd
+#   dist/linux_amd64/, dist/linux_arm64/     tandem, tandemd and tandem-witness
 #   dist/tandem_VERSION_amd64.deb, …_arm64.deb   the Debian packages (packaging/)
 #   dist/console/OS_ARCH/tandem[.exe]         the console for operators' machines:
 #                                            linux and darwin (amd64, arm64), windows (amd64)
@@ -37,7 +37,7 @@ mkdir -p dist
 echo '*' > dist/.gitignore
 
 for arch in amd64 arm64; do
-	build linux "$arch" "dist/linux_$arch" ./cmd/tandem ./cmd/tandemd
+	build linux "$arch" "dist/linux_$arch" ./cmd/tandem ./cmd/tandemd ./cmd/tandem-witness
 done
 
 # mkdeb runs here, so build it for this machine, not for the targets.
@@ -46,7 +46,8 @@ trap 'rm -rf "$(dirname "$mkdeb")"' EXIT
 env -u GOOS -u GOARCH go build -o "$mkdeb" ./packaging/cmd/mkdeb
 for arch in amd64 arm64; do
 	"$mkdeb" -version "$VERSION" -arch "$arch" \
-		-tandemd "dist/linux_$arch/tandemd" -tandem "dist/linux_$arch/tandem" -out dist
+		-tandemd "dist/linux_$arch/tandemd" -witness "dist/linux_$arch/tandem-witness" \
+		-tandem "dist/linux_$arch/tandem" -out dist
 done
 
 for target in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64; do

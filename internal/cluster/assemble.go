@@ -16,6 +16,7 @@ import (
 	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/fsutil"
 	"github.com/tandem-ha/tandem/internal/postgres"
+	"github.com/tandem-ha/tandem/internal/quorumspec"
 	"github.com/tandem-ha/tandem/internal/state"
 	"github.com/tandem-ha/tandem/internal/valid"
 )
@@ -80,7 +81,7 @@ func ValidateSpec(req *api.AssembleRequest) error {
 	if req.Name == "" {
 		req.Name = req.DNSName
 	}
-	if req.Name != "" && !clusterNameRE.MatchString(req.Name) {
+	if req.Name != "" && !valid.ClusterName(req.Name) {
 		p = append(p, fmt.Sprintf("cluster name %q must be letters, digits, '.', '_' and '-', starting with a letter or digit, at most 253 characters", req.Name))
 	}
 	if req.Secondary.Address == "" {
@@ -172,7 +173,7 @@ func failoverProblems(mode string, q *api.QuorumSpec) []string {
 // that it can use that etcd, and the primary also that the prefix is free
 // (checkExternalEtcd).
 func (n *Node) checkQuorumMembers(ctx context.Context, q api.QuorumSpec, primary, secondary api.Member) error {
-	if err := CheckQuorumSpec(q, n.cfg.Name); err != nil {
+	if err := quorumspec.Check(q, n.cfg.Name); err != nil {
 		return badRequest("the quorum is refused: %v", err)
 	}
 	if q.External() {
@@ -634,7 +635,7 @@ func validateJoin(r api.JoinRequest, self string) error {
 	if !fingerprintRE.MatchString(r.Primary.Fingerprint) {
 		p = append(p, fmt.Sprintf("the primary's certificate fingerprint %q must be sha256: and 64 lowercase hex digits", r.Primary.Fingerprint))
 	}
-	if !clusterNameRE.MatchString(r.Name) {
+	if !valid.ClusterName(r.Name) {
 		p = append(p, fmt.Sprintf("the cluster name %q must be letters, digits, '.', '_' and '-', starting with a letter or digit, at most 253 characters", r.Name))
 	}
 	endpoint := r.Endpoint

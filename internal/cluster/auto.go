@@ -13,6 +13,7 @@ import (
 
 	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/quorum"
+	"github.com/tandem-ha/tandem/internal/quorumspec"
 	"github.com/tandem-ha/tandem/internal/state"
 )
 
@@ -110,7 +111,7 @@ func (n *Node) startQuorum(spec api.QuorumSpec) error {
 	if len(n.cfg.CertPEM) == 0 || n.cfg.QuorumDir == "" {
 		return errors.New("this tandemd has no quorum member configured (internal error: certificate or quorum dir missing)")
 	}
-	mc, err := MemberConfig(spec, n.cfg.Name, n.cfg.QuorumDir, n.cfg.CertPEM, n.cfg.KeyPEM)
+	mc, err := quorumspec.MemberConfig(spec, n.cfg.Name, n.cfg.QuorumDir, n.cfg.CertPEM, n.cfg.KeyPEM)
 	if err != nil {
 		return err
 	}

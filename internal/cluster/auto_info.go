@@ -6,6 +6,7 @@ import (
 
 	"github.com/tandem-ha/tandem/internal/api"
 	"github.com/tandem-ha/tandem/internal/quorum"
+	"github.com/tandem-ha/tandem/internal/quorumspec"
 	"github.com/tandem-ha/tandem/internal/state"
 )
 
@@ -140,7 +141,7 @@ func (n *Node) quorumClientConfig(s state.State) quorum.ClientConfig {
 	for _, m := range s.Cluster.Quorum.Members {
 		trusted = append(trusted, []byte(m.CertPEM))
 	}
-	return quorum.ClientConfig{Endpoints: QuorumEndpoints(*s.Cluster.Quorum), CertPEM: n.cfg.CertPEM, KeyPEM: n.cfg.KeyPEM, TrustedPEM: trusted, DialTimeout: time.Second}
+	return quorum.ClientConfig{Endpoints: quorumspec.Endpoints(*s.Cluster.Quorum), CertPEM: n.cfg.CertPEM, KeyPEM: n.cfg.KeyPEM, TrustedPEM: trusted, DialTimeout: time.Second}
 }
 
 // quorumInfo is the last picture, with the fence deadline as of now.

@@ -12,7 +12,6 @@ import (
 // node names as config's node.name, slots as PostgreSQL's own rule,
 // fingerprints as identity.Fingerprint writes them.
 var (
-	clusterNameRE = valid.Bounded(`^[A-Za-z0-9][A-Za-z0-9._-]*$`, 1, 253)
 	slotRE        = valid.Bounded(`^[a-z0-9_]+$`, 1, 63)
 	fingerprintRE = valid.Bounded(`^sha256:[0-9a-f]+$`, 71, 71)
 )
@@ -46,4 +45,4 @@ func checkReplicationPassword(pw string) error {
 }
 
 // ValidClusterName says whether name is a cluster name tandem accepts.
-func ValidClusterName(name string) bool { return clusterNameRE.MatchString(name) }
+func ValidClusterName(name string) bool { return valid.ClusterName(name) }

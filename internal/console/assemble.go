@@ -54,7 +54,7 @@ Cloning can take minutes: the default timeout is 30m (--timeout overrides).
 Failover mode (--failover): manual (the default) never promotes by itself:
 when the primary is gone, an operator runs 'tandem failover'. automatic
 adds a third vote, the witness (--witness HOST: a small third machine
-running 'tandemd --witness'), and an etcd member on each node: only the
+running 'tandem-witness'), and an etcd member on each node: only the
 holder of the leader key may be primary; a primary that cannot renew its
 lease fences itself before anyone may replace it, and the secondary
 promotes by itself once the lease is gone, if it holds every acknowledged
@@ -220,7 +220,7 @@ Exit status: 0 assembled; 2 bad flags, or not confirmed off a terminal
 	f.BoolVar(&yes, "yes", false, "confirm without asking that the secondary's database is replaced (scripts)")
 	f.BoolVar(&skipPreflight, "skip-preflight", false, "do not have the nodes check DNS and the network first")
 	f.StringVar(&wf.failover, "failover", failoverManual, "failover mode: manual (an operator runs `tandem failover`) or automatic (needs --witness; the secondary promotes by itself once the primary's lease is gone)")
-	f.StringVar(&wf.witness, "witness", "", "automatic mode: API address of the witness (`tandemd --witness` on a third machine): host, host:port or https://host:port")
+	f.StringVar(&wf.witness, "witness", "", "automatic mode: API address of the witness (`tandem-witness` on a third machine): host, host:port or https://host:port")
 	f.StringVar(&wf.tokenFile, "witness-token-file", "", "file holding the witness's admin token (default: TANDEM_WITNESS_TOKEN, then the console's tokens)")
 	f.StringVar(&wf.fp, "witness-fingerprint", "", "accept the witness, if not pinned yet, only with this certificate fingerprint (default: --fingerprint)")
 	f.StringVar(&wf.etcd, "etcd", "", "automatic mode with an external etcd instead of a witness: its client URLs, comma-separated (https://host:port,...); each node reaches it with the TLS files of its quorum.etcd.* settings")

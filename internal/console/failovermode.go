@@ -25,7 +25,7 @@ func NewFailoverModeCommand(g *globals) *cobra.Command {
 automatic: the secondary promotes by itself once the primary's leader
 lease is gone, if it holds every acknowledged commit; a primary that loses
 the quorum fences itself (docs/quorum.md). It needs --witness, a third
-machine running 'tandemd --witness' (token: --witness-token-file,
+machine running 'tandem-witness' (token: --witness-token-file,
 TANDEM_WITNESS_TOKEN or the console's tokens). The console gives the
 witness the quorum, then the primary takes the leader key, then the
 secondary starts watching it. Or --etcd URL,... (and --etcd-prefix): an
@@ -143,7 +143,7 @@ anything else.`,
 	f := cmd.Flags()
 	f.BoolVar(&yes, "yes", false, "confirm without asking (scripts)")
 	f.StringVar(&cluster, "cluster", "", "which cached cluster, when the console knows several")
-	f.StringVar(&wf.witness, "witness", "", "automatic: API address of the witness (`tandemd --witness` on a third machine)")
+	f.StringVar(&wf.witness, "witness", "", "automatic: API address of the witness (`tandem-witness` on a third machine)")
 	f.StringVar(&wf.tokenFile, "witness-token-file", "", "file holding the witness's admin token (default: TANDEM_WITNESS_TOKEN, then the console's tokens)")
 	f.StringVar(&wf.fp, "witness-fingerprint", "", "accept the witness, if not pinned yet, only with this certificate fingerprint (default: --fingerprint)")
 	f.StringVar(&wf.etcd, "etcd", "", "automatic, with an external etcd instead of a witness: its client URLs, comma-separated (https://host:port,...); each node uses its quorum.etcd.* TLS files")

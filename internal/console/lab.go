@@ -51,7 +51,7 @@ tandem, and the bed every end-to-end test runs in. 'tandem lab up' builds
 
 'tandem lab up --failover automatic' adds the quorum's third member:
 
-  w        10.77.0.13   w.lab.test        tandemd --witness (an etcd member, no PostgreSQL)
+  w        10.77.0.13   w.lab.test        tandem-witness (an etcd member, no PostgreSQL)
 
 and assembles the cluster for automatic failover with w as its witness.
 Without the flag the lab has no w and failover waits for a person.
@@ -180,7 +180,7 @@ lab's directory). --no-assemble stops before the assembly.
 
 --failover automatic adds host w, the witness: its own namespace on the
 lab bridge (.13, or ::13 with --ipv6; name w.<lab>.test, forward and
-reverse), running 'tandemd --witness' with a config written to
+reverse), running 'tandem-witness' with a config written to
 /var/lib/tandem-lab/NAME/w/tandemd.yaml (its etcd member on ports 7410 and
 7411). 'up' waits for its /health too, puts its admin token in the
 client's console store, and assembles with '--failover automatic --witness
@@ -448,7 +448,7 @@ func newLabPowerOnCommand(name *string, check func() error, logger func(*cobra.C
 		Long: `Boot HOST after 'power-off': eth0 gets its static address back (the cluster
 IP does not: only tandemd adds that) and comes up; then what 'up' ran there
 starts again: tandemd with the same configuration on a node (detached, as
-'up' starts it), 'tandemd --witness' on the witness w, dnsmasq on the dns
+'up' starts it), 'tandem-witness' on the witness w, dnsmasq on the dns
 host. On a node or w the command waits, up to --wait, until tandemd
 answers GET /health, asked from the host itself so that a partition does
 not hide it.
@@ -614,7 +614,7 @@ func newLabPauseCommand(name *string, check func() error, logger func(*cobra.Com
 		Long: `Stop processes on HOST with SIGSTOP: every process there (a frozen machine,
 a VM paused by its hypervisor), or with --process only tandemd, or only
 PostgreSQL (the postmaster and all its children); on the witness w,
---process tandemd freezes its etcd member with it. Their sockets stay open
+--process tandemd freezes tandem-witness, its etcd member with it. Their sockets stay open
 and the kernel still accepts connections for them, so peers see a process
 that answers nothing, not one that is gone. 'tandem lab resume HOST'
 continues them; 'lab down' continues them before stopping the lab.`,

@@ -104,7 +104,7 @@ func (w *witnessFlags) resolve(toks *Tokens, cache *Cache) (*witnessTarget, []st
 	case w.etcdPrefix != "":
 		return nil, []string{"--etcd-prefix is for --etcd (with --witness the prefix is the cluster's own etcd's)"}
 	case w.witness == "":
-		return nil, []string{"--failover automatic needs --witness HOST (the third machine running `tandemd --witness`) or --etcd URL,... (an etcd cluster the site runs)"}
+		return nil, []string{"--failover automatic needs --witness HOST (the third machine running `tandem-witness`) or --etcd URL,... (an etcd cluster the site runs)"}
 	}
 	t := &witnessTarget{}
 	var err error
@@ -139,7 +139,7 @@ func dialWitness(ctx context.Context, tr *trust, t *witnessTarget, cluster strin
 	}
 	var wi api.WitnessInfo
 	if err := c.Get(ctx, "/v1/witness", &wi); err != nil {
-		return nil, api.WitnessInfo{}, fmt.Errorf("witness %s: %w (is it running `tandemd --witness`?)", t.addr, err)
+		return nil, api.WitnessInfo{}, fmt.Errorf("witness %s: %w (is it running `tandem-witness`?)", t.addr, err)
 	}
 	if wi.Cluster != "" && wi.Cluster != cluster {
 		return nil, api.WitnessInfo{}, exitf(ExitConflict, "the witness %s (%s) already serves cluster %q: disassemble that cluster, or have the witness leave it, first", wi.Name, t.addr, wi.Cluster)

@@ -1,19 +1,17 @@
 package daemon
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tandem-ha/tandem/internal/config"
+	"github.com/tandem-ha/tandem/internal/service"
 	"github.com/tandem-ha/tandem/internal/version"
+	"github.com/tandem-ha/tandem/internal/witness"
 )
 
 // NewCommand is tandemd's command line.
@@ -23,7 +21,7 @@ func NewCommand() *cobra.Command {
 		logLevel    string
 		printConfig bool
 		checkOnly   bool
-		witness     bool
+		asWitness   bool
 		reload      bool
 	)
 	cmd := &cobra.Command{
@@ -61,18 +59,14 @@ nothing else is read. See docs/quorum.md.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(configPath, os.Environ())
+			if asWitness {
+				if reload {
+					return errors.New("--reload is for a node; the witness holds no PostgreSQL nor cluster IP: restart it")
+				}
+				return witness.Execute(cmd, configPath, logLevel, printConfig, checkOnly)
+			}
+			cfg, err := service.Load(configPath, logLevel, (*config.Config).Validate)
 			if err != nil {
-				return err
-			}
-			if logLevel != "" {
-				cfg.Log.Level = logLevel
-			}
-			validate := cfg.Validate
-			if witness {
-				validate = cfg.ValidateWitness
-			}
-			if err := validate(); err != nil {
 				return err
 			}
 			if printConfig {
@@ -80,9 +74,6 @@ nothing else is read. See docs/quorum.md.`,
 				return nil
 			}
 			if reload {
-				if witness {
-					return errors.New("--reload is for a node; the witness holds no PostgreSQL nor cluster IP: restart it")
-				}
 				// This is the binary now on disk: what the running tandemd
 				// would become must accept this configuration and host.
 				if err := cfg.CheckHost(); err != nil {
@@ -91,25 +82,14 @@ nothing else is read. See docs/quorum.md.`,
 				return Reload(cmd.Context(), cfg.StateDir, func(format string, a ...any) { fmt.Fprintf(cmd.OutOrStdout(), format, a...) })
 			}
 			if checkOnly {
-				// What a start would trip over later, or worse not at
-				// all: a node IP on no interface, a missing state dir.
-				if err := cfg.CheckHost(); err != nil {
-					return err
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), "configuration ok")
-				return nil
+				return service.CheckHost(&cfg, cmd.OutOrStdout())
 			}
 			level := new(slog.LevelVar)
 			_ = level.UnmarshalText([]byte(cfg.Log.Level))
-			log := newLogger(cmd.ErrOrStderr(), cfg.Log.Format, level)
-			if witness {
-				ctx, stop := signalContext(log, func() { reloadLevel(log, configPath, level, true) }, nil)
-				defer stop()
-				return RunWitness(ctx, cfg, log)
-			}
+			log := service.NewLogger(cmd.ErrOrStderr(), cfg.Log.Format, level)
 			d := New(cfg, configPath, log)
-			ctx, stop := signalContext(log, func() {
-				reloadLevel(log, configPath, level, false)
+			ctx, stop := service.SignalContext(log, func() {
+				service.ReloadLevel(log, configPath, level, (*config.Config).Validate)
 				if err := d.ReloadTokens(); err != nil {
 					log.Error("SIGHUP: tokens not reloaded; the ones in force stay", "err", err)
 				} else {
@@ -130,71 +110,8 @@ nothing else is read. See docs/quorum.md.`,
 	cmd.Flags().BoolVar(&printConfig, "print-config", false, "print the merged, validated configuration and exit")
 	cmd.Flags().BoolVar(&checkOnly, "check", false, "validate the configuration, and that node.ip is this machine's and state_dir exists and is private, and exit")
 	cmd.Flags().BoolVar(&reload, "reload", false, "replace the running tandemd of this configuration with this binary, keeping PostgreSQL and the cluster IP (what systemctl reload runs), and wait until it is back")
-	cmd.Flags().BoolVar(&witness, "witness", false, "run the quorum witness (a third machine, automatic failover mode) instead of a node")
+	cmd.Flags().BoolVar(&asWitness, "witness", false, "run the quorum witness (a third machine, automatic failover mode) instead of a node")
 	return cmd
-}
-
-func newLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: level}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-// signalContext ends the returned context at the first SIGTERM or SIGINT
-// and exits the process at the second, for an operator who will not wait
-// for PostgreSQL's shutdown.
-func signalContext(log *slog.Logger, onHUP, onReload func()) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	ch := make(chan os.Signal, 4)
-	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, ReloadSignal)
-	go func() {
-		stopping := false
-		for sig := range ch {
-			switch {
-			case sig == syscall.SIGHUP:
-				onHUP()
-			case sig == ReloadSignal && onReload == nil:
-				log.Warn("reload signal ignored: the witness reloads by a restart", "signal", sig.String())
-			case sig == ReloadSignal && !stopping:
-				log.Info("reload signal received", "signal", sig.String())
-				onReload()
-			case sig == ReloadSignal:
-				log.Warn("reload signal ignored: tandemd is stopping", "signal", sig.String())
-			case !stopping:
-				stopping = true
-				log.Info("signal received, shutting down", "signal", sig.String())
-				cancel()
-			default:
-				log.Warn("second signal, exiting now; PostgreSQL may still be running and will be adopted at next start", "signal", sig.String())
-				os.Exit(1)
-			}
-		}
-	}()
-	return ctx, func() { signal.Stop(ch); cancel() }
-}
-
-func reloadLevel(log *slog.Logger, path string, level *slog.LevelVar, witness bool) {
-	cfg, err := config.Load(path, os.Environ())
-	if err == nil {
-		if witness {
-			err = cfg.ValidateWitness()
-		} else {
-			err = cfg.Validate()
-		}
-	}
-	if err != nil {
-		log.Error("SIGHUP: configuration not reloaded", "err", err)
-		return
-	}
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
-		log.Error("SIGHUP: bad log.level", "err", err)
-		return
-	}
-	level.Set(l)
-	log.Info("SIGHUP: reloaded log.level; other settings take effect at restart", "level", cfg.Log.Level)
 }
 
 // Main runs tandemd and returns the process exit status.

@@ -7,12 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +24,8 @@ import (
 	"github.com/tandem-ha/tandem/internal/identity"
 	"github.com/tandem-ha/tandem/internal/notify"
 	"github.com/tandem-ha/tandem/internal/postgres"
+	"github.com/tandem-ha/tandem/internal/quorumspec"
+	"github.com/tandem-ha/tandem/internal/service"
 	"github.com/tandem-ha/tandem/internal/state"
 	"github.com/tandem-ha/tandem/internal/version"
 	"github.com/tandem-ha/tandem/internal/webui"
@@ -94,10 +93,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := os.MkdirAll(d.cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("while creating state_dir: %w", err)
 	}
-	if err := checkPrivate(d.cfg.StateDir); err != nil {
+	if err := service.CheckPrivate(d.cfg.StateDir); err != nil {
 		return err
 	}
-	unlock, err := lockStateDir(d.cfg.StateDir)
+	unlock, err := service.LockStateDir(d.cfg.StateDir)
 	if err != nil {
 		return err
 	}
@@ -130,11 +129,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	log.Info("node certificate", "fingerprint", fingerprint)
 	// The node certificate is also this node's identity in the quorum of
 	// automatic mode (etcd takes it as PEM files).
-	certPEM, keyPEM, err := memberCertPEM(d.cfg.StateDir)
-	if err != nil {
-		return err
-	}
-	memberFP, err := pemFingerprint(certPEM)
+	certPEM, keyPEM, memberFP, err := identity.MemberCert(d.cfg.StateDir)
 	if err != nil {
 		return err
 	}
@@ -185,7 +180,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	node = cluster.New(cluster.Config{
 		Name:           d.cfg.Node.Name,
 		IP:             d.cfg.Node.IP,
-		APIPort:        apiPort(d.cfg.API.Listen),
+		APIPort:        service.APIPort(d.cfg.API.Listen),
 		PGPort:         d.cfg.Postgres.Port,
 		StateDir:       d.cfg.StateDir,
 		Cert:           cert,
@@ -198,8 +193,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Services:       services(d.cfg.Services),
 		Hook:           d.cfg.Hooks.OnRoleChange,
 		HookLimit:      d.cfg.Hooks.Timeout.D(),
-		QuorumDir:      filepath.Join(d.cfg.StateDir, quorumDir),
-		QuorumSelf:     selfMember(d.cfg, certPEM, memberFP),
+		QuorumDir:      filepath.Join(d.cfg.StateDir, service.QuorumDir),
+		QuorumSelf:     quorumspec.Self(d.cfg, certPEM, memberFP),
 		CertPEM:        certPEM,
 		KeyPEM:         keyPEM,
 		MaxLag:         d.cfg.MaxLagBytes(),
@@ -275,7 +270,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.srv, d.ui = srv, ui
 	d.mu.Unlock()
-	if err := sdNotify("READY=1\nSTATUS=node API listening; role " + string(st.Role)); err != nil {
+	if err := service.Notify("READY=1\nSTATUS=node API listening; role " + string(st.Role)); err != nil {
 		log.Warn("could not tell systemd tandemd is ready", "err", err)
 	}
 	run := runInfo{PID: os.Getpid(), Version: version.Version, Started: time.Now().UTC(), Ready: true}
@@ -302,10 +297,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if reload {
 		log.Info("tandemd reloading: PostgreSQL and the cluster IP stay as they are", "exe", d.exe)
-		_ = sdNotify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=reloading", monoNow()/1000))
+		_ = service.Notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=reloading", monoNow()/1000))
 	} else {
 		log.Info("tandemd stopping")
-		_ = sdNotify("STOPPING=1")
+		_ = service.Notify("STOPPING=1")
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_ = srv.Stop(sctx)
@@ -403,18 +398,6 @@ func services(in []config.Service) []cluster.Service {
 	return out
 }
 
-func apiPort(listen string) int {
-	_, p, err := net.SplitHostPort(listen)
-	if err != nil {
-		return config.DefaultAPIPort
-	}
-	n, err := strconv.Atoi(p)
-	if err != nil {
-		return config.DefaultAPIPort
-	}
-	return n
-}
-
 func (d *Daemon) stopPostgres(log *slog.Logger) {
 	// Three escalation stages plus slack; a second signal to tandemd exits
 	// at once if an operator will not wait.
@@ -423,34 +406,4 @@ func (d *Daemon) stopPostgres(log *slog.Logger) {
 	if err := d.pg.Stop(sctx); err != nil {
 		log.Error("PostgreSQL did not stop cleanly", "err", err)
 	}
-}
-
-// checkPrivate refuses a state dir others can read: it holds the admin
-// token and the node's private key.
-func checkPrivate(dir string) error {
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("while checking state_dir: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("state_dir %s has mode %o; it holds the admin token and node key: chmod 700 it", dir, fi.Mode().Perm())
-	}
-	return nil
-}
-
-// lockStateDir takes an exclusive lock so two tandemd processes never
-// drive the same node.
-func lockStateDir(dir string) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(dir, "tandemd.lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("while opening the state dir lock: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("another tandemd is already running with state_dir %s: stop it first", dir)
-		}
-		return nil, fmt.Errorf("while locking the state dir: %w", err)
-	}
-	return func() { f.Close() }, nil
 }

@@ -49,12 +49,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tandem-ha/tandem/internal/cluster"
+	"github.com/tandem-ha/tandem/internal/service"
 	"github.com/tandem-ha/tandem/internal/version"
 )
 
 // ReloadSignal asks a running tandemd to reload. SIGHUP keeps its meaning
 // (re-read the tokens and log.level).
-const ReloadSignal = syscall.SIGUSR2
+const ReloadSignal = service.ReloadSignal
 
 // handoverEnv carries the handover across the exec. It does not start with
 // TANDEMD_, the prefix of configuration variables, and is removed from the

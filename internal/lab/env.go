@@ -89,7 +89,7 @@ type EnvWitness struct {
 	IP         string `json:"ip"`
 	FQDN       string `json:"fqdn"`
 	API        string `json:"api"`
-	Token      string `json:"token"` // empty until tandemd --witness has started once
+	Token      string `json:"token"` // empty until the witness has started once
 	Log        string `json:"log"`
 	PeerPort   int    `json:"peer_port"`
 	ClientPort int    `json:"client_port"`
@@ -258,7 +258,7 @@ func (e Env) WriteText(w io.Writer) error {
 		if tok == "" {
 			tok = "(not written yet)"
 		}
-		fmt.Fprintf(&b, "\nwitness (tandemd --witness, quorum ports %d and %d):\n  %s  %s  token %s\n", w.PeerPort, w.ClientPort, w.Name, w.API, tok)
+		fmt.Fprintf(&b, "\nwitness (tandem-witness, quorum ports %d and %d):\n  %s  %s  token %s\n", w.PeerPort, w.ClientPort, w.Name, w.API, tok)
 	}
 	if e := e.Etcd; e != nil {
 		fmt.Fprintf(&b, "\nexternal etcd (the quorum; Debian's etcd, TLS from the lab's CA %s):\n  --etcd %s\n", e.CA, strings.Join(e.Endpoints, ","))

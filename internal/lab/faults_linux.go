@@ -126,7 +126,7 @@ func procName(pid int) string {
 // PowerOn boots host again: if it is powered off, its eth0 gets its
 // static address back and comes up; then what `up` ran there is started
 // if it is not running (tandemd with the same configuration on a node,
-// tandemd --witness on the witness, dnsmasq or named on dns) and, on a
+// tandem-witness on the witness, dnsmasq or named on dns) and, on a
 // node or the witness, PowerOn waits up to wait for /health, asked from
 // the host itself so that a partition does not hide it.
 func PowerOn(ctx context.Context, log *slog.Logger, name, host string, wait time.Duration, out io.Writer) error {
@@ -172,10 +172,8 @@ func PowerOn(ctx context.Context, log *slog.Logger, name, host string, wait time
 			if pid, err = restartDaemon(log, l, h, tandemd); err != nil {
 				return err
 			}
-			started = "tandemd"
-			if h.Role == RoleWitness {
-				started = "tandemd --witness"
-			}
+			exe, _ := l.DaemonCommand(h, tandemd)
+			started = filepath.Base(exe)
 		}
 	case RoleEtcd:
 		if _, ok := readPid(l.EtcdPidPath(h.Name), l.Dir+"/"); !ok {
@@ -466,8 +464,15 @@ func processesOf(ctx context.Context, log *slog.Logger, ns, program string) ([]i
 		return nil, fmt.Errorf("while listing the processes in %s: %w", ns, err)
 	}
 	return slices.DeleteFunc(pids, func(p int) bool {
-		return p == os.Getpid() || !alive(p) || (program != ProcessAll && procName(p) != program)
+		return p == os.Getpid() || !alive(p) || (program != ProcessAll && !isProgram(procName(p), program))
 	}), nil
+}
+
+// isProgram says whether a process named name is program: tandemd also
+// names the witness's own program (tandem-witness), which is what runs
+// tandemd's part on w.
+func isProgram(name, program string) bool {
+	return name == program || (program == ProcessTandemd && name == WitnessProgram)
 }
 
 // continueAll sends SIGCONT to every process in the namespaces, so that a

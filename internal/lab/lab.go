@@ -1,7 +1,7 @@
 // Package lab builds tandem's one-machine playground: network namespaces
 // for two nodes, a client and a DNS server on one bridge, a real dnsmasq
 // answering for the lab's domain, and tandemd on both nodes; in automatic
-// failover mode also a witness host, w, running `tandemd --witness` (the
+// failover mode also a witness host, w, running `tandem-witness` (the
 // quorum's third member). It is the bed for every end-to-end test.
 //
 // Everything a lab owns carries its name: namespaces <name>-a, <name>-b,
@@ -89,7 +89,7 @@ const (
 	RoleNode   = "node"
 	RoleClient = "client"
 	RoleDNS    = "dns"
-	// RoleWitness runs `tandemd --witness`: an etcd member and nothing else
+	// RoleWitness runs `tandem-witness`: an etcd member and nothing else
 	// (no PostgreSQL).
 	RoleWitness = "witness"
 	// RoleEtcd runs one member of the site's own etcd cluster (Debian's

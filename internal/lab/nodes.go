@@ -79,7 +79,7 @@ func (l *Layout) NodeConfigYAML(h Host) string {
 }
 
 // WitnessConfig is the part of tandemd's configuration file that
-// `tandemd --witness` reads. It is a type of its own, not config.Config,
+// the witness reads. It is a type of its own, not config.Config,
 // so that the witness's file holds no postgres section (and no settings it
 // would ignore) and says, in a few lines, all that the witness is.
 type WitnessConfig struct {
@@ -109,13 +109,13 @@ func (l *Layout) WitnessConfig(h Host) WitnessConfig {
 	}
 }
 
-// WitnessConfigYAML renders WitnessConfig as the file tandemd --witness reads.
+// WitnessConfigYAML renders WitnessConfig as the file the witness reads.
 func (l *Layout) WitnessConfigYAML(h Host) string {
 	b, err := yaml.Marshal(l.WitnessConfig(h))
 	if err != nil {
 		panic(err) // plain strings and ints: cannot fail
 	}
-	return fmt.Sprintf("# tandemd --witness configuration of host %s in tandem lab %s; written by `tandem lab up --failover automatic`.\n%s", h.Name, l.Name, b)
+	return fmt.Sprintf("# witness configuration (tandem-witness) of host %s in tandem lab %s; written by `tandem lab up --failover automatic`.\n%s", h.Name, l.Name, b)
 }
 
 // ConfigYAML is the configuration file of a host that runs tandemd.
@@ -126,13 +126,24 @@ func (l *Layout) ConfigYAML(h Host) string {
 	return l.NodeConfigYAML(h)
 }
 
-// DaemonArgs is tandemd's command line (after the executable) on host h:
-// the same configuration file on every start, with --witness on the witness.
-func (l *Layout) DaemonArgs(h Host) []string {
-	if h.Role == RoleWitness {
-		return []string{"--witness", "--config", l.ConfigPath(h.Name)}
+// WitnessProgram is the witness's own executable, looked for beside
+// tandemd: it links no PostgreSQL driver nor netlink, so it maps less
+// memory than `tandemd --witness`, which runs the same code.
+const WitnessProgram = "tandem-witness"
+
+// DaemonCommand is the executable and its arguments on host h, given the
+// lab's tandemd: the same configuration file on every start; on the
+// witness, tandem-witness from tandemd's directory, or `tandemd --witness`
+// when that directory has none (a tandemd built alone).
+func (l *Layout) DaemonCommand(h Host, tandemd string) (string, []string) {
+	cfg := []string{"--config", l.ConfigPath(h.Name)}
+	if h.Role != RoleWitness {
+		return tandemd, cfg
 	}
-	return []string{"--config", l.ConfigPath(h.Name)}
+	if w := filepath.Join(filepath.Dir(tandemd), WitnessProgram); isExecutable(w) {
+		return w, cfg
+	}
+	return tandemd, append([]string{"--witness"}, cfg...)
 }
 
 // APIURL is the node API's address.

@@ -253,9 +253,11 @@ func startDaemon(log *slog.Logger, l *Layout, h Host, tandemd string) (int, erro
 	return restartDaemon(log, l, h, tandemd)
 }
 
-// restartDaemon starts tandemd on h with the configuration up wrote.
+// restartDaemon starts tandemd (or the witness) on h with the
+// configuration up wrote.
 func restartDaemon(log *slog.Logger, l *Layout, h Host, tandemd string) (int, error) {
-	return startDetached(log, h.Netns, l.LogPath(h.Name), l.PidPath(h.Name), tandemd, l.DaemonArgs(h)...)
+	exe, args := l.DaemonCommand(h, tandemd)
+	return startDetached(log, h.Netns, l.LogPath(h.Name), l.PidPath(h.Name), exe, args...)
 }
 
 // waitHealthy polls the /health of every host in hosts (nodes, the
@@ -387,7 +389,7 @@ func printSummary(out io.Writer, l *Layout, withNodes, assembled bool) {
 			fmt.Fprintf(out, "  tandemd on %s: %s  (log %s)\n", h.Name, APIURL(h), l.LogPath(h.Name))
 		}
 		if w, ok := l.Witness(); ok {
-			fmt.Fprintf(out, "  tandemd --witness on %s: %s, quorum ports %d and %d  (log %s)\n", w.Name, APIURL(w), QuorumPeerPort, QuorumClientPort, l.LogPath(w.Name))
+			fmt.Fprintf(out, "  tandem-witness on %s: %s, quorum ports %d and %d  (log %s)\n", w.Name, APIURL(w), QuorumPeerPort, QuorumClientPort, l.LogPath(w.Name))
 		}
 	}
 	flag := ""

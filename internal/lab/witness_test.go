@@ -211,15 +211,28 @@ func TestWitnessConfigYAML(t *testing.T) {
 	}
 }
 
-func TestDaemonArgs(t *testing.T) {
+func TestDaemonCommand(t *testing.T) {
 	l := automaticLayout(t, "")
 	w, _ := l.Witness()
 	a, _ := l.Host("a")
-	if got := l.DaemonArgs(w); !slices.Equal(got, []string{"--witness", "--config", "/var/lib/tandem-lab/lab/w/tandemd.yaml"}) {
-		t.Errorf("witness args %v", got)
+	// A tandemd built alone: the witness runs it with --witness.
+	alone := filepath.Join(t.TempDir(), "tandemd")
+	if err := os.WriteFile(alone, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	if got := l.DaemonArgs(a); !slices.Equal(got, []string{"--config", "/var/lib/tandem-lab/lab/a/tandemd.yaml"}) {
-		t.Errorf("node args %v", got)
+	if exe, got := l.DaemonCommand(w, alone); exe != alone || !slices.Equal(got, []string{"--witness", "--config", "/var/lib/tandem-lab/lab/w/tandemd.yaml"}) {
+		t.Errorf("witness without tandem-witness: %s %v", exe, got)
+	}
+	// With tandem-witness beside it (scripts/build.sh builds both): that.
+	lean := filepath.Join(filepath.Dir(alone), WitnessProgram)
+	if err := os.WriteFile(lean, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if exe, got := l.DaemonCommand(w, alone); exe != lean || !slices.Equal(got, []string{"--config", "/var/lib/tandem-lab/lab/w/tandemd.yaml"}) {
+		t.Errorf("witness with tandem-witness: %s %v", exe, got)
+	}
+	if exe, got := l.DaemonCommand(a, alone); exe != alone || !slices.Equal(got, []string{"--config", "/var/lib/tandem-lab/lab/a/tandemd.yaml"}) {
+		t.Errorf("node: %s %v", exe, got)
 	}
 	// Same pid and log scheme as a node's.
 	if l.PidPath("w") != "/var/lib/tandem-lab/lab/w/tandemd.pid" || l.LogPath("w") != "/var/lib/tandem-lab/lab/w/tandemd.log" {

@@ -19,3 +19,10 @@ func Bounded(expr string, min, max int) Pattern {
 func (p Pattern) MatchString(s string) bool {
 	return len(s) >= p.min && len(s) <= p.max && p.re.MatchString(s)
 }
+
+var clusterName = Bounded(`^[A-Za-z0-9][A-Za-z0-9._-]*$`, 1, 253)
+
+// ClusterName reports whether name is a cluster name tandem accepts: what
+// assembly takes (letters, digits and ._-, starting with a letter or a
+// digit, at most 253 characters).
+func ClusterName(name string) bool { return clusterName.MatchString(name) }

@@ -1,4 +1,9 @@
-package cluster
+// Package quorumspec checks the quorum a console proposes (the three
+// embedded members, or an external etcd) and turns it into an etcd
+// member's configuration. It is shared by tandemd's nodes and the witness,
+// and links neither PostgreSQL nor netlink, so the witness program stays
+// small.
+package quorumspec
 
 import (
 	"crypto/x509"
@@ -7,28 +12,24 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 
 	"github.com/tandem-ha/tandem/internal/api"
+	"github.com/tandem-ha/tandem/internal/config"
 	"github.com/tandem-ha/tandem/internal/identity"
 	"github.com/tandem-ha/tandem/internal/quorum"
 	"github.com/tandem-ha/tandem/internal/valid"
 )
 
-// Failover modes of a cluster.
-const (
-	FailoverManual    = "manual"
-	FailoverAutomatic = "automatic"
-)
-
 var quorumTokenRE = valid.Bounded(`^[A-Za-z0-9-]+$`, 16, 128)
 var quorumPrefixRE = valid.Bounded(`^/[A-Za-z0-9/_.-]+$`, 2, 201)
 
-// CheckQuorumSpec checks a quorum as the console proposes it: three
+// Check checks a quorum as the console proposes it: three
 // members with distinct names and addresses, each certificate readable and
 // matching its fingerprint, and self among them. The problems are listed
 // at once, each naming the member. An external etcd's spec has endpoints
 // and a prefix instead (checkExternalSpec).
-func CheckQuorumSpec(q api.QuorumSpec, self string) error {
+func Check(q api.QuorumSpec, self string) error {
 	if q.External() {
 		return checkExternalSpec(q)
 	}
@@ -152,11 +153,27 @@ func MemberConfig(q api.QuorumSpec, self, dir string, certPEM, keyPEM []byte) (q
 	return c, nil
 }
 
-// QuorumEndpoints are the members' client URLs.
-func QuorumEndpoints(q api.QuorumSpec) []string {
+// Endpoints are the members' client URLs.
+func Endpoints(q api.QuorumSpec) []string {
 	var out []string
 	for _, m := range q.Members {
 		out = append(out, "https://"+m.ClientAddr)
 	}
 	return out
+}
+
+// Self is this machine's quorum member entry: node.ip and the quorum
+// ports, and the member certificate with its fingerprint.
+func Self(cfg config.Config, certPEM []byte, fp string) api.QuorumMember {
+	return api.QuorumMember{
+		Name:        cfg.Node.Name,
+		PeerAddr:    joinHostPort(cfg.Node.IP, cfg.Quorum.PeerPort),
+		ClientAddr:  joinHostPort(cfg.Node.IP, cfg.Quorum.ClientPort),
+		CertPEM:     string(certPEM),
+		Fingerprint: fp,
+	}
+}
+
+func joinHostPort(ip string, port int) string {
+	return net.JoinHostPort(ip, strconv.Itoa(port))
 }

@@ -1,31 +1,30 @@
-package daemon
+package witness
 
 import (
 	"context"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/tandem-ha/tandem/internal/api"
-	"github.com/tandem-ha/tandem/internal/cluster"
 	"github.com/tandem-ha/tandem/internal/config"
 	"github.com/tandem-ha/tandem/internal/fsutil"
 	"github.com/tandem-ha/tandem/internal/identity"
 	"github.com/tandem-ha/tandem/internal/quorum"
+	"github.com/tandem-ha/tandem/internal/quorumspec"
+	"github.com/tandem-ha/tandem/internal/service"
+	"github.com/tandem-ha/tandem/internal/valid"
 	"github.com/tandem-ha/tandem/internal/version"
 )
 
-// The witness is the third vote of automatic failover: `tandemd --witness`
+// The witness is the third vote of automatic failover: `tandem-witness`
 // on a small third machine runs one etcd member of the cluster's quorum,
 // serves a node API of its own (so the console pins and reaches it the
 // same way) and runs no PostgreSQL.
@@ -33,10 +32,6 @@ import (
 // witnessFile keeps, in the state dir, the quorum the witness was given
 // at assembly, so a restart starts its member again.
 const witnessFile = "witness.json"
-
-// quorumDir is the etcd member's data dir inside the state dir (on a node
-// and on the witness).
-const quorumDir = "quorum"
 
 // witnessMemoryLimit is the Go heap target of the witness (when
 // GOMEMLIMIT is not set): etcd keeps caches it would otherwise let grow
@@ -67,8 +62,8 @@ type Witness struct {
 	done   chan struct{}      // closed when the keeper has stopped
 }
 
-// RunWitness runs the witness until ctx ends.
-func RunWitness(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+// Run runs the witness until ctx ends.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	log = log.With("witness", cfg.Node.Name)
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(witnessMemoryLimit)
@@ -76,10 +71,10 @@ func RunWitness(ctx context.Context, cfg config.Config, log *slog.Logger) error 
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("while creating state_dir: %w", err)
 	}
-	if err := checkPrivate(cfg.StateDir); err != nil {
+	if err := service.CheckPrivate(cfg.StateDir); err != nil {
 		return err
 	}
-	unlock, err := lockStateDir(cfg.StateDir)
+	unlock, err := service.LockStateDir(cfg.StateDir)
 	if err != nil {
 		return err
 	}
@@ -92,11 +87,7 @@ func RunWitness(ctx context.Context, cfg config.Config, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	certPEM, keyPEM, err := memberCertPEM(cfg.StateDir)
-	if err != nil {
-		return err
-	}
-	memberFP, err := pemFingerprint(certPEM)
+	certPEM, keyPEM, memberFP, err := identity.MemberCert(cfg.StateDir)
 	if err != nil {
 		return err
 	}
@@ -113,7 +104,7 @@ func RunWitness(ctx context.Context, cfg config.Config, log *slog.Logger) error 
 		w.stopMember()
 		return err
 	}
-	_ = sdNotify("READY=1\nSTATUS=witness API listening")
+	_ = service.Notify("READY=1\nSTATUS=witness API listening")
 	<-ctx.Done()
 	log.Info("witness stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -122,48 +113,6 @@ func RunWitness(ctx context.Context, cfg config.Config, log *slog.Logger) error 
 	w.stopMember()
 	log.Info("witness stopped")
 	return nil
-}
-
-// The quorum member's identity: a copy of the node certificate and key
-// taken the first time, kept apart so that rotating the node certificate
-// (tandem rotate-cert) leaves the member as the other two pinned it.
-const (
-	memberCertFile = "quorum-member.crt"
-	memberKeyFile  = "quorum-member.key"
-)
-
-// memberCertPEM returns the quorum member's certificate and key (PEM),
-// copying them from the node's on first use.
-func memberCertPEM(dir string) (certPEM, keyPEM []byte, err error) {
-	cp, kp := filepath.Join(dir, memberCertFile), filepath.Join(dir, memberKeyFile)
-	certPEM, errC := os.ReadFile(cp)
-	keyPEM, errK := os.ReadFile(kp)
-	if errC == nil && errK == nil {
-		return certPEM, keyPEM, nil
-	}
-	if certPEM, err = os.ReadFile(filepath.Join(dir, identity.CertFile)); err != nil {
-		return nil, nil, fmt.Errorf("while reading the node certificate: %w", err)
-	}
-	if keyPEM, err = os.ReadFile(filepath.Join(dir, identity.KeyFile)); err != nil {
-		return nil, nil, fmt.Errorf("while reading the node key: %w", err)
-	}
-	// Key first, as for the node's own files.
-	if err := fsutil.WriteFileAtomic(kp, keyPEM, 0o600); err != nil {
-		return nil, nil, err
-	}
-	if err := fsutil.WriteFileAtomic(cp, certPEM, 0o644); err != nil {
-		return nil, nil, err
-	}
-	return certPEM, keyPEM, nil
-}
-
-// pemFingerprint is the fingerprint of a PEM certificate.
-func pemFingerprint(certPEM []byte) (string, error) {
-	b, _ := pem.Decode(certPEM)
-	if b == nil {
-		return "", errors.New("the quorum member certificate is not PEM")
-	}
-	return identity.Fingerprint(b.Bytes), nil
 }
 
 func (w *Witness) load() error {
@@ -190,23 +139,7 @@ func (w *Witness) save(rec witnessRecord) error {
 
 // self is the witness's own member entry.
 func (w *Witness) self() api.QuorumMember {
-	return selfMember(w.cfg, w.certPEM, w.memberFP)
-}
-
-// selfMember is this machine's quorum member entry: node.ip and the
-// quorum ports, and the node certificate.
-func selfMember(cfg config.Config, certPEM []byte, fp string) api.QuorumMember {
-	return api.QuorumMember{
-		Name:        cfg.Node.Name,
-		PeerAddr:    joinHostPort(cfg.Node.IP, cfg.Quorum.PeerPort),
-		ClientAddr:  joinHostPort(cfg.Node.IP, cfg.Quorum.ClientPort),
-		CertPEM:     string(certPEM),
-		Fingerprint: fp,
-	}
-}
-
-func joinHostPort(ip string, port int) string {
-	return net.JoinHostPort(ip, strconv.Itoa(port))
+	return quorumspec.Self(w.cfg, w.certPEM, w.memberFP)
 }
 
 // Node answers GET /v1/node for the witness.
@@ -215,7 +148,7 @@ func (w *Witness) Node(context.Context) api.NodeInfo {
 	defer w.mu.Unlock()
 	self := w.self()
 	return api.NodeInfo{
-		Name: w.cfg.Node.Name, IP: w.cfg.Node.IP, APIPort: apiPort(w.cfg.API.Listen), TandemdVersion: version.Version,
+		Name: w.cfg.Node.Name, IP: w.cfg.Node.IP, APIPort: service.APIPort(w.cfg.API.Listen), TandemdVersion: version.Version,
 		Fingerprint: w.fingerprint, Role: "witness", Cluster: w.rec.Cluster,
 		Postgres: api.PostgresInfo{State: "none"}, QuorumMember: &self,
 	}
@@ -245,10 +178,10 @@ func (w *Witness) Healthy() (bool, string) {
 // member. Joining the same cluster again changes nothing; another cluster
 // is refused until the witness leaves the first.
 func (w *Witness) WitnessJoin(_ context.Context, req api.WitnessJoin) (api.WitnessInfo, error) {
-	if !cluster.ValidClusterName(req.Cluster) {
+	if !valid.ClusterName(req.Cluster) {
 		return api.WitnessInfo{}, api.Errorf(http.StatusBadRequest, api.CodeBadRequest, "cluster name %q must be letters, digits and ._- (as at assembly)", req.Cluster)
 	}
-	if err := cluster.CheckQuorumSpec(req.Quorum, w.cfg.Node.Name); err != nil {
+	if err := quorumspec.Check(req.Quorum, w.cfg.Node.Name); err != nil {
 		return api.WitnessInfo{}, api.Errorf(http.StatusBadRequest, api.CodeBadRequest, "the quorum is refused: %v", err)
 	}
 	self := w.self()
@@ -282,7 +215,7 @@ func (w *Witness) WitnessJoin(_ context.Context, req api.WitnessJoin) (api.Witne
 // cluster.
 func (w *Witness) WitnessLeave(context.Context) error {
 	w.stopMember()
-	if err := os.RemoveAll(filepath.Join(w.cfg.StateDir, quorumDir)); err != nil {
+	if err := os.RemoveAll(filepath.Join(w.cfg.StateDir, service.QuorumDir)); err != nil {
 		return fmt.Errorf("while removing the quorum data: %w", err)
 	}
 	if err := w.save(witnessRecord{}); err != nil {
@@ -298,7 +231,7 @@ func (w *Witness) WitnessLeave(context.Context) error {
 // startMember keeps the member running in the background: started (it
 // waits for a second member to form the quorum), restarted if it fails.
 func (w *Witness) startMember(q api.QuorumSpec) {
-	mc, err := cluster.MemberConfig(q, w.cfg.Node.Name, filepath.Join(w.cfg.StateDir, quorumDir), w.certPEM, w.keyPEM)
+	mc, err := quorumspec.MemberConfig(q, w.cfg.Node.Name, filepath.Join(w.cfg.StateDir, service.QuorumDir), w.certPEM, w.keyPEM)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err != nil {

@@ -1,16 +1,16 @@
-package daemon
+package service
 
 import (
 	"net"
 	"os"
 )
 
-// sdNotify tells systemd about tandemd's state when it runs as a
+// Notify tells systemd about the service's state when it runs as a
 // Type=notify unit ($NOTIFY_SOCKET set); elsewhere it does nothing. READY=1
-// is sent once the node API listens: from then on the node answers, even
-// while it waits for its peer before starting PostgreSQL (which may take
-// as long as the peer is away, far past any start timeout).
-func sdNotify(state string) error {
+// is sent once the API listens: from then on the node answers, even while
+// it waits for its peer before starting PostgreSQL (which may take as long
+// as the peer is away, far past any start timeout).
+func Notify(state string) error {
 	path := os.Getenv("NOTIFY_SOCKET")
 	if path == "" {
 		return nil

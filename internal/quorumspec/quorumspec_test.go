@@ -1,4 +1,4 @@
-package cluster
+package quorumspec
 
 import (
 	"strings"
@@ -22,10 +22,10 @@ func testMember(t *testing.T, name, ip string) api.QuorumMember {
 	return api.QuorumMember{Name: name, PeerAddr: ip + ":7410", ClientAddr: ip + ":7411", CertPEM: string(certPEM), Fingerprint: fp}
 }
 
-func TestCheckQuorumSpec(t *testing.T) {
+func TestCheck(t *testing.T) {
 	a, b, w := testMember(t, "a", "10.0.0.1"), testMember(t, "b", "10.0.0.2"), testMember(t, "w", "10.0.0.3")
 	good := api.QuorumSpec{Token: "tandem-0123456789abcdef", Prefix: "/tandem/db.example.net", Members: []api.QuorumMember{a, b, w}}
-	if err := CheckQuorumSpec(good, "a"); err != nil {
+	if err := Check(good, "a"); err != nil {
 		t.Fatalf("a good quorum refused: %v", err)
 	}
 	wrongFP := w
@@ -54,32 +54,10 @@ func TestCheckQuorumSpec(t *testing.T) {
 			q := good
 			q.Members = append([]api.QuorumMember(nil), good.Members...)
 			tc.mod(&q)
-			err := CheckQuorumSpec(q, tc.self)
+			err := Check(q, tc.self)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want one saying %q", err, tc.want)
 			}
 		})
-	}
-}
-
-func TestFailoverProblems(t *testing.T) {
-	q := &api.QuorumSpec{}
-	for _, tc := range []struct {
-		mode string
-		q    *api.QuorumSpec
-		want string
-	}{
-		{"", nil, ""},
-		{"manual", nil, ""},
-		{"automatic", q, ""},
-		{"automatic", nil, "needs a quorum"},
-		{"manual", q, "failover mode is manual"},
-		{"auto", nil, "must be manual or automatic"},
-	} {
-		p := failoverProblems(tc.mode, tc.q)
-		got := strings.Join(p, "; ")
-		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
-			t.Errorf("failoverProblems(%q, %v) = %q, want %q", tc.mode, tc.q != nil, got, tc.want)
-		}
 	}
 }

@@ -1,4 +1,4 @@
-package daemon
+package service
 
 import (
 	"net"
@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-func TestSdNotifySendsToTheSocket(t *testing.T) {
+func TestNotifySendsToTheSocket(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "notify")
 	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
@@ -15,7 +15,7 @@ func TestSdNotifySendsToTheSocket(t *testing.T) {
 	}
 	defer ln.Close()
 	t.Setenv("NOTIFY_SOCKET", path)
-	if err := sdNotify("READY=1\nSTATUS=node API listening"); err != nil {
+	if err := Notify("READY=1\nSTATUS=node API listening"); err != nil {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 256)
@@ -26,9 +26,9 @@ func TestSdNotifySendsToTheSocket(t *testing.T) {
 	}
 }
 
-func TestSdNotifyWithoutSystemdIsANoop(t *testing.T) {
+func TestNotifyWithoutSystemdIsANoop(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", "")
-	if err := sdNotify("READY=1"); err != nil {
+	if err := Notify("READY=1"); err != nil {
 		t.Fatal(err)
 	}
 }

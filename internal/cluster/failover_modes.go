@@ -1,0 +1,7 @@
+package cluster
+
+// Failover modes of a cluster.
+const (
+	FailoverManual    = "manual"
+	FailoverAutomatic = "automatic"
+)
