@@ -61,11 +61,11 @@ func pidLive(pid int) bool {
 	return b[i+2] != 'Z' && b[i+2] != 'X'
 }
 
-// startTandemd starts node's tandemd as `lab up` does: detached, in the
-// node's namespace, with the lab's minimal environment plus env, its log
-// appended to tandemd.log and its pid in tandemd.pid (where `lab down`
-// finds it). It does not wait (see waitReady): a test of what a booting
-// tandemd does looks at once.
+// startTandemd starts node's tandemd (tandem-witness on w) as `lab up`
+// does: detached, in the node's namespace, with the lab's minimal
+// environment plus env, its log appended to tandemd.log and its pid in
+// tandemd.pid (where `lab down` finds it). It does not wait (see
+// waitReady): a test of what a booting tandemd does looks at once.
 func (l *testLab) startTandemd(node string, env ...string) {
 	l.t.Helper()
 	dir := l.nodeDir(node)
@@ -75,16 +75,17 @@ func (l *testLab) startTandemd(node string, env ...string) {
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "\n=== %s: the e2e test %s starts tandemd %v\n", time.Now().Format(time.RFC3339Nano), l.t.Name(), env)
-	args := []string{"netns", "exec", l.netnsOf(node), filepath.Join(l.bin, "tandemd"), "--config", filepath.Join(dir, "tandemd.yaml")}
+	exe := filepath.Join(l.bin, "tandemd")
+	if node == "w" {
+		// The lab's witness host runs the witness's program, never a node.
+		exe = filepath.Join(l.bin, "tandem-witness")
+	}
+	args := []string{"netns", "exec", l.netnsOf(node), exe, "--config", filepath.Join(dir, "tandemd.yaml")}
 	if b, ok := l.private[node]; ok {
 		// `ip netns exec` runs the command in a mount namespace of its
 		// own: a bind mount made there is this tandemd's (and its
 		// PostgreSQL's) alone. sh execs tandemd, so the pid stays.
 		args = append([]string{"netns", "exec", l.netnsOf(node), "sh", "-c", `mount --bind "$1" "$2" && shift 2 && exec "$@"`, "sh", b[0], b[1]}, args[3:]...)
-	}
-	if node == "w" {
-		// The lab's witness host runs the witness, never a node.
-		args = append(args, "--witness")
 	}
 	cmd := exec.Command("ip", args...)
 	cmd.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C", "LC_ALL=C"}, env...)
