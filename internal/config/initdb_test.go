@@ -11,8 +11,8 @@ func TestInitdbDefaults(t *testing.T) {
 	if !d.DataChecksums {
 		t.Error("a new cluster should checksum its pages by default (postgres.data_checksums)")
 	}
-	if !slices.Equal(d.InitdbOptions, []string{"--encoding=UTF8", "--locale=C"}) {
-		t.Errorf("postgres.initdb_options defaults to %q; docs/config.md and the packaged file say --encoding=UTF8, --locale=C", d.InitdbOptions)
+	if !slices.Equal(d.InitdbOptions, []string{"--encoding=UTF8", "--locale=C", "--wal-segsize=1"}) {
+		t.Errorf("postgres.initdb_options defaults to %q; docs/config.md and the packaged file say --encoding=UTF8, --locale=C, --wal-segsize=1", d.InitdbOptions)
 	}
 	if p := initdbProblems(d.InitdbOptions); len(p) > 0 {
 		t.Errorf("the default initdb options are refused: %v", p)
