@@ -273,8 +273,15 @@ func TestSecondaryAway(t *testing.T) {
 		t.Errorf("slot tandem_b holds %s bytes of WAL, want at least %d", f[1], wrote)
 	}
 	inWAL := p.mustSQL("a", `select count(*) from pg_ls_waldir() w, pg_replication_slots s where s.slot_name = 'tandem_b' and w.name >= pg_walfile_name(s.restart_lsn) and w.name ~ '^[0-9A-F]{24}$'`)
-	if n, _ := strconv.Atoi(inWAL); n*16<<20 < wrote {
-		t.Errorf("pg_wal on a holds %s segments from the slot's restart point on, want at least %d MB of them", inWAL, wrote>>20)
+	// A new cluster's segments are 1 MB (postgres.initdb_options,
+	// docs/config.md: promotions are faster so).
+	seg := p.mustSQL("a", `select setting from pg_settings where name = 'wal_segment_size'`)
+	segBytes, _ := strconv.Atoi(seg)
+	if segBytes != 1<<20 {
+		t.Errorf("a's WAL segments are %s bytes, want 1 MB, the default --wal-segsize=1", seg)
+	}
+	if n, _ := strconv.Atoi(inWAL); segBytes <= 0 || int64(n)*int64(segBytes) < wrote {
+		t.Errorf("pg_wal on a holds %s segments of %s bytes from the slot's restart point on, want at least %d MB of them", inWAL, seg, wrote>>20)
 	}
 	want := p.mustSQL("db", `select count(*) from big`)
 
