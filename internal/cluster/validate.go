@@ -43,6 +43,3 @@ func checkReplicationPassword(pw string) error {
 	}
 	return nil
 }
-
-// ValidClusterName says whether name is a cluster name tandem accepts.
-func ValidClusterName(name string) bool { return valid.ClusterName(name) }

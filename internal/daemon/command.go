@@ -51,7 +51,9 @@ or the reload was refused (exit 1); it is the unit's ExecReload.
 --witness runs the witness instead, on a third machine, for clusters in
 automatic failover mode: one member of the cluster's etcd quorum, a node
 API of its own (GET /health, /v1/node, /v1/witness; the console gives it
-the quorum at assembly), no PostgreSQL. Its configuration uses node.name,
+the quorum at assembly), no PostgreSQL; tandem-witness, the program the
+package's tandem-witness.service runs, is the same witness in a smaller
+binary (less resident memory). Its configuration uses node.name,
 node.ip, api.listen, state_dir, quorum.* and log.* of the same file format;
 nothing else is read. See docs/quorum.md.`,
 		Version:       version.Version,

@@ -54,6 +54,8 @@ func runCommand(t *testing.T, args ...string) (string, error) {
 // What an operator types before enabling the unit: --check names every
 // problem of the file at once, and passes once the file is right.
 func TestCommandCheck(t *testing.T) {
+	// TANDEMD_* variables of the machine running the test would override
+	// the files: unset them for the test (t.Setenv restores them after).
 	for _, k := range os.Environ() {
 		if name, _, _ := strings.Cut(k, "="); strings.HasPrefix(name, "TANDEMD_") {
 			t.Setenv(name, "")
