@@ -53,6 +53,16 @@ const fileSyncEvery = 500 * time.Millisecond
 // opens a new one.
 const fileSyncPassTimeout = 5 * time.Second
 
+// stampSettle is how long before a look a file must have been modified
+// last for its stamp to be trusted. A stamp (size, mtime, inode, mode,
+// owner) taken of a file modified just now cannot tell a later write that
+// lands in the same tick of the file system's clock, with the same size,
+// from no write at all; such a file is read and hashed again at each look
+// until it has been quiet this long. Two seconds covers the coarsest
+// common mtime (FAT's two seconds); the files are small, so reading one
+// again for a few looks costs nothing.
+const stampSettle = 2 * time.Second
+
 // prevSuffix names the copy a write replaces.
 const prevSuffix = ".tandem-prev"
 
@@ -281,6 +291,37 @@ type fileSync struct {
 	reported map[string]string    // path → the last problem reported, once each
 }
 
+// remember records that path held what key says when stamp was taken
+// (before it was read), unless the file was modified too close to the look
+// (begun at now) for the stamp to be trusted: then nothing is recorded and
+// the next look reads the file again.
+func (fsy *fileSync) remember(path string, stamp fileStamp, key string, now time.Time) {
+	if now.Sub(time.Unix(0, stamp.mtime)) < stampSettle {
+		fsy.forget(path)
+		return
+	}
+	fsy.stamps[path], fsy.sums[path] = stamp, key
+}
+
+// forget drops what is known of path's copy on disk: the next look reads it.
+func (fsy *fileSync) forget(path string) {
+	delete(fsy.stamps, path)
+	delete(fsy.sums, path)
+}
+
+// recalled is the key remembered for path if its stamp still matches fi.
+func (fsy *fileSync) recalled(path string, fi fs.FileInfo) (string, bool) {
+	st, ok := stampOf(fi)
+	if !ok {
+		return "", false
+	}
+	old, known := fsy.stamps[path]
+	if !known || old != st {
+		return "", false
+	}
+	return fsy.sums[path], true
+}
+
 func (fsy *fileSync) reset(role state.Role) {
 	if fsy.conn != nil {
 		fsy.conn.Close(context.Background())
@@ -355,9 +396,10 @@ func (n *Node) publishFiles(ctx context.Context, fsy *fileSync) error {
 			fsy.stored[f.Path] = storedKey(f)
 		}
 	}
+	now := time.Now()
 	for _, path := range n.cfg.SyncFiles {
 		if fi, err := os.Lstat(path); err == nil {
-			if st, ok := stampOf(fi); ok && st == fsy.stamps[path] && fsy.stored[path] != "" {
+			if key, ok := fsy.recalled(path, fi); ok && key == fsy.stored[path] {
 				continue
 			}
 		}
@@ -367,14 +409,16 @@ func (n *Node) publishFiles(ctx context.Context, fsy *fileSync) error {
 			continue
 		}
 		delete(fsy.reported, path)
-		if fsy.stored[path] == storedKey(f) {
-			fsy.stamps[path] = stamp
+		key := storedKey(f)
+		if fsy.stored[path] == key {
+			fsy.remember(path, stamp, key, now)
 			continue
 		}
 		if err := storeSyncFile(ctx, fsy.conn, f, n.cfg.Name); err != nil {
 			return err
 		}
-		fsy.stored[path], fsy.stamps[path] = storedKey(f), stamp
+		fsy.stored[path] = key
+		fsy.remember(path, stamp, key, now)
 		n.event(ctx, EventFileStored, n.cfg.Name, fmt.Sprintf("%s stored %s for the secondary (%d bytes, mode %04o, owner %d:%d, sha256 %.12s)", n.cfg.Name, path, len(f.Content), f.Mode, f.UID, f.GID, f.Sum))
 	}
 	return nil
@@ -389,6 +433,7 @@ func storedKey(f syncedFile) string {
 // applyFiles is the secondary's look: each file of the record that this
 // node's own sync.files lists and that differs on disk is written.
 func (n *Node) applyFiles(ctx context.Context, fsy *fileSync) error {
+	now := time.Now()
 	rows, err := storedSyncFiles(ctx, fsy.conn)
 	if err != nil {
 		return err
@@ -400,11 +445,11 @@ func (n *Node) applyFiles(ctx context.Context, fsy *fileSync) error {
 		}
 		onDisk := ""
 		if fi, err := os.Lstat(f.Path); err == nil {
-			if st, ok := stampOf(fi); ok && st == fsy.stamps[f.Path] {
-				onDisk = fsy.sums[f.Path]
+			if key, ok := fsy.recalled(f.Path, fi); ok {
+				onDisk = key
 			} else if local, stamp, err := readSyncFile(f.Path); err == nil {
 				onDisk = storedKey(local)
-				fsy.stamps[f.Path], fsy.sums[f.Path] = stamp, onDisk
+				fsy.remember(f.Path, stamp, onDisk, now)
 			}
 		}
 		if onDisk == storedKey(f) {
@@ -422,11 +467,11 @@ func (n *Node) applyFiles(ctx context.Context, fsy *fileSync) error {
 			continue
 		}
 		delete(fsy.reported, f.Path)
-		if fi, err := os.Lstat(f.Path); err == nil {
-			if st, ok := stampOf(fi); ok {
-				fsy.stamps[f.Path], fsy.sums[f.Path] = st, storedKey(f)
-			}
-		}
+		// Not stamped here: a stamp taken after the rename could already
+		// be of an edit made since (the e2e test makes one at once), and
+		// would then hide it for good. The next looks read the copy again
+		// until it has settled (remember).
+		fsy.forget(f.Path)
 		msg := fmt.Sprintf("%s wrote %s from the primary (%d bytes, mode %04o, owner %d:%d, sha256 %.12s)", n.cfg.Name, f.Path, len(content), f.Mode, f.UID, f.GID, f.Sum)
 		if kept {
 			msg += "; the replaced copy is " + f.Path + prevSuffix

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // What the primary reads: a regular file within the cap, with its mode and
@@ -113,4 +114,44 @@ func withSum(f syncedFile) syncedFile {
 	sum := sha256.Sum256(f.Content)
 	f.Sum = hex.EncodeToString(sum[:])
 	return f
+}
+
+// A stamp of a file modified just before the look is not trusted: an edit
+// in the same tick of the file system's clock, of the same size, would
+// look like no change at all and never be carried. Once the file has been
+// quiet for stampSettle, its stamp stands for its content until it
+// changes.
+func TestFileStampSettles(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "app.conf")
+	if err := os.WriteFile(p, []byte("listen 1\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	var fsy fileSync
+	fsy.reset("")
+	f, stamp, err := readSyncFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Lstat(p)
+	fsy.remember(p, stamp, storedKey(f), time.Now())
+	if _, ok := fsy.recalled(p, fi); ok {
+		t.Fatal("a stamp taken right after a write was trusted; an edit of the same size in the same tick would be missed")
+	}
+	mtime := fi.ModTime()
+	fsy.remember(p, stamp, storedKey(f), mtime.Add(stampSettle+time.Millisecond))
+	if key, ok := fsy.recalled(p, fi); !ok || key != storedKey(f) {
+		t.Fatalf("a settled file's stamp: %q, %v; want its key recalled", key, ok)
+	}
+	// Any write after the look changes the stamp: the next look reads it.
+	if err := os.WriteFile(p, []byte("listen 22\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ = os.Lstat(p)
+	if _, ok := fsy.recalled(p, fi); ok {
+		t.Error("an edited file still recalled its old content")
+	}
+	fsy.forget(p)
+	if _, ok := fsy.recalled(p, fi); ok {
+		t.Error("a forgotten file was recalled")
+	}
 }
