@@ -98,6 +98,15 @@ func (e *endpoint) Prepare(ctx context.Context) error {
 	return nil
 }
 
+// OpenRelay opens the cluster IP's handover relay; the DNS name has none.
+func (e *endpoint) OpenRelay() (*clusterip.Relay, error) {
+	o, ok := e.ip.(relayOpener)
+	if e.useDNS.Load() || !ok {
+		return nil, errors.New("no cluster IP to relay for")
+	}
+	return o.OpenRelay()
+}
+
 func (e *endpoint) Release(ctx context.Context) error {
 	if !e.useDNS.Load() {
 		return e.ip.Release(ctx)

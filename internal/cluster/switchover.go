@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tandem-ha/tandem/internal/api"
+	"github.com/tandem-ha/tandem/internal/clusterip"
 	"github.com/tandem-ha/tandem/internal/quorum"
 	"github.com/tandem-ha/tandem/internal/state"
 )
@@ -154,6 +155,11 @@ func (n *Node) switchover(ctx context.Context, req api.SwitchoverRequest, reply 
 	// new primary at once: nobody holds it for a few milliseconds. An
 	// older peer takes it itself when promoted: it is dropped first.
 	hand := hb.Protocol >= 2
+	var relay *clusterip.Relay
+	if hand {
+		relay = n.openRelay()
+		defer n.closeRelay(relay)
+	}
 	if !hand {
 		if err := n.vip.Release(ctx); err != nil {
 			return n.switchoverRollback(ctx, s, fmt.Errorf("while releasing the cluster IP: %w", err))
@@ -216,7 +222,7 @@ func (n *Node) switchover(ctx context.Context, req api.SwitchoverRequest, reply 
 	}
 	st.mark("peer promoted")
 	if hand {
-		n.handClusterIP(ctx, p, newTerm, st)
+		n.handClusterIP(ctx, p, newTerm, st, relay)
 	}
 
 	// 4. Follow the new primary.
@@ -248,7 +254,8 @@ func (n *Node) switchover(ctx context.Context, req api.SwitchoverRequest, reply 
 // handClusterIP drops the cluster IP and has the new primary of term take
 // it at once. Should the call fail, the new primary takes it by itself
 // after its wait (awaitClusterIP).
-func (n *Node) handClusterIP(ctx context.Context, p Peer, term int64, st *steps) {
+func (n *Node) handClusterIP(ctx context.Context, p Peer, term int64, st *steps, relay *clusterip.Relay) {
+	relay.Hold()
 	if err := n.vip.Release(ctx); err != nil {
 		// Not handed over while this node may still hold it: the new
 		// primary's fallback probes, finds it here and says so.
@@ -263,6 +270,50 @@ func (n *Node) handClusterIP(ctx context.Context, p Peer, term int64, st *steps)
 		return
 	}
 	st.mark("cluster IP handed over")
+}
+
+// relayFor is how long the old primary of a switchover keeps relaying
+// what still reaches it for the cluster IP (clusterip.Relay): the window
+// itself lasts milliseconds, but a client that missed the new primary's
+// first announcement keeps sending here until the next one.
+const relayFor = time.Second
+
+// relayOpener is the cluster IP owner's relay (clusterip.Manager); the
+// DNS endpoint and the tests' fakes have none.
+type relayOpener interface {
+	OpenRelay() (*clusterip.Relay, error)
+}
+
+// openRelay opens the relay for a switchover's handover while this node
+// still holds the cluster IP; nil (no relay: the handover's window loses
+// what arrives in it, as without one) if it cannot.
+func (n *Node) openRelay() *clusterip.Relay {
+	o, ok := n.vip.(relayOpener)
+	if !ok {
+		return nil
+	}
+	r, err := o.OpenRelay()
+	if err != nil {
+		n.log.Debug("no relay for the cluster IP's handover", "err", err)
+		return nil
+	}
+	return r
+}
+
+// closeRelay closes r relayFor from now, off the switchover's path.
+func (n *Node) closeRelay(r *clusterip.Relay) {
+	if r == nil {
+		return
+	}
+	time.AfterFunc(relayFor, func() {
+		r.Close()
+		s := r.Stats()
+		if s.Relayed > 0 || s.Dropped > 0 {
+			n.log.Info("relayed what reached this node for the cluster IP after the handover", "frames", s.Relayed, "dropped", s.Dropped, "to", r.To().String())
+			return
+		}
+		n.log.Debug("the cluster IP's handover relay closed; nothing reached it", "announced_by", r.To().String())
+	})
 }
 
 // noPendingJournal refuses an operation while the journal names one that a

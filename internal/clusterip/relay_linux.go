@@ -27,18 +27,25 @@ import (
 // The old primary opens a Relay while it still holds the address (opening
 // a packet socket takes no time on the critical path; closing one waits for
 // an RCU grace period, so Close returns at once and closes behind). From
-// Hold, called once the address is gone, it keeps the frames it captures
-// for the cluster IP; when another host announces the address (its
-// gratuitous ARP or unsolicited neighbour advertisement, which the old
-// primary receives like every host on the link), it sends them on to that
-// host's MAC address, and forwards what follows until it closes. A
-// relayed SYN reaches the new primary a few milliseconds late instead of
-// never.
+// Hold, called just before the address is dropped, it keeps the
+// connection attempts (TCP SYNs) it captures for the cluster IP; when
+// another host announces the address (its gratuitous ARP or unsolicited
+// neighbour advertisement, which the old primary receives like every host
+// on the link), it sends them on to that host's MAC address, and forwards
+// the ones that follow until it closes. A relayed SYN reaches the new
+// primary a few milliseconds late instead of never.
+//
+// Only connection attempts: a segment of a connection this host had is of
+// no use to the new primary, which would answer it with a reset, and what
+// the client then does with its connection is the same as without a relay.
+// A SYN captured between Hold and the address's removal was also refused
+// here (PostgreSQL is down by then); its copy at the new primary gets a
+// SYN-ACK the client answers with a reset, as for any stale attempt. Hold
+// comes first because the other order loses the attempts made between the
+// removal and Hold, which can be milliseconds on a busy host.
 //
 // It never answers for the address, nor makes this host hold it: the
-// invariant "at most one node holds the cluster IP" is untouched. Frames
-// captured before Hold, while the kernel still handles them here, are
-// dropped, so nothing is delivered twice.
+// invariant "at most one node holds the cluster IP" is untouched.
 type Relay struct {
 	conn *packet.Conn
 	mac  net.HardwareAddr // this interface's
@@ -107,8 +114,9 @@ func openRelay(ifi *net.Interface, ip netip.Addr) (*Relay, error) {
 // ethPAll: every protocol (the relay wants IPv4 or IPv6, and ARP).
 const ethPAll = 0x0003
 
-// Hold starts keeping what arrives for the cluster IP: call it once the
-// address is gone from this host.
+// Hold starts keeping the connection attempts that arrive for the cluster
+// IP: call it just before the address is dropped, once nothing here
+// accepts connections on it.
 func (r *Relay) Hold() {
 	if r == nil {
 		return
@@ -225,7 +233,7 @@ type frameKind int
 
 const (
 	frameOther    frameKind = iota
-	frameToIP               // an IPv4 or IPv6 packet addressed to the cluster IP
+	frameToIP               // a TCP connection attempt (SYN) to the cluster IP
 	frameAnnounce           // an ARP or neighbour advertisement naming the cluster IP as the sender's
 )
 
@@ -240,6 +248,7 @@ const (
 	offICMPv6    = 14 + 40 // type, then code, checksum, flags, target at +8
 	icmpv6NA     = 136
 	protoICMPv6  = 58
+	protoTCP     = 6
 	etherIPv4    = 0x0800
 	etherARP     = 0x0806
 	etherIPv6    = 0x86dd
@@ -259,8 +268,10 @@ func classify(f []byte, ip netip.Addr) (frameKind, net.HardwareAddr) {
 	}
 	switch binary.BigEndian.Uint16(f[offType:]) {
 	case etherIPv4:
-		if d := at(offIPv4Dst, 4); ip.Is4() && d != nil && netip.AddrFrom4([4]byte(d)) == ip {
-			return frameToIP, src
+		if d := at(offIPv4Dst, 4); ip.Is4() && d != nil && netip.AddrFrom4([4]byte(d)) == ip && f[14+9] == protoTCP {
+			if h := at(14, 1); h != nil && isSYN(at(14+int(h[0]&0x0f)*4+13, 1)) {
+				return frameToIP, src
+			}
 		}
 	case etherARP:
 		if s := at(offARPSendIP, 4); ip.Is4() && s != nil && netip.AddrFrom4([4]byte(s)) == ip {
@@ -277,11 +288,16 @@ func classify(f []byte, ip netip.Addr) (frameKind, net.HardwareAddr) {
 				}
 			}
 		}
-		if d := at(offIPv6Dst, 16); d != nil && netip.AddrFrom16([16]byte(d)) == ip {
+		if d := at(offIPv6Dst, 16); d != nil && netip.AddrFrom16([16]byte(d)) == ip && f[offIPv6Next] == protoTCP && isSYN(at(14+40+13, 1)) {
 			return frameToIP, src
 		}
 	}
 	return frameOther, nil
+}
+
+// isSYN: the TCP flags byte of a connection attempt (SYN without ACK).
+func isSYN(flags []byte) bool {
+	return flags != nil && flags[0]&0x12 == 0x02
 }
 
 // relayFilter is the kernel-side version of classify (without the

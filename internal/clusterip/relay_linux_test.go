@@ -29,10 +29,11 @@ func TestClassify(t *testing.T) {
 		f = append(f, byte(etype>>8), byte(etype))
 		return append(f, payload...)
 	}
-	ipv4 := func(dst netip.Addr) []byte {
-		h := make([]byte, 20)
-		h[0] = 0x45
+	ipv4 := func(dst netip.Addr, flags byte) []byte {
+		h := make([]byte, 40)
+		h[0], h[9] = 0x45, protoTCP
 		copy(h[16:], dst.AsSlice())
+		h[20+13] = flags
 		return h
 	}
 	arpFrom := func(sender netip.Addr) []byte {
@@ -40,13 +41,19 @@ func TestClassify(t *testing.T) {
 		copy(a[14:18], sender.AsSlice())
 		return a
 	}
-	ipv6 := func(next byte, dst netip.Addr, icmp []byte) []byte {
+	ipv6 := func(next byte, dst netip.Addr, l4 []byte) []byte {
 		h := make([]byte, 40)
 		h[0] = 0x60
 		h[6] = next
 		copy(h[24:], dst.AsSlice())
-		return append(h, icmp...)
+		return append(h, l4...)
 	}
+	tcp := func(flags byte) []byte {
+		h := make([]byte, 20)
+		h[13] = flags
+		return h
+	}
+	const syn, ack, rst = 0x02, 0x10, 0x04
 	na := func(target netip.Addr) []byte {
 		m := make([]byte, 24)
 		m[0] = icmpv6NA
@@ -60,16 +67,22 @@ func TestClassify(t *testing.T) {
 		ip    netip.Addr
 		want  frameKind
 	}{
-		{"IPv4 to the cluster IP", eth(etherIPv4, ipv4(v4)), v4, frameToIP},
-		{"IPv4 elsewhere", eth(etherIPv4, ipv4(other4)), v4, frameOther},
+		{"an IPv4 connection attempt to the cluster IP", eth(etherIPv4, ipv4(v4, syn)), v4, frameToIP},
+		{"an IPv4 segment of a connection to the cluster IP", eth(etherIPv4, ipv4(v4, ack)), v4, frameOther},
+		{"an IPv4 reset to the cluster IP", eth(etherIPv4, ipv4(v4, rst|ack)), v4, frameOther},
+		{"a SYN-ACK to the cluster IP", eth(etherIPv4, ipv4(v4, syn|ack)), v4, frameOther},
+		{"an IPv4 attempt elsewhere", eth(etherIPv4, ipv4(other4, syn)), v4, frameOther},
 		{"ARP from the cluster IP", eth(etherARP, arpFrom(v4)), v4, frameAnnounce},
 		{"ARP from another host", eth(etherARP, arpFrom(other4)), v4, frameOther},
-		{"IPv6 to the cluster IP", eth(etherIPv6, ipv6(6, v6, nil)), v6, frameToIP},
-		{"IPv6 elsewhere", eth(etherIPv6, ipv6(6, other6, nil)), v6, frameOther},
+		{"an IPv6 connection attempt to the cluster IP", eth(etherIPv6, ipv6(6, v6, tcp(syn))), v6, frameToIP},
+		{"an IPv6 segment to the cluster IP", eth(etherIPv6, ipv6(6, v6, tcp(ack))), v6, frameOther},
+		{"UDP to the cluster IP", eth(etherIPv6, ipv6(17, v6, tcp(syn))), v6, frameOther},
+		{"an IPv6 attempt elsewhere", eth(etherIPv6, ipv6(6, other6, tcp(syn))), v6, frameOther},
 		{"an advertisement of the cluster IP", eth(etherIPv6, ipv6(protoICMPv6, netip.MustParseAddr("ff02::1"), na(v6))), v6, frameAnnounce},
 		{"an advertisement of another address", eth(etherIPv6, ipv6(protoICMPv6, netip.MustParseAddr("ff02::1"), na(other6))), v6, frameOther},
-		{"IPv4 while the cluster IP is IPv6", eth(etherIPv4, ipv4(v4)), v6, frameOther},
-		{"truncated", eth(etherIPv4, ipv4(v4))[:20], v4, frameOther},
+		{"IPv4 while the cluster IP is IPv6", eth(etherIPv4, ipv4(v4, syn)), v6, frameOther},
+		{"truncated", eth(etherIPv4, ipv4(v4, syn))[:20], v4, frameOther},
+		{"truncated before the flags", eth(etherIPv4, ipv4(v4, syn))[:14+20+10], v4, frameOther},
 		{"runt", []byte{1, 2, 3}, v4, frameOther},
 	} {
 		got, from := classify(c.frame, c.ip)
@@ -132,8 +145,8 @@ func TestRelayCarriesTheHandover(t *testing.T) {
 	}
 
 	handover := func(t *testing.T, relay *Relay) (error, time.Duration) {
-		ipCmd(t, "-n", n.ns["old"], "addr", "del", vip.String(), "dev", "eth0")
 		relay.Hold()
+		ipCmd(t, "-n", n.ns["old"], "addr", "del", vip.String(), "dev", "eth0")
 		res := dial(800 * time.Millisecond)
 		select {
 		case err := <-res:
