@@ -155,7 +155,7 @@ func (n *Node) autoFailover(ctx context.Context) error {
 	st.mark("leader key taken")
 	n.holdLeadership(l)
 	n.log.Warn("automatic failover", "op", OpFailover, "from", peer, "term", newTerm)
-	if err := n.becomePrimary(ctx, newTerm, false, st); err != nil {
+	if err := n.becomePrimary(ctx, newTerm, false, st, nil); err != nil {
 		_ = l.Resign(context.WithoutCancel(ctx))
 		n.event(ctx, EventFailoverFailed, n.cfg.Name, fmt.Sprintf("automatic failover to %s failed, it stays secondary at term %d (it tries again while the key is vacant): %v", n.cfg.Name, s.Term, err))
 		return err

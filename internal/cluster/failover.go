@@ -125,7 +125,7 @@ func (n *Node) failover(ctx context.Context, req api.FailoverRequest) (api.Failo
 		n.holdLeadership(l)
 		st.mark("leader key taken")
 	}
-	if err := n.becomePrimary(ctx, newTerm, false, st); err != nil {
+	if err := n.becomePrimary(ctx, newTerm, false, st, nil); err != nil {
 		if lead != nil {
 			_ = lead.Resign(context.WithoutCancel(ctx))
 		}

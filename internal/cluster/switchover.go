@@ -424,8 +424,15 @@ func (n *Node) Promote(ctx context.Context, req api.PromoteRequest) (api.Promote
 				}
 			})
 		}
+		// The slot for the old primary is made while the replay runs (it
+		// cost some 20 ms of the gap after it).
+		slot := make(chan error, 1)
+		go func() { slot <- n.makePeerSlot(ctx, s.Cluster.Peer.Name) }()
 		if req.LSN != "" {
 			if err := n.waitReplayPast(ctx, req.LSN, 10*time.Second); err != nil {
+				if <-slot == nil {
+					n.dropPeerSlot(ctx, s.Cluster.Peer.Name)
+				}
 				return api.PromoteResult{}, err
 			}
 		}
@@ -434,13 +441,16 @@ func (n *Node) Promote(ctx context.Context, req api.PromoteRequest) (api.Promote
 		if automatic(s) {
 			l, err := n.takeKey(ctx, s, req.Term, 5*time.Second, false)
 			if err != nil {
+				if <-slot == nil {
+					n.dropPeerSlot(ctx, s.Cluster.Peer.Name)
+				}
 				return api.PromoteResult{}, err
 			}
 			lead = l
 			n.holdLeadership(l)
 			st.mark("leader key taken")
 		}
-		if err := n.becomePrimary(ctx, req.Term, req.HandClusterIP, st); err != nil {
+		if err := n.becomePrimary(ctx, req.Term, req.HandClusterIP, st, slot); err != nil {
 			if lead != nil {
 				_ = lead.Resign(context.WithoutCancel(ctx))
 			}
@@ -483,23 +493,27 @@ func (n *Node) waitReplayPast(ctx context.Context, lsn string, limit time.Durati
 // handed, the old primary of a switchover still holds it and hands it
 // over after this returns (TakeClusterIP); if it does not within
 // clusterIPHandoffWait, this node takes it by itself, probing first.
-func (n *Node) becomePrimary(ctx context.Context, term int64, handed bool, st *steps) error {
+//
+// slot, when not nil, delivers the outcome of a makePeerSlot begun
+// earlier (a switchover's secondary makes the slot while it waits for the
+// replay); nil makes the slot here.
+func (n *Node) becomePrimary(ctx context.Context, term int64, handed bool, st *steps, slot <-chan error) error {
 	s := n.State()
 	peer := s.Cluster.Peer
 	if err := n.journal(OpPromote, StepPromote, term); err != nil {
+		if slot != nil {
+			<-slot
+		}
 		return err
 	}
-	err := n.withConn(ctx, func(c *pgx.Conn) error {
-		slot := slotName(peer.Name)
-		if _, err := c.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, slot); err != nil {
-			return fmt.Errorf("while clearing the old slot %s: %w", slot, err)
-		}
-		if _, err := c.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, slot); err != nil {
-			return fmt.Errorf("while creating slot %s for %s: %w", slot, peer.Name, err)
-		}
-		return nil
-	})
+	var err error
+	if slot != nil {
+		err = <-slot
+	} else {
+		err = n.makePeerSlot(ctx, peer.Name)
+	}
 	if err == nil {
+		st.mark("slot made")
 		err = n.pg.Promote(ctx)
 		// An error after PostgreSQL began the promotion (a timeout while
 		// waiting) does not undo it: what PostgreSQL is decides.
@@ -513,11 +527,18 @@ func (n *Node) becomePrimary(ctx context.Context, term int64, handed bool, st *s
 		return err
 	}
 	st.mark("promoted")
-	// In sync mode the new primary starts unsynchronized and the monitor
-	// restores synchronous commit as soon as the old primary streams; in
-	// strict mode commits wait for it from the first one.
-	if err := n.pg.StartPrimary(ctx, primarySettings(n.cfg.MaxSlotWALKeep, peer.Name, s.Cluster.Replication == ModeStrict), false); err != nil {
-		n.log.Error("could not reload settings after promotion", "err", err)
+	// In strict mode commits wait for the peer from the first one, so its
+	// synchronous_standby_names is in place before anyone can write through
+	// the cluster IP. In sync mode the new primary starts unsynchronized
+	// (the monitor restores synchronous commit as soon as the old primary
+	// streams), and in sync and async modes the primary's settings differ
+	// from the standby's only in what a primary ignores (primary_conninfo,
+	// primary_slot_name): afterPromotion writes them, off the write path,
+	// where the connection and reload no longer add some 20 ms to every
+	// switchover's gap.
+	if s.Cluster.Replication == ModeStrict {
+		n.applyPrimarySettings(ctx)
+		st.mark("settings reloaded")
 	}
 	if err := n.set(func(s *state.State) { s.Role, s.Term, s.Operation = state.RolePrimary, term, nil }); err != nil {
 		return err
@@ -598,8 +619,50 @@ func (n *Node) TakeClusterIP(ctx context.Context, req api.ClusterIPHandoff) erro
 	return nil
 }
 
+// makePeerSlot makes the slot the peer will stream from once it follows
+// this node (a slot an earlier run left, not in use, is made anew).
+func (n *Node) makePeerSlot(ctx context.Context, peer string) error {
+	return n.withConn(ctx, func(c *pgx.Conn) error {
+		slot := slotName(peer)
+		if _, err := c.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, slot); err != nil {
+			return fmt.Errorf("while clearing the old slot %s: %w", slot, err)
+		}
+		if _, err := c.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, slot); err != nil {
+			return fmt.Errorf("while creating slot %s for %s: %w", slot, peer, err)
+		}
+		return nil
+	})
+}
+
+// dropPeerSlot removes the peer's slot when a promotion it was made for
+// does not happen: on a standby it would keep WAL from where it was made.
+func (n *Node) dropPeerSlot(ctx context.Context, peer string) {
+	err := n.withConn(ctx, func(c *pgx.Conn) error {
+		_, err := c.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, slotName(peer))
+		return err
+	})
+	if err != nil {
+		n.log.Warn("could not drop the slot made for a promotion that did not happen", "slot", slotName(peer), "err", err)
+	}
+}
+
+// applyPrimarySettings writes the primary's PostgreSQL settings for the
+// cluster's replication mode and reloads them.
+func (n *Node) applyPrimarySettings(ctx context.Context) {
+	s := n.State()
+	if s.Cluster == nil || s.Cluster.Peer == nil {
+		return
+	}
+	if err := n.pg.StartPrimary(ctx, primarySettings(n.cfg.MaxSlotWALKeep, s.Cluster.Peer.Name, s.Cluster.Replication == ModeStrict), false); err != nil {
+		n.log.Error("could not reload settings after promotion", "err", err)
+	}
+}
+
 // afterPromotion writes the record, starts the services and runs the hook.
 func (n *Node) afterPromotion(ctx context.Context, term int64, why string) {
+	if s := n.State(); s.Cluster != nil && s.Cluster.Replication != ModeStrict {
+		n.applyPrimarySettings(ctx) // before the monitor turns synchronous commit on
+	}
 	// A checkpoint puts the new timeline into the control file, which
 	// pg_rewind on the old primary reads.
 	_ = n.withConn(ctx, func(c *pgx.Conn) error {
