@@ -139,6 +139,11 @@ func (s *Server) Handler() http.Handler {
 			routes[p] = rt
 		}
 	}
+	if pb, ok := s.cfg.Backend.(PromotionPrepareBackend); ok && cb != nil {
+		for p, rt := range promotionPrepareRoutes(pb) {
+			routes[p] = rt
+		}
+	}
 	if pb, ok := s.cfg.Backend.(PostgresRestartBackend); ok && cb != nil {
 		for p, rt := range postgresRestartRoutes(pb) {
 			routes[p] = rt

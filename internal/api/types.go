@@ -459,6 +459,15 @@ type ClusterIPHandoff struct {
 	Term int64 `json:"term"`
 }
 
+// PromotionPrepare is POST /v1/peer/prepare-promotion: the old primary of
+// a switchover has begun, and the secondary makes ready what its
+// promotion to Term will need (the old primary's slot) while the old one
+// shuts down. A hint: a peer without the route (404) is promoted all the
+// same, the longer way.
+type PromotionPrepare struct {
+	Term int64 `json:"term"`
+}
+
 // PromoteResult is the new primary's answer.
 type PromoteResult struct {
 	Term  int64  `json:"term"`

@@ -72,6 +72,24 @@ func clusterIPHandoffRoutes(hb ClusterIPHandoffBackend) map[string]route {
 	}
 }
 
+// PromotionPrepareBackend readies a secondary for a switchover's
+// promotion.
+type PromotionPrepareBackend interface {
+	PreparePromotion(ctx context.Context, req PromotionPrepare) error
+}
+
+func promotionPrepareRoutes(pb PromotionPrepareBackend) map[string]route {
+	return map[string]route{
+		"/v1/peer/prepare-promotion": {method: http.MethodPost, auth: authPeer, h: func(r *http.Request) (any, int, error) {
+			var req PromotionPrepare
+			if err := decode(r, &req); err != nil {
+				return nil, 0, err
+			}
+			return struct{}{}, http.StatusOK, pb.PreparePromotion(r.Context(), req)
+		}},
+	}
+}
+
 // PostgresRestartBackend restarts a secondary's PostgreSQL.
 type PostgresRestartBackend interface {
 	RestartPostgres(ctx context.Context) (PostgresRestartResult, error)

@@ -110,6 +110,16 @@ func (f *fakePG) StartPrimary(_ context.Context, settings map[string]string, _ b
 	f.start(settings, false)
 	return nil
 }
+func (f *fakePG) SetSettings(settings map[string]string) {
+	f.call("set-settings")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.settings = settings
+}
+func (f *fakePG) Reload(context.Context) error {
+	f.call("reload")
+	return nil
+}
 func (f *fakePG) StartStandby(_ context.Context, settings map[string]string) error {
 	f.call("start-standby")
 	f.start(settings, true)
@@ -238,6 +248,7 @@ type fakePeer struct {
 
 	slotsRecreated int
 	ipTaken        int // TakeClusterIP calls
+	prepared       int // PreparePromotion calls
 }
 
 var errSilent = errors.New("peer silent")
@@ -262,6 +273,12 @@ func (p *fakePeer) TakeClusterIP(context.Context, int64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.ipTaken++
+	return nil
+}
+func (p *fakePeer) PreparePromotion(context.Context, int64) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.prepared++
 	return nil
 }
 func (p *fakePeer) RecreateSlot(context.Context) error {

@@ -99,6 +99,10 @@ type Postgres interface {
 	// stop and stay stopped (a fence, a leave).
 	StartPrimary(ctx context.Context, settings map[string]string, mayInit bool) error
 	StartStandby(ctx context.Context, settings map[string]string) error
+	// SetSettings replaces the settings the next start or Reload writes;
+	// Reload writes them and has the postmaster re-read its configuration.
+	SetSettings(settings map[string]string)
+	Reload(ctx context.Context) error
 	Halt(ctx context.Context, fast bool) error
 	// The self-fence of automatic mode: an immediate shutdown at once,
 	// and nothing read-write until Unfence.
@@ -165,8 +169,11 @@ type Node struct {
 	handoffMu   sync.Mutex
 	handoff     chan struct{}
 	handoffTerm int64
-	peerMu      sync.Mutex
-	lastHeard   time.Time // last successful heartbeat from or to the peer
+	// prep is what PreparePromotion began for a switchover's promotion.
+	prepMu    sync.Mutex
+	prep      *promotionPrep
+	peerMu    sync.Mutex
+	lastHeard time.Time // last successful heartbeat from or to the peer
 	// contact is what the primary said at this secondary's last
 	// heartbeat to it (contactKnown: since this tandemd started).
 	contact      primaryContact

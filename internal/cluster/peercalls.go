@@ -21,6 +21,8 @@ type Peer interface {
 	PeerMaintenance(ctx context.Context, m api.MaintenanceInfo) (api.MaintenanceInfo, error)
 	// TakeClusterIP hands a switchover's new primary the cluster IP.
 	TakeClusterIP(ctx context.Context, term int64) error
+	// PreparePromotion tells the secondary a switchover to term has begun.
+	PreparePromotion(ctx context.Context, term int64) error
 }
 
 // peer returns the peer API of member (a fake one in unit tests).
@@ -66,6 +68,10 @@ func (p peerCalls) PeerMaintenance(ctx context.Context, m api.MaintenanceInfo) (
 
 func (p peerCalls) TakeClusterIP(ctx context.Context, term int64) error {
 	return p.c.do(ctx, http.MethodPost, "/v1/peer/cluster-ip", api.ClusterIPHandoff{Term: term}, nil)
+}
+
+func (p peerCalls) PreparePromotion(ctx context.Context, term int64) error {
+	return p.c.do(ctx, http.MethodPost, "/v1/peer/prepare-promotion", api.PromotionPrepare{Term: term}, nil)
 }
 
 // askPeer sends the peer a heartbeat, bounded by timeout.

@@ -146,6 +146,15 @@ func (n *Node) switchover(ctx context.Context, req api.SwitchoverRequest, reply 
 	}
 	n.stopServices(ctx, s.Term)
 	st.mark("services stopped")
+	// The secondary makes ready for its promotion (the slot this node will
+	// follow it through) while this node checkpoints and shuts down.
+	n.run.goAttach(func(ctx context.Context) {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if err := p.PreparePromotion(pctx, newTerm); err != nil {
+			n.log.Debug("the secondary did not prepare its promotion; it does so when promoted", "err", err)
+		}
+	})
 	// The cluster IP: while nobody holds it, what a client sends to it is
 	// lost, and the client's TCP waits for its retransmission (200 ms at
 	// least) or its connection timeout; a stopped PostgreSQL on a host
@@ -424,10 +433,15 @@ func (n *Node) Promote(ctx context.Context, req api.PromoteRequest) (api.Promote
 				}
 			})
 		}
-		// The slot for the old primary is made while the replay runs (it
-		// cost some 20 ms of the gap after it).
-		slot := make(chan error, 1)
-		go func() { slot <- n.makePeerSlot(ctx, s.Cluster.Peer.Name) }()
+		// The slot for the old primary: made by PreparePromotion while the
+		// old primary shut down, or now, while the replay runs (after the
+		// replay it cost some 20 ms of the write gap).
+		slot := n.takePrep(ctx, req.Term, s.Cluster.Peer.Name)
+		if slot == nil {
+			ch := make(chan error, 1)
+			go func() { ch <- n.makePeerSlot(ctx, s.Cluster.Peer.Name) }()
+			slot = ch
+		}
 		if req.LSN != "" {
 			if err := n.waitReplayPast(ctx, req.LSN, 10*time.Second); err != nil {
 				if <-slot == nil {
@@ -533,12 +547,19 @@ func (n *Node) becomePrimary(ctx context.Context, term int64, handed bool, st *s
 	// (the monitor restores synchronous commit as soon as the old primary
 	// streams), and in sync and async modes the primary's settings differ
 	// from the standby's only in what a primary ignores (primary_conninfo,
-	// primary_slot_name): afterPromotion writes them, off the write path,
-	// where the connection and reload no longer add some 20 ms to every
-	// switchover's gap.
+	// primary_slot_name): they are set here for the next reload or start,
+	// and afterPromotion reloads them a little later. Reloading here cost
+	// some 20 ms of every switchover's write gap (a connection to confirm
+	// the role, the postmaster re-reading its files), and at once after
+	// the handover it slowed the clients' first connections instead.
+	settings := primarySettings(n.cfg.MaxSlotWALKeep, peer.Name, s.Cluster.Replication == ModeStrict)
 	if s.Cluster.Replication == ModeStrict {
-		n.applyPrimarySettings(ctx)
+		if err := n.pg.StartPrimary(ctx, settings, false); err != nil {
+			n.log.Error("could not reload settings after promotion", "err", err)
+		}
 		st.mark("settings reloaded")
+	} else {
+		n.pg.SetSettings(settings)
 	}
 	if err := n.set(func(s *state.State) { s.Role, s.Term, s.Operation = state.RolePrimary, term, nil }); err != nil {
 		return err
@@ -619,6 +640,83 @@ func (n *Node) TakeClusterIP(ctx context.Context, req api.ClusterIPHandoff) erro
 	return nil
 }
 
+// promotionPrep is a slot made ahead of a switchover's promotion to term.
+type promotionPrep struct {
+	term int64
+	done chan struct{} // closed when err is set
+	err  error
+}
+
+// promotionPrepFor is how long a prepared slot waits for its promotion:
+// past it (the switchover rolled back, or the old primary died before
+// asking), it is dropped, since on a standby it would keep WAL.
+const promotionPrepFor = 30 * time.Second
+
+// PreparePromotion is the secondary's side of a switchover's first step:
+// the old primary of term-1 has stopped its services and is shutting
+// down, so the slot it will follow this node through is made now, off
+// the write gap (Promote then finds it ready). It returns at once.
+func (n *Node) PreparePromotion(ctx context.Context, req api.PromotionPrepare) error {
+	s := n.State()
+	if s.Role != state.RoleSecondary || s.Cluster == nil || s.Cluster.Peer == nil {
+		return conflict("%s is not a secondary (role %s): nothing to prepare", n.cfg.Name, s.Role)
+	}
+	if req.Term != s.Term+1 {
+		return conflict("promotion to term %d announced, but %s is at term %d", req.Term, n.cfg.Name, s.Term)
+	}
+	n.prepMu.Lock()
+	if n.prep != nil && n.prep.term == req.Term {
+		n.prepMu.Unlock()
+		return nil
+	}
+	p := &promotionPrep{term: req.Term, done: make(chan struct{})}
+	n.prep = p
+	n.prepMu.Unlock()
+	peer := s.Cluster.Peer.Name
+	n.run.goAttach(func(ctx context.Context) {
+		p.err = n.makePeerSlot(ctx, peer)
+		close(p.done)
+		if !n.run.wait(ctx, promotionPrepFor) {
+			return
+		}
+		n.prepMu.Lock()
+		unused := n.prep == p
+		if unused {
+			n.prep = nil
+		}
+		n.prepMu.Unlock()
+		if unused && p.err == nil && n.State().Role == state.RoleSecondary {
+			n.log.Info("a switchover announced did not promote this node; dropping the slot made for it", "term", p.term)
+			n.dropPeerSlot(ctx, peer)
+		}
+	})
+	return nil
+}
+
+// takePrep hands Promote the outcome of the slot PreparePromotion began
+// for term (made again if that failed), nil if none was begun.
+func (n *Node) takePrep(ctx context.Context, term int64, peer string) <-chan error {
+	n.prepMu.Lock()
+	p := n.prep
+	if p == nil || p.term != term {
+		n.prepMu.Unlock()
+		return nil
+	}
+	n.prep = nil // Promote owns it now: not dropped as unused
+	n.prepMu.Unlock()
+	ch := make(chan error, 1)
+	go func() {
+		<-p.done
+		if p.err != nil {
+			n.log.Debug("the slot prepared for the promotion was not made; making it now", "err", p.err)
+			ch <- n.makePeerSlot(ctx, peer)
+			return
+		}
+		ch <- nil
+	}()
+	return ch
+}
+
 // makePeerSlot makes the slot the peer will stream from once it follows
 // this node (a slot an earlier run left, not in use, is made anew).
 func (n *Node) makePeerSlot(ctx context.Context, peer string) error {
@@ -646,23 +744,8 @@ func (n *Node) dropPeerSlot(ctx context.Context, peer string) {
 	}
 }
 
-// applyPrimarySettings writes the primary's PostgreSQL settings for the
-// cluster's replication mode and reloads them.
-func (n *Node) applyPrimarySettings(ctx context.Context) {
-	s := n.State()
-	if s.Cluster == nil || s.Cluster.Peer == nil {
-		return
-	}
-	if err := n.pg.StartPrimary(ctx, primarySettings(n.cfg.MaxSlotWALKeep, s.Cluster.Peer.Name, s.Cluster.Replication == ModeStrict), false); err != nil {
-		n.log.Error("could not reload settings after promotion", "err", err)
-	}
-}
-
 // afterPromotion writes the record, starts the services and runs the hook.
 func (n *Node) afterPromotion(ctx context.Context, term int64, why string) {
-	if s := n.State(); s.Cluster != nil && s.Cluster.Replication != ModeStrict {
-		n.applyPrimarySettings(ctx) // before the monitor turns synchronous commit on
-	}
 	// A checkpoint puts the new timeline into the control file, which
 	// pg_rewind on the old primary reads.
 	_ = n.withConn(ctx, func(c *pgx.Conn) error {
@@ -685,7 +768,19 @@ func (n *Node) afterPromotion(ctx context.Context, term int64, why string) {
 	n.startServices(ctx, term)
 	n.runHook(ctx, string(state.RoleSecondary), string(state.RolePrimary), term)
 	n.log.Info("primary", "term", term, "why", why)
+	// The settings becomePrimary set, written and re-read once the
+	// clients' reconnections are past (a reload writes whatever is set by
+	// then: the monitor may have turned synchronous commit on already).
+	if n.run.wait(ctx, settingsReloadDelay) {
+		if err := n.pg.Reload(ctx); err != nil {
+			n.log.Warn("could not reload PostgreSQL's settings after the promotion", "err", err)
+		}
+	}
 }
+
+// settingsReloadDelay is how long after a promotion the new primary's
+// settings are reloaded (becomePrimary).
+const settingsReloadDelay = time.Second
 
 // followAsStandby restarts PostgreSQL as a standby of primary.
 func (n *Node) followAsStandby(ctx context.Context, primary *api.Member) error {
