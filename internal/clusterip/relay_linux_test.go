@@ -109,10 +109,35 @@ func TestClassify(t *testing.T) {
 // connection opens.
 func TestRelayCarriesTheHandover(t *testing.T) {
 	requireRoot(t)
-	vip := netip.MustParsePrefix("10.98.0.10/24")
-	n := newBridged(t, "10.98.0.%d/24")
+	t.Run("IPv4", func(t *testing.T) { relayHandover(t, "4", netip.MustParsePrefix("10.98.0.10/24"), "10.98.0.%d/24") })
+	t.Run("IPv6", func(t *testing.T) { relayHandover(t, "6", netip.MustParsePrefix("fd00:98::10/64"), "fd00:98::%d/64") })
+}
+
+func relayHandover(t *testing.T, family string, vip netip.Prefix, addrFmt string) {
+	network := "tcp" + family
+	n := newBridged(t, family, addrFmt)
 	const port = 15432
-	ln := inNS(t, n.ns["new"], func() (net.Listener, error) { return net.Listen("tcp4", fmt.Sprintf(":%d", port)) })
+	addVIP := func(ns string) {
+		args := []string{"-n", ns, "addr", "add", vip.String(), "dev", "eth0"}
+		if family == "6" {
+			args = append(args, "nodad")
+		}
+		ipCmd(t, args...)
+	}
+	announce := func(t *testing.T, role string) {
+		inNS(t, n.ns[role], func() (struct{}, error) {
+			ifi, err := net.InterfaceByName("eth0")
+			if err != nil {
+				return struct{}{}, err
+			}
+			l := link{Index: ifi.Index, Name: ifi.Name, MAC: ifi.HardwareAddr}
+			if family == "6" {
+				return struct{}{}, announceNDP(l, vip.Addr(), n.addr[role])
+			}
+			return struct{}{}, announceARP(l, vip.Addr())
+		})
+	}
+	ln := inNS(t, n.ns["new"], func() (net.Listener, error) { return net.Listen(network, fmt.Sprintf(":%d", port)) })
 	defer ln.Close()
 	accepted := make(chan string, 8)
 	go func() {
@@ -129,7 +154,7 @@ func TestRelayCarriesTheHandover(t *testing.T) {
 	dial := func(timeout time.Duration) <-chan error {
 		out := make(chan error, 1)
 		go func() {
-			c, err := inNSErr(n.ns["client"], func() (net.Conn, error) { return net.DialTimeout("tcp4", target, timeout) })
+			c, err := inNSErr(n.ns["client"], func() (net.Conn, error) { return net.DialTimeout(network, target, timeout) })
 			if err == nil {
 				c.Close()
 			}
@@ -139,7 +164,7 @@ func TestRelayCarriesTheHandover(t *testing.T) {
 	}
 	// The old primary holds the address; the client has its MAC address
 	// (the attempt is refused: nothing listens there).
-	ipCmd(t, "-n", n.ns["old"], "addr", "add", vip.String(), "dev", "eth0")
+	addVIP(n.ns["old"])
 	if err := <-dial(2 * time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("an attempt at the old primary: %v, want it refused", err)
 	}
@@ -153,28 +178,16 @@ func TestRelayCarriesTheHandover(t *testing.T) {
 			t.Fatalf("the attempt ended before anyone held the address: %v", err)
 		case <-time.After(100 * time.Millisecond):
 		}
-		ipCmd(t, "-n", n.ns["new"], "addr", "add", vip.String(), "dev", "eth0")
+		addVIP(n.ns["new"])
 		announced := time.Now()
-		inNS(t, n.ns["new"], func() (struct{}, error) {
-			ifi, err := net.InterfaceByName("eth0")
-			if err != nil {
-				return struct{}{}, err
-			}
-			return struct{}{}, announceARP(link{Index: ifi.Index, Name: ifi.Name, MAC: ifi.HardwareAddr}, vip.Addr())
-		})
+		announce(t, "new")
 		err := <-res
 		return err, time.Since(announced)
 	}
 	giveBack := func(t *testing.T) {
 		ipCmd(t, "-n", n.ns["new"], "addr", "del", vip.String(), "dev", "eth0")
-		ipCmd(t, "-n", n.ns["old"], "addr", "add", vip.String(), "dev", "eth0")
-		inNS(t, n.ns["old"], func() (struct{}, error) {
-			ifi, err := net.InterfaceByName("eth0")
-			if err != nil {
-				return struct{}{}, err
-			}
-			return struct{}{}, announceARP(link{Index: ifi.Index, Name: ifi.Name, MAC: ifi.HardwareAddr}, vip.Addr())
-		})
+		addVIP(n.ns["old"])
+		announce(t, "old")
 		time.Sleep(50 * time.Millisecond)
 	}
 
@@ -205,8 +218,8 @@ func TestRelayCarriesTheHandover(t *testing.T) {
 		t.Logf("the connection opened %s after the announcement (relay %+v)", after.Round(time.Microsecond), relay.Stats())
 		select {
 		case from := <-accepted:
-			if want := n.addr["client"].String(); from[:len(want)] != want {
-				t.Errorf("the new primary accepted from %s, want the client %s", from, want)
+			if ap, err := netip.ParseAddrPort(from); err != nil || ap.Addr() != n.addr["client"] {
+				t.Errorf("the new primary accepted from %s, want the client %s", from, n.addr["client"])
 			}
 		case <-time.After(time.Second):
 			t.Fatal("the new primary accepted nothing")
@@ -227,9 +240,9 @@ type bridged struct {
 	addr    map[string]netip.Addr
 }
 
-func newBridged(t *testing.T, addrFmt string) bridged {
+func newBridged(t *testing.T, family, addrFmt string) bridged {
 	t.Helper()
-	base := fmt.Sprintf("tr%d", os.Getpid()%100000)
+	base := fmt.Sprintf("tr%d%s", os.Getpid()%100000, family)
 	b := bridged{ns: map[string]string{}, mac: map[string]string{}, addr: map[string]netip.Addr{}}
 	sw := base + "sw"
 	for _, ns := range []string{sw, base + "old", base + "new", base + "cli"} {
@@ -250,7 +263,11 @@ func newBridged(t *testing.T, addrFmt string) bridged {
 		ipCmd(t, "-n", sw, "link", "set", role, "master", "br0", "up")
 		p := netip.MustParsePrefix(fmt.Sprintf(addrFmt, 11+i))
 		b.addr[role] = p.Addr()
-		ipCmd(t, "-n", ns, "addr", "add", p.String(), "dev", "eth0")
+		args := []string{"-n", ns, "addr", "add", p.String(), "dev", "eth0"}
+		if family == "6" {
+			args = append(args, "nodad") // usable at once, as on a long-running node
+		}
+		ipCmd(t, args...)
 		ipCmd(t, "-n", ns, "link", "set", "eth0", "up")
 		b.mac[role] = macOfDev(t, ns, "eth0")
 	}
