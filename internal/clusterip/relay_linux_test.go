@@ -169,7 +169,7 @@ func relayHandover(t *testing.T, family string, vip netip.Prefix, addrFmt string
 		t.Fatalf("an attempt at the old primary: %v, want it refused", err)
 	}
 
-	handover := func(t *testing.T, relay *Relay) (error, time.Duration) {
+	handover := func(t *testing.T, relay *Relay) (time.Duration, error) {
 		relay.Hold()
 		ipCmd(t, "-n", n.ns["old"], "addr", "del", vip.String(), "dev", "eth0")
 		res := dial(800 * time.Millisecond)
@@ -182,7 +182,7 @@ func relayHandover(t *testing.T, family string, vip netip.Prefix, addrFmt string
 		announced := time.Now()
 		announce(t, "new")
 		err := <-res
-		return err, time.Since(announced)
+		return time.Since(announced), err
 	}
 	giveBack := func(t *testing.T) {
 		ipCmd(t, "-n", n.ns["new"], "addr", "del", vip.String(), "dev", "eth0")
@@ -192,7 +192,7 @@ func relayHandover(t *testing.T, family string, vip netip.Prefix, addrFmt string
 	}
 
 	t.Run("without a relay the attempt is lost", func(t *testing.T) {
-		err, _ := handover(t, nil)
+		_, err := handover(t, nil)
 		if err == nil {
 			t.Fatal("the attempt made while nobody held the address succeeded without a relay: this test no longer shows what the relay is for")
 		}
@@ -211,7 +211,7 @@ func relayHandover(t *testing.T, family string, vip netip.Prefix, addrFmt string
 		if err := <-dial(2 * time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Fatalf("an attempt at the old primary before Hold: %v, want it refused there", err)
 		}
-		err, after := handover(t, relay)
+		after, err := handover(t, relay)
 		if err != nil {
 			t.Fatalf("the attempt made while nobody held the address: %v, want it carried to the new primary (relay %+v)", err, relay.Stats())
 		}
