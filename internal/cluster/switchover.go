@@ -679,13 +679,15 @@ func (n *Node) PreparePromotion(ctx context.Context, req api.PromotionPrepare) e
 		if !n.run.wait(ctx, promotionPrepFor) {
 			return
 		}
+		// Dropped under prepMu: a new announcement for the same term made
+		// meanwhile waits, so its slot is made after this drop, not before.
 		n.prepMu.Lock()
-		unused := n.prep == p
-		if unused {
-			n.prep = nil
+		defer n.prepMu.Unlock()
+		if n.prep != p {
+			return // taken by its promotion, or replaced
 		}
-		n.prepMu.Unlock()
-		if unused && p.err == nil && n.State().Role == state.RoleSecondary {
+		n.prep = nil
+		if p.err == nil && n.State().Role == state.RoleSecondary {
 			n.log.Info("a switchover announced did not promote this node; dropping the slot made for it", "term", p.term)
 			n.dropPeerSlot(ctx, peer)
 		}
